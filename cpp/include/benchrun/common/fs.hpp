@@ -1,0 +1,54 @@
+// fs.hpp: small filesystem helpers: temp dirs, atomic files, locks, fd-relative tree removal.
+#pragma once
+
+#include <filesystem>
+#include <string>
+#include <string_view>
+
+#include "benchrun/common/unique_fd.hpp"
+
+namespace benchrun {
+
+// Opens path with flags (O_CLOEXEC added); throws SysError.
+UniqueFd open_file(const std::filesystem::path& path, int flags, mode_t mode = 0644);
+
+// Reads a whole file, refusing files larger than max_bytes (ImageError names the path).
+std::string read_file(const std::filesystem::path& path, size_t max_bytes);
+
+// Writes data to path atomically: temp file in the same dir, fsync, rename.
+void write_file_atomic(const std::filesystem::path& path, std::string_view data);
+
+// mkdir -p, throwing SysError.
+void make_dirs(const std::filesystem::path& path, mode_t mode = 0755);
+
+// Removes a tree without following symlinks; missing is fine. Makes read-only dirs writable first.
+void remove_tree(const std::filesystem::path& path);
+
+// A directory created with mkdtemp under parent, removed (recursively) on destruction unless released.
+class TempDir {
+ public:
+  TempDir(const std::filesystem::path& parent, std::string_view prefix);
+  TempDir(const TempDir&) = delete;
+  TempDir& operator=(const TempDir&) = delete;
+  TempDir(TempDir&& o) noexcept;
+  TempDir& operator=(TempDir&&) = delete;
+  ~TempDir();
+  const std::filesystem::path& path() const noexcept { return path_; }
+  std::filesystem::path release() noexcept;
+
+ private:
+  std::filesystem::path path_;
+};
+
+// An exclusive flock on a lock file, held for the object's lifetime.
+class FileLock {
+ public:
+  explicit FileLock(const std::filesystem::path& path);
+  FileLock(FileLock&&) noexcept = default;
+  FileLock& operator=(FileLock&&) noexcept = default;
+
+ private:
+  UniqueFd fd_;
+};
+
+}  // namespace benchrun

@@ -1,0 +1,64 @@
+// digest.hpp: validated content digests (sha256/sha512) and a streaming hasher.
+#pragma once
+
+#include <memory>
+#include <string>
+#include <string_view>
+#include <vector>
+
+namespace benchrun::oci {
+
+enum class DigestAlgorithm { kSha256, kSha512 };
+
+// "sha256:<64 lowercase hex>" or "sha512:<128 lowercase hex>". Construction validates, so a Digest
+// is always safe to use as a path component.
+class Digest {
+ public:
+  // Throws ImageError naming the text unless it is a well-formed sha256/sha512 digest.
+  static Digest parse(std::string_view text);
+  static bool valid(std::string_view text) noexcept;
+
+  DigestAlgorithm algorithm() const noexcept { return algorithm_; }
+  std::string_view algorithm_name() const noexcept;
+  const std::string& hex() const noexcept { return hex_; }
+  std::string str() const;
+
+  bool operator==(const Digest& o) const noexcept {
+    return algorithm_ == o.algorithm_ && hex_ == o.hex_;
+  }
+  bool operator!=(const Digest& o) const noexcept { return !(*this == o); }
+  bool operator<(const Digest& o) const noexcept { return str() < o.str(); }
+
+ private:
+  Digest(DigestAlgorithm a, std::string hex) : algorithm_(a), hex_(std::move(hex)) {}
+  DigestAlgorithm algorithm_;
+  std::string hex_;
+  friend class Hasher;
+};
+
+// Incremental hash (OpenSSL EVP). Movable, not copyable.
+class Hasher {
+ public:
+  explicit Hasher(DigestAlgorithm a);
+  Hasher(Hasher&&) noexcept;
+  Hasher& operator=(Hasher&&) noexcept;
+  ~Hasher();
+  void update(const void* data, size_t len);
+  void update(std::string_view s) { update(s.data(), s.size()); }
+  // Ends the hash; the hasher must be reset() before reuse.
+  Digest finish();
+  void reset();
+  DigestAlgorithm algorithm() const noexcept { return algorithm_; }
+
+ private:
+  DigestAlgorithm algorithm_;
+  struct Impl;
+  std::unique_ptr<Impl> impl_;
+};
+
+Digest digest_of(std::string_view data, DigestAlgorithm a = DigestAlgorithm::kSha256);
+
+// ChainID of a stack of diff_ids (image-spec config.md): the cache key of an unpacked rootfs.
+Digest chain_id(const std::vector<Digest>& diff_ids);
+
+}  // namespace benchrun::oci

@@ -1,0 +1,161 @@
+// fs.cpp: filesystem helpers used by the store and the unpacker.
+#include "benchrun/common/fs.hpp"
+
+#include <dirent.h>
+#include <fcntl.h>
+#include <sys/file.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstdlib>
+#include <vector>
+
+#include "benchrun/common/error.hpp"
+
+namespace benchrun {
+
+namespace fs = std::filesystem;
+
+UniqueFd open_file(const fs::path& path, int flags, mode_t mode) {
+  int fd = ::open(path.c_str(), flags | O_CLOEXEC, mode);
+  if (fd < 0) throw_errno("open", path.string());
+  return UniqueFd(fd);
+}
+
+std::string read_file(const fs::path& path, size_t max_bytes) {
+  UniqueFd fd = open_file(path, O_RDONLY);
+  struct stat st {};
+  if (::fstat(fd.get(), &st) != 0) throw_errno("stat", path.string());
+  if (static_cast<uint64_t>(st.st_size) > max_bytes)
+    throw ImageError("read '" + path.string() + "': file is " + std::to_string(st.st_size) +
+                     " bytes, more than the limit of " + std::to_string(max_bytes));
+  std::string out;
+  out.resize(static_cast<size_t>(st.st_size));
+  size_t off = 0;
+  while (off < out.size()) {
+    ssize_t n = ::read(fd.get(), out.data() + off, out.size() - off);
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      throw_errno("read", path.string());
+    }
+    if (n == 0) break;
+    off += static_cast<size_t>(n);
+  }
+  out.resize(off);
+  return out;
+}
+
+void write_file_atomic(const fs::path& path, std::string_view data) {
+  std::string tmpl = (path.parent_path() / ("." + path.filename().string() + ".XXXXXX")).string();
+  int raw = ::mkostemp(tmpl.data(), O_CLOEXEC);
+  if (raw < 0) throw_errno("mkstemp", tmpl);
+  UniqueFd fd(raw);
+  bool done = false;
+  struct Cleanup {
+    const std::string& p;
+    bool& done;
+    ~Cleanup() {
+      if (!done) ::unlink(p.c_str());
+    }
+  } cleanup{tmpl, done};
+  size_t off = 0;
+  while (off < data.size()) {
+    ssize_t n = ::write(fd.get(), data.data() + off, data.size() - off);
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      throw_errno("write", tmpl);
+    }
+    off += static_cast<size_t>(n);
+  }
+  if (::fchmod(fd.get(), 0644) != 0) throw_errno("chmod", tmpl);
+  if (::fsync(fd.get()) != 0) throw_errno("fsync", tmpl);
+  if (::rename(tmpl.c_str(), path.c_str()) != 0) throw_errno("rename", path.string());
+  done = true;
+}
+
+void make_dirs(const fs::path& path, mode_t mode) {
+  std::error_code ec;
+  fs::create_directories(path, ec);
+  if (ec) throw SysError(ec.value(), "mkdir", path.string());
+  (void)mode;
+}
+
+namespace {
+// Removes every entry below dirfd; dirfd is an open directory. Never follows symlinks.
+void remove_children(int dirfd, const std::string& where) {
+  int dup = ::fcntl(dirfd, F_DUPFD_CLOEXEC, 0);
+  if (dup < 0) throw_errno("dup", where);
+  DIR* dir = ::fdopendir(dup);
+  if (!dir) {
+    ::close(dup);
+    throw_errno("opendir", where);
+  }
+  std::vector<std::pair<std::string, bool>> entries;
+  while (struct dirent* de = ::readdir(dir)) {
+    std::string_view name(de->d_name);
+    if (name == "." || name == "..") continue;
+    entries.emplace_back(std::string(name), de->d_type == DT_DIR);
+  }
+  ::closedir(dir);
+  for (auto& [name, is_dir_hint] : entries) {
+    if (::unlinkat(dirfd, name.c_str(), 0) == 0) continue;
+    if (errno == ENOENT) continue;
+    if (errno != EISDIR && errno != EPERM) throw_errno("unlink", where + "/" + name);
+    int child = ::openat(dirfd, name.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+    if (child < 0) throw_errno("open", where + "/" + name);
+    UniqueFd cfd(child);
+    ::fchmod(cfd.get(), 0700);  // a read-only dir in an image must not block its removal
+    remove_children(cfd.get(), where + "/" + name);
+    if (::unlinkat(dirfd, name.c_str(), AT_REMOVEDIR) != 0 && errno != ENOENT)
+      throw_errno("rmdir", where + "/" + name);
+    (void)is_dir_hint;
+  }
+}
+}  // namespace
+
+void remove_tree(const fs::path& path) {
+  struct stat st {};
+  if (::lstat(path.c_str(), &st) != 0) {
+    if (errno == ENOENT) return;
+    throw_errno("stat", path.string());
+  }
+  if (!S_ISDIR(st.st_mode)) {
+    if (::unlink(path.c_str()) != 0 && errno != ENOENT) throw_errno("unlink", path.string());
+    return;
+  }
+  int raw = ::open(path.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+  if (raw < 0) throw_errno("open", path.string());
+  UniqueFd fd(raw);
+  ::fchmod(fd.get(), 0700);
+  remove_children(fd.get(), path.string());
+  if (::rmdir(path.c_str()) != 0 && errno != ENOENT) throw_errno("rmdir", path.string());
+}
+
+TempDir::TempDir(const fs::path& parent, std::string_view prefix) {
+  std::string tmpl = (parent / (std::string(prefix) + "XXXXXX")).string();
+  if (::mkdtemp(tmpl.data()) == nullptr) throw_errno("mkdtemp", tmpl);
+  path_ = tmpl;
+}
+
+TempDir::TempDir(TempDir&& o) noexcept : path_(std::exchange(o.path_, {})) {}
+
+TempDir::~TempDir() {
+  if (path_.empty()) return;
+  try {
+    remove_tree(path_);
+  } catch (...) {
+    // Destructors never throw; leftovers under the cache's tmp/ are swept by prune.
+  }
+}
+
+fs::path TempDir::release() noexcept { return std::exchange(path_, {}); }
+
+FileLock::FileLock(const fs::path& path) {
+  fd_ = open_file(path, O_RDWR | O_CREAT, 0644);
+  while (::flock(fd_.get(), LOCK_EX) != 0) {
+    if (errno != EINTR) throw_errno("flock", path.string());
+  }
+}
+
+}  // namespace benchrun

@@ -1,0 +1,88 @@
+"""benchrun's exception hierarchy; the C++ core's errors arrive as these classes (bind_errors.cpp)."""
+
+from __future__ import annotations
+
+
+class BenchrunError(Exception):
+    """Root of every error benchrun raises."""
+
+
+class SysError(BenchrunError, OSError):
+    """A system call failed; ``errno``, ``op`` and ``path`` say which."""
+
+    def __init__(self, message: str, errno: int = 0, op: str = "", path: str = "") -> None:
+        OSError.__init__(self, errno, message)
+        self.op = op
+        self.path = path
+
+    def __str__(self) -> str:
+        return str(self.strerror)
+
+
+class ConfigError(BenchrunError, ValueError):
+    """Invalid input: a bad reference, option or value."""
+
+
+class RegistryError(BenchrunError):
+    """A registry failed or refused a request; ``http_status`` is 0 for transport errors."""
+
+    def __init__(self, message: str, http_status: int = 0) -> None:
+        super().__init__(message)
+        self.http_status = http_status
+
+
+class AuthError(RegistryError):
+    """The registry refused the credentials (or none were found)."""
+
+
+class ImageError(BenchrunError):
+    """An image is malformed, unsupported or unsafe."""
+
+
+class DigestMismatch(ImageError):
+    """Content did not hash to the digest that was asked for."""
+
+
+class UnsafeLayerError(ImageError):
+    """A layer tried to write outside its root or exceeded a limit."""
+
+
+class ImageNotFound(ImageError, LookupError):
+    """The image is not in the local store."""
+
+
+class SandboxError(BenchrunError):
+    """Sandbox setup failed at ``stage``."""
+
+    def __init__(self, message: str, stage: str = "") -> None:
+        super().__init__(message)
+        self.stage = stage
+
+
+class VmError(BenchrunError):
+    """The microVM failed."""
+
+
+class ProtocolError(BenchrunError):
+    """The host/guest protocol was violated."""
+
+
+class DeadlineExceeded(BenchrunError, TimeoutError):
+    """An operation ran out of time."""
+
+
+__all__ = [
+    "AuthError",
+    "BenchrunError",
+    "ConfigError",
+    "DeadlineExceeded",
+    "DigestMismatch",
+    "ImageError",
+    "ImageNotFound",
+    "ProtocolError",
+    "RegistryError",
+    "SandboxError",
+    "SysError",
+    "UnsafeLayerError",
+    "VmError",
+]

@@ -1,0 +1,36 @@
+#!/usr/bin/env bash
+# bootstrap.sh: install benchrun's build, test and runtime dependencies from Debian (idempotent).
+set -euo pipefail
+
+PKGS=(
+  # build
+  build-essential cmake ninja-build pkg-config
+  libcurl4-openssl-dev libssl-dev libarchive-dev nlohmann-json3-dev
+  libisal-dev zlib1g-dev libzstd-dev libseccomp-dev
+  pybind11-dev python3-pybind11 python3-dev python3-venv python3-pip python3-setuptools python3-wheel
+  # tests
+  libgtest-dev libgmock-dev python3-pytest python3-jwt python3-cryptography python3-bcrypt
+  # runtime helpers and test peers
+  python3-rich ca-certificates skopeo umoci docker-registry busybox-static
+)
+
+missing=()
+for p in "${PKGS[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if [ ${#missing[@]} -eq 0 ]; then
+  echo "bootstrap: all ${#PKGS[@]} packages present"
+  exit 0
+fi
+SUDO=""
+[ "$(id -u)" -eq 0 ] || SUDO="sudo"
+echo "bootstrap: installing ${missing[*]}"
+export DEBIAN_FRONTEND=noninteractive
+$SUDO apt-get update -qq
+$SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+# The docker-registry package starts a system registry on :5000; benchrun's tests and demo start
+# their own on free loopback ports, so the packaged service is not needed.
+if command -v systemctl >/dev/null 2>&1 && systemctl is-active -q docker-registry 2>/dev/null; then
+  $SUDO systemctl disable --now docker-registry >/dev/null 2>&1 || true
+fi
+echo "bootstrap: done"

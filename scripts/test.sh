@@ -1,0 +1,14 @@
+#!/usr/bin/env bash
+# test.sh: set everything up and run all tests (GoogleTest via ctest, then pytest).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+./scripts/bootstrap.sh
+source ./scripts/venv.sh   # creates/activates .venv and pip-installs benchrun (incremental)
+
+echo "== C++ unit tests (ctest)"
+cmake --build build/cmake --target benchrun_tests -j "$(nproc)"
+(cd build/cmake && ctest --output-on-failure -j "$(nproc)" --timeout 300)
+
+echo "== Python tests (pytest)"
+python -m pytest -q -p no:cacheprovider "$@"
