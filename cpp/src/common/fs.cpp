@@ -151,9 +151,9 @@ TempDir::~TempDir() {
 
 fs::path TempDir::release() noexcept { return std::exchange(path_, {}); }
 
-FileLock::FileLock(const fs::path& path) {
+FileLock::FileLock(const fs::path& path, bool shared) {
   fd_ = open_file(path, O_RDWR | O_CREAT, 0644);
-  while (::flock(fd_.get(), LOCK_EX) != 0) {
+  while (::flock(fd_.get(), shared ? LOCK_SH : LOCK_EX) != 0) {
     if (errno != EINTR) throw_errno("flock", path.string());
   }
 }

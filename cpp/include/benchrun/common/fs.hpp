@@ -40,10 +40,10 @@ class TempDir {
   std::filesystem::path path_;
 };
 
-// An exclusive flock on a lock file, held for the object's lifetime.
+// A flock on a lock file (exclusive, or shared), held for the object's lifetime.
 class FileLock {
  public:
-  explicit FileLock(const std::filesystem::path& path);
+  explicit FileLock(const std::filesystem::path& path, bool shared = false);
   FileLock(FileLock&&) noexcept = default;
   FileLock& operator=(FileLock&&) noexcept = default;
 

@@ -14,6 +14,8 @@ enum class DigestAlgorithm { kSha256, kSha512 };
 // is always safe to use as a path component.
 class Digest {
  public:
+  // The all-zero sha256 digest: a well-formed value for default-constructed records.
+  Digest() : algorithm_(DigestAlgorithm::kSha256), hex_(64, '0') {}
   // Throws ImageError naming the text unless it is a well-formed sha256/sha512 digest.
   static Digest parse(std::string_view text);
   static bool valid(std::string_view text) noexcept;

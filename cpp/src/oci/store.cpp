@@ -1,0 +1,327 @@
+// store.cpp: the content-addressed local store; every publish is a rename, every name a digest.
+#include "benchrun/oci/store.hpp"
+
+#include <dirent.h>
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <ctime>
+#include <nlohmann/json.hpp>
+#include <set>
+
+#include "benchrun/common/error.hpp"
+
+namespace benchrun::oci {
+
+namespace fs = std::filesystem;
+using json = nlohmann::json;
+
+namespace {
+
+constexpr size_t kMaxRecordSize = 16 << 20;
+// tmp/ entries older than this are considered abandoned by a dead process and swept by prune().
+constexpr int64_t kStaleTmpSeconds = 24 * 3600;
+
+std::string key_of(const Digest& d) { return std::string(d.algorithm_name()) + "-" + d.hex(); }
+
+std::vector<std::string> list_dir(const fs::path& dir) {
+  std::vector<std::string> names;
+  DIR* d = ::opendir(dir.c_str());
+  if (!d) {
+    if (errno == ENOENT) return names;
+    throw_errno("opendir", dir.string());
+  }
+  while (struct dirent* de = ::readdir(d)) {
+    std::string n = de->d_name;
+    if (n != "." && n != "..") names.push_back(std::move(n));
+  }
+  ::closedir(d);
+  return names;
+}
+
+uint64_t tree_size(const fs::path& p) {
+  uint64_t total = 0;
+  std::error_code ec;
+  for (auto it = fs::recursive_directory_iterator(p, fs::directory_options::skip_permission_denied, ec);
+       !ec && it != fs::recursive_directory_iterator(); it.increment(ec)) {
+    struct stat st {};
+    if (::lstat(it->path().c_str(), &st) == 0 && S_ISREG(st.st_mode))
+      total += static_cast<uint64_t>(st.st_blocks) * 512;
+  }
+  return total;
+}
+
+json descriptor_to_json(const Descriptor& d) {
+  json j{{"mediaType", d.media_type}, {"digest", d.digest.str()}, {"size", d.size}};
+  if (!d.annotations.empty()) j["annotations"] = d.annotations;
+  return j;
+}
+
+Descriptor descriptor_from_json(const json& j) {
+  Descriptor d;
+  d.media_type = j.at("mediaType").get<std::string>();
+  d.digest = Digest::parse(j.at("digest").get<std::string>());
+  d.size = j.at("size").get<int64_t>();
+  if (j.contains("annotations"))
+    d.annotations = j.at("annotations").get<std::map<std::string, std::string>>();
+  return d;
+}
+
+json record_to_json(const ImageRecord& r) {
+  json layers = json::array();
+  for (const auto& l : r.layers) layers.push_back(descriptor_to_json(l));
+  json diff_ids = json::array();
+  for (const auto& d : r.diff_ids) diff_ids.push_back(d.str());
+  json j{{"schema", 1},
+         {"manifest_digest", r.manifest_digest.str()},
+         {"manifest_media_type", r.manifest_media_type},
+         {"config_digest", r.config_digest.str()},
+         {"layers", layers},
+         {"diff_ids", diff_ids},
+         {"platform", r.platform.str()},
+         {"source", r.source},
+         {"pulled_at", r.pulled_at},
+         {"size", r.size}};
+  if (r.chain_id) j["chain_id"] = r.chain_id->str();
+  return j;
+}
+
+ImageRecord record_from_json(const json& j) {
+  ImageRecord r;
+  r.manifest_digest = Digest::parse(j.at("manifest_digest").get<std::string>());
+  r.manifest_media_type = j.at("manifest_media_type").get<std::string>();
+  r.config_digest = Digest::parse(j.at("config_digest").get<std::string>());
+  for (const auto& l : j.at("layers")) r.layers.push_back(descriptor_from_json(l));
+  for (const auto& d : j.at("diff_ids")) r.diff_ids.push_back(Digest::parse(d.get<std::string>()));
+  if (j.contains("chain_id")) r.chain_id = Digest::parse(j.at("chain_id").get<std::string>());
+  r.platform = Platform::parse(j.at("platform").get<std::string>());
+  r.source = j.at("source").get<std::string>();
+  r.pulled_at = j.at("pulled_at").get<int64_t>();
+  r.size = j.at("size").get<uint64_t>();
+  return r;
+}
+
+}  // namespace
+
+Store::Store(fs::path root) : root_(std::move(root)) {
+  for (const char* sub : {"blobs/sha256", "blobs/sha512", "rootfs", "images", "refs", "tmp", "locks"})
+    make_dirs(root_ / sub);
+}
+
+fs::path Store::blob_path(const Digest& d) const {
+  return root_ / "blobs" / std::string(d.algorithm_name()) / d.hex();
+}
+
+bool Store::has_blob(const Digest& d) const {
+  struct stat st {};
+  return ::stat(blob_path(d).c_str(), &st) == 0 && S_ISREG(st.st_mode);
+}
+
+std::string Store::read_blob(const Digest& d, size_t max_bytes) const {
+  return read_file(blob_path(d), max_bytes);
+}
+
+void Store::put_blob(const Digest& d, std::string_view data) {
+  Digest actual = digest_of(data, d.algorithm());
+  if (actual != d)
+    throw DigestMismatch("store blob " + d.str() + ": content hashes to " + actual.str());
+  if (has_blob(d)) return;
+  write_file_atomic(blob_path(d), data);
+}
+
+Store::BlobWriter::BlobWriter(fs::path tmp, fs::path final_path, UniqueFd fd)
+    : tmp_(std::move(tmp)), final_(std::move(final_path)), fd_(std::move(fd)) {}
+
+Store::BlobWriter::BlobWriter(BlobWriter&& o) noexcept
+    : tmp_(std::move(o.tmp_)), final_(std::move(o.final_)), fd_(std::move(o.fd_)),
+      committed_(std::exchange(o.committed_, true)) {}
+
+Store::BlobWriter::~BlobWriter() {
+  if (!committed_ && !tmp_.empty()) ::unlink(tmp_.c_str());
+}
+
+void Store::BlobWriter::commit() {
+  if (::fsync(fd_.get()) != 0) throw_errno("fsync", tmp_.string());
+  if (::fchmod(fd_.get(), 0444) != 0) throw_errno("chmod", tmp_.string());
+  if (::rename(tmp_.c_str(), final_.c_str()) != 0) throw_errno("rename", final_.string());
+  committed_ = true;
+}
+
+Store::BlobWriter Store::begin_blob(const Digest& d) {
+  std::string tmpl = (root_ / "tmp" / ("blob-" + key_of(d).substr(0, 24) + "-XXXXXX")).string();
+  int fd = ::mkostemp(tmpl.data(), O_CLOEXEC);
+  if (fd < 0) throw_errno("mkstemp", tmpl);
+  return BlobWriter(tmpl, blob_path(d), UniqueFd(fd));
+}
+
+void Store::commit_blob_as(BlobWriter& w, const Digest& d) {
+  w.final_ = blob_path(d);
+  w.commit();
+}
+
+fs::path Store::rootfs_path(const Digest& chain_id) const { return root_ / "rootfs" / key_of(chain_id); }
+
+bool Store::has_rootfs(const Digest& chain_id) const {
+  struct stat st {};
+  return ::lstat(rootfs_path(chain_id).c_str(), &st) == 0 && S_ISDIR(st.st_mode);
+}
+
+TempDir Store::begin_rootfs() { return TempDir(root_ / "tmp", "rootfs-"); }
+
+void Store::commit_rootfs(TempDir dir, const Digest& chain_id) {
+  fs::path dst = rootfs_path(chain_id);
+  // renameat2(RENAME_NOREPLACE): a rootfs published by another process wins; ours is discarded.
+  if (::renameat2(AT_FDCWD, dir.path().c_str(), AT_FDCWD, dst.c_str(), RENAME_NOREPLACE) == 0) {
+    dir.release();
+    return;
+  }
+  if (errno != EEXIST && errno != ENOTEMPTY) throw_errno("rename", dst.string());
+}
+
+FileLock Store::lock(const std::string& name, bool shared) const {
+  return FileLock(root_ / "locks" / name, shared);
+}
+
+void Store::put_image(const ImageRecord& r) {
+  write_file_atomic(root_ / "images" / (key_of(r.manifest_digest) + ".json"),
+                    record_to_json(r).dump(2));
+}
+
+std::optional<ImageRecord> Store::get_image(const Digest& manifest_digest) const {
+  fs::path p = root_ / "images" / (key_of(manifest_digest) + ".json");
+  if (::access(p.c_str(), F_OK) != 0) return std::nullopt;
+  try {
+    return record_from_json(json::parse(read_file(p, kMaxRecordSize)));
+  } catch (const json::exception& e) {
+    throw ImageError("read image record '" + p.string() + "': " + e.what() +
+                     " (hint: benchrun rmi the image and pull it again)");
+  }
+}
+
+std::vector<ImageRecord> Store::list_images() const {
+  std::vector<ImageRecord> out;
+  for (const auto& name : list_dir(root_ / "images")) {
+    if (name.size() < 6 || name.substr(name.size() - 5) != ".json") continue;
+    std::string key = name.substr(0, name.size() - 5);
+    auto dash = key.find('-');
+    if (dash == std::string::npos) continue;
+    std::string text = key.substr(0, dash) + ":" + key.substr(dash + 1);
+    if (!Digest::valid(text)) continue;
+    if (auto r = get_image(Digest::parse(text))) out.push_back(std::move(*r));
+  }
+  return out;
+}
+
+namespace {
+std::string ref_file(const std::string& reference) {
+  return digest_of(reference).hex() + ".json";
+}
+}  // namespace
+
+void Store::tag(const std::string& reference, const Digest& manifest_digest) {
+  json j{{"reference", reference}, {"digest", manifest_digest.str()}};
+  write_file_atomic(root_ / "refs" / ref_file(reference), j.dump());
+}
+
+std::optional<Digest> Store::resolve(const std::string& reference) const {
+  fs::path p = root_ / "refs" / ref_file(reference);
+  if (::access(p.c_str(), F_OK) != 0) return std::nullopt;
+  try {
+    json j = json::parse(read_file(p, kMaxRecordSize));
+    if (j.at("reference").get<std::string>() != reference) return std::nullopt;
+    return Digest::parse(j.at("digest").get<std::string>());
+  } catch (const json::exception& e) {
+    throw ImageError("read reference '" + p.string() + "': " + e.what());
+  }
+}
+
+std::vector<std::pair<std::string, Digest>> Store::refs() const {
+  std::vector<std::pair<std::string, Digest>> out;
+  for (const auto& name : list_dir(root_ / "refs")) {
+    try {
+      json j = json::parse(read_file(root_ / "refs" / name, kMaxRecordSize));
+      out.emplace_back(j.at("reference").get<std::string>(),
+                       Digest::parse(j.at("digest").get<std::string>()));
+    } catch (const std::exception&) {
+      // A corrupt ref file is ignored here; prune() does not touch refs, rmi can remove it by name.
+    }
+  }
+  return out;
+}
+
+bool Store::remove_ref(const std::string& reference) {
+  auto digest = resolve(reference);
+  if (!digest) return false;
+  FileLock l = lock("refs");
+  fs::path p = root_ / "refs" / ref_file(reference);
+  if (::unlink(p.c_str()) != 0 && errno != ENOENT) throw_errno("unlink", p.string());
+  for (const auto& [ref, d] : refs())
+    if (d == *digest) return true;
+  fs::path rec = root_ / "images" / (key_of(*digest) + ".json");
+  if (::unlink(rec.c_str()) != 0 && errno != ENOENT) throw_errno("unlink", rec.string());
+  return true;
+}
+
+bool Store::remove_image(const Digest& manifest_digest) {
+  FileLock l = lock("refs");
+  bool found = false;
+  for (const auto& [ref, d] : refs()) {
+    if (d != manifest_digest) continue;
+    fs::path p = root_ / "refs" / ref_file(ref);
+    if (::unlink(p.c_str()) != 0 && errno != ENOENT) throw_errno("unlink", p.string());
+    found = true;
+  }
+  fs::path rec = root_ / "images" / (key_of(manifest_digest) + ".json");
+  if (::unlink(rec.c_str()) == 0) found = true;
+  return found;
+}
+
+PruneStats Store::prune() {
+  FileLock gc = lock("gc");
+  PruneStats stats;
+  std::set<std::string> live_blobs, live_rootfs;
+  for (const auto& r : list_images()) {
+    live_blobs.insert(r.manifest_digest.str());
+    live_blobs.insert(r.config_digest.str());
+    for (const auto& layer : r.layers) live_blobs.insert(layer.digest.str());
+    if (r.chain_id) live_rootfs.insert(key_of(*r.chain_id));
+  }
+  // Blobs and trees are only removed under their own lock, so a concurrent pull that is using
+  // one keeps it (the puller re-checks existence under the same lock).
+  for (const char* alg : {"sha256", "sha512"}) {
+    fs::path dir = root_ / "blobs" / alg;
+    for (const auto& hex : list_dir(dir)) {
+      std::string text = std::string(alg) + ":" + hex;
+      if (live_blobs.count(text)) continue;
+      fs::path p = dir / hex;
+      struct stat st {};
+      if (::lstat(p.c_str(), &st) == 0) stats.bytes_freed += static_cast<uint64_t>(st.st_size);
+      FileLock bl = lock("blob-" + std::string(alg) + "-" + hex.substr(0, 128));
+      remove_tree(p);
+      ++stats.blobs_removed;
+    }
+  }
+  for (const auto& name : list_dir(root_ / "rootfs")) {
+    if (live_rootfs.count(name)) continue;
+    FileLock rl = lock("rootfs-" + name.substr(0, 140));
+    fs::path p = root_ / "rootfs" / name;
+    stats.bytes_freed += tree_size(p);
+    remove_tree(p);
+    ++stats.rootfs_removed;
+  }
+  int64_t now = static_cast<int64_t>(::time(nullptr));
+  for (const auto& name : list_dir(root_ / "tmp")) {
+    fs::path p = root_ / "tmp" / name;
+    struct stat st {};
+    if (::lstat(p.c_str(), &st) != 0) continue;
+    if (now - static_cast<int64_t>(st.st_mtime) < kStaleTmpSeconds) continue;
+    stats.bytes_freed += S_ISDIR(st.st_mode) ? tree_size(p) : static_cast<uint64_t>(st.st_size);
+    remove_tree(p);
+    ++stats.tmp_removed;
+  }
+  return stats;
+}
+
+}  // namespace benchrun::oci

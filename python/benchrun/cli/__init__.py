@@ -1,0 +1,1 @@
+"""benchrun's command line interface."""

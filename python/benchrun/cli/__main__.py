@@ -1,0 +1,5 @@
+import sys
+
+from benchrun.cli.main import main
+
+sys.exit(main())
