@@ -1,0 +1,9 @@
+#!/usr/bin/env bash
+# demo.sh: set everything up, then pull a real image from a real registry started locally,
+# verify and unpack it, and inspect it. (Running it arrives with the sandbox backend.)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+./scripts/bootstrap.sh
+source ./scripts/venv.sh
+exec python scripts/demo.py "$@"
