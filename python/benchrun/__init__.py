@@ -16,7 +16,7 @@ from benchrun.errors import (
     UnsafeLayerError,
     VmError,
 )
-from benchrun.images import Image, images, inspect, prune, pull, rmi
+from benchrun.image import Image, images, inspect, prune, pull, rmi
 
 __all__ = [
     "__version__",

@@ -13,7 +13,7 @@ import sys
 from typing import Callable, Optional, Sequence
 
 import benchrun
-from benchrun import images as img
+from benchrun import image as img
 from benchrun.cli.progress import pull_progress
 from benchrun.errors import BenchrunError
 

@@ -6,7 +6,7 @@ import sys
 from contextlib import contextmanager
 from typing import Iterator, Optional
 
-from benchrun.images import ProgressFn
+from benchrun.image import ProgressFn
 
 
 @contextmanager
