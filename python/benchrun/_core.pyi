@@ -1,0 +1,37 @@
+"""Type stub for benchrun._core, the native core. Use the benchrun package's API instead."""
+
+from typing import Any, Callable, Optional
+
+__version__: str
+
+def pull(
+    *,
+    source: str,
+    store: str,
+    platform: Optional[str] = None,
+    insecure_registries: list[str] = ...,
+    username: Optional[str] = None,
+    password: Optional[str] = None,
+    registry_token: Optional[str] = None,
+    identity_token: Optional[str] = None,
+    docker_config: str = "",
+    credential_helper_dir: str = "",
+    ca_file: str = "",
+    max_attempts: int = 5,
+    backoff_initial_ms: int = 200,
+    backoff_max_ms: int = 10000,
+    max_parallel: int = 4,
+    unpack: bool = True,
+    preserve_ownership: bool = True,
+    gzip_engine: str = "isal",
+    max_entries: int = ...,
+    max_layer_bytes: int = ...,
+    progress: Optional[Callable[[str, str, int, int], None]] = None,
+) -> dict[str, Any]: ...
+def load_image(*, reference: str, store: str) -> dict[str, Any]: ...
+def list_images(*, store: str) -> list[dict[str, Any]]: ...
+def remove_image(*, reference: str, store: str) -> bool: ...
+def prune(*, store: str) -> dict[str, int]: ...
+def normalize_reference(text: str) -> str: ...
+def host_platform() -> str: ...
+def _raise_for_test(kind: str) -> None: ...
