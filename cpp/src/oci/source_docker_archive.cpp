@@ -91,21 +91,41 @@ class DockerArchiveSource final : public Source {
     std::string tags;
     for (const auto& e : entries) {
       if (!e.is_object()) throw ImageError(where() + ": manifest.json entry is not an object");
-      if (e.contains("RepoTags") && e["RepoTags"].is_array()) {
-        for (const auto& t : e["RepoTags"]) {
-          if (!t.is_string()) continue;
-          tags += (tags.empty() ? "" : ", ") + t.get<std::string>();
-          if (!tag_.empty() && t.get<std::string>() == tag_) chosen = &e;
+      if (!e.contains("RepoTags") || !e["RepoTags"].is_array()) continue;
+      for (const auto& t : e["RepoTags"]) {
+        if (!t.is_string()) continue;
+        std::string text = t.get<std::string>();
+        tags += (tags.empty() ? "" : ", ") + text.substr(0, 200);
+        // docker save writes short names ("busybox:latest"), skopeo full ones: compare normalised.
+        std::string normalised;
+        try {
+          normalised = parse_reference(text).str();
+        } catch (const ConfigError&) {
+          continue;
         }
+        if (!tag_.empty() && tag_[0] != '@' && normalised == tag_) chosen = &e;
       }
     }
     if (tag_.empty()) {
       if (entries.size() != 1)
         throw ImageError(where() + ": holds " + std::to_string(entries.size()) +
-                         " images, name one with docker-archive:PATH:REF (available: " + tags + ")");
+                         " images, name one with docker-archive:PATH:REF or :@N (available: " +
+                         tags + ")");
       chosen = &entries[0];
+    } else if (tag_[0] == '@') {
+      size_t n = 0;
+      try {
+        n = std::stoul(tag_.substr(1));
+      } catch (const std::exception&) {
+        throw ConfigError(where() + ": bad image index '" + tag_ + "'");
+      }
+      if (n >= entries.size())
+        throw ImageError(where() + ": image index " + tag_ + " out of range (it holds " +
+                         std::to_string(entries.size()) + ")");
+      chosen = &entries[n];
     }
-    if (!chosen) throw ImageError(where() + ": no image tagged '" + tag_ + "' (available: " + tags + ")");
+    if (!chosen)
+      throw ImageError(where() + ": no image tagged '" + tag_ + "' (available: " + tags + ")");
 
     std::string config_name, layer_name;
     try {

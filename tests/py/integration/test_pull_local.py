@@ -103,6 +103,11 @@ def test_docker_archive(busybox_image, store, tmp_path):
     assert img.config_digest == busybox_image.config_digest
     assert [l.diff_id for l in img.layers] == busybox_image.diff_ids
     assert benchrun.inspect(f"docker-archive:{archive}", store=store).digest == img.digest
+    # Selecting by the (short, as docker save writes it) name or by index.
+    assert benchrun.pull(f"docker-archive:{archive}:bench/busybox:1", store=store).digest == img.digest
+    assert benchrun.pull(f"docker-archive:{archive}:@0", store=store).digest == img.digest
+    with pytest.raises(benchrun.ImageError, match="no image tagged"):
+        benchrun.pull(f"docker-archive:{archive}:other:2", store=store)
 
 
 def test_missing_tag_and_missing_layout(busybox_image, store, tmp_path):

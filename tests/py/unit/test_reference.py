@@ -3,7 +3,7 @@
 import pytest
 
 from benchrun import ConfigError
-from benchrun.images import normalize_reference
+from benchrun.image import normalize_reference
 
 D = "sha256:" + "a" * 64
 
