@@ -10,5 +10,10 @@ echo "== C++ unit tests (ctest)"
 cmake --build build/cmake --target benchrun_tests -j "$(nproc)"
 (cd build/cmake && ctest --output-on-failure -j "$(nproc)" --timeout 300)
 
+echo "== C++ unit tests under ASan + UBSan"
+cmake -S . -B build/asan -G Ninja -DBENCHRUN_SANITIZE=ON -DBENCHRUN_BUILD_PYTHON=OFF >/dev/null
+cmake --build build/asan --target benchrun_tests -j "$(nproc)"
+UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 ./build/asan/benchrun_tests --gtest_brief=1
+
 echo "== Python tests (pytest)"
 python -m pytest -q -p no:cacheprovider "$@"
