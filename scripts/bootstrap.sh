@@ -11,7 +11,7 @@ PKGS=(
   # tests
   libgtest-dev libgmock-dev python3-pytest python3-jwt python3-cryptography python3-bcrypt
   # runtime helpers and test peers
-  python3-rich ca-certificates skopeo umoci docker-registry busybox-static zstd
+  python3-rich ca-certificates skopeo umoci docker-registry busybox-static zstd bubblewrap iproute2
 )
 
 missing=()

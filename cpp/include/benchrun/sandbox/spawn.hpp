@@ -1,0 +1,86 @@
+// spawn.hpp: start the workload in fresh namespaces inside its root filesystem.
+//
+// Everything the child needs is prepared here, in the parent, as plain C strings and numbers; the
+// code between clone and exec allocates nothing, throws nothing, logs nothing: each step returns an
+// errno and on failure writes {stage, errno} to a CLOEXEC pipe and _exits (STYLE.md rule 6).
+#pragma once
+
+#include <linux/filter.h>
+#include <sys/resource.h>
+#include <sys/types.h>
+
+#include <string>
+#include <vector>
+
+#include "benchrun/common/unique_fd.hpp"
+
+namespace benchrun::sandbox {
+
+struct Rlimit {
+  int resource;
+  rlim_t soft, hard;
+};
+
+struct SpawnSpec {
+  // Root filesystem: overlay of lowerdir (the cached, read-only unpacked image) with upperdir/workdir
+  // (per run, on the same filesystem as each other), mounted at merged (an empty dir) inside the
+  // child's mount namespace.
+  std::string lowerdir, upperdir, workdir, merged;
+  std::vector<std::string> argv;  // argv[0] resolved by the child against PATH in env (execvpe)
+  std::vector<std::string> env;
+  std::string cwd = "/";  // inside the root; created if missing (as Docker does)
+  uid_t uid = 0;
+  gid_t gid = 0;
+  std::vector<gid_t> groups;
+  std::string hostname = "benchrun";
+  std::vector<Rlimit> rlimits;
+  std::vector<sock_filter> seccomp;  // empty = none
+  int cgroup_fd = -1;                // v2: clone3(CLONE_INTO_CGROUP); -1: parent adds the pid (v1)
+  // The child's stdio: stdin is /dev/null; stdout/stderr are these (write ends of pipes).
+  int stdout_fd = -1, stderr_fd = -1;
+  bool network = false;  // false: a new network namespace with only loopback up
+};
+
+// A started sandboxed child. The child waits (after its namespaces exist, before pivot_root and
+// exec) until release() — the parent uses that window to put it into a v1 cgroup. Destruction kills
+// (SIGKILL via pidfd) and reaps it if still running. root_fd() is an O_PATH fd of the child's root
+// (the overlay), received over a socket: it keeps the overlay readable after the child's mount
+// namespace is gone (output collection), and frees it when closed.
+class SandboxedChild {
+ public:
+  SandboxedChild(SandboxedChild&&) noexcept;
+  SandboxedChild& operator=(SandboxedChild&&) = delete;
+  ~SandboxedChild();
+
+  pid_t pid() const noexcept { return pid_; }
+  int pidfd() const noexcept { return pidfd_.get(); }
+  // Lets the child continue to exec. Throws SandboxError{stage} if setup failed in the child.
+  void release();
+  // Waits for exit (blocking); returns the raw wait status. Call once.
+  int wait();
+  // The overlay root, valid after release() returned.
+  int root_fd() const noexcept { return root_fd_.get(); }
+  UniqueFd take_root_fd() noexcept { return std::move(root_fd_); }
+
+ private:
+  friend SandboxedChild spawn_sandboxed(const SpawnSpec& spec);
+  SandboxedChild() = default;
+  pid_t pid_ = -1;
+  UniqueFd pidfd_;
+  UniqueFd go_fd_;      // parent writes one byte: continue
+  UniqueFd status_fd_;  // child writes {stage, errno} on failure; EOF at exec = success
+  UniqueFd sock_fd_;    // receives root_fd
+  UniqueFd root_fd_;
+  bool reaped_ = false;
+};
+
+// Clones the child with CLONE_NEWNS|NEWPID|NEWNET|NEWIPC|NEWUTS|NEWCGROUP (+ CLONE_INTO_CGROUP when
+// cgroup_fd >= 0). The child: makes / private, mounts the overlay, sends an fd of it, mounts /proc,
+// a minimal /dev (null zero full random urandom tty, pts, shm, ptmx, fd/stdin/stdout/stderr links),
+// /tmp tmpfs, /sys read-only, masks runc's /proc paths and makes runc's read-only ones read-only,
+// pivot_root, sets hostname, brings lo up, waits for release, sets rlimits, groups/gid/uid, drops
+// every capability (bounding, inheritable, ambient, effective, permitted), sets no_new_privs,
+// installs the seccomp program, chdir(cwd), execvpe. Throws SandboxError{stage} on failure.
+SandboxedChild spawn_sandboxed(const SpawnSpec& spec);
+
+}  // namespace benchrun::sandbox
