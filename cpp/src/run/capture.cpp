@@ -1,0 +1,84 @@
+// capture.cpp: poll(2) loop over stdout, stderr and the pidfd; never lets a pipe fill up.
+#include "run/capture.hpp"
+
+#include <poll.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <vector>
+
+#include "benchrun/common/error.hpp"
+
+namespace benchrun::run {
+
+namespace {
+
+using Clock = std::chrono::steady_clock;
+// After the run tree is killed, the pipes close at once; this only bounds a kernel surprise.
+constexpr auto kDrainGrace = std::chrono::seconds(5);
+
+void read_some(CapturedStream& s, std::vector<char>& buf) {
+  ssize_t n = ::read(s.fd.get(), buf.data(), buf.size());
+  if (n < 0) {
+    if (errno == EINTR || errno == EAGAIN) return;
+    throw_errno("read", "workload output pipe");
+  }
+  if (n == 0) {
+    s.eof = true;
+    return;
+  }
+  uint64_t room = s.cap > s.data.size() ? s.cap - s.data.size() : 0;
+  uint64_t keep = std::min<uint64_t>(room, static_cast<uint64_t>(n));
+  s.data.append(buf.data(), keep);
+  if (keep < static_cast<uint64_t>(n)) s.truncated = true;
+}
+
+}  // namespace
+
+CaptureOutcome capture_until_exit(CapturedStream& out, CapturedStream& err, int pidfd,
+                                  Clock::time_point deadline, const std::function<void()>& kill_all) {
+  CaptureOutcome outcome;
+  std::vector<char> buf(256 << 10);
+  bool exited = false, killed = false;
+  Clock::time_point drain_deadline = Clock::time_point::max();
+  while (!exited || !out.eof || !err.eof) {
+    Clock::time_point now = Clock::now();
+    if (!killed && now >= deadline) {
+      outcome.timed_out = true;
+      kill_all();
+      killed = true;
+    }
+    if (exited && now >= drain_deadline) break;
+    Clock::time_point until = std::min(killed ? drain_deadline : deadline, drain_deadline);
+    int timeout_ms = -1;
+    if (until != Clock::time_point::max()) {
+      auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(until - now).count();
+      timeout_ms = static_cast<int>(std::max<int64_t>(0, std::min<int64_t>(ms + 1, 60'000)));
+    }
+    struct pollfd fds[3];
+    nfds_t n = 0;
+    int out_i = -1, err_i = -1, pid_i = -1;
+    if (!out.eof) fds[out_i = n++] = {out.fd.get(), POLLIN, 0};
+    if (!err.eof) fds[err_i = n++] = {err.fd.get(), POLLIN, 0};
+    if (!exited) fds[pid_i = n++] = {pidfd, POLLIN, 0};
+    int r = ::poll(fds, n, timeout_ms);
+    if (r < 0) {
+      if (errno == EINTR) continue;
+      throw_errno("poll", "workload");
+    }
+    if (out_i >= 0 && fds[out_i].revents) read_some(out, buf);
+    if (err_i >= 0 && fds[err_i].revents) read_some(err, buf);
+    if (pid_i >= 0 && fds[pid_i].revents) {
+      exited = true;
+      outcome.exited_at = Clock::now();
+      if (!killed) {
+        kill_all();  // background processes of the run die with it
+        killed = true;
+      }
+      drain_deadline = Clock::now() + kDrainGrace;
+    }
+  }
+  return outcome;
+}
+
+}  // namespace benchrun::run

@@ -1,0 +1,32 @@
+// capture.hpp: drain a workload's stdout/stderr while it runs, enforcing the deadline.
+#pragma once
+
+#include <chrono>
+#include <functional>
+#include <string>
+
+#include "benchrun/common/unique_fd.hpp"
+
+namespace benchrun::run {
+
+struct CapturedStream {
+  UniqueFd fd;        // read end
+  uint64_t cap = 0;   // bytes kept; the rest is read and dropped so the writer never blocks
+  std::string data;
+  bool truncated = false;
+  bool eof = false;
+};
+
+struct CaptureOutcome {
+  bool timed_out = false;
+  std::chrono::steady_clock::time_point exited_at;
+};
+
+// Polls both streams and the child's pidfd until the child has exited and both streams reached EOF.
+// kill_all is called once when the child exits (to end stragglers that still hold the pipes) or
+// when the deadline passes (deadline == time_point::max() for none).
+CaptureOutcome capture_until_exit(CapturedStream& out, CapturedStream& err, int pidfd,
+                                  std::chrono::steady_clock::time_point deadline,
+                                  const std::function<void()>& kill_all);
+
+}  // namespace benchrun::run

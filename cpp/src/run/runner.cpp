@@ -1,0 +1,240 @@
+// runner.cpp: one sandboxed run, in order: prepare -> start -> run -> collect -> clean up.
+// Only the steps are listed here; each lives in its own component (STYLE.md rule 1).
+#include "benchrun/run/runner.hpp"
+
+#include <dirent.h>
+#include <fcntl.h>
+#include <linux/magic.h>
+#include <linux/openat2.h>
+#include <signal.h>
+#include <sys/stat.h>
+#include <sys/statfs.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+#include <chrono>
+#include <random>
+
+#include "benchrun/common/error.hpp"
+#include "benchrun/common/fs.hpp"
+#include "benchrun/sandbox/seccomp.hpp"
+#include "benchrun/sandbox/spawn.hpp"
+#include "run/capture.hpp"
+#include "run/process_config.hpp"
+
+namespace benchrun::run {
+
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+double since(Clock::time_point t) { return std::chrono::duration<double>(Clock::now() - t).count(); }
+
+double unix_now() {
+  return std::chrono::duration<double>(std::chrono::system_clock::now().time_since_epoch()).count();
+}
+
+std::string run_name() {
+  std::random_device rd;
+  char buf[16];
+  snprintf(buf, sizeof buf, "%08x", rd());
+  return "run-" + std::to_string(::getpid()) + "-" + buf;
+}
+
+std::string cpu_list(const std::vector<int>& cpus) {
+  std::string out;
+  for (int c : cpus) {
+    if (c < 0) throw ConfigError("cpu " + std::to_string(c) + ": must be >= 0");
+    out += (out.empty() ? "" : ",") + std::to_string(c);
+  }
+  return out;
+}
+
+std::pair<UniqueFd, UniqueFd> make_pipe() {
+  int p[2];
+  if (::pipe2(p, O_CLOEXEC) != 0) throw_errno("pipe", "workload output");
+  return {UniqueFd(p[0]), UniqueFd(p[1])};
+}
+
+// Reads output files through the run's root, after the workload exited. Symlinks resolve inside
+// the root; only regular files on the run's own filesystems (overlay, tmpfs) are read.
+void collect_outputs(int rootfd, const RunSpec& spec, const std::vector<std::string>& paths,
+                     RunResult& r) {
+  std::vector<char> buf(1 << 20);
+  for (const auto& path : paths) {
+    if (r.outputs.size() >= spec.max_files) {
+      r.missing_outputs[path] = "more than " + std::to_string(spec.max_files) + " output files";
+      continue;
+    }
+    struct open_how how {};
+    how.flags = O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK;
+    how.resolve = RESOLVE_IN_ROOT | RESOLVE_NO_MAGICLINKS;
+    int fd = static_cast<int>(::syscall(SYS_openat2, rootfd, path.c_str() + 1, &how, sizeof how));
+    if (fd < 0) {
+      r.missing_outputs[path] = std::strerror(errno);
+      continue;
+    }
+    UniqueFd f(fd);
+    struct stat st {};
+    struct statfs sfs {};
+    if (::fstat(fd, &st) != 0 || ::fstatfs(fd, &sfs) != 0) {
+      r.missing_outputs[path] = std::strerror(errno);
+      continue;
+    }
+    if (!S_ISREG(st.st_mode)) {
+      r.missing_outputs[path] = "not a regular file";
+      continue;
+    }
+    if (sfs.f_type == PROC_SUPER_MAGIC || sfs.f_type == SYSFS_MAGIC) {
+      r.missing_outputs[path] = "resolves into /proc or /sys";
+      continue;
+    }
+    if (static_cast<uint64_t>(st.st_size) > spec.max_file_bytes) {
+      r.missing_outputs[path] = "larger than the limit of " + std::to_string(spec.max_file_bytes) + " bytes";
+      continue;
+    }
+    std::string data;
+    for (;;) {
+      ssize_t n = ::read(fd, buf.data(), buf.size());
+      if (n < 0 && errno == EINTR) continue;
+      if (n <= 0) break;
+      if (data.size() + static_cast<size_t>(n) > spec.max_file_bytes) break;
+      data.append(buf.data(), static_cast<size_t>(n));
+    }
+    r.outputs[path] = std::move(data);
+  }
+}
+
+}  // namespace
+
+RunResult run_sandbox(const oci::ImageConfig& image, const std::string& rootfs, const RunSpec& spec) {
+  RunResult r;
+  const auto t_prepare = Clock::now();
+
+  // 1. Prepare: everything validated and allocated before any process exists.
+  UniqueFd image_root = open_file(rootfs, O_PATH | O_DIRECTORY);
+  ProcessConfig proc = resolve_process(image, spec, image_root.get());
+  std::vector<std::string> outputs;
+  for (const auto& o : spec.outputs) outputs.push_back(checked_image_path(o, "output path"));
+  if (spec.timeout_s < 0) throw ConfigError("timeout must not be negative");
+
+  const std::string name = run_name();
+  make_dirs(spec.run_dir);
+  TempDir dir(spec.run_dir, name + "-");
+  for (const char* sub : {"upper", "work", "merged"}) make_dirs(dir.path() / sub);
+
+  sandbox::CgroupLimits limits;
+  limits.memory_bytes = spec.memory_bytes;
+  limits.pids_max = spec.pids_limit;
+  limits.cpuset_cpus = cpu_list(spec.cpus);
+  if (spec.cpu_quota) {
+    if (*spec.cpu_quota <= 0) throw ConfigError("cpu quota must be positive");
+    limits.cpu_quota_us = static_cast<uint64_t>(*spec.cpu_quota * static_cast<double>(limits.cpu_period_us));
+  }
+  sandbox::Cgroup cgroup = sandbox::Cgroup::create(spec.cgroup, name, limits);
+
+  auto [out_r, out_w] = make_pipe();
+  auto [err_r, err_w] = make_pipe();
+  sandbox::SpawnSpec ss;
+  ss.lowerdir = rootfs;
+  ss.upperdir = (dir.path() / "upper").string();
+  ss.workdir = (dir.path() / "work").string();
+  ss.merged = (dir.path() / "merged").string();
+  ss.argv = proc.argv;
+  ss.env = proc.env;
+  ss.cwd = proc.cwd;
+  ss.uid = proc.uid;
+  ss.gid = proc.gid;
+  ss.groups = proc.groups;
+  ss.hostname = spec.hostname;
+  ss.rlimits = {{RLIMIT_NOFILE, spec.nofile, spec.nofile}, {RLIMIT_CORE, 0, 0}};
+  ss.seccomp = sandbox::build_seccomp_program();
+  ss.cgroup_fd = cgroup.dir_fd();
+  ss.stdout_fd = out_w.get();
+  ss.stderr_fd = err_w.get();
+  ss.network = spec.network;
+  r.phases.prepare_s = since(t_prepare);
+
+  // 2. Start: clone into namespaces (and the v2 cgroup), v1 cgroup join, release to exec.
+  const auto t_start = Clock::now();
+  sandbox::SandboxedChild child = sandbox::spawn_sandboxed(ss);
+  out_w.reset();
+  err_w.reset();
+  // Holding the mount namespace keeps the run's mounts (overlay, /tmp tmpfs) readable for output
+  // collection after the workload exits; closing it frees them, also if we are killed.
+  UniqueFd mount_ns = open_file("/proc/" + std::to_string(child.pid()) + "/ns/mnt", O_RDONLY);
+  if (cgroup.version() == sandbox::CgroupVersion::kV1) cgroup.add_process(child.pid());
+  child.release();
+  const auto t_exec = Clock::now();
+  r.start_time = unix_now();
+  r.phases.start_s = std::chrono::duration<double>(t_exec - t_start).count();
+
+  // 3. Run: drain output until exit or deadline; the whole run tree is killed either way.
+  CapturedStream out{std::move(out_r), spec.max_output_bytes};
+  CapturedStream err{std::move(err_r), spec.max_output_bytes};
+  Clock::time_point deadline =
+      spec.timeout_s > 0
+          ? t_exec + std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(spec.timeout_s))
+          : Clock::time_point::max();
+  CaptureOutcome outcome =
+      capture_until_exit(out, err, child.pidfd(), deadline, [&cgroup] { cgroup.kill_all(); });
+  int status = child.wait();
+  r.end_time = r.start_time + std::chrono::duration<double>(outcome.exited_at - t_exec).count();
+  r.wall_s = std::chrono::duration<double>(outcome.exited_at - t_exec).count();
+  r.phases.run_s = r.wall_s;
+  r.timed_out = outcome.timed_out;
+  if (WIFEXITED(status)) {
+    r.exit_code = WEXITSTATUS(status);
+  } else if (WIFSIGNALED(status)) {
+    r.signal = WTERMSIG(status);
+  }
+  r.stdout_data = std::move(out.data);
+  r.stderr_data = std::move(err.data);
+  r.stdout_truncated = out.truncated;
+  r.stderr_truncated = err.truncated;
+
+  // 4. Collect: cgroup metrics and output files, then release every resource of the run.
+  const auto t_collect = Clock::now();
+  cgroup.kill_all();
+  sandbox::CgroupMetrics m = cgroup.metrics();
+  r.cpu_user_s = static_cast<double>(m.cpu_user_ns) / 1e9;
+  r.cpu_system_s = static_cast<double>(m.cpu_system_ns) / 1e9;
+  r.peak_memory_bytes = m.memory_peak_bytes;
+  r.oom_killed = m.oom_kills > 0;
+  collect_outputs(child.root_fd(), spec, outputs, r);
+  UniqueFd root = child.take_root_fd();
+  root.reset();
+  mount_ns.reset();
+  cgroup.destroy();
+  r.phases.collect_s = since(t_collect);
+  return r;  // dir (upper/work) is removed by its destructor
+}
+
+int cleanup_leftovers(const std::string& run_dir, const sandbox::CgroupConfig& cgroup) {
+  int removed = sandbox::cleanup_stale_cgroups(cgroup);
+  DIR* d = ::opendir(run_dir.c_str());
+  if (!d) return removed;
+  std::vector<std::string> stale;
+  while (struct dirent* de = ::readdir(d)) {
+    std::string n = de->d_name;
+    if (n.rfind("run-", 0) != 0) continue;
+    long pid = std::strtol(n.c_str() + 4, nullptr, 10);
+    if (pid > 0 && (::kill(static_cast<pid_t>(pid), 0) == 0 || errno == EPERM)) continue;
+    stale.push_back(n);
+  }
+  ::closedir(d);
+  for (const auto& n : stale) {
+    try {
+      remove_tree(std::filesystem::path(run_dir) / n);
+      ++removed;
+    } catch (const Error&) {
+      // Left for the next start; never fail a run over someone else's debris.
+    }
+  }
+  return removed;
+}
+
+}  // namespace benchrun::run
