@@ -17,6 +17,7 @@ from benchrun.errors import (
     VmError,
 )
 from benchrun.image import Image, images, inspect, prune, pull, rmi
+from benchrun.run import Result, run
 
 __all__ = [
     "__version__",
@@ -30,6 +31,7 @@ __all__ = [
     "ImageNotFound",
     "ProtocolError",
     "RegistryError",
+    "Result",
     "SandboxError",
     "SysError",
     "UnsafeLayerError",
@@ -39,4 +41,5 @@ __all__ = [
     "prune",
     "pull",
     "rmi",
+    "run",
 ]

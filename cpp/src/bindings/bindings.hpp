@@ -7,5 +7,6 @@ namespace benchrun::bindings {
 
 void bind_errors(pybind11::module_& m);
 void bind_oci(pybind11::module_& m);
+void bind_run(pybind11::module_& m);
 
 }  // namespace benchrun::bindings

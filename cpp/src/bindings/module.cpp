@@ -8,4 +8,5 @@ PYBIND11_MODULE(_core, m) {
   m.attr("__version__") = BENCHRUN_VERSION;
   benchrun::bindings::bind_errors(m);
   benchrun::bindings::bind_oci(m);
+  benchrun::bindings::bind_run(m);
 }

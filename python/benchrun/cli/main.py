@@ -1,24 +1,47 @@
 """benchrun CLI: a parser factory and one cmd_<verb> per subcommand (pyperf/hyperfine shape).
 
-Exit codes: 0 success; 2 usage error; 125 benchrun failed (registry, image, store, ...);
-130 interrupted. (`benchrun run` will return the workload's own exit code.)
+Exit codes (docs/cli.md):
+  0     success (`benchrun run`: the workload exited 0)
+  2     usage error: bad command line or option value (nothing was pulled or run)
+  125   benchrun failed (registry, image, store, sandbox setup, ...): one-line message on stderr
+  130   interrupted (Ctrl-C)
+`benchrun run` otherwise exits with the workload's own exit code, except that these take
+precedence, in this order: 125 benchrun error > 124 timed out > 126 OOM-killed > 128+N killed by
+signal N. With --iterations, the last iteration's code; a benchrun error stops the iterations.
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import datetime as dt
 import json
+import os
 import sys
-from typing import Callable, Optional, Sequence
+from typing import Any, Callable, Optional, Sequence
 
 import benchrun
 from benchrun import image as img
 from benchrun.cli.progress import pull_progress
-from benchrun.errors import BenchrunError
+from benchrun.errors import BenchrunError, ConfigError
+from benchrun.run import (
+    DEFAULT_MAX_OUTPUT_BYTES,
+    SCHEMA,
+    Result,
+    ensure_image,
+    execute,
+    make_spec,
+    parse_env_file,
+    parse_memory,
+    parse_size,
+    select_cpus,
+)
 
 EXIT_USAGE = 2
+EXIT_TIMEOUT = 124
 EXIT_ERROR = 125
+EXIT_OOM = 126
+EXIT_SIGNAL_BASE = 128
 EXIT_INTERRUPTED = 130
 
 
@@ -31,16 +54,29 @@ def _human(n: float) -> str:
 
 
 def _add_store(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--store", metavar="DIR", help="image store (default: $BENCHRUN_CACHE or "
-                   "$XDG_CACHE_HOME/benchrun or ~/.cache/benchrun)")
+    p.add_argument(
+        "--store",
+        metavar="DIR",
+        help="image store (default: $BENCHRUN_CACHE or "
+        "$XDG_CACHE_HOME/benchrun or ~/.cache/benchrun)",
+    )
 
 
 def _add_registry(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--platform", metavar="OS/ARCH[/VARIANT]", help="platform to pull (default: host)")
-    p.add_argument("--insecure-registry", action="append", default=[], metavar="HOST[:PORT]",
-                   help="allow plain HTTP to this registry (loopback registries always may)")
+    p.add_argument(
+        "--platform", metavar="OS/ARCH[/VARIANT]", help="platform to pull (default: host)"
+    )
+    p.add_argument(
+        "--insecure-registry",
+        action="append",
+        default=[],
+        metavar="HOST[:PORT]",
+        help="allow plain HTTP to this registry (loopback registries always may)",
+    )
     p.add_argument("--username", "-U", help="registry user name (password from --password-stdin)")
-    p.add_argument("--password-stdin", action="store_true", help="read the registry password from stdin")
+    p.add_argument(
+        "--password-stdin", action="store_true", help="read the registry password from stdin"
+    )
     p.add_argument("--registry-token", metavar="TOKEN", help="bearer token to send to the registry")
     p.add_argument("--docker-config", metavar="FILE", help="docker config.json with credentials")
     p.add_argument("--ca-file", metavar="FILE", help="extra CA bundle for the registry's TLS")
@@ -48,7 +84,8 @@ def _add_registry(p: argparse.ArgumentParser) -> None:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="benchrun", description="Run benchmark OCI images in isolation and get trustworthy results."
+        prog="benchrun",
+        description="Run benchmark OCI images in isolation and get trustworthy results.",
     )
     parser.add_argument("--version", action="version", version=f"benchrun {benchrun.__version__}")
     parser.add_argument("-v", "--verbose", action="store_true", help="show tracebacks on errors")
@@ -89,10 +126,196 @@ def build_parser() -> argparse.ArgumentParser:
     _add_store(p)
     p.add_argument("--json", action="store_true", help="print JSON")
     p.set_defaults(func=cmd_prune)
+    _add_run_parser(sub)
     return parser
 
 
-def _registry_kwargs(args: argparse.Namespace) -> dict:
+# --- option value types for `run`: a bad value is a usage error (exit 2) before any work -------
+
+
+def _arg_type(fn: Callable[[str], Any]) -> Callable[[str], Any]:
+    def convert(text: str) -> Any:
+        try:
+            return fn(text)
+        except ConfigError as e:
+            raise argparse.ArgumentTypeError(str(e)) from None
+
+    convert.__name__ = fn.__name__.lstrip("_")  # argparse names the type in its messages
+    return convert
+
+
+def _whole(text: str) -> int:
+    try:
+        n = int(text)
+    except ValueError:
+        raise ConfigError(f"'{text}': expected a whole number") from None
+    if n < 1:
+        raise ConfigError(f"{n}: must be at least 1")
+    return n
+
+
+def _positive(text: str) -> float:
+    try:
+        f = float(text)
+    except ValueError:
+        raise ConfigError(f"'{text}': expected a number") from None
+    if not f > 0 or f == float("inf"):
+        raise ConfigError(f"{text}: must be a positive number")
+    return f
+
+
+def _vcpus(text: str) -> int:
+    n = _whole(text)
+    select_cpus(n)  # more than this process may use is an error now, not after the pull
+    return n
+
+
+def _abs_path(text: str) -> str:
+    if not text.startswith("/"):
+        raise ConfigError(f"'{text}': must be an absolute path inside the image")
+    return text
+
+
+def _add_run_parser(sub: Any) -> None:
+    p = sub.add_parser(
+        "run",
+        help="run an image in the sandbox and report its result",
+        usage="benchrun run [OPTIONS] IMAGE [COMMAND [ARG...]]\n"
+        "       benchrun run [OPTIONS] --image IMAGE [COMMAND [ARG...]]",
+        description="Run IMAGE (pulled first if missing) with Docker's entrypoint/cmd/env/workdir/"
+        "user semantics and print the workload's stdout/stderr, or with --json one "
+        "result document. Exits with the workload's exit code; 124 timed out, "
+        "125 benchrun error, 126 OOM-killed, 128+N killed by signal N.",
+    )
+    # -v here too (benchrun run -v IMG); SUPPRESS keeps the top-level `benchrun -v run` value.
+    p.add_argument(
+        "-v",
+        "--verbose",
+        action="store_true",
+        default=argparse.SUPPRESS,
+        help="print a one-line summary to stderr after each run; tracebacks on errors",
+    )
+    p.add_argument(
+        "--image", metavar="REF", help="the image (then every positional is the command)"
+    )
+    p.add_argument(
+        "-e",
+        "--env",
+        action="append",
+        default=[],
+        metavar="K[=V]",
+        help="set an environment variable (K alone: take benchrun's own value of K)",
+    )
+    p.add_argument(
+        "--env-file",
+        action="append",
+        default=[],
+        metavar="FILE",
+        type=_arg_type(parse_env_file),
+        help="read K=V lines from FILE (# comments, blank lines skipped); -e wins",
+    )
+    p.add_argument(
+        "-w",
+        "--workdir",
+        metavar="DIR",
+        type=_arg_type(_abs_path),
+        help="working directory inside the image (default: the image's, else /)",
+    )
+    p.add_argument(
+        "--entrypoint",
+        metavar="CMD",
+        help="replace the image's entrypoint (and clear its Cmd); '' = none",
+    )
+    p.add_argument(
+        "-u",
+        "--user",
+        metavar="USER[:GROUP]",
+        help="name, uid, name:group or uid:gid, resolved in the image",
+    )
+    p.add_argument(
+        "-m",
+        "--memory",
+        metavar="SIZE",
+        type=_arg_type(parse_memory),
+        help="memory limit, no swap (512m, 1g; binary units; min 6m)",
+    )
+    p.add_argument(
+        "--pids-limit",
+        metavar="N",
+        type=_arg_type(_whole),
+        help="maximum number of processes/threads",
+    )
+    p.add_argument(
+        "--vcpus",
+        metavar="N",
+        type=_arg_type(_vcpus),
+        help="pin the run to N CPUs (the lowest-numbered ones benchrun may use)",
+    )
+    p.add_argument(
+        "--cpus",
+        metavar="N",
+        type=_arg_type(_positive),
+        dest="cpu_quota",
+        help="CPU time quota in CPUs' worth (1.5 = one and a half CPUs), as docker",
+    )
+    p.add_argument(
+        "--network",
+        default="none",
+        choices=["none"],
+        help="network mode; only none (loopback only) is supported",
+    )
+    p.add_argument(
+        "--backend",
+        default="sandbox",
+        choices=["sandbox", "vm"],
+        help="where to run: the namespace sandbox (default) or a microVM (not yet)",
+    )
+    p.add_argument(
+        "--timeout",
+        metavar="SECONDS",
+        type=_arg_type(_positive),
+        help="wall-clock limit; then the whole run is killed (exit 124)",
+    )
+    p.add_argument(
+        "--output",
+        action="append",
+        default=[],
+        metavar="PATH",
+        type=_arg_type(_abs_path),
+        help="file in the image's filesystem to collect after the run (repeatable; "
+        "in the --json document)",
+    )
+    p.add_argument(
+        "--max-output",
+        metavar="SIZE",
+        type=_arg_type(parse_size),
+        default=DEFAULT_MAX_OUTPUT_BYTES,
+        help="cap on each of stdout and stderr (default 64m)",
+    )
+    p.add_argument(
+        "--iterations",
+        metavar="N",
+        type=_arg_type(_whole),
+        default=1,
+        help="run N times (the image is resolved once)",
+    )
+    p.add_argument(
+        "--json",
+        action="store_true",
+        help="print one result document on stdout instead of the workload's output",
+    )
+    _add_store(p)
+    _add_registry(p)
+    p.add_argument(
+        "args",
+        nargs=argparse.REMAINDER,
+        metavar="IMAGE [COMMAND [ARG...]]",
+        help="the image, then the command replacing its Cmd",
+    )
+    p.set_defaults(func=cmd_run, run_parser=p)
+
+
+def _registry_kwargs(args: argparse.Namespace) -> dict[str, Any]:
     password = None
     if args.password_stdin:
         password = sys.stdin.readline().rstrip("\n")
@@ -111,16 +334,24 @@ def cmd_pull(args: argparse.Namespace) -> int:
     if args.parallel < 1:
         raise benchrun.ConfigError(f"--parallel {args.parallel}: must be at least 1")
     with pull_progress(not args.quiet and not args.json) as progress:
-        image = img.pull(args.ref, store=args.store, unpack=not args.no_unpack,
-                         max_parallel=args.parallel, progress=progress, **_registry_kwargs(args))
+        image = img.pull(
+            args.ref,
+            store=args.store,
+            unpack=not args.no_unpack,
+            max_parallel=args.parallel,
+            progress=progress,
+            **_registry_kwargs(args),
+        )
     if args.json:
         doc = image.to_json()
         doc["timings"] = image.timings
         print(json.dumps(doc, indent=2))
     elif not args.quiet:
         t = image.timings.get("total", 0.0)
-        print(f"{image.reference}: {image.digest} ({image.platform}, {len(image.layers)} layers, "
-              f"{_human(image.size)}, {t:.2f}s)")
+        print(
+            f"{image.reference}: {image.digest} ({image.platform}, {len(image.layers)} layers, "
+            f"{_human(image.size)}, {t:.2f}s)"
+        )
     return 0
 
 
@@ -162,11 +393,23 @@ def cmd_inspect(args: argparse.Namespace) -> int:
 def cmd_images(args: argparse.Namespace) -> int:
     listing = img.images(store=args.store)
     if args.json:
-        print(json.dumps([
-            {"references": list(s.references), "digest": s.digest, "platform": s.platform,
-             "size": s.size, "layers": s.layers, "rootfs": str(s.rootfs) if s.rootfs else None,
-             "pulled_at": s.pulled_at} for s in listing
-        ], indent=2))
+        print(
+            json.dumps(
+                [
+                    {
+                        "references": list(s.references),
+                        "digest": s.digest,
+                        "platform": s.platform,
+                        "size": s.size,
+                        "layers": s.layers,
+                        "rootfs": str(s.rootfs) if s.rootfs else None,
+                        "pulled_at": s.pulled_at,
+                    }
+                    for s in listing
+                ],
+                indent=2,
+            )
+        )
         return 0
     print(f"{'REFERENCE':<50} {'DIGEST':<19} {'PLATFORM':<14} {'SIZE':>9} {'PULLED'}")
     for s in listing:
@@ -191,9 +434,11 @@ def cmd_rmi(args: argparse.Namespace) -> int:
     return status
 
 
-def _print_prune(stats: dict) -> None:
-    print(f"Removed {stats['blobs_removed']} blobs, {stats['rootfs_removed']} unpacked trees, "
-          f"{stats['tmp_removed']} stale temp entries; freed {_human(stats['bytes_freed'])}")
+def _print_prune(stats: dict[str, int]) -> None:
+    print(
+        f"Removed {stats['blobs_removed']} blobs, {stats['rootfs_removed']} unpacked trees, "
+        f"{stats['tmp_removed']} stale temp entries; freed {_human(stats['bytes_freed'])}"
+    )
 
 
 def cmd_prune(args: argparse.Namespace) -> int:
@@ -203,6 +448,152 @@ def cmd_prune(args: argparse.Namespace) -> int:
     else:
         _print_prune(stats)
     return 0
+
+
+def _split_image_command(args: argparse.Namespace) -> tuple[str, Optional[list[str]]]:
+    """(image, command or None) from --image and the positionals; a usage error if no image."""
+    rest = list(args.args)
+    if rest[:1] == ["--"]:  # `benchrun run -- IMAGE CMD`: the usual end-of-options marker
+        rest.pop(0)
+    if args.image is not None:
+        image = args.image
+    elif rest:
+        image = rest.pop(0)
+    else:
+        args.run_parser.error("an IMAGE is required (positional or --image REF)")
+    if not image:
+        args.run_parser.error("IMAGE must not be empty")
+    return image, (rest or None)
+
+
+def exit_code_for(result: Result) -> int:
+    """benchrun run's exit status for one result (precedence in the module docstring)."""
+    if result.timed_out:
+        return EXIT_TIMEOUT
+    if result.oom_killed:
+        return EXIT_OOM
+    if result.signal:
+        return EXIT_SIGNAL_BASE + result.signal
+    return result.exit_code & 0xFF
+
+
+def _binary_size(n: int) -> str:
+    """64 MiB -> "64MiB": caps are given in docker's binary units, so they are shown in them."""
+    value = float(n)
+    for unit in ("B", "KiB", "MiB"):
+        if value < 1024:
+            return f"{value:g}{unit}"
+        value /= 1024
+    return f"{value:g}GiB"
+
+
+def _notes(r: Result, max_output: int) -> list[str]:
+    notes = []
+    if r.timed_out:
+        notes.append(f"timed out after {r.wall_time:.2f}s")
+    if r.oom_killed:
+        notes.append("OOM-killed (memory limit reached)")
+    if r.stdout_truncated:
+        notes.append(f"stdout truncated at {_binary_size(max_output)}")
+    if r.stderr_truncated:
+        notes.append(f"stderr truncated at {_binary_size(max_output)}")
+    return notes
+
+
+def _summary(r: Result, notes: list[str], label: str) -> str:
+    status = f"killed by signal {r.signal}" if r.signal else f"exit {r.exit_code}"
+    setup = sum(v for k, v in r.phases.items() if k != "run")
+    parts = notes + [
+        status,
+        f"wall {r.wall_time:.3f}s",
+        f"cpu {r.cpu_user:.3f}s user {r.cpu_system:.3f}s sys",
+        f"peak {_human(r.peak_memory)}",
+        f"setup {setup:.3f}s",
+    ]
+    if r.missing_outputs:
+        parts.append("missing outputs: " + ", ".join(sorted(r.missing_outputs)))
+    return f"benchrun: {label}{'; '.join(parts)}"
+
+
+def _write(stream: Any, data: bytes) -> None:
+    try:
+        stream.buffer.write(data)
+        stream.flush()
+    except BrokenPipeError:
+        # The reader went away (benchrun run img yes | head): stop writing, exit quietly.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, stream.fileno())
+        os.close(devnull)
+
+
+def _entrypoint(value: Optional[str]) -> Optional[list[str]]:
+    """As docker's --entrypoint: one executable, not split; "" = no entrypoint; None = the image's."""
+    if value is None:
+        return None
+    return [value] if value else []
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    image, command = _split_image_command(args)
+    env: list[str] = [e for entries in args.env_file for e in entries] + list(args.env)
+    verbose = bool(getattr(args, "verbose", False))
+    spec = make_spec(
+        image,
+        command,
+        backend=args.backend,
+        timeout=args.timeout,
+        env=env,
+        vcpus=args.vcpus,
+        memory=args.memory,
+        pids_limit=args.pids_limit,
+        outputs=args.output,
+        entrypoint=_entrypoint(args.entrypoint),
+        workdir=args.workdir,
+        user=args.user,
+        cpu_quota=args.cpu_quota,
+        network=args.network,
+        store=args.store,
+        max_output_bytes=args.max_output,
+        **_registry_kwargs(args),
+    )
+    # Pull once, with progress bars that are gone before the workload runs; every iteration then
+    # runs the image by digest, so all of them run the same image.
+    with pull_progress(not args.json) as progress:
+        if progress is not None:
+            spec = dataclasses.replace(spec, pull_kwargs={**spec.pull_kwargs, "progress": progress})
+        digest, pull_s = ensure_image(spec)
+    spec = dataclasses.replace(spec, image=digest, pull=False, pull_kwargs={})
+    results: list[Result] = []
+    try:
+        for i in range(args.iterations):
+            r = execute(spec)
+            if i == 0:  # the pull above belongs to the first iteration's phases
+                r = dataclasses.replace(r, phases={**r.phases, "pull": pull_s})
+            results.append(r)
+            if not args.json:
+                _write(sys.stdout, r.stdout)
+                _write(sys.stderr, r.stderr)
+            notes = _notes(r, spec.max_output_bytes)
+            if verbose or notes:
+                label = f"[{i + 1}/{args.iterations}] " if args.iterations > 1 else ""
+                print(_summary(r, notes, label), file=sys.stderr, flush=True)
+    except BenchrunError as e:
+        if args.json and results:  # the iterations that finished are still worth having
+            _print_json(
+                {"schema": SCHEMA, "iterations": [x.to_json() for x in results], "error": str(e)}
+            )
+        raise
+    if args.json:
+        _print_json(
+            results[0].to_json()
+            if args.iterations == 1
+            else {"schema": SCHEMA, "iterations": [x.to_json() for x in results]}
+        )
+    return exit_code_for(results[-1])
+
+
+def _print_json(doc: Any) -> None:
+    _write(sys.stdout, (json.dumps(doc, indent=2) + "\n").encode())
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:

@@ -1,4 +1,5 @@
-// cgroup.hpp: one cgroup per run, on cgroup v2 (unified) or v1 (a directory per controller hierarchy).
+// cgroup.hpp: one cgroup per run, on cgroup v2 (unified) or v1 (a directory per controller
+// hierarchy).
 #pragma once
 
 #include <sys/types.h>
@@ -12,11 +13,15 @@
 
 namespace benchrun::sandbox {
 
+enum class CgroupVersion { kV1, kV2 };
+
 struct CgroupConfig {
   // Where cgroupfs is mounted. v2 when root itself is a cgroup2 mount; otherwise v1 with one
   // hierarchy per controller under root/<controller> (cpu, cpuacct, cpuset, memory, pids, freezer).
   std::string root = "/sys/fs/cgroup";
   std::string parent = "benchrun";  // runs live in root[/controller]/parent/<name>
+  // Unset: detect_cgroup_version(root). Set: trust it (tests use it on a fake tree of plain files).
+  std::optional<CgroupVersion> version;
 };
 
 struct CgroupLimits {
@@ -31,21 +36,23 @@ struct CgroupMetrics {
   uint64_t cpu_usage_ns = 0;
   uint64_t cpu_user_ns = 0;
   uint64_t cpu_system_ns = 0;
-  uint64_t memory_peak_bytes = 0;  // memory.peak (v2, 0 if the kernel lacks it) / max_usage_in_bytes
-  uint64_t oom_kills = 0;          // memory.events oom_kill (v2) / memory.oom_control oom_kill (v1)
+  uint64_t memory_peak_bytes =
+      0;                   // memory.peak (v2, 0 if the kernel lacks it) / max_usage_in_bytes
+  uint64_t oom_kills = 0;  // memory.events oom_kill (v2) / memory.oom_control oom_kill (v1)
 };
 
-enum class CgroupVersion { kV1, kV2 };
-
 // Detects the layout at config.root: v2 if it is a cgroup2 mount, v1 if it has controller dirs.
+// A hybrid host (tmpfs root with v1 controllers and an empty cgroup2 at root/unified) is v1.
 CgroupVersion detect_cgroup_version(const std::string& root);
 
 // A run's cgroup. Created with limits applied; destruction kills every process in it and removes it
 // (never throws). Move-only.
 class Cgroup {
  public:
-  // name must match [A-Za-z0-9_.-]+. Throws SandboxError{stage="cgroup"} naming the file written.
-  static Cgroup create(const CgroupConfig& config, const std::string& name, const CgroupLimits& limits);
+  // name must match [A-Za-z0-9_.-]+ (ConfigError otherwise). Throws SandboxError{stage="cgroup"}
+  // naming the file written, or the controller missing for a requested limit.
+  static Cgroup create(const CgroupConfig& config, const std::string& name,
+                       const CgroupLimits& limits);
   Cgroup(Cgroup&&) noexcept;
   Cgroup& operator=(Cgroup&&) noexcept;
   ~Cgroup();
@@ -56,15 +63,18 @@ class Cgroup {
   // Moves pid into the cgroup (every v1 hierarchy). Used on v1 before the child is released.
   void add_process(pid_t pid);
   // Kills every process in the cgroup: cgroup.kill on v2 (fallback: SIGKILL each pid until empty),
-  // freeze + SIGKILL + thaw on v1. Returns when the cgroup is empty (bounded wait).
+  // freeze + SIGKILL + thaw on v1. Returns when the cgroup is empty (bounded wait: SandboxError
+  // after 5 s, e.g. for a process stuck in uninterruptible sleep).
   void kill_all();
+  // Reads the counters; a file the kernel lacks counts 0. SandboxError once destroyed.
   CgroupMetrics metrics() const;
   // Kills, then removes the cgroup directories. Idempotent.
   void destroy() noexcept;
-  // Paths (one on v2, one per controller on v1).
+  // Paths (one on v2, one per controller hierarchy on v1); empty once destroyed.
   const std::vector<std::string>& paths() const noexcept { return paths_; }
 
  private:
+  friend int cleanup_stale_cgroups(const CgroupConfig& config);
   Cgroup() = default;
   CgroupVersion version_ = CgroupVersion::kV2;
   std::vector<std::string> paths_;
@@ -73,7 +83,22 @@ class Cgroup {
 };
 
 // Removes leftover run cgroups (killing their processes) under the benchrun parent: what a runner
-// that was SIGKILLed mid-run left behind. Returns how many were removed.
+// that was SIGKILLed mid-run left behind. Returns how many were removed (a run counts once, however
+// many v1 hierarchies it spans).
+//
+// Other runners may be live under the same parent, so only groups named "run-<pid>-<anything>"
+// whose <pid> is not alive in our PID namespace (kill(pid, 0) fails with ESRCH) are removed. Groups
+// with other names are never touched. Caveats: a recycled pid keeps a stale group until that
+// process ends; a runner in another PID namespace sharing this cgroupfs must use a different
+// parent.
 int cleanup_stale_cgroups(const CgroupConfig& config);
+
+namespace detail {
+// The limit files create() writes into a fresh v2 run cgroup dir (parent_dir: the directory above
+// it, whose cpuset.mems.effective is copied). Exposed for tests: cgroupfs fills a new directory
+// with these files on mkdir, which a fake tree of plain files cannot imitate.
+void write_v2_limits(const std::string& dir, const std::string& parent_dir,
+                     const CgroupLimits& limits);
+}  // namespace detail
 
 }  // namespace benchrun::sandbox

@@ -8,16 +8,20 @@
 
 namespace benchrun::sandbox {
 
-// Default-allow with EPERM for: reboot, kexec_load, kexec_file_load, mount, umount2, pivot_root,
-// swapon, swapoff, init_module, finit_module, delete_module, bpf, keyctl, add_key, request_key,
-// unshare, setns, acct, settimeofday, clock_settime, clock_adjtime, adjtimex, open_by_handle_at,
-// name_to_handle_at, ptrace? (no: debuggers/profilers in benchmarks), iopl, ioperm, quotactl,
-// lookup_dcookie, move_mount, fsopen, fsmount, fsconfig, fspick, open_tree, userfaultfd,
-// syslog, vhangup, nfsservctl, personality (only non-default values); kills the process on a
-// foreign architecture (x32/i386 ABI). perf_event_open stays allowed. Built with libseccomp.
+// Default-allow with EPERM for: reboot, kexec_load, kexec_file_load, mount, umount2, mount_setattr,
+// pivot_root, swapon, swapoff, init_module, finit_module, delete_module, bpf, keyctl, add_key,
+// request_key, unshare, setns, acct, settimeofday, clock_settime, clock_adjtime, adjtimex,
+// open_by_handle_at, name_to_handle_at, iopl, ioperm, quotactl, quotactl_fd, lookup_dcookie,
+// move_mount, fsopen, fsmount, fsconfig, fspick, open_tree, userfaultfd, syslog, vhangup,
+// nfsservctl; clone with any CLONE_NEW* flag; personality other than PER_LINUX/PER_LINUX32 with
+// UNAME26/ADDR_NO_RANDOMIZE or the 0xffffffff query. clone3 fails with ENOSYS (its flags are out of
+// BPF's reach; glibc falls back to clone). Kills the process on a foreign architecture (x32/i386
+// ABI). ptrace and perf_event_open stay allowed (debuggers, profilers). Built with libseccomp;
+// names this libseccomp or architecture lacks are skipped.
 std::vector<sock_filter> build_seccomp_program();
 
-// The syscall names the policy denies (for docs and tests).
+// The syscall names the policy denies (for docs and tests); personality and clone only for some
+// arguments, clone3 with ENOSYS.
 std::vector<const char*> denied_syscalls();
 
 }  // namespace benchrun::sandbox

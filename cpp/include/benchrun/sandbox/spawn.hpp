@@ -22,9 +22,9 @@ struct Rlimit {
 };
 
 struct SpawnSpec {
-  // Root filesystem: overlay of lowerdir (the cached, read-only unpacked image) with upperdir/workdir
-  // (per run, on the same filesystem as each other), mounted at merged (an empty dir) inside the
-  // child's mount namespace.
+  // Root filesystem: overlay of lowerdir (the cached, read-only unpacked image) with
+  // upperdir/workdir (per run, on the same filesystem as each other), mounted at merged (an empty
+  // dir) inside the child's mount namespace.
   std::string lowerdir, upperdir, workdir, merged;
   std::vector<std::string> argv;  // argv[0] resolved by the child against PATH in env (execvpe)
   std::vector<std::string> env;
@@ -41,11 +41,12 @@ struct SpawnSpec {
   bool network = false;  // false: a new network namespace with only loopback up
 };
 
-// A started sandboxed child. The child waits (after its namespaces exist, before pivot_root and
-// exec) until release() — the parent uses that window to put it into a v1 cgroup. Destruction kills
-// (SIGKILL via pidfd) and reaps it if still running. root_fd() is an O_PATH fd of the child's root
-// (the overlay), received over a socket: it keeps the overlay readable after the child's mount
-// namespace is gone (output collection), and frees it when closed.
+// A started sandboxed child. The child sets up its root (mounts, pivot_root, hostname, lo) and then
+// waits, before rlimits, credentials and exec, until release() — the parent uses that window to
+// put it into a v1 cgroup. Destruction kills (SIGKILL via pidfd) and reaps it if still running.
+// root_fd() is an O_PATH fd of the child's root (the overlay), received over a socket: it keeps the
+// overlay readable after the child's mount namespace is gone (output collection), and frees it when
+// closed.
 class SandboxedChild {
  public:
   SandboxedChild(SandboxedChild&&) noexcept;
@@ -56,7 +57,7 @@ class SandboxedChild {
   int pidfd() const noexcept { return pidfd_.get(); }
   // Lets the child continue to exec. Throws SandboxError{stage} if setup failed in the child.
   void release();
-  // Waits for exit (blocking); returns the raw wait status. Call once.
+  // Waits for exit (blocking); returns the raw wait status (later calls return it again).
   int wait();
   // The overlay root, valid after release() returned.
   int root_fd() const noexcept { return root_fd_.get(); }
@@ -67,11 +68,14 @@ class SandboxedChild {
   SandboxedChild() = default;
   pid_t pid_ = -1;
   UniqueFd pidfd_;
-  UniqueFd go_fd_;      // parent writes one byte: continue
-  UniqueFd status_fd_;  // child writes {stage, errno} on failure; EOF at exec = success
-  UniqueFd sock_fd_;    // receives root_fd
+  UniqueFd status_fd_;  // child writes {stage, errno, detail} on failure; EOF at exec = success
+  UniqueFd sock_fd_;    // SOCK_SEQPACKET: receives root_fd, then carries the parent's "go" byte
   UniqueFd root_fd_;
   bool reaped_ = false;
+  int status_ = 0;  // the wait status, once reaped
+  // For exec error messages: argv[0], the PATH searched, and the candidates tried.
+  std::string argv0_, search_path_;
+  std::vector<std::string> exec_paths_;
 };
 
 // Clones the child with CLONE_NEWNS|NEWPID|NEWNET|NEWIPC|NEWUTS|NEWCGROUP (+ CLONE_INTO_CGROUP when
@@ -80,7 +84,9 @@ class SandboxedChild {
 // /tmp tmpfs, /sys read-only, masks runc's /proc paths and makes runc's read-only ones read-only,
 // pivot_root, sets hostname, brings lo up, waits for release, sets rlimits, groups/gid/uid, drops
 // every capability (bounding, inheritable, ambient, effective, permitted), sets no_new_privs,
-// installs the seccomp program, chdir(cwd), execvpe. Throws SandboxError{stage} on failure.
+// chdir(cwd), installs the seccomp program, execvpe (argv[0] searched on the PATH in env, not the
+// caller's). Throws ConfigError for an invalid spec and SandboxError{stage="clone"} if clone3
+// fails; failures inside the child surface from release() as SandboxError{stage}.
 SandboxedChild spawn_sandboxed(const SpawnSpec& spec);
 
 }  // namespace benchrun::sandbox

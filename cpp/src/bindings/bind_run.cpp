@@ -1,0 +1,92 @@
+// bind_run.cpp: type conversion for the run component (sandbox backend). No logic here.
+#include <pybind11/pybind11.h>
+#include <pybind11/stl.h>
+
+#include "benchrun/common/error.hpp"
+#include "benchrun/oci/pull.hpp"
+#include "benchrun/run/runner.hpp"
+#include "bindings/bindings.hpp"
+
+namespace py = pybind11;
+
+namespace benchrun::bindings {
+
+void bind_run(py::module_& m) {
+  m.def(
+      "run",
+      [](const std::string& image, const std::string& store,
+         std::optional<std::vector<std::string>> entrypoint,
+         std::optional<std::vector<std::string>> command, std::vector<std::string> env,
+         std::optional<std::string> workdir, std::optional<std::string> user,
+         std::optional<uint64_t> memory, std::optional<uint64_t> pids_limit, std::vector<int> cpus,
+         std::optional<double> cpu_quota, double timeout, std::vector<std::string> outputs,
+         uint64_t max_output_bytes, bool network, const std::string& cgroup_root,
+         const std::string& hostname) {
+        oci::Store st(store);
+        oci::Image img = oci::load_image(st, image);
+        if (img.rootfs.empty())
+          throw ImageError("image '" + image + "' is not unpacked (hint: benchrun pull it)");
+        run::RunSpec spec;
+        spec.entrypoint = std::move(entrypoint);
+        spec.command = std::move(command);
+        spec.env = std::move(env);
+        spec.workdir = std::move(workdir);
+        spec.user = std::move(user);
+        spec.memory_bytes = memory;
+        spec.pids_limit = pids_limit;
+        spec.cpus = std::move(cpus);
+        spec.cpu_quota = cpu_quota;
+        spec.timeout_s = timeout;
+        spec.outputs = std::move(outputs);
+        spec.max_output_bytes = max_output_bytes;
+        spec.network = network;
+        spec.hostname = hostname;
+        spec.cgroup.root = cgroup_root;
+        spec.run_dir = (st.root() / "runs").string();
+        run::RunResult r = [&] {
+          py::gil_scoped_release nogil;
+          run::cleanup_leftovers(spec.run_dir, spec.cgroup);
+          return run::run_sandbox(img.config, img.rootfs.string(), spec);
+        }();
+        py::dict d;
+        d["exit_code"] = r.exit_code;
+        d["signal"] = r.signal;
+        d["stdout"] = py::bytes(r.stdout_data);
+        d["stderr"] = py::bytes(r.stderr_data);
+        d["stdout_truncated"] = r.stdout_truncated;
+        d["stderr_truncated"] = r.stderr_truncated;
+        py::dict outs;
+        for (const auto& [k, v] : r.outputs) outs[py::str(k)] = py::bytes(v);
+        d["outputs"] = outs;
+        d["missing_outputs"] = r.missing_outputs;
+        d["timed_out"] = r.timed_out;
+        d["oom_killed"] = r.oom_killed;
+        d["wall_time"] = r.wall_s;
+        d["cpu_user"] = r.cpu_user_s;
+        d["cpu_system"] = r.cpu_system_s;
+        d["peak_memory"] = r.peak_memory_bytes;
+        d["start_time"] = r.start_time;
+        d["end_time"] = r.end_time;
+        py::dict phases;
+        phases["prepare"] = r.phases.prepare_s;
+        phases["start"] = r.phases.start_s;
+        phases["run"] = r.phases.run_s;
+        phases["collect"] = r.phases.collect_s;
+        d["phases"] = phases;
+        d["image_digest"] = img.record.manifest_digest.str();
+        d["backend"] = "sandbox";
+        return d;
+      },
+      py::kw_only(), py::arg("image"), py::arg("store"), py::arg("entrypoint") = py::none(),
+      py::arg("command") = py::none(), py::arg("env") = std::vector<std::string>{},
+      py::arg("workdir") = py::none(), py::arg("user") = py::none(), py::arg("memory") = py::none(),
+      py::arg("pids_limit") = py::none(), py::arg("cpus") = std::vector<int>{},
+      py::arg("cpu_quota") = py::none(), py::arg("timeout") = 0.0,
+      py::arg("outputs") = std::vector<std::string>{},
+      py::arg("max_output_bytes") = uint64_t{64} << 20, py::arg("network") = false,
+      py::arg("cgroup_root") = "/sys/fs/cgroup", py::arg("hostname") = "benchrun",
+      "Run an image from the store in the namespace sandbox; returns the result as a dict. "
+      "Releases the GIL.");
+}
+
+}  // namespace benchrun::bindings

@@ -1,0 +1,97 @@
+// child.hpp: the sandboxed child's plan (prepared by the parent), its stages, and its entry point.
+//
+// Everything here is read by code that runs between clone and exec (STYLE.md rule 6): plain
+// pointers and numbers only, so that the child allocates nothing.
+#pragma once
+
+#include <linux/filter.h>
+#include <sys/types.h>
+
+#include <cstddef>
+#include <cstdint>
+
+#include "benchrun/sandbox/spawn.hpp"
+
+namespace benchrun::sandbox {
+
+// The child's steps, in the order it takes them; a failure is reported as one of these.
+enum class Stage : int32_t {
+  kSetsid,
+  kStdio,
+  kCloseFds,
+  kMountPrivate,
+  kMountOverlay,
+  kSendRoot,
+  kMountProc,
+  kMountDev,
+  kDevNodes,
+  kMountDevPts,
+  kMountDevShm,
+  kDevLinks,
+  kMountTmp,
+  kMountSys,
+  kMaskPaths,
+  kReadonlyPaths,
+  kPivotRoot,
+  kWorkdir,
+  kHostname,
+  kLoopback,
+  kRlimits,
+  kCapBounding,
+  kSetgroups,
+  kSetresgid,
+  kSetresuid,
+  kCaps,
+  kNoNewPrivs,
+  kChdir,
+  kSeccomp,
+  kExec,
+  kCount,
+};
+
+// "mount overlay", "pivot_root", "exec", ...; "unknown" outside the enum.
+const char* stage_name(int32_t stage) noexcept;
+
+// What the child writes to the status pipe before _exit(127). detail indexes the stage's list
+// (masked path, device node, rlimit, exec candidate), or is -1.
+struct StatusRecord {
+  int32_t stage;
+  int32_t err;
+  int32_t detail;
+};
+
+// Everything the child reads. The pointers refer to storage the parent keeps alive across the
+// clone (PreparedChild); the child sees its own copy of the address space.
+struct ChildPlan {
+  // Ends the child uses: the socket (sends the root fd, receives "go") and the status pipe's write
+  // end. The parent's ends are closed first thing in the child.
+  int sock_fd = -1, status_fd = -1;
+  int parent_sock_fd = -1, parent_status_fd = -1;
+  int devnull_fd = -1, stdout_fd = -1, stderr_fd = -1;  // stdout/stderr -1: /dev/null
+
+  const char* merged = nullptr;
+  const char* overlay_options = nullptr;
+  const char* hostname = nullptr;
+  size_t hostname_len = 0;
+  bool loopback_up = false;  // own network namespace: bring lo up
+
+  const Rlimit* rlimits = nullptr;
+  size_t rlimit_count = 0;
+  uid_t uid = 0;
+  gid_t gid = 0;
+  const gid_t* groups = nullptr;
+  size_t group_count = 0;
+  int cap_last = 0;                     // /proc/sys/kernel/cap_last_cap, read by the parent
+  const sock_fprog* seccomp = nullptr;  // nullptr: no filter
+
+  const char* cwd = nullptr;
+  char* const* argv = nullptr;
+  char* const* envp = nullptr;
+  const char* const* exec_paths = nullptr;  // argv[0] as found on PATH, tried in order
+  size_t exec_path_count = 0;
+};
+
+// Runs the child's steps and execs; on failure writes a StatusRecord and _exits. Never returns.
+[[noreturn]] void child_main(const ChildPlan& plan) noexcept;
+
+}  // namespace benchrun::sandbox

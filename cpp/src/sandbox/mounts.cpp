@@ -1,0 +1,237 @@
+// mounts.cpp: the sandbox's filesystem steps, run by the child between clone and exec.
+//
+// Follows runc's layout (libcontainer/rootfs_linux.go, specconv defaults): proc
+// nosuid,nodev,noexec; /dev a small tmpfs with the six standard nodes, a private devpts instance
+// (newinstance) and /dev/ptmx -> pts/ptmx; masked paths get /dev/null bound over files and an empty
+// read-only tmpfs over directories; read-only paths are bind-mounted onto themselves and remounted
+// read-only. Mount points at the top of the image (/proc, /dev, /tmp, /sys) must be real
+// directories: an image symlink there would be resolved against the host's root, since we have not
+// pivoted yet, so a symlink is refused (ELOOP) rather than followed.
+#include "sandbox/mounts.hpp"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <sys/mount.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <sys/sysmacros.h>
+#include <unistd.h>
+
+#include <cstring>
+#include <iterator>
+
+namespace benchrun::sandbox {
+
+namespace {
+
+struct DevNode {
+  const char* path;  // absolute: the host node to bind when mknod is not allowed; +1: in the root
+  unsigned major, minor;
+};
+constexpr DevNode kDevNodes[] = {
+    {"/dev/null", 1, 3},   {"/dev/zero", 1, 5},    {"/dev/full", 1, 7},
+    {"/dev/random", 1, 8}, {"/dev/urandom", 1, 9}, {"/dev/tty", 5, 0},
+};
+
+struct DevLink {
+  const char* path;  // +1: relative to the new root
+  const char* target;
+};
+constexpr DevLink kDevLinks[] = {
+    {"/dev/fd", "/proc/self/fd"},       {"/dev/stdin", "/proc/self/fd/0"},
+    {"/dev/stdout", "/proc/self/fd/1"}, {"/dev/stderr", "/proc/self/fd/2"},
+    {"/dev/ptmx", "pts/ptmx"},
+};
+
+// runc's defaults, plus Docker's /sys/devices/virtual/powercap (CVE-2020-8694). Missing ones are
+// skipped.
+constexpr const char* kMaskedPaths[] = {
+    "/proc/acpi",
+    "/proc/asound",
+    "/proc/kcore",
+    "/proc/keys",
+    "/proc/latency_stats",
+    "/proc/timer_list",
+    "/proc/timer_stats",
+    "/proc/sched_debug",
+    "/proc/scsi",
+    "/sys/firmware",
+    "/sys/devices/virtual/powercap",
+};
+
+constexpr const char* kReadonlyPaths[] = {
+    "/proc/bus", "/proc/fs", "/proc/irq", "/proc/sys", "/proc/sysrq-trigger",
+};
+
+int err_of(int rc) noexcept { return rc < 0 ? errno : 0; }
+
+// mkdir rel (mode exact: the child runs with umask 0) unless it exists; it must end up a real
+// directory, not a symlink.
+int ensure_dir(const char* rel, mode_t mode) noexcept {
+  if (::mkdir(rel, mode) == 0) return 0;
+  if (errno != EEXIST) return errno;
+  struct stat st;
+  if (::fstatat(AT_FDCWD, rel, &st, AT_SYMLINK_NOFOLLOW) != 0) return errno;
+  if (S_ISLNK(st.st_mode)) return ELOOP;
+  return S_ISDIR(st.st_mode) ? 0 : ENOTDIR;
+}
+
+int make_node(const DevNode& node) noexcept {
+  const char* rel = node.path + 1;
+  if (::mknod(rel, S_IFCHR | 0666, makedev(node.major, node.minor)) == 0) return 0;
+  if (errno != EPERM) return errno;
+  // No CAP_MKNOD (e.g. a user namespace): bind the host's node onto an empty file, as runc does.
+  int fd = ::open(rel, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0666);
+  if (fd < 0) return errno;
+  ::close(fd);
+  if (::mount(node.path, rel, nullptr, MS_BIND, nullptr) == 0) return 0;
+  int err = errno;
+  ::unlink(rel);
+  return err == ENOENT ? 0 : err;  // the host lacks it: so does the sandbox
+}
+
+}  // namespace
+
+int make_mounts_private() noexcept {
+  return err_of(::mount(nullptr, "/", nullptr, MS_REC | MS_PRIVATE, nullptr));
+}
+
+int mount_overlay_and_enter(const char* merged, const char* options) noexcept {
+  if (::mount("overlay", merged, "overlay", 0, options) != 0) return errno;
+  return err_of(::chdir(merged));
+}
+
+int mount_proc() noexcept {
+  if (int err = ensure_dir("proc", 0555)) return err;
+  return err_of(::mount("proc", "proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC, nullptr));
+}
+
+int mount_dev_tmpfs() noexcept {
+  if (int err = ensure_dir("dev", 0755)) return err;
+  return err_of(::mount("tmpfs", "dev", "tmpfs", MS_NOSUID | MS_NOEXEC | MS_STRICTATIME,
+                        "mode=755,size=65536k"));
+}
+
+int create_dev_nodes(int* failed_index) noexcept {
+  for (int i = 0; i < static_cast<int>(std::size(kDevNodes)); ++i) {
+    if (int err = make_node(kDevNodes[i])) {
+      *failed_index = i;
+      return err;
+    }
+  }
+  return 0;
+}
+
+int mount_devpts() noexcept {
+  if (::mkdir("dev/pts", 0755) != 0) return errno;
+  // A private instance: the sandbox sees only its own ptys. gid 5 is "tty" by convention.
+  return err_of(::mount("devpts", "dev/pts", "devpts", MS_NOSUID | MS_NOEXEC,
+                        "newinstance,ptmxmode=0666,mode=0620,gid=5"));
+}
+
+int mount_dev_shm() noexcept {
+  if (::mkdir("dev/shm", 01777) != 0) return errno;
+  // No size= : tmpfs defaults to half of RAM and the run's memory cgroup bounds it (Docker's 64 MiB
+  // breaks shared-memory-heavy benchmarks).
+  return err_of(::mount("shm", "dev/shm", "tmpfs", MS_NOSUID | MS_NODEV | MS_NOEXEC, "mode=1777"));
+}
+
+int create_dev_links(int* failed_index) noexcept {
+  for (int i = 0; i < static_cast<int>(std::size(kDevLinks)); ++i) {
+    if (::symlink(kDevLinks[i].target, kDevLinks[i].path + 1) != 0) {
+      *failed_index = i;
+      return errno;
+    }
+  }
+  return 0;
+}
+
+int mount_tmp() noexcept {
+  if (int err = ensure_dir("tmp", 01777)) return err;
+  return err_of(::mount("tmpfs", "tmp", "tmpfs", MS_NOSUID | MS_NODEV, "mode=1777"));
+}
+
+int mount_sys() noexcept {
+  if (int err = ensure_dir("sys", 0555)) return err;
+  if (::mount("sysfs", "sys", "sysfs", MS_RDONLY | MS_NOSUID | MS_NODEV | MS_NOEXEC, nullptr) == 0)
+    return 0;
+  // sysfs refuses a mount whose network namespace the caller does not own (e.g. sharing the
+  // host's network from a user namespace): leave /sys empty rather than expose the host's.
+  return errno == EPERM ? 0 : errno;
+}
+
+int mask_paths(int* failed_index) noexcept {
+  for (int i = 0; i < static_cast<int>(std::size(kMaskedPaths)); ++i) {
+    const char* rel = kMaskedPaths[i] + 1;
+    int err = err_of(::mount("dev/null", rel, nullptr, MS_BIND, nullptr));
+    if (err == ENOTDIR)  // a directory: cover it with an empty read-only tmpfs
+      err = err_of(::mount("tmpfs", rel, "tmpfs", MS_RDONLY | MS_NOSUID | MS_NODEV | MS_NOEXEC,
+                           "mode=0555"));
+    if (err != 0 && err != ENOENT) {
+      *failed_index = i;
+      return err;
+    }
+  }
+  return 0;
+}
+
+int make_readonly_paths(int* failed_index) noexcept {
+  for (int i = 0; i < static_cast<int>(std::size(kReadonlyPaths)); ++i) {
+    const char* rel = kReadonlyPaths[i] + 1;
+    int err = err_of(::mount(rel, rel, nullptr, MS_BIND | MS_REC, nullptr));
+    if (err == ENOENT) continue;
+    if (err == 0)
+      err = err_of(::mount(nullptr, rel, nullptr,
+                           MS_BIND | MS_REMOUNT | MS_RDONLY | MS_NOSUID | MS_NODEV | MS_NOEXEC,
+                           nullptr));
+    if (err != 0) {
+      *failed_index = i;
+      return err;
+    }
+  }
+  return 0;
+}
+
+int pivot_to_cwd() noexcept {
+  // pivot_root(2), "NOTES": with new_root == put_old == ".", the old root ends up stacked on top of
+  // the new one and can be detached in place, without a put_old directory in the image.
+  if (::syscall(SYS_pivot_root, ".", ".") != 0) return errno;
+  if (::umount2(".", MNT_DETACH) != 0) return errno;
+  return err_of(::chdir("/"));
+}
+
+int make_dirs(const char* path) noexcept {
+  char buf[PATH_MAX];
+  size_t len = std::strlen(path);
+  if (len >= sizeof buf) return ENAMETOOLONG;
+  std::memcpy(buf, path, len + 1);
+  for (size_t i = 1; i <= len; ++i) {
+    if (buf[i] != '/' && buf[i] != '\0') continue;
+    if (buf[i - 1] == '/') continue;  // "//" or a trailing '/'
+    char saved = buf[i];
+    buf[i] = '\0';
+    if (::mkdir(buf, 0755) != 0 && errno != EEXIST) return errno;
+    buf[i] = saved;
+  }
+  return 0;
+}
+
+const char* dev_node_path(int index) noexcept {
+  return index >= 0 && index < static_cast<int>(std::size(kDevNodes)) ? kDevNodes[index].path
+                                                                      : nullptr;
+}
+const char* dev_link_path(int index) noexcept {
+  return index >= 0 && index < static_cast<int>(std::size(kDevLinks)) ? kDevLinks[index].path
+                                                                      : nullptr;
+}
+const char* masked_path(int index) noexcept {
+  return index >= 0 && index < static_cast<int>(std::size(kMaskedPaths)) ? kMaskedPaths[index]
+                                                                         : nullptr;
+}
+const char* readonly_path(int index) noexcept {
+  return index >= 0 && index < static_cast<int>(std::size(kReadonlyPaths)) ? kReadonlyPaths[index]
+                                                                           : nullptr;
+}
+
+}  // namespace benchrun::sandbox

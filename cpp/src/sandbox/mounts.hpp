@@ -1,0 +1,37 @@
+// mounts.hpp: the sandbox's filesystem steps (overlay root, /proc, /dev, /tmp, /sys, masked and
+// read-only paths, pivot_root), in the child's dialect.
+//
+// Every function runs between clone and exec: no allocation, returns 0 or an errno. After
+// mount_overlay_and_enter() the working directory is the new root and every other path is relative
+// to it, so nothing needs to be joined at run time.
+#pragma once
+
+namespace benchrun::sandbox {
+
+// mount(NULL, "/", MS_REC|MS_PRIVATE): nothing we mount propagates back to the host.
+int make_mounts_private() noexcept;
+// Mounts overlayfs on merged and chdirs into it.
+int mount_overlay_and_enter(const char* merged, const char* options) noexcept;
+
+int mount_proc() noexcept;
+int mount_dev_tmpfs() noexcept;
+int create_dev_nodes(int* failed_index) noexcept;  // null zero full random urandom tty
+int mount_devpts() noexcept;
+int mount_dev_shm() noexcept;
+int create_dev_links(int* failed_index) noexcept;  // fd stdin stdout stderr ptmx
+int mount_tmp() noexcept;
+int mount_sys() noexcept;  // read-only; skipped when sysfs refuses (EPERM)
+int mask_paths(int* failed_index) noexcept;
+int make_readonly_paths(int* failed_index) noexcept;
+// pivot_root(".", ".") then detach the old root: the working directory becomes "/".
+int pivot_to_cwd() noexcept;
+// mkdir -p for an absolute path (mode 0755); existing directories are fine.
+int make_dirs(const char* path) noexcept;
+
+// Names for error messages (the parent maps failed_index back); nullptr when out of range.
+const char* dev_node_path(int index) noexcept;
+const char* dev_link_path(int index) noexcept;
+const char* masked_path(int index) noexcept;
+const char* readonly_path(int index) noexcept;
+
+}  // namespace benchrun::sandbox

@@ -1,0 +1,306 @@
+// spawn.cpp: the parent's side of a sandboxed child: channels, clone3, release, wait, cleanup.
+//
+// Design note. clone3(2) without a stack behaves like fork(2): the child continues on a copy of
+// this stack, here in new mount, pid, ipc, uts, cgroup (and network) namespaces and, with
+// CLONE_INTO_CGROUP (Linux >= 5.7), already inside the run's v2 cgroup, so no process of the run
+// ever exists outside it. CLONE_PIDFD gives a pidfd: pidfd_send_signal(2) and waitid(P_PIDFD) act
+// on exactly this child even if its pid is reused. Every signal is blocked across clone3 so that
+// none of this process's handlers (Python's) runs in the child before it resets them. Setup errors
+// come back as {stage, errno, detail} over an O_CLOEXEC pipe whose EOF means execve succeeded (the
+// self-pipe technique of posix_spawn implementations). The root fd comes back over a
+// SOCK_SEQPACKET socketpair with SCM_RIGHTS, and the same socket carries the "go" byte, sent with
+// MSG_NOSIGNAL: if the child already died we get EPIPE, not SIGPIPE. From clone on, the child is
+// owned by a SandboxedChild, whose destructor SIGKILLs and reaps it.
+#include "benchrun/sandbox/spawn.hpp"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <linux/sched.h>
+#include <signal.h>
+#include <sys/socket.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cstring>
+#include <utility>
+
+#include "benchrun/common/error.hpp"
+#include "benchrun/common/fs.hpp"
+#include "sandbox/caps.hpp"
+#include "sandbox/child.hpp"
+#include "sandbox/child_plan.hpp"
+#include "sandbox/mounts.hpp"
+
+namespace benchrun::sandbox {
+
+namespace {
+
+struct FdPair {
+  UniqueFd parent, child;
+};
+
+// The child dup2()s onto 0, 1 and 2; our own channels must not sit there (a caller with a closed
+// stdin would otherwise get its status pipe overwritten).
+UniqueFd above_stdio(UniqueFd fd, const char* what) {
+  if (fd.get() > 2) return fd;
+  int moved = ::fcntl(fd.get(), F_DUPFD_CLOEXEC, 3);
+  if (moved < 0) throw_errno("fcntl(F_DUPFD_CLOEXEC)", what);
+  return UniqueFd(moved);
+}
+
+FdPair make_socketpair() {
+  int sv[2];
+  if (::socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv) != 0)
+    throw_errno("socketpair", "sandbox channel");
+  return {above_stdio(UniqueFd(sv[0]), "sandbox channel"),
+          above_stdio(UniqueFd(sv[1]), "sandbox channel")};
+}
+
+FdPair make_status_pipe() {
+  int p[2];
+  if (::pipe2(p, O_CLOEXEC) != 0) throw_errno("pipe2", "sandbox status");
+  return {above_stdio(UniqueFd(p[0]), "sandbox status"),
+          above_stdio(UniqueFd(p[1]), "sandbox status")};
+}
+
+// The fd the child sent, or an empty UniqueFd on EOF (the child exited before sending it).
+UniqueFd receive_fd(int sock) {
+  char byte;
+  iovec iov{&byte, 1};
+  alignas(cmsghdr) char control[CMSG_SPACE(sizeof(int))] = {};
+  msghdr msg{};
+  msg.msg_iov = &iov;
+  msg.msg_iovlen = 1;
+  msg.msg_control = control;
+  msg.msg_controllen = sizeof control;
+  ssize_t n;
+  do n = ::recvmsg(sock, &msg, MSG_CMSG_CLOEXEC);
+  while (n < 0 && errno == EINTR);
+  if (n < 0 && errno == ECONNRESET) return {};
+  if (n < 0) throw_errno("recvmsg", "sandbox channel");
+  UniqueFd fd;
+  for (cmsghdr* c = CMSG_FIRSTHDR(&msg); c != nullptr; c = CMSG_NXTHDR(&msg, c)) {
+    if (c->cmsg_level == SOL_SOCKET && c->cmsg_type == SCM_RIGHTS &&
+        c->cmsg_len == CMSG_LEN(sizeof(int))) {
+      int received;
+      std::memcpy(&received, CMSG_DATA(c), sizeof received);
+      fd.reset(received);
+    }
+  }
+  if (n == 0 && !fd) return {};
+  if (!fd || (msg.msg_flags & MSG_CTRUNC))
+    throw SandboxError("sandbox setup: the child sent no root fd", "send root fd");
+  return fd;
+}
+
+// True and rec filled if the child reported a failure; false on EOF (it exec'd, or died silently).
+bool read_status(int fd, StatusRecord& rec) {
+  auto* out = reinterpret_cast<char*>(&rec);
+  size_t got = 0;
+  while (got < sizeof rec) {
+    ssize_t n = ::read(fd, out + got, sizeof rec - got);
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) throw_errno("read", "sandbox status pipe");
+    if (n == 0) break;
+    got += static_cast<size_t>(n);
+  }
+  if (got == 0) return false;
+  if (got != sizeof rec) throw SandboxError("sandbox setup: truncated status record", "setup");
+  return true;
+}
+
+int to_wait_status(const siginfo_t& si) {
+  switch (si.si_code) {
+    case CLD_EXITED:
+      return W_EXITCODE(si.si_status & 0xff, 0);
+    case CLD_KILLED:
+      return si.si_status & 0x7f;
+    case CLD_DUMPED:
+      return (si.si_status & 0x7f) | 0x80;  // WCOREFLAG
+    default:
+      return W_EXITCODE(0, 0);
+  }
+}
+
+// What the failed step acted on, from the record's detail index.
+std::string detail_object(const StatusRecord& rec) {
+  const char* name = nullptr;
+  switch (static_cast<Stage>(rec.stage)) {
+    case Stage::kDevNodes:
+      name = dev_node_path(rec.detail);
+      break;
+    case Stage::kDevLinks:
+      name = dev_link_path(rec.detail);
+      break;
+    case Stage::kMaskPaths:
+      name = masked_path(rec.detail);
+      break;
+    case Stage::kReadonlyPaths:
+      name = readonly_path(rec.detail);
+      break;
+    case Stage::kRlimits:
+      return rec.detail >= 0 ? "rlimit #" + std::to_string(rec.detail) : "";
+    default:
+      break;
+  }
+  return name ? name : "";
+}
+
+std::string hint(const StatusRecord& rec) {
+  auto stage = static_cast<Stage>(rec.stage);
+  if (stage == Stage::kMountOverlay && rec.err == EINVAL)
+    return " (hint: upperdir and workdir must be on the same filesystem and outside lowerdir; "
+           "the kernel log names the problem)";
+  if (stage == Stage::kMountOverlay && rec.err == ENOENT)
+    return " (hint: lowerdir, upperdir, workdir and merged must exist)";
+  if (stage == Stage::kMountProc && rec.err == EPERM)
+    return " (hint: the host's /proc has paths mounted over, as inside another container)";
+  if (stage == Stage::kRlimits && rec.err == EPERM)
+    return " (hint: raising a hard limit needs CAP_SYS_RESOURCE)";
+  if (rec.err == EPERM && stage <= Stage::kPivotRoot)
+    return " (hint: run as root: the sandbox needs CAP_SYS_ADMIN)";
+  return "";
+}
+
+SandboxError failure_error(const StatusRecord& rec, const std::string& argv0,
+                           const std::string& search_path,
+                           const std::vector<std::string>& exec_paths) {
+  std::string stage = stage_name(rec.stage);
+  std::string cause = std::strerror(rec.err);
+  if (static_cast<Stage>(rec.stage) == Stage::kExec) {
+    std::string target = argv0;
+    if (rec.err != ENOENT && rec.detail >= 0 && static_cast<size_t>(rec.detail) < exec_paths.size())
+      target = exec_paths[static_cast<size_t>(rec.detail)];
+    std::string msg = "exec '" + target + "': " + cause;
+    if (rec.err == ENOENT) {
+      msg += " in the image";
+      if (argv0.find('/') == std::string::npos) msg += " (PATH=" + search_path + ")";
+    }
+    return SandboxError(msg, stage);
+  }
+  std::string object = detail_object(rec);
+  return SandboxError("sandbox setup failed at '" + stage + "'" +
+                          (object.empty() ? "" : " ('" + object + "')") + ": " + cause + hint(rec),
+                      stage);
+}
+
+// The child closed both channels without a record: killed (OOM, a signal) during setup.
+SandboxError silent_exit_error(int pidfd) {
+  std::string how = "it exited during setup without reporting an error";
+  siginfo_t si{};
+  if (::waitid(P_PIDFD, static_cast<id_t>(pidfd), &si, WEXITED | WNOHANG | WNOWAIT) == 0 &&
+      si.si_pid != 0)
+    how = si.si_code == CLD_EXITED ? "it exited with status " + std::to_string(si.si_status)
+                                   : "it was killed by signal " + std::to_string(si.si_status);
+  return SandboxError("sandbox setup failed: " + how, "setup");
+}
+
+}  // namespace
+
+SandboxedChild::SandboxedChild(SandboxedChild&& o) noexcept
+    : pid_(std::exchange(o.pid_, -1)),
+      pidfd_(std::move(o.pidfd_)),
+      status_fd_(std::move(o.status_fd_)),
+      sock_fd_(std::move(o.sock_fd_)),
+      root_fd_(std::move(o.root_fd_)),
+      reaped_(o.reaped_),
+      status_(o.status_),
+      argv0_(std::move(o.argv0_)),
+      search_path_(std::move(o.search_path_)),
+      exec_paths_(std::move(o.exec_paths_)) {}
+
+SandboxedChild::~SandboxedChild() {
+  if (!pidfd_ || reaped_) return;
+  ::syscall(SYS_pidfd_send_signal, pidfd_.get(), SIGKILL, nullptr, 0);
+  siginfo_t si{};
+  while (::waitid(P_PIDFD, static_cast<id_t>(pidfd_.get()), &si, WEXITED) != 0 && errno == EINTR) {
+  }
+}
+
+void SandboxedChild::release() {
+  if (!sock_fd_ || !status_fd_)
+    throw SandboxError("release: the sandboxed child was already released", "release");
+  // EOF instead of the root fd: the child failed (or died) before sending it. Its record, if any,
+  // is already in the pipe: it is written before _exit, and the socket closes at exit.
+  root_fd_ = receive_fd(sock_fd_.get());
+  if (root_fd_) {
+    const char go = 'g';
+    ssize_t n;
+    do n = ::send(sock_fd_.get(), &go, 1, MSG_NOSIGNAL);
+    while (n < 0 && errno == EINTR);
+    // EPIPE / ECONNRESET: the child died after sending the root; the status pipe says why.
+  }
+  StatusRecord rec{};
+  bool failed = read_status(status_fd_.get(), rec);  // blocks until exec (EOF) or a report
+  sock_fd_.reset();
+  status_fd_.reset();
+  if (failed) throw failure_error(rec, argv0_, search_path_, exec_paths_);
+  if (!root_fd_) throw silent_exit_error(pidfd_.get());
+}
+
+int SandboxedChild::wait() {
+  if (reaped_) return status_;
+  if (!pidfd_) throw SandboxError("wait: no sandboxed child to wait for", "wait");
+  siginfo_t si{};
+  while (::waitid(P_PIDFD, static_cast<id_t>(pidfd_.get()), &si, WEXITED) != 0) {
+    if (errno != EINTR) throw_errno("waitid", "sandboxed child " + std::to_string(pid_));
+  }
+  reaped_ = true;
+  status_ = to_wait_status(si);
+  return status_;
+}
+
+SandboxedChild spawn_sandboxed(const SpawnSpec& spec) {
+  PreparedChild prepared(spec, read_cap_last_cap());
+  UniqueFd devnull = above_stdio(open_file("/dev/null", O_RDWR), "/dev/null");
+  FdPair sock = make_socketpair();
+  FdPair status = make_status_pipe();
+
+  ChildPlan& plan = prepared.plan();
+  plan.sock_fd = sock.child.get();
+  plan.status_fd = status.child.get();
+  plan.parent_sock_fd = sock.parent.get();
+  plan.parent_status_fd = status.parent.get();
+  plan.devnull_fd = devnull.get();
+
+  SandboxedChild child;
+  child.argv0_ = spec.argv.front();
+  child.search_path_ = prepared.search_path();
+  child.exec_paths_ = prepared.exec_paths();
+
+  int pidfd = -1;
+  clone_args args;
+  std::memset(&args, 0, sizeof args);
+  args.flags = CLONE_NEWNS | CLONE_NEWPID | CLONE_NEWIPC | CLONE_NEWUTS | CLONE_NEWCGROUP |
+               CLONE_PIDFD | (spec.network ? 0 : CLONE_NEWNET) |
+               (spec.cgroup_fd >= 0 ? CLONE_INTO_CGROUP : 0);
+  args.pidfd = reinterpret_cast<uintptr_t>(&pidfd);
+  args.exit_signal = SIGCHLD;
+  if (spec.cgroup_fd >= 0) args.cgroup = static_cast<uint64_t>(spec.cgroup_fd);
+
+  sigset_t all, saved;
+  sigfillset(&all);
+  ::pthread_sigmask(SIG_SETMASK, &all, &saved);
+  long pid = ::syscall(SYS_clone3, &args, sizeof args);
+  if (pid == 0) child_main(plan);  // never returns
+  int err = errno;
+  ::pthread_sigmask(SIG_SETMASK, &saved, nullptr);
+  if (pid < 0) {
+    std::string msg = std::string("clone3: ") + std::strerror(err);
+    if (err == ENOSYS || err == EINVAL)
+      msg += " (hint: needs Linux >= 5.7 for clone3 with CLONE_INTO_CGROUP)";
+    else if (err == EPERM)
+      msg += " (hint: run as root: new namespaces need CAP_SYS_ADMIN)";
+    else if (err == EBUSY && spec.cgroup_fd >= 0)
+      msg += " (hint: the target cgroup must not have controllers enabled for its children)";
+    throw SandboxError(msg, "clone");
+  }
+  child.pid_ = static_cast<pid_t>(pid);
+  child.pidfd_.reset(pidfd);
+  child.sock_fd_ = std::move(sock.parent);
+  child.status_fd_ = std::move(status.parent);
+  return child;  // our copies of the child's ends close here; the child keeps its own
+}
+
+}  // namespace benchrun::sandbox

@@ -1,0 +1,82 @@
+"""Scenario fixtures: the backend parameter, and small busybox images built and pulled per test."""
+
+from __future__ import annotations
+
+import itertools
+from pathlib import Path
+from typing import Any, Callable, Iterable, Optional
+
+import pytest
+
+import benchrun
+from support.ocilayout import ImageInfo, Layer, busybox_layer, write_layout
+
+# Applets the scenarios use beyond support.ocilayout.BUSYBOX_APPLETS (links into /bin/busybox).
+EXTRA_APPLETS = (
+    "sha256sum",
+    "tee",
+    "grep",
+    "reboot",
+    "wget",
+    "nc",
+    "awk",
+    "tail",
+    "cut",
+    "ps",
+    "ln",
+)
+
+# Every scenario runs with a timeout, so a broken backend fails a test instead of hanging the suite.
+DEFAULT_TIMEOUT = 60.0
+
+
+def applets_layer(applets: Iterable[str] = EXTRA_APPLETS) -> Layer:
+    layer = Layer("gzip")
+    for applet in applets:
+        layer.symlink(f"bin/{applet}", "busybox")
+    return layer
+
+
+@pytest.fixture(params=["sandbox"])
+def backend(request: pytest.FixtureRequest) -> str:
+    """The backend each scenario runs on; the microVM joins this list with issue 4."""
+    return str(request.param)
+
+
+@pytest.fixture
+def make_image(tmp_path: Path, store: Path) -> Callable[..., ImageInfo]:
+    """make_image(config=None, layers=()) -> ImageInfo: busybox + extra applets + ``layers``, with
+    ``config`` (PATH=/bin unless config sets Env), written as an OCI layout and pulled into the
+    test's own store."""
+    counter = itertools.count()
+
+    def make(config: Optional[dict[str, Any]] = None, layers: Iterable[Layer] = ()) -> ImageInfo:
+        cfg = {"Env": ["PATH=/bin"], **(config or {})}
+        layout = tmp_path / f"layout{next(counter)}"
+        info = write_layout(layout, [busybox_layer(), applets_layer(), *layers], config=cfg)
+        pulled = benchrun.pull(info.ref, store=store)
+        assert pulled.digest == info.manifest_digest
+        return info
+
+    return make
+
+
+@pytest.fixture
+def run_image(
+    make_image: Callable[..., ImageInfo], backend: str, store: Path
+) -> Callable[..., benchrun.Result]:
+    """run_image(command=None, *, config=None, layers=(), **run options) -> Result: builds the
+    image with make_image and runs it on the scenario's backend (timeout 60 s unless given)."""
+
+    def go(
+        command: Any = None,
+        *,
+        config: Optional[dict[str, Any]] = None,
+        layers: Iterable[Layer] = (),
+        **kw: Any,
+    ) -> benchrun.Result:
+        info = make_image(config, layers)
+        kw.setdefault("timeout", DEFAULT_TIMEOUT)
+        return benchrun.run(info.ref, command, backend=backend, store=store, pull=False, **kw)
+
+    return go
