@@ -33,7 +33,9 @@ from support.ocilayout import Layer, busybox_layer, write_layout  # noqa: E402
 def build_image(work: Path) -> tuple[str, Path]:
     exe = work / "cpuloop"
     subprocess.run(["cc", "-O2", "-static", "-o", str(exe), str(HERE / "cpuloop.c")], check=True)
-    layer = Layer("gzip").file("cpuloop", exe.read_bytes(), mode=0o755)
+    # proc/dev/sys mount points: bwrap --ro-bind cannot create them in a read-only root.
+    layer = Layer("gzip").dir("proc").dir("dev").dir("sys").file("cpuloop", exe.read_bytes(),
+                                                                  mode=0o755)
     info = write_layout(work / "layout", [busybox_layer(), layer], config={"Env": ["PATH=/bin"]})
     return info.ref, exe
 

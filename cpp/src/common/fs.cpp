@@ -25,24 +25,21 @@ UniqueFd open_file(const fs::path& path, int flags, mode_t mode) {
 
 std::string read_file(const fs::path& path, size_t max_bytes) {
   UniqueFd fd = open_file(path, O_RDONLY);
-  struct stat st {};
-  if (::fstat(fd.get(), &st) != 0) throw_errno("stat", path.string());
-  if (static_cast<uint64_t>(st.st_size) > max_bytes)
-    throw ImageError("read '" + path.string() + "': file is " + std::to_string(st.st_size) +
-                     " bytes, more than the limit of " + std::to_string(max_bytes));
+  // Read to EOF rather than trusting st_size: procfs and sysfs files report 0.
   std::string out;
-  out.resize(static_cast<size_t>(st.st_size));
-  size_t off = 0;
-  while (off < out.size()) {
-    ssize_t n = ::read(fd.get(), out.data() + off, out.size() - off);
+  char buf[64 << 10];
+  for (;;) {
+    ssize_t n = ::read(fd.get(), buf, sizeof buf);
     if (n < 0) {
       if (errno == EINTR) continue;
       throw_errno("read", path.string());
     }
     if (n == 0) break;
-    off += static_cast<size_t>(n);
+    if (out.size() + static_cast<size_t>(n) > max_bytes)
+      throw ImageError("read '" + path.string() + "': larger than the limit of " +
+                       std::to_string(max_bytes) + " bytes");
+    out.append(buf, static_cast<size_t>(n));
   }
-  out.resize(off);
   return out;
 }
 

@@ -567,6 +567,9 @@ void LayerApplier::set_xattrs(int fd, struct archive_entry* e, bool regular_or_d
   const void* value = nullptr;
   size_t size = 0;
   while (archive_entry_xattr_next(e, &name, &value, &size) == ARCHIVE_OK) {
+    // overlayfs metadata (whiteouts, opaque dirs, redirects, metacopy) must never come from an
+    // image: the unpacked tree becomes an overlay lowerdir for every run.
+    if (starts_with(name, "trusted.overlay.") || starts_with(name, "user.overlay.")) continue;
     if (::fsetxattr(fd, name, value, size, 0) == 0) continue;
     const int err = errno;
     // ENOTSUP: the filesystem has no such namespace. EPERM: user.* is refused on anything but

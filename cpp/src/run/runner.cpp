@@ -138,6 +138,10 @@ RunResult run_sandbox(const oci::ImageConfig& image, const std::string& rootfs, 
 
   auto [out_r, out_w] = make_pipe();
   auto [err_r, err_w] = make_pipe();
+  // The workload's user owns its end of the pipes, so /dev/stdout and /dev/stderr (which reopen
+  // them through /proc/self/fd) work for a non-root user too.
+  for (int fd : {out_w.get(), err_w.get()})
+    if (::fchown(fd, proc.uid, proc.gid) != 0) throw_errno("chown", "workload output pipe");
   sandbox::SpawnSpec ss;
   ss.lowerdir = rootfs;
   ss.upperdir = (dir.path() / "upper").string();

@@ -484,6 +484,21 @@ TEST_F(LayerUnpack, FileCapabilitySurvivesChown) {
   EXPECT_EQ(lstat_in("ping").st_uid, 1000u);
 }
 
+TEST_F(LayerUnpack, OverlayMetadataXattrsAreDropped) {
+  if (!is_root()) GTEST_SKIP() << "needs root to set trusted.* xattrs";
+  // An image must not plant overlayfs metadata in what becomes every run's lowerdir.
+  Spec d = Dir("secret");
+  d.xattrs = {{"trusted.overlay.opaque", "y"}, {"trusted.overlay.redirect", "/etc"}};
+  Spec f = File("f", "x");
+  f.xattrs = {{"user.overlay.metacopy", ""}, {"trusted.overlay.origin", "z"}};
+  apply({d, f});
+  char buf[16];
+  for (const char* name : {"trusted.overlay.opaque", "trusted.overlay.redirect"})
+    EXPECT_LT(::getxattr((root_ / "secret").c_str(), name, buf, sizeof buf), 0) << name;
+  for (const char* name : {"user.overlay.metacopy", "trusted.overlay.origin"})
+    EXPECT_LT(::getxattr((root_ / "f").c_str(), name, buf, sizeof buf), 0) << name;
+}
+
 TEST_F(LayerUnpack, DiffIdCoversTheWholeUncompressedStream) {
   std::string tar = tar_of({Dir("d"), File("d/f", std::string(300000, 'q')), Symlink("s", "d")});
   tar += std::string(4096, '\0') + "bytes after the end-of-archive marker still count";
