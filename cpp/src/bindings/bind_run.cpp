@@ -2,6 +2,8 @@
 #include <pybind11/pybind11.h>
 #include <pybind11/stl.h>
 
+#include <optional>
+
 #include "benchrun/common/error.hpp"
 #include "benchrun/oci/pull.hpp"
 #include "benchrun/run/runner.hpp"
@@ -43,11 +45,21 @@ void bind_run(py::module_& m) {
         spec.hostname = hostname;
         spec.cgroup.root = cgroup_root;
         spec.run_dir = (st.root() / "runs").string();
+        // Ctrl-C (or any Python signal handler raising) stops the run: the workload is killed and
+        // cleaned up, then the exception is re-raised here with the GIL held.
+        std::optional<py::error_already_set> pending;
+        spec.interrupted = [&pending] {
+          py::gil_scoped_acquire gil;
+          if (PyErr_CheckSignals() == 0) return false;
+          pending.emplace();
+          return true;
+        };
         run::RunResult r = [&] {
           py::gil_scoped_release nogil;
           run::cleanup_leftovers(spec.run_dir, spec.cgroup);
           return run::run_sandbox(img.config, img.rootfs.string(), spec);
         }();
+        if (pending) throw *pending;
         py::dict d;
         d["exit_code"] = r.exit_code;
         d["signal"] = r.signal;

@@ -16,6 +16,7 @@ namespace {
 using Clock = std::chrono::steady_clock;
 // After the run tree is killed, the pipes close at once; this only bounds a kernel surprise.
 constexpr auto kDrainGrace = std::chrono::seconds(5);
+constexpr int kInterruptPollMs = 100;
 
 void read_some(CapturedStream& s, std::vector<char>& buf) {
   ssize_t n = ::read(s.fd.get(), buf.data(), buf.size());
@@ -36,7 +37,8 @@ void read_some(CapturedStream& s, std::vector<char>& buf) {
 }  // namespace
 
 CaptureOutcome capture_until_exit(CapturedStream& out, CapturedStream& err, int pidfd,
-                                  Clock::time_point deadline, const std::function<void()>& kill_all) {
+                                  Clock::time_point deadline, const std::function<void()>& kill_all,
+                                  const std::function<bool()>& interrupted) {
   CaptureOutcome outcome;
   std::vector<char> buf(256 << 10);
   bool exited = false, killed = false;
@@ -48,6 +50,11 @@ CaptureOutcome capture_until_exit(CapturedStream& out, CapturedStream& err, int 
       kill_all();
       killed = true;
     }
+    if (!killed && interrupted && interrupted()) {
+      outcome.interrupted = true;
+      kill_all();
+      killed = true;
+    }
     if (exited && now >= drain_deadline) break;
     Clock::time_point until = std::min(killed ? drain_deadline : deadline, drain_deadline);
     int timeout_ms = -1;
@@ -55,6 +62,8 @@ CaptureOutcome capture_until_exit(CapturedStream& out, CapturedStream& err, int 
       auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(until - now).count();
       timeout_ms = static_cast<int>(std::max<int64_t>(0, std::min<int64_t>(ms + 1, 60'000)));
     }
+    if (interrupted && !killed && (timeout_ms < 0 || timeout_ms > kInterruptPollMs))
+      timeout_ms = kInterruptPollMs;
     struct pollfd fds[3];
     nfds_t n = 0;
     int out_i = -1, err_i = -1, pid_i = -1;

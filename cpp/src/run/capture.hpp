@@ -19,14 +19,17 @@ struct CapturedStream {
 
 struct CaptureOutcome {
   bool timed_out = false;
+  bool interrupted = false;
   std::chrono::steady_clock::time_point exited_at;
 };
 
 // Polls both streams and the child's pidfd until the child has exited and both streams reached EOF.
-// kill_all is called once when the child exits (to end stragglers that still hold the pipes) or
-// when the deadline passes (deadline == time_point::max() for none).
+// kill_all is called once when the child exits (to end stragglers that still hold the pipes), when
+// the deadline passes (deadline == time_point::max() for none), or when interrupted (polled at
+// least every 100 ms when set; e.g. Ctrl-C in the caller) returns true.
 CaptureOutcome capture_until_exit(CapturedStream& out, CapturedStream& err, int pidfd,
                                   std::chrono::steady_clock::time_point deadline,
-                                  const std::function<void()>& kill_all);
+                                  const std::function<void()>& kill_all,
+                                  const std::function<bool()>& interrupted = {});
 
 }  // namespace benchrun::run

@@ -184,12 +184,14 @@ RunResult run_sandbox(const oci::ImageConfig& image, const std::string& rootfs, 
           ? t_exec + std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(spec.timeout_s))
           : Clock::time_point::max();
   CaptureOutcome outcome =
-      capture_until_exit(out, err, child.pidfd(), deadline, [&cgroup] { cgroup.kill_all(); });
+      capture_until_exit(out, err, child.pidfd(), deadline, [&cgroup] { cgroup.kill_all(); },
+                         spec.interrupted);
   int status = child.wait();
   r.end_time = r.start_time + std::chrono::duration<double>(outcome.exited_at - t_exec).count();
   r.wall_s = std::chrono::duration<double>(outcome.exited_at - t_exec).count();
   r.phases.run_s = r.wall_s;
   r.timed_out = outcome.timed_out;
+  r.interrupted = outcome.interrupted;
   if (WIFEXITED(status)) {
     r.exit_code = WEXITSTATUS(status);
   } else if (WIFSIGNALED(status)) {

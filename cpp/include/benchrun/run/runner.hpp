@@ -2,6 +2,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <map>
 #include <optional>
 #include <string>
@@ -33,7 +34,9 @@ struct RunSpec {
   bool network = false;
   std::string hostname = "benchrun";
   sandbox::CgroupConfig cgroup;
-  std::string run_dir;  // where per-run upper/work dirs go (same fs as nothing in particular)
+  std::string run_dir;  // where per-run upper/work dirs go (created if missing)
+  // Polled while the workload runs; returning true kills the run (RunResult::interrupted).
+  std::function<bool()> interrupted;
 };
 
 struct Phases {
@@ -49,6 +52,7 @@ struct RunResult {
   std::map<std::string, std::string> missing_outputs;  // path -> why
   bool timed_out = false;
   bool oom_killed = false;
+  bool interrupted = false;  // RunSpec::interrupted stopped it (e.g. Ctrl-C)
   double wall_s = 0;  // from exec to exit of the workload
   double cpu_user_s = 0, cpu_system_s = 0;
   uint64_t peak_memory_bytes = 0;
