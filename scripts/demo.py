@@ -1,5 +1,5 @@
 """The main job, end to end: a local docker-registry, a busybox image built from Debian's
-busybox-static and pushed with skopeo, then `benchrun pull` and `benchrun inspect` against it."""
+busybox-static and pushed with skopeo, then `benchrun pull`, `inspect` and `run` against it."""
 
 from __future__ import annotations
 
@@ -26,7 +26,9 @@ def main() -> int:
             skopeo_push(info, ref)
             print(f"== registry at {registry.url}, image pushed as {ref}\n", flush=True)
             store = str(work / "store")
-            for args in (["pull", ref], ["inspect", ref], ["images"]):
+            for args in (["pull", ref], ["inspect", ref], ["images"],
+                         ["run", "--vcpus", "1", "--memory", "64m", "--timeout", "30", ref],
+                         ["run", "--json", "--timeout", "30", ref, "sh", "-c", "echo benchmark; id -u"]):
                 print(f"$ benchrun {' '.join(args)}", flush=True)
                 subprocess.run([sys.executable, "-m", "benchrun.cli", *args, "--store", store],
                                check=True)

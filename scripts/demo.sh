@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # demo.sh: set everything up, then pull a real image from a real registry started locally,
-# verify and unpack it, and inspect it. (Running it arrives with the sandbox backend.)
+# verify and unpack it, inspect it and run it in the namespace sandbox.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
