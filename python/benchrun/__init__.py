@@ -17,7 +17,7 @@ from benchrun.errors import (
     VmError,
 )
 from benchrun.image import Image, images, inspect, prune, pull, rmi
-from benchrun.run import Result, run
+from benchrun.runner import Result, run
 
 __all__ = [
     "__version__",

@@ -35,3 +35,23 @@ def prune(*, store: str) -> dict[str, int]: ...
 def normalize_reference(text: str) -> str: ...
 def host_platform() -> str: ...
 def _raise_for_test(kind: str) -> None: ...
+def run(
+    *,
+    image: str,
+    store: str,
+    entrypoint: Optional[list[str]] = None,
+    command: Optional[list[str]] = None,
+    env: list[str] = ...,
+    workdir: Optional[str] = None,
+    user: Optional[str] = None,
+    memory: Optional[int] = None,
+    pids_limit: Optional[int] = None,
+    cpus: list[int] = ...,
+    cpu_quota: Optional[float] = None,
+    timeout: float = 0.0,
+    outputs: list[str] = ...,
+    max_output_bytes: int = ...,
+    network: bool = False,
+    cgroup_root: str = "/sys/fs/cgroup",
+    hostname: str = "benchrun",
+) -> dict[str, Any]: ...

@@ -24,7 +24,7 @@ import benchrun
 from benchrun import image as img
 from benchrun.cli.progress import pull_progress
 from benchrun.errors import BenchrunError, ConfigError
-from benchrun.run import (
+from benchrun.runner import (
     DEFAULT_MAX_OUTPUT_BYTES,
     SCHEMA,
     Result,

@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
 import time
+import uuid
+from pathlib import Path
 
 import pytest
 
@@ -143,6 +146,40 @@ def test_run_iterations(busybox_image, store):
     assert (
         len(summary) == 2 and summary[0].startswith("benchrun: [1/2] ") and "exit 3" in summary[0]
     )
+
+
+@root
+def test_run_ctrl_c_stops_the_run_and_cleans_up(busybox_image, store):
+    marker = f"benchrun-ctrl-c-{uuid.uuid4().hex}"
+    benchrun("pull", busybox_image.ref, store=store)
+    env = dict(os.environ, BENCHRUN_CACHE=str(store))
+    p = subprocess.Popen(
+        [sys.executable, "-m", "benchrun.cli", "run", busybox_image.ref, f": {marker}; sleep 20"],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    try:
+        time.sleep(2)
+        t0 = time.monotonic()
+        p.send_signal(signal.SIGINT)
+        _, err = p.communicate(timeout=90)
+        elapsed = time.monotonic() - t0
+    finally:
+        p.kill()
+    assert p.returncode == 130 and b"interrupted" in err
+    leftovers = [
+        pid for pid in os.listdir("/proc") if pid.isdigit() and marker.encode() in _cmdline(pid)
+    ]
+    assert leftovers == []
+    assert elapsed < 10, f"benchrun took {elapsed:.1f}s to stop after Ctrl-C"
+
+
+def _cmdline(pid: str) -> bytes:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return b""
 
 
 @root

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+import os
 from pathlib import Path
 from typing import Any, Callable, Iterable, Optional
 
@@ -35,6 +36,26 @@ def applets_layer(applets: Iterable[str] = EXTRA_APPLETS) -> Layer:
     for applet in applets:
         layer.symlink(f"bin/{applet}", "busybox")
     return layer
+
+
+@pytest.fixture(autouse=True)
+def nothing_left_behind(tmp_path: Path):
+    """After every scenario, whatever its outcome: no cgroup, run directory or mount of this
+    process's runs remains (runs are named run-<runner pid>-<random>)."""
+    yield
+    prefix = f"run-{os.getpid()}-"
+    cgroups = [
+        str(p)
+        for pattern in (f"*/benchrun/{prefix}*", f"benchrun/{prefix}*")
+        for p in Path("/sys/fs/cgroup").glob(pattern)
+    ]
+    run_dirs = [str(p) for p in tmp_path.glob("*/runs/*")]
+    mounts = [
+        line
+        for line in Path("/proc/self/mountinfo").read_text().splitlines()
+        if str(tmp_path) in line
+    ]
+    assert (cgroups, run_dirs, mounts) == ([], [], [])
 
 
 @pytest.fixture(params=["sandbox"])

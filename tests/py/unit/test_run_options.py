@@ -17,7 +17,7 @@ import pytest
 import benchrun
 from benchrun.cli import main as cli
 from benchrun.errors import ConfigError, ImageNotFound
-from benchrun.run import (
+from benchrun.runner import (
     DEFAULT_MAX_OUTPUT_BYTES,
     Result,
     make_spec,
@@ -28,8 +28,8 @@ from benchrun.run import (
     select_cpus,
 )
 
-# `benchrun.run` is the function (exported from the package); the module is this one.
-run_mod = importlib.import_module("benchrun.run")
+# The run API lives in benchrun.runner (benchrun.run is the function).
+run_mod = importlib.import_module("benchrun.runner")
 
 MiB = 1 << 20
 

@@ -436,9 +436,7 @@ def make_spec(
     if not isinstance(image, str) or not image:
         raise ConfigError(f"image {image!r}: expected a reference such as busybox or oci:PATH:TAG")
     if network != "none":
-        raise ConfigError(
-            f"network {network!r}: only 'none' is supported (the workload gets " "loopback only)"
-        )
+        raise ConfigError(f"network {network!r}: only 'none' is supported (loopback only)")
     unknown = set(pull_kwargs) - _PULL_PARAMS
     if unknown:
         raise TypeError(f"run() got unexpected keyword argument(s): {', '.join(sorted(unknown))}")
