@@ -79,7 +79,8 @@ def _add_registry(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument("--registry-token", metavar="TOKEN", help="bearer token to send to the registry")
     p.add_argument("--docker-config", metavar="FILE", help="docker config.json with credentials")
-    p.add_argument("--ca-file", metavar="FILE", help="extra CA bundle for the registry's TLS")
+    p.add_argument("--ca-file", metavar="FILE",
+                   help="CA bundle file for the registry's TLS (instead of the default bundle file)")
 
 
 def build_parser() -> argparse.ArgumentParser:

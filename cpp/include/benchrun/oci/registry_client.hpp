@@ -30,7 +30,9 @@ struct RegistryOptions {
   std::optional<Credentials> credentials;
   std::string docker_config;  // path to config.json; empty = none
   std::string credential_helper_dir;
-  std::string ca_file;  // extra CA bundle (empty = system CAs)
+  // CA bundle file to trust instead of the default bundle file (the system CA directory still
+  // applies); empty = system CAs.
+  std::string ca_file;
   std::string user_agent = "benchrun";
   int max_attempts = 5;              // per request, including the first
   int backoff_initial_ms = 200;      // doubled each retry, capped at backoff_max_ms
