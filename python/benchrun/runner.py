@@ -83,6 +83,8 @@ class Result:
     start_time: float
     end_time: float
     phases: dict[str, float] = field(default_factory=dict)
+    # What this run could not provide and why (e.g. no cgroup when run without root).
+    notices: tuple[str, ...] = ()
 
     @property
     def ok(self) -> bool:
@@ -113,6 +115,7 @@ class Result:
             start_time=float(d["start_time"]),
             end_time=float(d["end_time"]),
             phases=phases,
+            notices=tuple(str(n) for n in d.get("notices", ())),
         )
 
     def to_json(self) -> dict[str, Any]:
@@ -143,6 +146,7 @@ class Result:
             "start_time": self.start_time,
             "end_time": self.end_time,
             "phases": dict(self.phases),
+            "notices": list(self.notices),
         }
 
     @classmethod
@@ -176,6 +180,7 @@ class Result:
             start_time=float(doc["start_time"]),
             end_time=float(doc["end_time"]),
             phases={k: float(v) for k, v in doc["phases"].items()},
+            notices=tuple(doc.get("notices", ())),
         )
 
 

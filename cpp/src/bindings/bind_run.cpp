@@ -85,6 +85,7 @@ void bind_run(py::module_& m) {
         phases["run"] = r.phases.run_s;
         phases["collect"] = r.phases.collect_s;
         d["phases"] = phases;
+        d["notices"] = r.notices;
         d["image_digest"] = img.record.manifest_digest.str();
         d["backend"] = "sandbox";
         return d;

@@ -98,7 +98,11 @@ void remove_children(int dirfd, const std::string& where) {
   for (auto& [name, is_dir_hint] : entries) {
     if (::unlinkat(dirfd, name.c_str(), 0) == 0) continue;
     if (errno == ENOENT) continue;
-    if (errno != EISDIR && errno != EPERM) throw_errno("unlink", where + "/" + name);
+    const int unlink_err = errno;
+    if (unlink_err != EISDIR && unlink_err != EPERM) throw_errno("unlink", where + "/" + name);
+    // A mode-000 directory (overlayfs leaves work/work so) cannot be opened by its non-root owner
+    // until it is made accessible. EISDIR means the entry is a directory, never a symlink.
+    if (unlink_err == EISDIR) ::fchmodat(dirfd, name.c_str(), 0700, 0);
     int child = ::openat(dirfd, name.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
     if (child < 0) throw_errno("open", where + "/" + name);
     UniqueFd cfd(child);
@@ -121,6 +125,7 @@ void remove_tree(const fs::path& path) {
     if (::unlink(path.c_str()) != 0 && errno != ENOENT) throw_errno("unlink", path.string());
     return;
   }
+  ::chmod(path.c_str(), 0700);  // a mode-000 directory of ours must not block its removal
   int raw = ::open(path.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
   if (raw < 0) throw_errno("open", path.string());
   UniqueFd fd(raw);

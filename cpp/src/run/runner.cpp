@@ -13,13 +13,16 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
 #include <chrono>
+#include <optional>
 #include <random>
 
 #include "benchrun/common/error.hpp"
 #include "benchrun/common/fs.hpp"
+#include "benchrun/common/scope_exit.hpp"
 #include "benchrun/sandbox/seccomp.hpp"
 #include "benchrun/sandbox/spawn.hpp"
 #include "run/capture.hpp"
@@ -108,6 +111,50 @@ void collect_outputs(int rootfd, const RunSpec& spec, const std::vector<std::str
   }
 }
 
+// The limits a run asked for, by name ("memory limit", "pids and cpus limits"), for the rootless
+// error message.
+std::string requested_limits(const sandbox::CgroupLimits& l) {
+  std::vector<std::string> names;
+  if (l.memory_bytes) names.push_back("memory");
+  if (l.pids_max) names.push_back("pids");
+  if (!l.cpuset_cpus.empty()) names.push_back("cpus");
+  if (l.cpu_quota_us) names.push_back("cpu quota");
+  std::string out;
+  for (size_t i = 0; i < names.size(); ++i)
+    out += (i == 0 ? "" : i + 1 == names.size() ? " and " : ", ") + names[i];
+  return names.empty() ? out : out + (names.size() == 1 ? " limit needs" : " limits need");
+}
+
+// The run's cgroup. Rootless, creating one works only in a subtree delegated to the user: without
+// it the run goes on with none (and a notice) unless a limit needs one.
+std::optional<sandbox::Cgroup> create_cgroup(const RunSpec& spec, const std::string& name,
+                                             const sandbox::CgroupLimits& limits, bool rootless,
+                                             RunResult& r) {
+  try {
+    return sandbox::Cgroup::create(spec.cgroup, name, limits);
+  } catch (const sandbox::CgroupAccessDenied& e) {
+    if (!rootless) throw;
+    const std::string wanted = requested_limits(limits);
+    if (!wanted.empty())
+      throw SandboxError(
+          "the " + wanted + " a cgroup, which this user cannot create: " + e.what(), "cgroup");
+    r.notices.push_back("no cgroup (this user cannot create one under '" + spec.cgroup.root +
+                        "'): limits, OOM detection and cgroup metrics are unavailable; CPU time "
+                        "and peak memory come from wait4 (run as root or delegate a cgroup v2 "
+                        "subtree)");
+    return std::nullopt;
+  }
+}
+
+// Kills every process of the run: through its cgroup, or without one by SIGKILLing the workload,
+// init of its pid namespace, whose death kills everything else in it.
+void kill_run_tree(std::optional<sandbox::Cgroup>& cgroup, const sandbox::SandboxedChild& child) {
+  if (cgroup) return cgroup->kill_all();
+  ::syscall(SYS_pidfd_send_signal, child.pidfd(), SIGKILL, nullptr, 0);
+}
+
+double seconds(const timeval& tv) { return static_cast<double>(tv.tv_sec) + tv.tv_usec / 1e6; }
+
 }  // namespace
 
 RunResult run_sandbox(const oci::ImageConfig& image, const std::string& rootfs, const RunSpec& spec) {
@@ -125,6 +172,8 @@ RunResult run_sandbox(const oci::ImageConfig& image, const std::string& rootfs, 
   make_dirs(spec.run_dir);
   TempDir dir(spec.run_dir, name + "-");
   for (const char* sub : {"upper", "work", "merged"}) make_dirs(dir.path() / sub);
+  // overlayfs leaves <workdir>/work mode 000: only root could remove it as it is.
+  ScopeExit unlock_workdir{[&dir] { ::chmod((dir.path() / "work" / "work").c_str(), 0700); }};
 
   sandbox::CgroupLimits limits;
   limits.memory_bytes = spec.memory_bytes;
@@ -134,14 +183,16 @@ RunResult run_sandbox(const oci::ImageConfig& image, const std::string& rootfs, 
     if (*spec.cpu_quota <= 0) throw ConfigError("cpu quota must be positive");
     limits.cpu_quota_us = static_cast<uint64_t>(*spec.cpu_quota * static_cast<double>(limits.cpu_period_us));
   }
-  sandbox::Cgroup cgroup = sandbox::Cgroup::create(spec.cgroup, name, limits);
+  const bool rootless = spec.rootless.value_or(::geteuid() != 0);
+  std::optional<sandbox::Cgroup> cgroup = create_cgroup(spec, name, limits, rootless, r);
 
   auto [out_r, out_w] = make_pipe();
   auto [err_r, err_w] = make_pipe();
   // The workload's user owns its end of the pipes, so /dev/stdout and /dev/stderr (which reopen
-  // them through /proc/self/fd) work for a non-root user too.
+  // them through /proc/self/fd) work for a non-root user too. (Rootless: ours, i.e. root's inside.)
   for (int fd : {out_w.get(), err_w.get()})
-    if (::fchown(fd, proc.uid, proc.gid) != 0) throw_errno("chown", "workload output pipe");
+    if (!rootless && ::fchown(fd, proc.uid, proc.gid) != 0)
+      throw_errno("chown", "workload output pipe");
   sandbox::SpawnSpec ss;
   ss.lowerdir = rootfs;
   ss.upperdir = (dir.path() / "upper").string();
@@ -153,10 +204,15 @@ RunResult run_sandbox(const oci::ImageConfig& image, const std::string& rootfs, 
   ss.uid = proc.uid;
   ss.gid = proc.gid;
   ss.groups = proc.groups;
+  ss.user_namespace = rootless;
+  if (rootless &&
+      std::any_of(proc.groups.begin(), proc.groups.end(), [](gid_t g) { return g != 0; }))
+    r.notices.push_back("supplementary groups of the image's user are not set: a user namespace "
+                        "without root cannot set them (run as root)");
   ss.hostname = spec.hostname;
   ss.rlimits = {{RLIMIT_NOFILE, spec.nofile, spec.nofile}, {RLIMIT_CORE, 0, 0}};
   ss.seccomp = sandbox::build_seccomp_program();
-  ss.cgroup_fd = cgroup.dir_fd();
+  ss.cgroup_fd = cgroup ? cgroup->dir_fd() : -1;
   ss.stdout_fd = out_w.get();
   ss.stderr_fd = err_w.get();
   ss.network = spec.network;
@@ -170,7 +226,7 @@ RunResult run_sandbox(const oci::ImageConfig& image, const std::string& rootfs, 
   // Holding the mount namespace keeps the run's mounts (overlay, /tmp tmpfs) readable for output
   // collection after the workload exits; closing it frees them, also if we are killed.
   UniqueFd mount_ns = open_file("/proc/" + std::to_string(child.pid()) + "/ns/mnt", O_RDONLY);
-  if (cgroup.version() == sandbox::CgroupVersion::kV1) cgroup.add_process(child.pid());
+  if (cgroup && cgroup->version() == sandbox::CgroupVersion::kV1) cgroup->add_process(child.pid());
   child.release();
   const auto t_exec = Clock::now();
   r.start_time = unix_now();
@@ -184,7 +240,7 @@ RunResult run_sandbox(const oci::ImageConfig& image, const std::string& rootfs, 
           ? t_exec + std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(spec.timeout_s))
           : Clock::time_point::max();
   CaptureOutcome outcome =
-      capture_until_exit(out, err, child.pidfd(), deadline, [&cgroup] { cgroup.kill_all(); },
+      capture_until_exit(out, err, child.pidfd(), deadline, [&] { kill_run_tree(cgroup, child); },
                          spec.interrupted);
   int status = child.wait();
   r.end_time = r.start_time + std::chrono::duration<double>(outcome.exited_at - t_exec).count();
@@ -204,17 +260,23 @@ RunResult run_sandbox(const oci::ImageConfig& image, const std::string& rootfs, 
 
   // 4. Collect: cgroup metrics and output files, then release every resource of the run.
   const auto t_collect = Clock::now();
-  cgroup.kill_all();
-  sandbox::CgroupMetrics m = cgroup.metrics();
-  r.cpu_user_s = static_cast<double>(m.cpu_user_ns) / 1e9;
-  r.cpu_system_s = static_cast<double>(m.cpu_system_ns) / 1e9;
-  r.peak_memory_bytes = m.memory_peak_bytes;
-  r.oom_killed = m.oom_kills > 0;
+  kill_run_tree(cgroup, child);
+  if (cgroup) {
+    sandbox::CgroupMetrics m = cgroup->metrics();
+    r.cpu_user_s = static_cast<double>(m.cpu_user_ns) / 1e9;
+    r.cpu_system_s = static_cast<double>(m.cpu_system_ns) / 1e9;
+    r.peak_memory_bytes = m.memory_peak_bytes;
+    r.oom_killed = m.oom_kills > 0;
+  } else {  // the workload and what it reaped (the whole pid namespace, whose init it was)
+    r.cpu_user_s = seconds(child.rusage().ru_utime);
+    r.cpu_system_s = seconds(child.rusage().ru_stime);
+    r.peak_memory_bytes = static_cast<uint64_t>(child.rusage().ru_maxrss) * 1024;  // KiB
+  }
   collect_outputs(child.root_fd(), spec, outputs, r);
   UniqueFd root = child.take_root_fd();
   root.reset();
   mount_ns.reset();
-  cgroup.destroy();
+  if (cgroup) cgroup->destroy();
   r.phases.collect_s = since(t_collect);
   return r;  // dir (upper/work) is removed by its destructor
 }

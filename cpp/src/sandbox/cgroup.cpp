@@ -126,13 +126,19 @@ std::string hint_for(int err, const std::string& op, const std::string& path) {
   }
 }
 
+[[noreturn]] void fail_for(int err, const std::string& message) {
+  if (err == EACCES || err == EPERM || err == EROFS) throw CgroupAccessDenied(message, "cgroup");
+  fail(message);
+}
+
 [[noreturn]] void fail_errno(int err, const std::string& op, const std::string& path) {
-  fail(op + " '" + path + "': " + std::strerror(err) + " (hint: " + hint_for(err, op, path) + ")");
+  fail_for(err, op + " '" + path + "': " + std::strerror(err) + " (hint: " +
+                    hint_for(err, op, path) + ")");
 }
 
 [[noreturn]] void fail_write(int err, const std::string& path, const std::string& value) {
-  fail("write '" + path + "' = '" + value + "': " + std::strerror(err) +
-       " (hint: " + hint_for(err, "write", path) + ")");
+  fail_for(err, "write '" + path + "' = '" + value + "': " + std::strerror(err) + " (hint: " +
+                    hint_for(err, "write", path) + ")");
 }
 
 void nap(std::chrono::milliseconds d) noexcept {

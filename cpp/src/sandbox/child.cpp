@@ -201,6 +201,17 @@ void wait_for_go(const ChildPlan& p) noexcept {
   if (n != 1) ::_exit(127);
 }
 
+// In a new user namespace we are nobody until the parent has written our uid/gid maps: wait for its
+// byte before the first step that depends on credentials (all of them). EOF: the parent is gone.
+void wait_for_maps(const ChildPlan& p) noexcept {
+  if (!p.user_namespace) return;
+  char byte;
+  ssize_t n;
+  do n = ::recv(p.sock_fd, &byte, 1, 0);
+  while (n < 0 && errno == EINTR);
+  if (n != 1) ::_exit(127);
+}
+
 int install_seccomp(const sock_fprog* prog) noexcept {
   if (prog == nullptr) return 0;
   return err_of(::prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, prog, 0, 0));
@@ -240,6 +251,7 @@ void child_main(const ChildPlan& p) noexcept {
   // Not ours: the parent's ends of the channels (EOF detection depends on closing them).
   ::close(p.parent_sock_fd);
   ::close(p.parent_status_fd);
+  wait_for_maps(p);
   reset_signal_dispositions();  // signals stay blocked (the parent blocked them) until exec
   ::umask(0);                   // modes below are exact; the workload gets 022 (Docker's)
 
@@ -255,7 +267,7 @@ void child_main(const ChildPlan& p) noexcept {
   check(p, Stage::kMountDev, mount_dev_tmpfs());
   int index = -1;
   check(p, Stage::kDevNodes, create_dev_nodes(&index), index);
-  check(p, Stage::kMountDevPts, mount_devpts());
+  check(p, Stage::kMountDevPts, mount_devpts(/*tty_gid=*/!p.user_namespace));
   check(p, Stage::kMountDevShm, mount_dev_shm());
   check(p, Stage::kDevLinks, create_dev_links(&index), index);
   check(p, Stage::kMountTmp, mount_tmp());
@@ -277,7 +289,8 @@ void child_main(const ChildPlan& p) noexcept {
           static_cast<int>(i));
   }
   check(p, Stage::kCapBounding, drop_bounding_set(p.cap_last));
-  check(p, Stage::kSetgroups, err_of(::syscall(SYS_setgroups, p.group_count, p.groups)));
+  if (!p.user_namespace)  // denied there (setgroups "deny"); the caller's groups stay, unmapped
+    check(p, Stage::kSetgroups, err_of(::syscall(SYS_setgroups, p.group_count, p.groups)));
   check(p, Stage::kSetresgid, err_of(::syscall(SYS_setresgid, p.gid, p.gid, p.gid)));
   check(p, Stage::kSetresuid, err_of(::syscall(SYS_setresuid, p.uid, p.uid, p.uid)));
   check(p, Stage::kCaps, clear_capabilities());

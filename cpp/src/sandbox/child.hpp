@@ -74,6 +74,10 @@ struct ChildPlan {
   const char* hostname = nullptr;
   size_t hostname_len = 0;
   bool loopback_up = false;  // own network namespace: bring lo up
+  // In a new user namespace: wait for the parent's "maps written" byte before anything else, give
+  // /dev/pts no gid= (gid 5 is not mapped), and leave the supplementary groups alone (setgroups is
+  // denied there).
+  bool user_namespace = false;
 
   const Rlimit* rlimits = nullptr;
   size_t rlimit_count = 0;

@@ -67,11 +67,21 @@ PreparedChild::PreparedChild(const SpawnSpec& spec, int cap_last) {
     throw ConfigError("spawn: hostname '" + spec.hostname + "' is longer than " +
                       std::to_string(HOST_NAME_MAX) + " characters");
 
+  if (spec.user_namespace && (spec.uid != 0 || spec.gid != 0)) {
+    const std::string who = spec.uid != 0 ? "user " + std::to_string(spec.uid)
+                                          : "group " + std::to_string(spec.gid);
+    throw SandboxError(who + " is not available without root: only the calling user is mapped " +
+                           "(run as root for other users)",
+                       "user namespace");
+  }
+
   merged_ = spec.merged;
   // index/metacopy off and redirects neither created nor followed: the per-run upper stays a plain
   // tree, and overlay xattrs planted in an image's lowerdir are ignored.
   overlay_options_ = "lowerdir=" + spec.lowerdir + ",upperdir=" + spec.upperdir +
                      ",workdir=" + spec.workdir + ",index=off,metacopy=off,redirect_dir=nofollow";
+  // In a user namespace overlayfs may not use trusted.* xattrs; user.* ones (Linux >= 5.11) work.
+  if (spec.user_namespace) overlay_options_ += ",userxattr";
   hostname_ = spec.hostname;
   cwd_ = spec.cwd;
   argv_ = spec.argv;
@@ -93,6 +103,7 @@ PreparedChild::PreparedChild(const SpawnSpec& spec, int cap_last) {
   plan_.hostname = hostname_.c_str();
   plan_.hostname_len = hostname_.size();
   plan_.loopback_up = !spec.network;
+  plan_.user_namespace = spec.user_namespace;
   plan_.rlimits = rlimits_.data();
   plan_.rlimit_count = rlimits_.size();
   plan_.uid = spec.uid;

@@ -123,11 +123,13 @@ int create_dev_nodes(int* failed_index) noexcept {
   return 0;
 }
 
-int mount_devpts() noexcept {
+int mount_devpts(bool tty_gid) noexcept {
   if (::mkdir("dev/pts", 0755) != 0) return errno;
-  // A private instance: the sandbox sees only its own ptys. gid 5 is "tty" by convention.
+  // A private instance: the sandbox sees only its own ptys. gid 5 is "tty" by convention; in a
+  // user namespace it is not mapped (EINVAL), so ptys keep the creator's group there.
   return err_of(::mount("devpts", "dev/pts", "devpts", MS_NOSUID | MS_NOEXEC,
-                        "newinstance,ptmxmode=0666,mode=0620,gid=5"));
+                        tty_gid ? "newinstance,ptmxmode=0666,mode=0620,gid=5"
+                                : "newinstance,ptmxmode=0666,mode=0620"));
 }
 
 int mount_dev_shm() noexcept {

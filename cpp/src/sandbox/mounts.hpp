@@ -16,7 +16,7 @@ int mount_overlay_and_enter(const char* merged, const char* options) noexcept;
 int mount_proc() noexcept;
 int mount_dev_tmpfs() noexcept;
 int create_dev_nodes(int* failed_index) noexcept;  // null zero full random urandom tty
-int mount_devpts() noexcept;
+int mount_devpts(bool tty_gid) noexcept;  // tty_gid: ptys get gid 5 (not in a user namespace)
 int mount_dev_shm() noexcept;
 int create_dev_links(int* failed_index) noexcept;  // fd stdin stdout stderr ptmx
 int mount_tmp() noexcept;

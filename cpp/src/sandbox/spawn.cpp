@@ -11,6 +11,11 @@
 // SOCK_SEQPACKET socketpair with SCM_RIGHTS, and the same socket carries the "go" byte, sent with
 // MSG_NOSIGNAL: if the child already died we get EPIPE, not SIGPIPE. From clone on, the child is
 // owned by a SandboxedChild, whose destructor SIGKILLs and reaps it.
+//
+// With a new user namespace (user_namespaces(7)) the child starts with no uid/gid mapping, so it
+// first blocks on the socket until we have written /proc/<pid>/setgroups "deny" (required before an
+// unprivileged gid_map), uid_map "0 <euid> 1" and gid_map "0 <egid> 1", and sent a byte: the caller
+// becomes root inside, owning the child's other namespaces, and nothing else is mapped.
 #include "benchrun/sandbox/spawn.hpp"
 
 #include <errno.h>
@@ -196,6 +201,43 @@ SandboxError silent_exit_error(int pidfd) {
   return SandboxError("sandbox setup failed: " + how, "setup");
 }
 
+// Writes one /proc/<pid>/{setgroups,uid_map,gid_map} file in a single write(2), as the kernel
+// requires.
+void write_id_file(pid_t pid, const char* file, const std::string& content) {
+  const std::string path = "/proc/" + std::to_string(pid) + "/" + file;
+  int fd = ::open(path.c_str(), O_WRONLY | O_CLOEXEC);
+  int err = fd < 0 ? errno : 0;
+  if (fd >= 0) {
+    UniqueFd owner(fd);
+    ssize_t n;
+    do n = ::write(fd, content.data(), content.size());
+    while (n < 0 && errno == EINTR);
+    if (n < 0) err = errno;
+    else if (static_cast<size_t>(n) != content.size()) err = EIO;
+  }
+  if (err == 0) return;
+  std::string msg = "write '" + path + "' = '" + content.substr(0, content.size() - 1) +
+                    "': " + std::strerror(err);
+  if (err == EPERM)
+    msg += " (hint: an unprivileged caller can map only its own uid and gid)";
+  else if (err == EACCES)
+    msg += " (hint: this process is not dumpable, e.g. it changed uid without an exec since: "
+           "prctl(PR_SET_DUMPABLE, 1))";
+  throw SandboxError(msg, "user namespace");
+}
+
+// Maps the caller to root in the child's new user namespace, then lets the child go on.
+void map_caller_to_root(pid_t pid, int sock) {
+  write_id_file(pid, "setgroups", "deny\n");
+  write_id_file(pid, "uid_map", "0 " + std::to_string(::geteuid()) + " 1\n");
+  write_id_file(pid, "gid_map", "0 " + std::to_string(::getegid()) + " 1\n");
+  const char mapped = 'm';
+  ssize_t n;
+  do n = ::send(sock, &mapped, 1, MSG_NOSIGNAL);
+  while (n < 0 && errno == EINTR);
+  // EPIPE / ECONNRESET: the child died; release() reports it.
+}
+
 }  // namespace
 
 SandboxedChild::SandboxedChild(SandboxedChild&& o) noexcept
@@ -206,6 +248,7 @@ SandboxedChild::SandboxedChild(SandboxedChild&& o) noexcept
       root_fd_(std::move(o.root_fd_)),
       reaped_(o.reaped_),
       status_(o.status_),
+      rusage_(o.rusage_),
       argv0_(std::move(o.argv0_)),
       search_path_(std::move(o.search_path_)),
       exec_paths_(std::move(o.exec_paths_)) {}
@@ -243,7 +286,8 @@ int SandboxedChild::wait() {
   if (reaped_) return status_;
   if (!pidfd_) throw SandboxError("wait: no sandboxed child to wait for", "wait");
   siginfo_t si{};
-  while (::waitid(P_PIDFD, static_cast<id_t>(pidfd_.get()), &si, WEXITED) != 0) {
+  // The raw syscall: its fifth argument returns the rusage that glibc's waitid() drops.
+  while (::syscall(SYS_waitid, P_PIDFD, pidfd_.get(), &si, WEXITED, &rusage_) != 0) {
     if (errno != EINTR) throw_errno("waitid", "sandboxed child " + std::to_string(pid_));
   }
   reaped_ = true;
@@ -274,7 +318,8 @@ SandboxedChild spawn_sandboxed(const SpawnSpec& spec) {
   std::memset(&args, 0, sizeof args);
   args.flags = CLONE_NEWNS | CLONE_NEWPID | CLONE_NEWIPC | CLONE_NEWUTS | CLONE_NEWCGROUP |
                CLONE_PIDFD | (spec.network ? 0 : CLONE_NEWNET) |
-               (spec.cgroup_fd >= 0 ? CLONE_INTO_CGROUP : 0);
+               (spec.cgroup_fd >= 0 ? CLONE_INTO_CGROUP : 0) |
+               (spec.user_namespace ? CLONE_NEWUSER : 0);
   args.pidfd = reinterpret_cast<uintptr_t>(&pidfd);
   args.exit_signal = SIGCHLD;
   if (spec.cgroup_fd >= 0) args.cgroup = static_cast<uint64_t>(spec.cgroup_fd);
@@ -290,6 +335,12 @@ SandboxedChild spawn_sandboxed(const SpawnSpec& spec) {
     std::string msg = std::string("clone3: ") + std::strerror(err);
     if (err == ENOSYS || err == EINVAL)
       msg += " (hint: needs Linux >= 5.7 for clone3 with CLONE_INTO_CGROUP)";
+    else if (err == EPERM && spec.user_namespace)
+      msg += " (hint: unprivileged user namespaces are disabled here: sysctl "
+             "kernel.unprivileged_userns_clone / user.max_user_namespaces, or an AppArmor or "
+             "seccomp policy; run as root instead)";
+    else if ((err == ENOSPC || err == EUSERS) && spec.user_namespace)
+      msg += " (hint: the user namespace limit is reached: sysctl user.max_user_namespaces)";
     else if (err == EPERM)
       msg += " (hint: run as root: new namespaces need CAP_SYS_ADMIN)";
     else if (err == EBUSY && spec.cgroup_fd >= 0)
@@ -300,6 +351,7 @@ SandboxedChild spawn_sandboxed(const SpawnSpec& spec) {
   child.pidfd_.reset(pidfd);
   child.sock_fd_ = std::move(sock.parent);
   child.status_fd_ = std::move(status.parent);
+  if (spec.user_namespace) map_caller_to_root(child.pid_, child.sock_fd_.get());
   return child;  // our copies of the child's ends close here; the child keeps its own
 }
 

@@ -574,6 +574,9 @@ def cmd_run(args: argparse.Namespace) -> int:
             if not args.json:
                 _write(sys.stdout, r.stdout)
                 _write(sys.stderr, r.stderr)
+                if i == 0:
+                    for notice in r.notices:
+                        print(f"benchrun: notice: {notice}", file=sys.stderr, flush=True)
             notes = _notes(r, spec.max_output_bytes)
             if verbose or notes:
                 label = f"[{i + 1}/{args.iterations}] " if args.iterations > 1 else ""

@@ -14,6 +14,8 @@
 #include <sys/statfs.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
+#include <grp.h>
+#include <sys/prctl.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -621,6 +623,131 @@ TEST_F(SpawnTest, ClonesIntoAV2CgroupBeforeRelease) {
   int status = child.wait();
   EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << status;
   EXPECT_EQ(got, "0::/\n");  // its own cgroup namespace is rooted at the run's cgroup
+}
+
+
+// As an ordinary user: a helper process drops to nobody (65534) and spawns with user_namespace,
+// as a rootless benchrun would. The suite's lower dir is 0755 under /tmp; the run's upper, work and
+// merged dirs are nobody's.
+class RootlessSpawnTest : public SpawnTest {
+ protected:
+  static constexpr uid_t kNobody = 65534;
+  static constexpr int kSkip = 77, kThrew = 126;
+
+  void SetUp() override {
+    SpawnTest::SetUp();
+    if (IsSkipped()) return;
+    std::string sysctl = slurp("/proc/sys/kernel/unprivileged_userns_clone");
+    if (!sysctl.empty() && sysctl[0] == '0')
+      GTEST_SKIP() << "kernel.unprivileged_userns_clone is 0: no user namespaces for users";
+    fs::permissions(run_dir_->path(), fs::perms(0755));
+    for (const char* d : {"upper", "work", "merged"})
+      ASSERT_EQ(::chown((run_dir_->path() / d).c_str(), kNobody, kNobody), 0);
+  }
+
+  struct Outcome {
+    int code = -1;     // the workload's exit code, or kSkip / kThrew
+    std::string text;  // stdout (+ stderr), or the error message
+  };
+
+  // Forks, becomes nobody, runs s with user_namespace = true; reports back over a pipe.
+  static Outcome run_as_nobody(SpawnSpec s) {
+    s.user_namespace = true;
+    int p[2];
+    if (::pipe2(p, O_CLOEXEC) != 0) throw std::runtime_error("pipe2");
+    UniqueFd rd(p[0]), wr(p[1]);
+    pid_t pid = ::fork();
+    if (pid < 0) throw std::runtime_error("fork");
+    if (pid == 0) {
+      rd.reset();
+      auto report = [&](int code, const std::string& text) {
+        (void)!::write(wr.get(), text.data(), text.size());
+        ::_exit(code);
+      };
+      if (::setgroups(0, nullptr) != 0 || ::setgid(kNobody) != 0 || ::setuid(kNobody) != 0)
+        report(kThrew, std::string("drop to nobody: ") + std::strerror(errno));
+      // setuid() made us non-dumpable, so our children's /proc files would be root's; an exec
+      // (what a real unprivileged caller did last) resets that.
+      ::prctl(PR_SET_DUMPABLE, 1, 0, 0, 0);
+      try {
+        RunResult r = run(s);
+        if (r.timed_out) report(kThrew, "timed out");
+        std::string text = r.out;
+        if (!r.err.empty()) text += "[stderr] " + r.err;
+        report(std::min(r.exit_code() & 0xff, kSkip - 1), text);
+      } catch (const SandboxError& e) {
+        std::string what = e.what();
+        if (e.stage() == "clone" && what.find(std::strerror(EPERM)) != std::string::npos)
+          report(kSkip, "user namespaces are not available to users here: " + what);
+        if (e.stage() == "mount /proc" && what.find(std::strerror(EPERM)) != std::string::npos)
+          report(kSkip, "procfs cannot be mounted in a user namespace here: " + what);
+        report(kThrew, what);
+      } catch (const std::exception& e) {
+        report(kThrew, e.what());
+      }
+    }
+    wr.reset();
+    Outcome o;
+    char buf[4096];
+    ssize_t n;
+    while ((n = ::read(rd.get(), buf, sizeof buf)) > 0) o.text.append(buf, static_cast<size_t>(n));
+    int status = 0;
+    ::waitpid(pid, &status, 0);
+    o.code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+    return o;
+  }
+};
+
+TEST_F(RootlessSpawnTest, UnprivilegedUserRunsAsRootOfItsOwnUserNamespace) {
+  Outcome o = run_as_nobody(shell(
+      "id -u; id -g; cat /proc/self/uid_map | tr -s ' '; echo work > /written; cat /written; "
+      "echo $$; hostname; ls /dev/null /dev/pts/ptmx; grep CapEff /proc/self/status"));
+  if (o.code == kSkip) GTEST_SKIP() << o.text;
+  ASSERT_EQ(o.code, 0) << o.text;
+  EXPECT_EQ(o.text,
+            "0\n0\n 0 65534 1\nwork\n1\nbenchrun\n/dev/null\n/dev/pts/ptmx\n"
+            "CapEff:\t0000000000000000\n");
+  // The write landed in the per-run upper, owned by the caller on the host; the lower is intact.
+  struct stat st {};
+  ASSERT_EQ(::stat((upper() / "written").c_str(), &st), 0);
+  EXPECT_EQ(st.st_uid, kNobody);
+  EXPECT_FALSE(fs::exists(lower() / "written"));
+}
+
+TEST_F(RootlessSpawnTest, ExitCodeAndSeccompAsAnUnprivilegedUser) {
+  Outcome o = run_as_nobody(shell("reboot -f; mount -t tmpfs x /tmp && echo mounted; exit 9"));
+  if (o.code == kSkip) GTEST_SKIP() << o.text;
+  EXPECT_EQ(o.code, 9) << o.text;
+  EXPECT_EQ(o.text.find("mounted\n"), std::string::npos) << o.text;
+}
+
+TEST_F(RootlessSpawnTest, OtherUsersAreRefusedWithAClearError) {
+  SpawnSpec s = shell("true");
+  s.user_namespace = true;
+  s.uid = 65534;
+  s.gid = 65534;
+  try {
+    spawn_sandboxed(s);
+    FAIL() << "spawned as an unmapped user";
+  } catch (const SandboxError& e) {
+    EXPECT_EQ(e.stage(), "user namespace");
+    EXPECT_STREQ(e.what(),
+                 "user 65534 is not available without root: only the calling user is mapped "
+                 "(run as root for other users)");
+  }
+  EXPECT_FALSE(has_children());
+}
+
+TEST_F(SpawnTest, WaitReportsTheChildsResourceUsage) {
+  SandboxedChild child = spawn_sandboxed(shell("i=0; while [ $i -lt 20000 ]; do i=$((i+1)); done"));
+  child.release();
+  int status = child.wait();
+  ASSERT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << status;
+  const struct rusage& ru = child.rusage();
+  EXPECT_GT(ru.ru_maxrss, 0);
+  EXPECT_GT(ru.ru_utime.tv_sec * 1000000 + ru.ru_utime.tv_usec + ru.ru_stime.tv_sec * 1000000 +
+                ru.ru_stime.tv_usec,
+            0);
 }
 
 }  // namespace

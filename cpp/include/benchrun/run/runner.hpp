@@ -35,6 +35,11 @@ struct RunSpec {
   std::string hostname = "benchrun";
   sandbox::CgroupConfig cgroup;
   std::string run_dir;  // where per-run upper/work dirs go (created if missing)
+  // Unprivileged mode: a user namespace maps the caller to root (the workload must run as root),
+  // and the run has a cgroup only where one can be created (a delegated subtree); without one,
+  // requesting a limit is a SandboxError and RunResult::notices says what is missing. Unset:
+  // rootless exactly when geteuid() != 0.
+  std::optional<bool> rootless;
   // Polled while the workload runs; returning true kills the run (RunResult::interrupted).
   std::function<bool()> interrupted;
 };
@@ -58,6 +63,8 @@ struct RunResult {
   uint64_t peak_memory_bytes = 0;
   double start_time = 0, end_time = 0;  // unix seconds
   Phases phases;
+  // What this run could not provide and why (e.g. no cgroup as an unprivileged user), a line each.
+  std::vector<std::string> notices;
 };
 
 // Runs the image's process in the sandbox over rootfs (the image's unpacked, read-only tree).

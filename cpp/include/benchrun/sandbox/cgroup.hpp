@@ -9,6 +9,7 @@
 #include <string>
 #include <vector>
 
+#include "benchrun/common/error.hpp"
 #include "benchrun/common/unique_fd.hpp"
 
 namespace benchrun::sandbox {
@@ -39,6 +40,13 @@ struct CgroupMetrics {
   uint64_t memory_peak_bytes =
       0;                   // memory.peak (v2, 0 if the kernel lacks it) / max_usage_in_bytes
   uint64_t oom_kills = 0;  // memory.events oom_kill (v2) / memory.oom_control oom_kill (v1)
+};
+
+// A SandboxError{stage="cgroup"} for cgroupfs refusing this process (EACCES, EPERM, EROFS): not
+// root, and no cgroup subtree delegated to the user. A rootless runner goes on without a cgroup.
+class CgroupAccessDenied : public SandboxError {
+ public:
+  using SandboxError::SandboxError;
 };
 
 // Detects the layout at config.root: v2 if it is a cgroup2 mount, v1 if it has controller dirs.

@@ -39,6 +39,12 @@ struct SpawnSpec {
   // The child's stdio: stdin is /dev/null; stdout/stderr are these (write ends of pipes).
   int stdout_fd = -1, stderr_fd = -1;
   bool network = false;  // false: a new network namespace with only loopback up
+  // Also a new user namespace in which the caller's euid/egid are mapped to 0 (and nothing else):
+  // how an unprivileged caller gets the mounts above. The workload must then run as 0:0 (the only
+  // mapped ids; SandboxError otherwise), and supplementary groups cannot be set (setgroups is
+  // denied, as unprivileged gid maps require): the caller's own stay, unmapped. The overlay is
+  // mounted with "userxattr" (Linux >= 5.11).
+  bool user_namespace = false;
 };
 
 // A started sandboxed child. The child sets up its root (mounts, pivot_root, hostname, lo) and then
@@ -59,6 +65,9 @@ class SandboxedChild {
   void release();
   // Waits for exit (blocking); returns the raw wait status (later calls return it again).
   int wait();
+  // Resource usage of the child and the descendants reaped in its pid namespace (wait4's rusage),
+  // valid after wait() returned: CPU times and ru_maxrss, for runs without a cgroup.
+  const struct rusage& rusage() const noexcept { return rusage_; }
   // The overlay root, valid after release() returned.
   int root_fd() const noexcept { return root_fd_.get(); }
   UniqueFd take_root_fd() noexcept { return std::move(root_fd_); }
@@ -73,20 +82,25 @@ class SandboxedChild {
   UniqueFd root_fd_;
   bool reaped_ = false;
   int status_ = 0;  // the wait status, once reaped
+  struct rusage rusage_ {};
   // For exec error messages: argv[0], the PATH searched, and the candidates tried.
   std::string argv0_, search_path_;
   std::vector<std::string> exec_paths_;
 };
 
 // Clones the child with CLONE_NEWNS|NEWPID|NEWNET|NEWIPC|NEWUTS|NEWCGROUP (+ CLONE_INTO_CGROUP when
-// cgroup_fd >= 0). The child: makes / private, mounts the overlay, sends an fd of it, mounts /proc,
-// a minimal /dev (null zero full random urandom tty, pts, shm, ptmx, fd/stdin/stdout/stderr links),
-// /tmp tmpfs, /sys read-only, masks runc's /proc paths and makes runc's read-only ones read-only,
-// pivot_root, sets hostname, brings lo up, waits for release, sets rlimits, groups/gid/uid, drops
-// every capability (bounding, inheritable, ambient, effective, permitted), sets no_new_privs,
+// cgroup_fd >= 0, + CLONE_NEWUSER when user_namespace; then the child waits until this function
+// has written its setgroups "deny", uid_map and gid_map before it mounts anything). The child:
+// makes / private, mounts the overlay, sends an fd of it, mounts /proc, a minimal /dev (null zero
+// full random urandom tty, pts, shm, ptmx, fd/stdin/stdout/stderr links), /tmp tmpfs, /sys
+// read-only, masks runc's /proc paths and makes runc's read-only ones read-only, pivot_root,
+// sets hostname, brings lo up, waits for release, sets rlimits, groups/gid/uid, drops every
+// capability (bounding, inheritable, ambient, effective, permitted), sets no_new_privs,
 // chdir(cwd), installs the seccomp program, execvpe (argv[0] searched on the PATH in env, not the
-// caller's). Throws ConfigError for an invalid spec and SandboxError{stage="clone"} if clone3
-// fails; failures inside the child surface from release() as SandboxError{stage}.
+// caller's). Throws ConfigError for an invalid spec, SandboxError{stage="user namespace"} for a
+// non-root uid/gid with user_namespace or a failed id map write (the caller must be dumpable: a
+// process that changed its uid without exec'ing since is not), SandboxError{stage="clone"} if
+// clone3 fails; failures inside the child surface from release() as SandboxError{stage}.
 SandboxedChild spawn_sandboxed(const SpawnSpec& spec);
 
 }  // namespace benchrun::sandbox
