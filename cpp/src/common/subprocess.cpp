@@ -23,6 +23,7 @@
 #include <thread>
 
 #include "benchrun/common/error.hpp"
+#include "benchrun/common/text.hpp"
 #include "benchrun/common/scope_exit.hpp"
 #include "benchrun/common/unique_fd.hpp"
 
@@ -36,13 +37,6 @@ using Clock = std::chrono::steady_clock;
 
 constexpr size_t kChunk = 64 * 1024;
 constexpr size_t kMaxArgInMessage = 160;
-
-std::string printable(std::string_view s) {
-  std::string out;
-  for (char c : s.substr(0, kMaxArgInMessage)) out += (c >= 0x20 && c < 0x7f) ? c : '?';
-  if (s.size() > kMaxArgInMessage) out += "...";
-  return out;
-}
 
 // Moves fd above the standard fds so the child's dup2 file actions cannot clobber each other when
 // the caller runs with 0/1/2 closed.
@@ -211,7 +205,7 @@ SubprocessResult run_subprocess(const std::vector<std::string>& argv,
   bool has_slash = argv[0].find('/') != std::string::npos;
   e = has_slash ? ::posix_spawn(&pid, cargv[0], &actions, &attr, cargv.data(), environ)
                 : ::posix_spawnp(&pid, cargv[0], &actions, &attr, cargv.data(), environ);
-  if (e) throw_errno(e, "exec", printable(argv[0]));
+  if (e) throw_errno(e, "exec", printable(argv[0], kMaxArgInMessage));
   Child child(pid);
 
   in.read.reset();

@@ -12,6 +12,7 @@
 #include <nlohmann/json.hpp>
 
 #include "benchrun/common/error.hpp"
+#include "benchrun/common/text.hpp"
 #include "benchrun/common/subprocess.hpp"
 #include "benchrun/common/unique_fd.hpp"
 
@@ -26,20 +27,6 @@ constexpr size_t kMaxConfigFile = 4 << 20;
 constexpr size_t kMaxChallenge = 16 << 10;
 constexpr std::chrono::seconds kHelperTimeout{30};
 constexpr std::string_view kHelperNotFound = "credentials not found in native keychain";
-
-std::string printable(std::string_view s, size_t max = 160) {
-  std::string out;
-  for (char c : s.substr(0, max)) out += (c >= 0x20 && c < 0x7f) ? c : '?';
-  if (s.size() > max) out += "...";
-  return out;
-}
-
-std::string lower(std::string_view s) {
-  std::string out(s);
-  for (char& c : out)
-    if (c >= 'A' && c <= 'Z') c = static_cast<char>(c - 'A' + 'a');
-  return out;
-}
 
 // ---- WWW-Authenticate -------------------------------------------------------------------------
 

@@ -4,6 +4,7 @@
 #include <openssl/evp.h>
 
 #include "benchrun/common/error.hpp"
+#include "benchrun/common/text.hpp"
 
 namespace benchrun::oci {
 
@@ -15,14 +16,6 @@ bool is_lower_hex(std::string_view s) {
   for (char c : s)
     if (!((c >= '0' && c <= '9') || (c >= 'a' && c <= 'f'))) return false;
   return true;
-}
-
-// Printable, bounded rendering of hostile text for error messages.
-std::string quote(std::string_view s) {
-  std::string out;
-  for (char c : s.substr(0, 160)) out += (c >= 0x20 && c < 0x7f) ? c : '?';
-  if (s.size() > 160) out += "...";
-  return out;
 }
 
 const EVP_MD* evp_for(DigestAlgorithm a) {
@@ -44,7 +37,7 @@ bool Digest::valid(std::string_view text) noexcept {
 Digest Digest::parse(std::string_view text) {
   auto colon = text.find(':');
   if (colon == std::string_view::npos)
-    throw ImageError("invalid digest '" + quote(text) + "': expected <algorithm>:<hex>");
+    throw ImageError("invalid digest '" + printable(text) + "': expected <algorithm>:<hex>");
   auto alg = text.substr(0, colon);
   auto hex = text.substr(colon + 1);
   DigestAlgorithm a;
@@ -53,11 +46,11 @@ Digest Digest::parse(std::string_view text) {
   } else if (alg == "sha512") {
     a = DigestAlgorithm::kSha512;
   } else {
-    throw ImageError("invalid digest '" + quote(text) + "': unsupported algorithm '" + quote(alg) +
+    throw ImageError("invalid digest '" + printable(text) + "': unsupported algorithm '" + printable(alg) +
                      "' (sha256 and sha512 are supported)");
   }
   if (hex.size() != hex_length(a) || !is_lower_hex(hex))
-    throw ImageError("invalid digest '" + quote(text) + "': " + std::string(alg) + " needs " +
+    throw ImageError("invalid digest '" + printable(text) + "': " + std::string(alg) + " needs " +
                      std::to_string(hex_length(a)) + " lowercase hex digits");
   return Digest(a, std::string(hex));
 }

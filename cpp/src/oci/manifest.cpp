@@ -14,6 +14,7 @@
 #include <nlohmann/json.hpp>
 
 #include "benchrun/common/error.hpp"
+#include "benchrun/common/text.hpp"
 
 namespace benchrun::oci {
 
@@ -28,20 +29,6 @@ constexpr std::string_view kAttestationAnnotation = "vnd.docker.reference.type";
 constexpr size_t kMaxListedPlatforms = 16;
 
 // Printable, bounded rendering of hostile text for error messages.
-std::string printable(std::string_view s, size_t max = 160) {
-  std::string out;
-  for (char c : s.substr(0, max)) out += (c >= 0x20 && c < 0x7f) ? c : '?';
-  if (s.size() > max) out += "...";
-  return out;
-}
-
-std::string lower(std::string_view s) {
-  std::string out(s);
-  for (char& c : out)
-    if (c >= 'A' && c <= 'Z') c = static_cast<char>(c - 'A' + 'a');
-  return out;
-}
-
 std::string trim(std::string_view s) {
   size_t b = s.find_first_not_of(" \t");
   if (b == std::string_view::npos) return {};

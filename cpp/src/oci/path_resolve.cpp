@@ -1,5 +1,6 @@
 // path_resolve.cpp: in-root path resolution (openat2 RESOLVE_IN_ROOT, or an O_NOFOLLOW fd walk).
 // See path_resolve.hpp for the model; both mechanisms give the same answers for the same tree.
+#include "benchrun/common/text.hpp"
 #include "oci/path_resolve.hpp"
 
 #include <fcntl.h>
@@ -64,14 +65,7 @@ UniqueFd finish_new_dir(int dirfd, const std::string& name, const std::string& p
 
 }  // namespace
 
-std::string printable(std::string_view s) {
-  constexpr size_t kMax = 200;
-  std::string out;
-  out.reserve(std::min(s.size(), kMax) + 3);
-  for (char c : s.substr(0, kMax)) out += (c >= 0x20 && c < 0x7f) ? c : '?';
-  if (s.size() > kMax) out += "...";
-  return out;
-}
+std::string printable(std::string_view s) { return benchrun::printable(s, 200); }
 
 int RootResolver::open(const std::string& rel, int flags, UniqueFd& out) {
   if (mode_ == ResolveMode::kFdWalk) return open_walk(rel, flags, out);

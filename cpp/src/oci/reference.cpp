@@ -9,6 +9,7 @@
 #include <array>
 
 #include "benchrun/common/error.hpp"
+#include "benchrun/common/text.hpp"
 
 namespace benchrun::oci {
 
@@ -21,13 +22,6 @@ constexpr size_t kMaxPathLength = 255;
 constexpr size_t kMaxTagLength = 128;
 
 // Printable, bounded rendering of hostile text for error messages.
-std::string printable(std::string_view s) {
-  std::string out;
-  for (char c : s.substr(0, 160)) out += (c >= 0x20 && c < 0x7f) ? c : '?';
-  if (s.size() > 160) out += "...";
-  return out;
-}
-
 [[noreturn]] void fail(std::string_view text, const std::string& cause) {
   throw ConfigError("invalid image reference '" + printable(text) + "': " + cause);
 }

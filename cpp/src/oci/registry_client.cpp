@@ -14,6 +14,7 @@
 #include <thread>
 
 #include "benchrun/common/error.hpp"
+#include "benchrun/common/text.hpp"
 #include "oci/http.hpp"
 
 namespace benchrun::oci {
@@ -32,13 +33,6 @@ constexpr std::chrono::seconds kMaxTokenMargin{30};
 constexpr size_t kMaxIdleHandles = 16;
 
 // Printable, bounded rendering of text that came from the network.
-std::string printable(std::string_view s, size_t max = kMaxShown) {
-  std::string out;
-  for (char c : s.substr(0, max)) out += (c >= 0x20 && c < 0x7f) ? c : '?';
-  if (s.size() > max) out += "...";
-  return out;
-}
-
 std::string base64(std::string_view in) {
   std::string out(4 * ((in.size() + 2) / 3) + 1, '\0');
   int n = EVP_EncodeBlock(reinterpret_cast<unsigned char*>(out.data()),
@@ -80,7 +74,7 @@ std::string registry_message(const HttpResponse& r) {
   } else {
     out = field(j, "message");
   }
-  return printable(out);
+  return printable(out, kMaxShown);
 }
 
 // "503 Service Unavailable: TOOMANYREQUESTS: slow down"
@@ -106,7 +100,7 @@ void refuse_plain_http(const std::string& url, const std::string& registry, std:
   std::string authority = url_authority(url);
   if (is_loopback_authority(authority)) return;
   throw AuthError("refusing to send " + std::string(what) + " for " + registry +
-                  " over plain HTTP to '" + printable(authority) +
+                  " over plain HTTP to '" + printable(authority, kMaxShown) +
                   "' (only loopback hosts receive credentials without TLS)");
 }
 
@@ -484,7 +478,7 @@ CallResult RegistryClient::Impl::execute(HttpHandle& h, Call& c) {
         std::string scheme = url_scheme(next);
         if (scheme != "http" && scheme != "https")
           throw RegistryError(
-              c.what() + ": redirected to unsupported URL '" + printable(next) + "'", s);
+              c.what() + ": redirected to unsupported URL '" + printable(next, kMaxShown) + "'", s);
         if (s == 303 || ((s == 301 || s == 302) && method == "POST")) {
           method = "GET";
           body.clear();
@@ -545,7 +539,7 @@ CallResult RegistryClient::Impl::execute(HttpHandle& h, Call& c) {
 
 std::string RegistryClient::Impl::transport_message(const Call& c, const std::string& url,
                                                     const HttpResult& r, int attempts) const {
-  std::string msg = c.what() + ": " + printable(r.curl_error);
+  std::string msg = c.what() + ": " + printable(r.curl_error, kMaxShown);
   if (url != c.url) {
     if (auto o = url_origin(url)) msg += " (from " + *o + ")";
   }
@@ -634,7 +628,7 @@ void RegistryClient::Impl::ping_locked(HttpHandle& h) {
     throw RegistryError(c.what() + ": 404 Not Found: not an OCI registry (no /v2/ API)", 404);
   if (s == 401) {
     challenge = challenge_of(r.response);
-    // A /v2/ challenge is about no repository (ghcr.io names a placeholder one): build our own.
+    // A /v2/ challenge is about no repository (ghcr.io names a dummy one): build our own.
     if (challenge) challenge->params.erase("scope");
   } else if (s < 200 || s >= 300) {
     fail(c, r);
@@ -675,9 +669,9 @@ CachedToken RegistryClient::Impl::fetch_token(HttpHandle& h, const std::string& 
   const std::string scheme = url_scheme(realm);
   if (scheme != "http" && scheme != "https")
     throw AuthError("token request for " + ref.registry + ": bearer challenge has realm '" +
-                    printable(realm) + "', expected an http(s) URL");
+                    printable(realm, kMaxShown) + "', expected an http(s) URL");
   Call c;
-  StringSink sink(kMaxTokenResponse, "token response from '" + printable(realm) + "'",
+  StringSink sink(kMaxTokenResponse, "token response from '" + printable(realm, kMaxShown) + "'",
                   StringSink::Overflow::kRegistry);
   c.sink = &sink;
   if (cr && !cr->identity_token.empty()) {

@@ -220,7 +220,7 @@ class DockerArchiveSource final : public Source {
       }
       if (type != AE_IFREG) continue;
       Hasher hasher(DigestAlgorithm::kSha256);
-      // The digest is only known at the end: stage under a placeholder name, then publish.
+      // The digest is only known at the end: stage under a temporary name, then publish.
       Store::BlobWriter w = store_.begin_blob(Digest());
       uint64_t size = 0;
       for (;;) {

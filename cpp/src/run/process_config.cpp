@@ -12,6 +12,7 @@
 #include <sstream>
 
 #include "benchrun/common/error.hpp"
+#include "benchrun/common/text.hpp"
 #include "benchrun/common/unique_fd.hpp"
 
 namespace benchrun::run {
@@ -20,12 +21,6 @@ namespace {
 
 constexpr const char* kDefaultPath = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
 constexpr size_t kMaxPasswdBytes = 4 << 20;
-
-std::string printable(const std::string& s) {
-  std::string out;
-  for (char c : s.substr(0, 200)) out += (c >= 0x20 && c < 0x7f) ? c : '?';
-  return out;
-}
 
 std::string env_key(const std::string& kv) { return kv.substr(0, kv.find('=')); }
 
