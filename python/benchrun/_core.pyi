@@ -1,4 +1,4 @@
-"""Type stub for benchrun._core, the native core: use the benchrun package's API instead."""
+"""Type declarations for benchrun._core, the native core: use the benchrun package's API instead."""
 
 from typing import Any, Callable, Optional
 
