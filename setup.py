@@ -41,7 +41,8 @@ class CMakeBuild(build_ext):
         args += shlex.split(os.environ.get("CMAKE_ARGS", ""))
         subprocess.check_call(args)
         jobs = os.environ.get("CMAKE_BUILD_PARALLEL_LEVEL", str(os.cpu_count() or 2))
-        subprocess.check_call(["cmake", "--build", str(build_dir), "--target", "_core", "-j", jobs])
+        targets = ["_core"] + (["benchrun-init"] if any((ROOT / "guest" / "init").glob("*.cpp")) else [])
+        subprocess.check_call(["cmake", "--build", str(build_dir), "--target", *targets, "-j", jobs])
 
 
 setup(ext_modules=[CMakeExtension("benchrun._core")], cmdclass={"build_ext": CMakeBuild})

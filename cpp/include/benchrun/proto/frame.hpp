@@ -1,0 +1,62 @@
+// frame.hpp: the host<->guest wire format (docs/protocol.md): a fixed 16-byte little-endian header
+// {magic, version, type, flags, length} and a bounded payload. One codec for host, guest and fuzzer.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <string_view>
+
+namespace benchrun::proto {
+
+inline constexpr uint32_t kMagic = 0x31505242;  // bytes "BRP1" on the wire
+inline constexpr uint16_t kVersion = 1;
+inline constexpr size_t kHeaderSize = 16;
+inline constexpr uint32_t kMaxPayload = 1u << 20;  // hard cap of one frame's payload
+
+enum class FrameType : uint16_t {
+  kHello = 1,        // guest -> host, first frame
+  kRunConfig = 2,    // host -> guest, answer to hello
+  kStdout = 3,       // guest -> host, a chunk of the workload's stdout as produced
+  kStderr = 4,       // guest -> host, a chunk of its stderr
+  kFile = 5,         // guest -> host, a chunk of a collected output file
+  kFileMissing = 6,  // guest -> host, an output file that could not be collected and why
+  kExit = 7,         // guest -> host, the workload's exit status and metrics
+  kError = 8,        // guest -> host, a fatal error of the guest init (then end)
+  kEnd = 9,          // guest -> host, end of results: collection is complete
+};
+
+// Name of a frame type for messages ("stdout", "exit", ...); "type N" for unknown values.
+std::string frame_type_name(uint16_t type);
+
+struct Frame {
+  FrameType type{};
+  std::string payload;
+};
+
+// The full frame (header + payload). Throws ProtocolError if the payload exceeds kMaxPayload.
+std::string encode_frame(FrameType type, std::string_view payload);
+
+// Incremental decoder: feed bytes as they arrive, take whole frames out. A header is validated as
+// soon as its 16 bytes are in (magic, version, flags == 0, known type, length <= max_payload), so
+// hostile input is refused before its payload is buffered: host memory stays below
+// kHeaderSize + max_payload whatever the peer sends. Throws ProtocolError.
+class Decoder {
+ public:
+  explicit Decoder(uint32_t max_payload = kMaxPayload) : max_payload_(max_payload) {}
+  // Appends at most what completes the current frame; returns how many bytes of data were taken
+  // (callers feed the rest after taking the frame out with next()).
+  size_t feed(const char* data, size_t size);
+  // The next complete frame, if any.
+  std::optional<Frame> next();
+  // Bytes held for an incomplete frame (0 at a frame boundary).
+  size_t buffered() const { return buf_.size(); }
+
+ private:
+  uint32_t max_payload_;
+  std::string buf_;
+  std::optional<Frame> ready_;
+};
+
+}  // namespace benchrun::proto
