@@ -26,8 +26,17 @@ The Result's JSON document (Result.to_json(), `benchrun run --json`), schema 1:
       "cpu_user": 0.0, "cpu_system": 0.0,  # seconds, the whole run's cgroup
       "peak_memory": 123456,             # bytes
       "start_time": 1.7e9, "end_time": 1.7e9,  # unix seconds, workload start/end
-      "phases": {"pull": 0.0, "prepare": 0.0, "start": 0.0, "run": 0.0, "collect": 0.0}
+      "phases": {"pull": 0.0, "prepare": 0.0, "start": 0.0, "run": 0.0, "collect": 0.0},
+      "notices": [],                     # what this run could not provide, a line each
+      "vm": null                         # backend "vm" only: {"kernel_release", "accel", "vcpus",
+                                         #   "memory_mib", "boot_time", "guest_boot_time",
+                                         #   "rootfs_time", "rootfs_cached", "vmm_cpu",
+                                         #   "vmm_peak_memory"}
     }
+
+For the vm backend, wall_time, cpu_user/cpu_system and peak_memory are measured inside the guest
+(the workload's cgroup there); the VMM's own cost on the host is in "vm". "start" is QEMU start to
+the guest init's hello (the boot), "collect" includes the VM's shutdown.
 
 Result.from_json() reads it back exactly (bytes included). Readers must ignore keys they do not
 know; a change that breaks readers bumps "schema".
@@ -54,6 +63,7 @@ SCHEMA = 1
 DEFAULT_MAX_OUTPUT_BYTES = 64 << 20
 MIN_MEMORY_BYTES = 6 << 20  # docker's minimum: below this the runtime itself cannot start
 BACKENDS = ("sandbox", "vm")
+ACCELS = ("auto", "kvm", "tcg")
 PHASES = ("pull", "prepare", "start", "run", "collect")
 
 EnvArg = Union[Mapping[str, str], Iterable[str], None]
@@ -85,6 +95,8 @@ class Result:
     phases: dict[str, float] = field(default_factory=dict)
     # What this run could not provide and why (e.g. no cgroup when run without root).
     notices: tuple[str, ...] = ()
+    # Backend "vm": the guest kernel, accelerator, boot time and the VMM's own cost on the host.
+    vm: Optional[dict[str, Any]] = None
 
     @property
     def ok(self) -> bool:
@@ -116,6 +128,7 @@ class Result:
             end_time=float(d["end_time"]),
             phases=phases,
             notices=tuple(str(n) for n in d.get("notices", ())),
+            vm=dict(d["vm"]) if d.get("vm") is not None else None,
         )
 
     def to_json(self) -> dict[str, Any]:
@@ -147,6 +160,7 @@ class Result:
             "end_time": self.end_time,
             "phases": dict(self.phases),
             "notices": list(self.notices),
+            "vm": dict(self.vm) if self.vm is not None else None,
         }
 
     @classmethod
@@ -181,6 +195,7 @@ class Result:
             end_time=float(doc["end_time"]),
             phases={k: float(v) for k, v in doc["phases"].items()},
             notices=tuple(doc.get("notices", ())),
+            vm=dict(doc["vm"]) if doc.get("vm") is not None else None,
         )
 
 
@@ -222,6 +237,10 @@ class RunSpec:
     store: str
     pull: bool
     pull_kwargs: dict[str, Any] = field(default_factory=dict)
+    # Backend "vm" only.
+    accel: str = "auto"
+    kernel: Optional[str] = None
+    vm_memory: Optional[int] = None  # guest RAM in bytes; None: memory + 256 MiB, or 1 GiB
 
 
 # --- option parsing (shared with the CLI) ---------------------------------------------------
@@ -431,13 +450,20 @@ def make_spec(
     store: Union[str, os.PathLike[str], None] = None,
     pull: bool = True,
     max_output_bytes: Union[int, str] = DEFAULT_MAX_OUTPUT_BYTES,
+    accel: str = "auto",
+    kernel: Union[str, os.PathLike[str], None] = None,
+    vm_memory: Union[int, str, None] = None,
     **pull_kwargs: Any,
 ) -> RunSpec:
     """Checks every option of run() and returns the RunSpec; does no work (no pull, no run)."""
-    if backend == "vm":
-        raise ConfigError("the vm backend is not available yet (issue 4)")
-    if backend != "sandbox":
+    if backend not in BACKENDS:
         raise ConfigError(f"backend {backend!r}: unknown (choose sandbox or vm)")
+    if accel not in ACCELS:
+        raise ConfigError(f"accel {accel!r}: unknown (choose {', '.join(ACCELS)})")
+    if backend != "vm" and (accel != "auto" or kernel is not None or vm_memory is not None):
+        raise ConfigError("accel, kernel and vm_memory apply to backend 'vm' only")
+    if kernel is not None:
+        kernel = _check_host_file(kernel, "kernel")
     if not isinstance(image, str) or not image:
         raise ConfigError(f"image {image!r}: expected a reference such as busybox or oci:PATH:TAG")
     if network != "none":
@@ -474,6 +500,9 @@ def make_spec(
         store=resolve_store(store),
         pull=bool(pull),
         pull_kwargs=dict(pull_kwargs),
+        accel=accel,
+        kernel=kernel,
+        vm_memory=parse_memory(vm_memory) if vm_memory is not None else None,
     )
 
 
@@ -511,8 +540,36 @@ def execute(spec: RunSpec) -> Result:
         outputs=list(spec.outputs),
         max_output_bytes=spec.max_output_bytes,
         network=spec.network != "none",
+        backend=spec.backend,
+        accel=spec.accel,
+        kernel=spec.kernel or "",
+        vm_memory_mib=(spec.vm_memory or 0) >> 20,
+        init_binary=guest_init() if spec.backend == "vm" else "",
+        # Kernels, initramfs and ext4 images are keyed by content, so stores can share them.
+        vm_cache=os.environ.get("BENCHRUN_VM_CACHE", ""),
     )
     return Result._from_core(d, pull_s)
+
+
+def guest_init() -> str:
+    """The microVM's static guest init installed with this package ($BENCHRUN_GUEST_INIT
+    overrides it, e.g. for a development build)."""
+    path = os.environ.get("BENCHRUN_GUEST_INIT") or os.path.join(
+        os.path.dirname(os.path.abspath(__file__)), "benchrun-init"
+    )
+    if not os.path.isfile(path):
+        raise ConfigError(
+            f"the microVM guest init is missing ({path}): reinstall benchrun, or set "
+            "BENCHRUN_GUEST_INIT to a benchrun-init binary"
+        )
+    return path
+
+
+def _check_host_file(path: Union[str, os.PathLike[str]], what: str) -> str:
+    p = os.fspath(path)
+    if not os.path.isfile(p):
+        raise ConfigError(f"{what} {p!r}: no such file")
+    return os.path.abspath(p)
 
 
 def run(
@@ -534,6 +591,9 @@ def run(
     store: Union[str, os.PathLike[str], None] = None,
     pull: bool = True,
     max_output_bytes: Union[int, str] = DEFAULT_MAX_OUTPUT_BYTES,
+    accel: str = "auto",
+    kernel: Union[str, os.PathLike[str], None] = None,
+    vm_memory: Union[int, str, None] = None,
     **pull_kwargs: Any,
 ) -> Result:
     """Run ``image`` (a reference, ``oci:PATH[:TAG]``, ``docker-archive:PATH`` or digest) and return
@@ -553,9 +613,16 @@ def run(
     listed in ``missing_outputs``. stdout/stderr are each capped at ``max_output_bytes`` (bytes
     or a size like ``"1m"``; default 64 MiB), with ``stdout_truncated``/``stderr_truncated`` set.
 
+    Backend ``"vm"`` runs the image in a QEMU microVM with its own kernel (Debian's cloud kernel,
+    fetched once into the store, or ``kernel``: a bzImage path), with the same process semantics,
+    limits (``memory`` and ``pids_limit`` apply inside the guest; ``vcpus`` = vCPUs pinned to that
+    many host CPUs) and Result. ``accel``: ``"auto"`` (KVM when the CPU has vmx/svm and /dev/kvm
+    works, else TCG with a notice), ``"kvm"`` or ``"tcg"``; ``vm_memory``: the guest's RAM.
+
     ``pull``: pull the image first if the store lacks it (``pull_kwargs`` go to benchrun.pull:
     platform, credentials, ...); the time spent is ``phases["pull"]`` (0 when cached).
-    Raises ConfigError, ImageNotFound (pull=False), SandboxError, and pull's errors.
+    Raises ConfigError, ImageNotFound (pull=False), SandboxError, VmError, ProtocolError, and
+    pull's errors.
     """
     return execute(
         make_spec(
@@ -576,6 +643,9 @@ def run(
             store=store,
             pull=pull,
             max_output_bytes=max_output_bytes,
+            accel=accel,
+            kernel=kernel,
+            vm_memory=vm_memory,
             **pull_kwargs,
         )
     )

@@ -14,6 +14,17 @@ from support.ocilayout import ImageInfo, Layer, busybox_layer, write_layout  # n
 from support.registry import RegistryServer, TokenIssuer, htpasswd_auth  # noqa: E402
 
 
+# MicroVM artefacts (Debian's kernel, initramfs, ext4 images) are keyed by content, so the whole
+# test run shares one cache, kept between runs: the kernel is downloaded once per machine.
+VM_CACHE = Path(os.environ.get("BENCHRUN_TEST_CACHE", "/var/tmp/benchrun-test-cache")) / "vm"
+
+
+@pytest.fixture(autouse=True, scope="session")
+def shared_vm_cache():
+    os.environ["BENCHRUN_VM_CACHE"] = str(VM_CACHE)
+    yield VM_CACHE
+
+
 @pytest.fixture
 def store(tmp_path: Path) -> Path:
     return tmp_path / "store"

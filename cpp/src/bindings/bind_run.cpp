@@ -1,4 +1,4 @@
-// bind_run.cpp: type conversion for the run component (sandbox backend). No logic here.
+// bind_run.cpp: type conversion for the run component (sandbox and vm backends). No logic here.
 #include <pybind11/pybind11.h>
 #include <pybind11/stl.h>
 
@@ -23,7 +23,11 @@ void bind_run(py::module_& m) {
          std::optional<uint64_t> memory, std::optional<uint64_t> pids_limit, std::vector<int> cpus,
          std::optional<double> cpu_quota, double timeout, std::vector<std::string> outputs,
          uint64_t max_output_bytes, bool network, const std::string& cgroup_root,
-         const std::string& hostname) {
+         const std::string& hostname, const std::string& backend, const std::string& accel,
+         const std::string& kernel, uint64_t vm_memory_mib, const std::string& init_binary,
+         const std::string& qemu, double boot_timeout, const std::string& vm_cache) {
+        if (backend != "sandbox" && backend != "vm")
+          throw ConfigError("backend '" + backend + "': unknown (choose sandbox or vm)");
         oci::Store st(store);
         oci::Image img = oci::load_image(st, image);
         if (img.rootfs.empty())
@@ -57,7 +61,18 @@ void bind_run(py::module_& m) {
         run::RunResult r = [&] {
           py::gil_scoped_release nogil;
           run::cleanup_leftovers(spec.run_dir, spec.cgroup);
-          return run::run_sandbox(img.config, img.rootfs.string(), spec);
+          if (backend == "sandbox") return run::run_sandbox(img.config, img.rootfs.string(), spec);
+          run::VmOptions vo;
+          vo.accel = accel == "kvm" ? vm::Accel::kKvm : accel == "tcg" ? vm::Accel::kTcg
+                                                                        : vm::Accel::kAuto;
+          vo.qemu = qemu;
+          vo.kernel = kernel;
+          vo.memory_mib = vm_memory_mib;
+          vo.init_binary = init_binary;
+          vo.cache_dir = vm_cache.empty() ? (st.root() / "vm").string() : vm_cache;
+          vo.boot_timeout_s = boot_timeout;
+          if (!img.record.chain_id) throw ImageError("image '" + image + "' has no unpacked rootfs");
+          return run::run_vm(img.config, img.rootfs.string(), img.record.chain_id->str(), spec, vo);
         }();
         if (pending) throw *pending;
         py::dict d;
@@ -87,7 +102,23 @@ void bind_run(py::module_& m) {
         d["phases"] = phases;
         d["notices"] = r.notices;
         d["image_digest"] = img.record.manifest_digest.str();
-        d["backend"] = "sandbox";
+        d["backend"] = backend;
+        if (r.vm) {
+          py::dict v;
+          v["kernel_release"] = r.vm->kernel_release;
+          v["accel"] = r.vm->accel;
+          v["vcpus"] = r.vm->vcpus;
+          v["memory_mib"] = r.vm->memory_mib;
+          v["boot_time"] = r.vm->boot_s;
+          v["guest_boot_time"] = r.vm->guest_boot_s;
+          v["rootfs_time"] = r.vm->rootfs_s;
+          v["rootfs_cached"] = r.vm->rootfs_cached;
+          v["vmm_cpu"] = r.vm->vmm_cpu_s;
+          v["vmm_peak_memory"] = r.vm->vmm_peak_memory_bytes;
+          d["vm"] = v;
+        } else {
+          d["vm"] = py::none();
+        }
         return d;
       },
       py::kw_only(), py::arg("image"), py::arg("store"), py::arg("entrypoint") = py::none(),
@@ -98,8 +129,12 @@ void bind_run(py::module_& m) {
       py::arg("outputs") = std::vector<std::string>{},
       py::arg("max_output_bytes") = uint64_t{64} << 20, py::arg("network") = false,
       py::arg("cgroup_root") = "/sys/fs/cgroup", py::arg("hostname") = "benchrun",
-      "Run an image from the store in the namespace sandbox; returns the result as a dict. "
-      "Releases the GIL.");
+      py::arg("backend") = "sandbox", py::arg("accel") = "auto", py::arg("kernel") = "",
+      py::arg("vm_memory_mib") = 0, py::arg("init_binary") = "",
+      py::arg("qemu") = "qemu-system-x86_64", py::arg("boot_timeout") = 60.0,
+      py::arg("vm_cache") = "",
+      "Run an image from the store in the namespace sandbox or a microVM (backend='vm'); returns "
+      "the result as a dict. Releases the GIL.");
 }
 
 }  // namespace benchrun::bindings

@@ -269,7 +269,23 @@ def _add_run_parser(sub: Any) -> None:
         "--backend",
         default="sandbox",
         choices=["sandbox", "vm"],
-        help="where to run: the namespace sandbox (default) or a microVM (not yet)",
+        help="where to run: the namespace sandbox (default) or a QEMU microVM",
+    )
+    p.add_argument(
+        "--accel",
+        default="auto",
+        choices=["auto", "kvm", "tcg"],
+        help="vm: KVM when the CPU has vmx/svm and /dev/kvm works (auto), or force one",
+    )
+    p.add_argument(
+        "--kernel",
+        metavar="BZIMAGE",
+        help="vm: the guest kernel (default: Debian's cloud kernel, fetched once into the store)",
+    )
+    p.add_argument(
+        "--vm-memory",
+        metavar="SIZE",
+        help="vm: the guest's RAM (default: --memory + 256m, or 1g)",
     )
     p.add_argument(
         "--timeout",
@@ -555,6 +571,9 @@ def cmd_run(args: argparse.Namespace) -> int:
         network=args.network,
         store=args.store,
         max_output_bytes=args.max_output,
+        accel=args.accel,
+        kernel=args.kernel,
+        vm_memory=args.vm_memory,
         **_registry_kwargs(args),
     )
     # Pull once, with progress bars that are gone before the workload runs; every iteration then

@@ -50,17 +50,30 @@ def nothing_left_behind(tmp_path: Path):
         for p in Path("/sys/fs/cgroup").glob(pattern)
     ]
     run_dirs = [str(p) for p in tmp_path.glob("*/runs/*")]
+    qemus = [
+        p.name
+        for p in Path("/proc").iterdir()
+        if p.name.isdigit() and b"qemu-system" in _cmdline(p).split(b"\0")[0]
+        and str(tmp_path).encode() in _cmdline(p)
+    ]
     mounts = [
         line
         for line in Path("/proc/self/mountinfo").read_text().splitlines()
         if str(tmp_path) in line
     ]
-    assert (cgroups, run_dirs, mounts) == ([], [], [])
+    assert (cgroups, run_dirs, mounts, qemus) == ([], [], [], [])
 
 
-@pytest.fixture(params=["sandbox"])
+def _cmdline(proc: Path) -> bytes:
+    try:
+        return (proc / "cmdline").read_bytes()
+    except OSError:
+        return b""
+
+
+@pytest.fixture(params=["sandbox", "vm"])
 def backend(request: pytest.FixtureRequest) -> str:
-    """The backend each scenario runs on; the microVM joins this list with issue 4."""
+    """The backend each scenario runs on: the namespace sandbox and the QEMU microVM."""
     return str(request.param)
 
 

@@ -186,7 +186,10 @@ def test_make_spec_entrypoint_given_empty():
 @pytest.mark.parametrize(
     "kw, match",
     [
-        ({"backend": "vm"}, r"the vm backend is not available yet \(issue 4\)"),
+        ({"accel": "kvm"}, "apply to backend 'vm' only"),
+        ({"backend": "vm", "accel": "hvf"}, "accel 'hvf': unknown"),
+        ({"backend": "vm", "kernel": "/nonexistent/bzImage"}, "kernel '/nonexistent/bzImage': no such"),
+        ({"backend": "vm", "vm_memory": "lots"}, "memory"),
         ({"backend": "docker"}, "backend 'docker': unknown"),
         ({"network": "host"}, "only 'none' is supported"),
         ({"network": "bridge"}, "only 'none' is supported"),
@@ -343,7 +346,7 @@ def test_run_pulls_a_missing_image(monkeypatch):
 
 def test_run_validates_before_any_work(monkeypatch):
     fake = FakeNative(cached=False).install(monkeypatch)
-    for kw in ({"backend": "vm"}, {"memory": "1x"}, {"network": "host"}, {"timeout": -5}):
+    for kw in ({"backend": "vm", "accel": "x"}, {"memory": "1x"}, {"network": "host"}, {"timeout": -5}):
         with pytest.raises(ConfigError):
             benchrun.run("img", **kw)
     assert fake.calls == [] and fake.pulls == []
@@ -618,9 +621,11 @@ def test_cli_run_iterations_stop_on_error(monkeypatch):
     assert fake.calls == []
 
 
-def test_cli_run_vm_backend_is_error_125(monkeypatch):
+def test_cli_run_vm_options_checked_before_work(monkeypatch):
     fake = FakeNative().install(monkeypatch)
     s = Streams().install(monkeypatch)
-    assert cli.main(["run", "--backend", "vm", "img"]) == 125
-    assert b"vm backend is not available yet (issue 4)" in s.err.getvalue()
+    assert cli.main(["run", "--kernel", "/nonexistent/bzImage", "img"]) == 125
+    assert b"apply to backend 'vm' only" in s.err.getvalue()
+    assert cli.main(["run", "--backend", "vm", "--kernel", "/nonexistent/bzImage", "img"]) == 125
+    assert b"no such file" in s.err.getvalue()
     assert fake.calls == []

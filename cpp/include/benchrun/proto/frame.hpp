@@ -2,6 +2,7 @@
 // {magic, version, type, flags, length} and a bounded payload. One codec for host, guest and fuzzer.
 #pragma once
 
+#include <algorithm>
 #include <cstddef>
 #include <cstdint>
 #include <optional>
@@ -39,24 +40,34 @@ struct Frame {
 std::string encode_frame(FrameType type, std::string_view payload);
 
 // Incremental decoder: feed bytes as they arrive, take whole frames out. A header is validated as
-// soon as its 16 bytes are in (magic, version, flags == 0, known type, length <= max_payload), so
-// hostile input is refused before its payload is buffered: host memory stays below
-// kHeaderSize + max_payload whatever the peer sends. Throws ProtocolError.
+// soon as its 16 bytes are in (magic, version, flags == 0, known type, length <= max_payload, empty
+// end), so hostile input is refused before its payload is buffered: memory stays below
+// kHeaderSize + max_payload whatever the peer sends. Throws ProtocolError; the stream is out of sync
+// after that, and every later feed() throws too.
 class Decoder {
  public:
-  explicit Decoder(uint32_t max_payload = kMaxPayload) : max_payload_(max_payload) {}
+  // max_payload is clamped to kMaxPayload: a receiver may be stricter than the protocol, not laxer.
+  explicit Decoder(uint32_t max_payload = kMaxPayload)
+      : max_payload_(std::min(max_payload, kMaxPayload)) {}
   // Appends at most what completes the current frame; returns how many bytes of data were taken
-  // (callers feed the rest after taking the frame out with next()).
+  // (0 while a complete frame waits in next(); callers feed the rest after taking it out).
   size_t feed(const char* data, size_t size);
   // The next complete frame, if any.
   std::optional<Frame> next();
   // Bytes held for an incomplete frame (0 at a frame boundary).
-  size_t buffered() const { return buf_.size(); }
+  size_t buffered() const { return header_size_ + payload_.size(); }
 
  private:
+  void check_header();
+
   uint32_t max_payload_;
-  std::string buf_;
+  char header_[kHeaderSize] = {};
+  size_t header_size_ = 0;  // bytes of header_ filled; kHeaderSize once it has been validated
+  FrameType type_{};        // of the frame being read, valid once the header is
+  uint32_t length_ = 0;     // its payload length
+  std::string payload_;     // grows as bytes arrive, capacity at most length_
   std::optional<Frame> ready_;
+  bool failed_ = false;
 };
 
 }  // namespace benchrun::proto

@@ -3,13 +3,22 @@
 // decoders reject short, overlong (trailing bytes) and out-of-range payloads with ProtocolError.
 #pragma once
 
+#include <cstddef>
 #include <cstdint>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "benchrun/proto/frame.hpp"
 
 namespace benchrun::proto {
+
+// Data per stdout/stderr/file frame that always fits (a file frame also carries its path).
+inline constexpr size_t kMaxChunkData = size_t{1} << 19;
+// Longest path in file/file_missing frames (PATH_MAX).
+inline constexpr size_t kMaxPathBytes = 4096;
+// Longest seccomp program in RunConfig (BPF_MAXINSNS instructions of 8 bytes).
+inline constexpr size_t kMaxSeccompBytes = 4096 * 8;
 
 struct Hello {
   uint16_t version = kVersion;
@@ -73,7 +82,10 @@ struct ErrorReport {
 };
 
 // Each encode_* returns a whole frame (header + payload); each decode_* takes a frame of the
-// matching type (ProtocolError otherwise).
+// matching type (ProtocolError otherwise). Both directions check the field rules of
+// docs/protocol.md (argv non-empty, absolute paths, no NUL, seccomp size, exit status ranges, ...),
+// so a bad value fails with ProtocolError at the sender already. stdout/stderr frames need no
+// decoder: their payload is the data; end has an empty payload, which Decoder checks.
 std::string encode_hello(const Hello&);
 std::string encode_run_config(const RunConfig&);
 std::string encode_stdout(std::string_view data);

@@ -10,6 +10,7 @@
 
 #include "benchrun/oci/manifest.hpp"
 #include "benchrun/sandbox/cgroup.hpp"
+#include "benchrun/vm/config.hpp"
 
 namespace benchrun::run {
 
@@ -48,6 +49,20 @@ struct Phases {
   double prepare_s = 0, start_s = 0, run_s = 0, collect_s = 0;
 };
 
+// What a microVM run adds to a Result.
+struct VmInfo {
+  std::string kernel_release;  // as the guest reports it (uname -r)
+  std::string accel;           // "kvm" or "tcg"
+  unsigned vcpus = 1;
+  uint64_t memory_mib = 0;
+  double boot_s = 0;           // QEMU start to the guest init's hello
+  double guest_boot_s = 0;     // the guest kernel's own boot, to init (CLOCK_BOOTTIME)
+  double rootfs_s = 0;         // ext4 image build, or cache lookup
+  bool rootfs_cached = false;
+  double vmm_cpu_s = 0;        // QEMU's CPU time (all threads) on the host
+  uint64_t vmm_peak_memory_bytes = 0;
+};
+
 struct RunResult {
   int exit_code = -1;  // -1 when killed by a signal
   int signal = 0;
@@ -65,11 +80,36 @@ struct RunResult {
   Phases phases;
   // What this run could not provide and why (e.g. no cgroup as an unprivileged user), a line each.
   std::vector<std::string> notices;
+  std::optional<VmInfo> vm;  // set by run_vm
+};
+
+// The microVM backend's own settings (RunSpec holds the run's).
+struct VmOptions {
+  vm::Accel accel = vm::Accel::kAuto;
+  std::string qemu = "qemu-system-x86_64";
+  std::string kernel;          // a bzImage; empty: Debian's cloud kernel, provisioned in cache_dir
+  std::string kernel_modules;  // lib/modules/<release> of a given kernel; empty: next to it
+  std::string init_binary;     // the static guest init (benchrun-init)
+  std::string cache_dir;       // kernels, initramfs and ext4 images, keyed by content
+  unsigned vcpus = 0;          // 0: one per pinned CPU, or 1
+  uint64_t memory_mib = 0;     // guest RAM; 0: --memory + 256 MiB, or 1024 MiB
+  uint64_t disk_headroom_bytes = 256ull << 20;  // free space in the root filesystem
+  double boot_timeout_s = 60;
+  vm::Transport transport = vm::Transport::kVirtioSerial;
+  std::string cpuinfo = "/proc/cpuinfo";
+  std::string kvm_device = "/dev/kvm";
 };
 
 // Runs the image's process in the sandbox over rootfs (the image's unpacked, read-only tree).
 // Throws ConfigError (bad spec / hostile image config), SandboxError{stage} (setup failed).
 RunResult run_sandbox(const oci::ImageConfig& image, const std::string& rootfs, const RunSpec& spec);
+
+// Runs the image's process in a QEMU microVM: rootfs (the unpacked tree) becomes a cached ext4
+// image keyed by image_key (the image's chain id), booted read-only under a per-run overlay.
+// Throws ConfigError, VmError (QEMU or the guest failed: with the console's tail), ProtocolError
+// (the guest broke the protocol), SandboxError{stage="exec"} (the command cannot be executed).
+RunResult run_vm(const oci::ImageConfig& image, const std::string& rootfs,
+                 const std::string& image_key, const RunSpec& spec, const VmOptions& options);
 
 // Removes what a SIGKILLed runner left: run dirs under run_dir and stale cgroups. Returns the count.
 int cleanup_leftovers(const std::string& run_dir, const sandbox::CgroupConfig& cgroup);

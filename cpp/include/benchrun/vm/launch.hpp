@@ -1,0 +1,55 @@
+// launch.hpp: one microVM session: boot, hand the guest its run config, collect its results,
+// shut down. Everything of the VM (QEMU, sockets, overlay, console log) lives in run_dir.
+#pragma once
+
+#include <sys/resource.h>
+
+#include <cstdint>
+#include <functional>
+#include <map>
+#include <optional>
+#include <string>
+
+#include "benchrun/proto/messages.hpp"
+#include "benchrun/vm/config.hpp"
+
+namespace benchrun::vm {
+
+struct LaunchSpec {
+  VmConfig vm;  // kernel, initramfs, root disk, accel, vcpus, memory; launch sets sockets and log
+  proto::RunConfig run;
+  std::string run_dir;            // existing directory owned by this run
+  double boot_timeout_s = 60;     // QEMU start to the guest's hello
+  double timeout_s = 0;           // the workload's own limit (the guest enforces it); 0 = none
+  double grace_s = 30;            // host-side margin beyond boot + timeout before QEMU is killed
+  std::function<void(pid_t)> place_qemu;  // e.g. join the run's cgroup, before QEMU execs
+  std::function<bool()> interrupted;      // polled at least every 100 ms; true stops the VM
+};
+
+struct LaunchResult {
+  proto::Hello hello;
+  std::optional<proto::Exit> exit;
+  std::optional<proto::ErrorReport> error;  // the guest init's fatal error, if any
+  std::string stdout_data, stderr_data;
+  bool stdout_truncated = false, stderr_truncated = false;
+  std::map<std::string, std::string> outputs;
+  std::map<std::string, std::string> missing_outputs;
+  bool interrupted = false;
+  bool host_deadline = false;  // the host's hard deadline ended the VM (guest overran timeout)
+  double start_s = 0;     // QEMU spawn to the channel being connected
+  double boot_s = 0;      // channel connected to hello (kernel boot + init to channel)
+  double run_s = 0;       // run config sent to the exit frame
+  double collect_s = 0;   // exit frame to end-of-results
+  double shutdown_s = 0;  // end-of-results to QEMU gone
+  rusage qemu_usage{};    // QEMU's own CPU time (all vCPU and I/O threads)
+  double start_time = 0;  // unix seconds when the run config was sent
+};
+
+// Throws VmError (QEMU failed, the guest did not boot: with the console's tail), ProtocolError
+// (the guest broke the protocol), DeadlineExceeded never (deadlines end the VM and are reported).
+LaunchResult launch(const LaunchSpec& spec);
+
+// The last max_bytes of a console log, printable, for error messages.
+std::string console_tail(const std::string& path, size_t max_bytes = 2048);
+
+}  // namespace benchrun::vm

@@ -1,0 +1,223 @@
+// launch.cpp: one microVM session in order: listen -> spawn QEMU -> accept the channel -> hello ->
+// run config -> results until end-of-results -> shut QEMU down. Frames are consumed in
+// vm/results.cpp; QEMU's process and QMP in vm_process.cpp / qmp.cpp.
+#include "benchrun/vm/launch.hpp"
+
+#include <fcntl.h>
+#include <poll.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <optional>
+
+#include "benchrun/common/error.hpp"
+#include "benchrun/common/text.hpp"
+#include "benchrun/proto/channel.hpp"
+#include "benchrun/proto/transport.hpp"
+#include "benchrun/vm/qmp.hpp"
+#include "benchrun/vm/vm_process.hpp"
+#include "vm/results.hpp"
+
+namespace benchrun::vm {
+
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+Clock::time_point after(Clock::time_point t, double seconds) {
+  return t + std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(seconds));
+}
+
+double secs(Clock::time_point a, Clock::time_point b) {
+  return std::chrono::duration<double>(b - a).count();
+}
+
+double unix_now() {
+  return std::chrono::duration<double>(std::chrono::system_clock::now().time_since_epoch()).count();
+}
+
+// Why the VM ended before talking to us, with what it printed: the error every boot failure gets.
+[[noreturn]] void boot_failed(const std::string& what, VmProcess& qemu, const LaunchSpec& spec,
+                              const std::string& log_dir) {
+  qemu.kill();
+  std::string msg = "vm: " + what;
+  std::string qemu_log = console_tail(log_dir + "/qemu.log", 1024);
+  if (!qemu_log.empty()) msg += "; qemu said: " + qemu_log;
+  std::string console = console_tail(spec.vm.serial_log);
+  msg += console.empty() ? "; the guest console is empty" : "; guest console tail: " + console;
+  throw VmError(msg);
+}
+
+// Waits for the guest's vsock connection, or for QEMU to die; an empty fd when interrupted.
+UniqueFd accept_guest(int listen_fd, VmProcess& qemu, Clock::time_point deadline,
+                      const LaunchSpec& spec) {
+  for (;;) {
+    pollfd p[2] = {{listen_fd, POLLIN, 0}, {qemu.pidfd(), POLLIN, 0}};
+    auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - Clock::now());
+    if (left.count() <= 0)
+      boot_failed("the guest did not connect over vsock in time", qemu, spec, spec.run_dir);
+    int n = ::poll(p, 2, static_cast<int>(std::min<int64_t>(left.count(), 100)));
+    if (n < 0 && errno != EINTR) throw_errno("poll", "vm channel");
+    if (n > 0 && (p[0].revents & POLLIN)) return proto::accept_one(listen_fd, deadline);
+    if (n > 0 && (p[1].revents & POLLIN)) {
+      qemu.wait_exit(Clock::now());
+      boot_failed("QEMU " + describe_status(qemu.wait_status()) + " before the guest connected",
+                  qemu, spec, spec.run_dir);
+    }
+    if (spec.interrupted && spec.interrupted()) return UniqueFd();
+  }
+}
+
+std::pair<UniqueFd, UniqueFd> socket_pair(const char* what) {
+  int sv[2];
+  if (::socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) != 0) throw_errno("socketpair", what);
+  return {UniqueFd(sv[0]), UniqueFd(sv[1])};
+}
+
+}  // namespace
+
+std::string console_tail(const std::string& path, size_t max_bytes) {
+  UniqueFd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
+  if (!fd) return "";
+  struct stat st{};
+  if (::fstat(fd.get(), &st) != 0) return "";
+  const off_t size = st.st_size;
+  const off_t from = size > static_cast<off_t>(max_bytes) ? size - static_cast<off_t>(max_bytes) : 0;
+  std::string data(static_cast<size_t>(size - from), '\0');
+  ssize_t n = ::pread(fd.get(), data.data(), data.size(), from);
+  if (n <= 0) return "";
+  data.resize(static_cast<size_t>(n));
+  // Kernel lines are the useful part: keep them separated but on one line of the message.
+  std::string out;
+  for (char c : data) out += (c == '\n') ? std::string(" | ") : std::string(1, c == '\r' ? ' ' : c);
+  while (!out.empty() && (out.back() == ' ' || out.back() == '|')) out.pop_back();
+  return printable(out);
+}
+
+LaunchResult launch(const LaunchSpec& spec) {
+  LaunchResult r;
+  VmConfig vm = spec.vm;
+  vm.serial_log = spec.run_dir + "/console.log";
+  LaunchSpec logged = spec;  // for boot_failed: where the console log is
+  logged.vm = vm;
+
+  // 1. The channel and QMP as socketpairs: QEMU inherits one end of each (as fds 3 and 4), so
+  //    there is no socket path anyone else could connect to first, and no listener to accept on.
+  auto [channel_host, channel_qemu] = socket_pair("vm channel");
+  auto [qmp_host, qmp_qemu] = socket_pair("QMP");
+  if (vm.transport == Transport::kVirtioSerial) vm.channel_fd = 3;
+  vm.qmp_fd = 4;
+  logged.vm = vm;
+  UniqueFd vsock_listener;  // vsock: the guest connects to the host (CID 2) on vm.vsock_port
+  if (vm.transport == Transport::kVsock) vsock_listener = proto::vsock_listen(vm.vsock_port);
+
+  // 2. Spawn QEMU, placed (cgroup) before it runs.
+  const auto t_spawn = Clock::now();
+  VmProcess qemu = VmProcess::spawn({qemu_argv(vm), spec.run_dir, spec.run_dir + "/qemu.log",
+                                     spec.place_qemu, {channel_qemu.get(), qmp_qemu.get()}});
+  channel_qemu.reset();  // QEMU's end is QEMU's alone: its exit is our EOF
+  qmp_qemu.reset();
+  auto ask_quit = [&qmp_host](VmProcess::Deadline deadline) {
+    QmpClient::over(std::move(qmp_host), deadline).quit(deadline);
+  };
+
+  // 3. The guest init's hello: the kernel booted and init is up.
+  const auto boot_deadline = after(t_spawn, spec.boot_timeout_s);
+  if (vsock_listener) {
+    channel_host = accept_guest(vsock_listener.get(), qemu, boot_deadline, logged);
+    if (!channel_host) {
+      r.interrupted = true;
+      qemu.kill();
+      return r;
+    }
+  }
+  const auto t_connected = Clock::now();
+  r.start_s = secs(t_spawn, t_connected);
+  ResultCollector collector(spec.run);
+  std::optional<proto::Channel> channel_holder;
+  channel_holder.emplace(std::move(channel_host), collector.max_total_bytes());
+  proto::Channel& channel = *channel_holder;
+  proto::Frame hello_frame;
+  for (;;) {
+    try {
+      hello_frame = channel.recv(std::min(boot_deadline, after(Clock::now(), 0.1)));
+      break;
+    } catch (const DeadlineExceeded&) {
+      if (Clock::now() >= boot_deadline)
+        boot_failed("the guest did not start its init within " +
+                        std::to_string(static_cast<int>(spec.boot_timeout_s)) + " s",
+                    qemu, logged, spec.run_dir);
+      if (spec.interrupted && spec.interrupted()) {
+        r.interrupted = true;
+        qemu.kill();
+        return r;
+      }
+    } catch (const ProtocolError& e) {
+      qemu.wait_exit(after(Clock::now(), 1.0));
+      boot_failed(std::string("the guest init did not say hello (") + e.what() + ")", qemu, logged,
+                  spec.run_dir);
+    }
+  }
+  if (hello_frame.type != proto::FrameType::kHello) {
+    if (hello_frame.type == proto::FrameType::kError) {
+      proto::ErrorReport e = proto::decode_error(hello_frame);
+      boot_failed("guest init failed at '" + e.stage + "': " + e.message, qemu, logged,
+                  spec.run_dir);
+    }
+    throw ProtocolError("vm: expected hello from the guest, got " +
+                        proto::frame_type_name(static_cast<uint16_t>(hello_frame.type)));
+  }
+  r.hello = proto::decode_hello(hello_frame);
+  const auto t_hello = Clock::now();
+  r.boot_s = secs(t_connected, t_hello);
+
+  // 4. The run config; from here the guest runs the workload and streams results.
+  channel.send(proto::encode_run_config(spec.run), after(t_hello, 10));
+  r.start_time = unix_now();
+  const auto hard_deadline = spec.timeout_s > 0 ? after(t_hello, spec.timeout_s + spec.grace_s)
+                                                : Clock::time_point::max();
+  std::optional<Clock::time_point> t_exit;
+  while (!collector.done()) {
+    proto::Frame f;
+    try {
+      f = channel.recv(std::min(hard_deadline, after(Clock::now(), 0.1)));
+    } catch (const DeadlineExceeded&) {
+      if (Clock::now() >= hard_deadline) {
+        r.host_deadline = true;
+        break;
+      }
+      if (spec.interrupted && spec.interrupted()) {
+        r.interrupted = true;
+        break;
+      }
+      continue;
+    } catch (const ProtocolError& e) {
+      qemu.wait_exit(after(Clock::now(), 1.0));
+      std::string tail = console_tail(vm.serial_log, 1024);
+      throw ProtocolError(std::string("vm: ") + e.what() +
+                          (tail.empty() ? "" : "; guest console tail: " + tail));
+    }
+    collector.take(f);
+    if (!t_exit && (collector.exit() || collector.error())) t_exit = Clock::now();
+  }
+  const auto t_end = Clock::now();
+  r.run_s = secs(t_hello, t_exit.value_or(t_end));
+  r.collect_s = t_exit ? secs(*t_exit, t_end) : 0;
+
+  // 5. Shut down: closing the channel tells the guest its results arrived (it powers off on the
+  //    hangup); QMP quit, then SIGKILL, if it does not.
+  channel_holder.reset();
+  if (r.host_deadline || r.interrupted) {
+    qemu.kill();
+  } else if (!qemu.wait_exit(after(Clock::now(), 0.3))) {
+    qemu.stop(ask_quit, std::chrono::milliseconds(2000));
+  }
+  r.shutdown_s = secs(t_end, Clock::now());
+  r.qemu_usage = qemu.usage();
+  collector.finish(r);
+  return r;
+}
+
+}  // namespace benchrun::vm

@@ -1,0 +1,44 @@
+// results.hpp: the host's consumer of the guest's result frames, enforcing the run's caps (each
+// stream, each file, number of files, bytes in total) whatever the guest sends.
+#pragma once
+
+#include <cstdint>
+#include <map>
+#include <optional>
+#include <set>
+#include <string>
+
+#include "benchrun/proto/frame.hpp"
+#include "benchrun/proto/messages.hpp"
+#include "benchrun/vm/launch.hpp"
+
+namespace benchrun::vm {
+
+class ResultCollector {
+ public:
+  explicit ResultCollector(const proto::RunConfig& config);
+
+  // What the guest may send in total: both streams, every file, and framing slack.
+  uint64_t max_total_bytes() const;
+  // Consumes one frame; ProtocolError for a frame the guest may not send (or not now).
+  void take(const proto::Frame& frame);
+  bool done() const { return done_; }
+  bool exit() const { return exit_.has_value(); }
+  bool error() const { return error_.has_value(); }
+  // Moves what was collected into r.
+  void finish(LaunchResult& r);
+
+ private:
+  void append_stream(std::string& to, bool& truncated, const std::string& data);
+  const proto::RunConfig& config_;
+  std::set<std::string> requested_;
+  std::string stdout_, stderr_;
+  bool stdout_truncated_ = false, stderr_truncated_ = false;
+  std::map<std::string, std::string> outputs_, missing_;
+  std::map<std::string, uint64_t> sizes_;  // announced size of each file
+  std::optional<proto::Exit> exit_;
+  std::optional<proto::ErrorReport> error_;
+  bool done_ = false;
+};
+
+}  // namespace benchrun::vm

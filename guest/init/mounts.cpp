@@ -1,0 +1,115 @@
+// mounts.cpp: init's mounts and the workload's root, following the sandbox's layout
+// (cpp/src/sandbox/mounts.cpp, itself after runc's defaults).
+#include "init/mounts.hpp"
+
+#include <fcntl.h>
+#include <sys/mount.h>
+#include <sys/stat.h>
+#include <sys/sysmacros.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <thread>
+
+#include "benchrun/common/error.hpp"
+
+namespace benchrun::guest {
+
+namespace {
+
+struct DevNode {
+  const char* name;
+  unsigned major, minor;
+};
+constexpr DevNode kDevNodes[] = {
+    {"null", 1, 3},   {"zero", 1, 5},    {"full", 1, 7},
+    {"random", 1, 8}, {"urandom", 1, 9}, {"tty", 5, 0},
+};
+
+struct DevLink {
+  const char* name;
+  const char* target;
+};
+constexpr DevLink kDevLinks[] = {
+    {"fd", "/proc/self/fd"},       {"stdin", "/proc/self/fd/0"}, {"stdout", "/proc/self/fd/1"},
+    {"stderr", "/proc/self/fd/2"}, {"ptmx", "pts/ptmx"},
+};
+
+void do_mount(const char* source, const std::string& target, const char* type, unsigned long flags,
+              const char* data) {
+  if (::mount(source, target.c_str(), type, flags, data) != 0)
+    throw_errno(std::string("mount ") + type, target);
+}
+
+// mkdir path (mode exact: init runs with umask 0) unless it exists; it must be a real directory.
+void ensure_dir(const std::string& path, mode_t mode) {
+  if (::mkdir(path.c_str(), mode) == 0) return;
+  if (errno != EEXIST) throw_errno("mkdir", path);
+  struct stat st {};
+  if (::lstat(path.c_str(), &st) != 0) throw_errno("stat", path);
+  if (S_ISLNK(st.st_mode)) throw_errno(ELOOP, "mount point", path);
+  if (!S_ISDIR(st.st_mode)) throw_errno(ENOTDIR, "mount point", path);
+}
+
+void populate_dev(const std::string& dev) {
+  ensure_dir(dev, 0755);
+  do_mount("tmpfs", dev, "tmpfs", MS_NOSUID | MS_NOEXEC | MS_STRICTATIME, "mode=755,size=65536k");
+  for (const DevNode& n : kDevNodes) {
+    const std::string path = dev + "/" + n.name;
+    if (::mknod(path.c_str(), S_IFCHR | 0666, makedev(n.major, n.minor)) != 0)
+      throw_errno("mknod", path);
+  }
+  for (const DevLink& l : kDevLinks) {
+    const std::string path = dev + "/" + l.name;
+    if (::symlink(l.target, path.c_str()) != 0) throw_errno("symlink", path);
+  }
+  // A private devpts instance: the workload sees only its own ptys (gid 5 is "tty").
+  ensure_dir(dev + "/pts", 0755);
+  do_mount("devpts", dev + "/pts", "devpts", MS_NOSUID | MS_NOEXEC,
+           "newinstance,ptmxmode=0666,mode=0620,gid=5");
+  // No size=: tmpfs defaults to half the RAM, and the workload's memory cgroup bounds it.
+  ensure_dir(dev + "/shm", 01777);
+  do_mount("shm", dev + "/shm", "tmpfs", MS_NOSUID | MS_NODEV | MS_NOEXEC, "mode=1777");
+}
+
+}  // namespace
+
+void mount_early() {
+  // Each may already be mounted (CONFIG_DEVTMPFS_MOUNT mounts /dev for the initramfs): EBUSY.
+  auto mount_once = [](const char* source, const char* target, const char* type,
+                       unsigned long flags) {
+    if (::mount(source, target, type, flags, nullptr) != 0 && errno != EBUSY)
+      throw_errno(std::string("mount ") + type, target);
+  };
+  mount_once("devtmpfs", "/dev", "devtmpfs", MS_NOSUID);
+  mount_once("proc", "/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC);
+  mount_once("sysfs", "/sys", "sysfs", MS_NOSUID | MS_NODEV | MS_NOEXEC);
+}
+
+void wait_for_block_device(const std::string& path, std::chrono::milliseconds timeout) {
+  const auto deadline = std::chrono::steady_clock::now() + timeout;
+  for (;;) {
+    struct stat st {};
+    int err = ::stat(path.c_str(), &st) == 0 ? (S_ISBLK(st.st_mode) ? 0 : ENOTBLK) : errno;
+    if (err == 0) return;
+    if (err != ENOENT || std::chrono::steady_clock::now() >= deadline)
+      throw_errno(err, "wait for block device", path);
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  }
+}
+
+void mount_root(const std::string& device, const std::string& root) {
+  ensure_dir(root, 0755);
+  do_mount(device.c_str(), root, "ext4", MS_NODEV, nullptr);
+}
+
+void populate_root(const std::string& root) {
+  ensure_dir(root + "/tmp", 01777);
+  do_mount("tmpfs", root + "/tmp", "tmpfs", MS_NOSUID | MS_NODEV, "mode=1777");
+  ensure_dir(root + "/proc", 0555);
+  populate_dev(root + "/dev");
+  ensure_dir(root + "/sys", 0555);
+  do_mount("sysfs", root + "/sys", "sysfs", MS_RDONLY | MS_NOSUID | MS_NODEV | MS_NOEXEC, nullptr);
+}
+
+}  // namespace benchrun::guest

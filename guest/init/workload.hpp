@@ -1,0 +1,31 @@
+// workload.hpp: starting the workload from a RunConfig: everything the child needs prepared in
+// init, clone3 into the namespaces (and the cgroup), and the wait until it has exec'd.
+#pragma once
+
+#include <sys/types.h>
+
+#include <chrono>
+#include <string>
+
+#include "benchrun/common/unique_fd.hpp"
+#include "benchrun/proto/messages.hpp"
+
+namespace benchrun::guest {
+
+class WorkloadCgroup;
+
+struct Workload {
+  pid_t pid = -1;
+  UniqueFd stdout_fd, stderr_fd;                    // read ends of the workload's stdout and stderr
+  std::chrono::steady_clock::time_point exec_time;  // when execve succeeded, as seen by init
+};
+
+// Validates config, prepares the child's plan, clones it (into cgroup when given) and waits until
+// it has exec'd. Throws ConfigError (bad argv, cwd, seccomp program), SysError (pipes, clone3), or
+// InitError with the child's stage when it failed before or at execve — for "exec" the message is
+// the sandbox's: "exec 'cmd': No such file or directory in the image (PATH=...)". The failed child
+// is reaped before the throw.
+Workload start_workload(const proto::RunConfig& config, const std::string& root,
+                        const WorkloadCgroup* cgroup);
+
+}  // namespace benchrun::guest
