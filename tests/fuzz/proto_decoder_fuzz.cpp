@@ -1,4 +1,5 @@
-// proto_decoder_fuzz.cpp: libFuzzer target for the host<->guest protocol decoder (docs/protocol.md).
+// proto_decoder_fuzz.cpp: libFuzzer target for the host<->guest protocol decoder
+// (docs/protocol.md).
 //
 // The input is treated as bytes from a hostile peer: the first byte picks how they are split into
 // feed() calls (so partial headers and payloads are exercised), the second picks a frame type for
@@ -26,18 +27,30 @@ namespace {
 void decode_and_reencode(const proto::Frame& f) {
   std::string again;
   switch (f.type) {
-    case proto::FrameType::kHello: again = proto::encode_hello(proto::decode_hello(f)); break;
+    case proto::FrameType::kHello:
+      again = proto::encode_hello(proto::decode_hello(f));
+      break;
     case proto::FrameType::kRunConfig:
       again = proto::encode_run_config(proto::decode_run_config(f));
       break;
-    case proto::FrameType::kFile: again = proto::encode_file(proto::decode_file(f)); break;
+    case proto::FrameType::kFile:
+      again = proto::encode_file(proto::decode_file(f));
+      break;
     case proto::FrameType::kFileMissing:
       again = proto::encode_file_missing(proto::decode_file_missing(f));
       break;
-    case proto::FrameType::kExit: again = proto::encode_exit(proto::decode_exit(f)); break;
-    case proto::FrameType::kError: again = proto::encode_error(proto::decode_error(f)); break;
-    case proto::FrameType::kStdout: again = proto::encode_stdout(f.payload); break;
-    case proto::FrameType::kStderr: again = proto::encode_stderr(f.payload); break;
+    case proto::FrameType::kExit:
+      again = proto::encode_exit(proto::decode_exit(f));
+      break;
+    case proto::FrameType::kError:
+      again = proto::encode_error(proto::decode_error(f));
+      break;
+    case proto::FrameType::kStdout:
+      again = proto::encode_stdout(f.payload);
+      break;
+    case proto::FrameType::kStderr:
+      again = proto::encode_stderr(f.payload);
+      break;
     case proto::FrameType::kEnd:
       if (!f.payload.empty()) return;  // only from the direct path: Decoder refuses these
       again = proto::encode_end();

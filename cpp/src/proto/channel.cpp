@@ -45,6 +45,9 @@ Channel::Channel(UniqueFd fd, uint64_t max_total, std::string peer)
 
 void Channel::send(std::string_view frame, Clock::time_point deadline) {
   const std::string what = "channel to " + peer_;
+  if (send_broken_)
+    throw ProtocolError(what +
+                        ": an earlier send stopped inside a frame, the stream is out of sync");
   size_t done = 0;
   while (done < frame.size()) {
     const char* p = frame.data() + done;
@@ -61,10 +64,12 @@ void Channel::send(std::string_view frame, Clock::time_point deadline) {
                           frame_name(frame));
     if (err != EAGAIN && err != EWOULDBLOCK) throw_errno(err, "write", what);
     short revents = detail::poll_until(fd_.get(), POLLOUT, deadline, what);
-    if (revents == 0)
+    if (revents == 0) {
+      send_broken_ = done > 0;
       throw DeadlineExceeded(what + ": deadline passed while sending the " + frame_name(frame) +
                              " (" + std::to_string(done) + " of " + std::to_string(frame.size()) +
                              " bytes written)");
+    }
     // A virtio-serial port whose host side is gone reports POLLHUP and refuses writes with
     // EAGAIN forever; without this the loop would spin until the deadline.
     if ((revents & POLLHUP) && !(revents & POLLOUT))

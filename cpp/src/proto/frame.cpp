@@ -33,15 +33,24 @@ std::string hex32(uint32_t v) {
 
 std::string frame_type_name(uint16_t type) {
   switch (static_cast<FrameType>(type)) {
-    case FrameType::kHello: return "hello";
-    case FrameType::kRunConfig: return "run_config";
-    case FrameType::kStdout: return "stdout";
-    case FrameType::kStderr: return "stderr";
-    case FrameType::kFile: return "file";
-    case FrameType::kFileMissing: return "file_missing";
-    case FrameType::kExit: return "exit";
-    case FrameType::kError: return "error";
-    case FrameType::kEnd: return "end";
+    case FrameType::kHello:
+      return "hello";
+    case FrameType::kRunConfig:
+      return "run_config";
+    case FrameType::kStdout:
+      return "stdout";
+    case FrameType::kStderr:
+      return "stderr";
+    case FrameType::kFile:
+      return "file";
+    case FrameType::kFileMissing:
+      return "file_missing";
+    case FrameType::kExit:
+      return "exit";
+    case FrameType::kError:
+      return "error";
+    case FrameType::kEnd:
+      return "end";
   }
   return "type " + std::to_string(type);
 }
@@ -86,7 +95,8 @@ void Decoder::check_header() {
 }
 
 size_t Decoder::feed(const char* data, size_t size) {
-  if (failed_) throw ProtocolError("decode frame: the stream is out of sync after an earlier error");
+  if (failed_)
+    throw ProtocolError("decode frame: the stream is out of sync after an earlier error");
   if (ready_ || size == 0) return 0;
   size_t taken = 0;
   if (header_size_ < kHeaderSize) {

@@ -15,7 +15,7 @@ namespace benchrun::proto {
 
 namespace {
 
-constexpr size_t kMaxHostname = 64;  // HOST_NAME_MAX
+constexpr size_t kMaxHostname = 64;    // HOST_NAME_MAX
 constexpr uint32_t kRlimitCount = 16;  // RLIM_NLIMITS on Linux
 constexpr int32_t kMaxSignal = 64;     // SIGRTMAX
 
@@ -33,8 +33,8 @@ void check_abs_path(std::string_view what, std::string_view field, std::string_v
   check_no_nul(what, field, s);
   if (s.empty() || s[0] != '/') invalid(what, field, "'" + printable(s) + "' is not absolute");
   if (s.size() > max)
-    invalid(what, field, "path of " + std::to_string(s.size()) + " bytes exceeds " +
-                             std::to_string(max));
+    invalid(what, field,
+            "path of " + std::to_string(s.size()) + " bytes exceeds " + std::to_string(max));
 }
 
 void expect_type(const Frame& f, FrameType want) {
@@ -60,33 +60,34 @@ void validate(const RunConfig& c, std::string_view what) {
   check_abs_path(what, "cwd", c.cwd);
   check_no_nul(what, "hostname", c.hostname);
   if (c.hostname.size() > kMaxHostname)
-    invalid(what, "hostname", std::to_string(c.hostname.size()) + " bytes exceeds " +
-                                  std::to_string(kMaxHostname));
+    invalid(what, "hostname",
+            std::to_string(c.hostname.size()) + " bytes exceeds " + std::to_string(kMaxHostname));
   for (const auto& r : c.rlimits) {
     if (r.resource >= kRlimitCount)
       invalid(what, "rlimits", "unknown resource " + std::to_string(r.resource));
     if (r.soft > r.hard)
-      invalid(what, "rlimits", "resource " + std::to_string(r.resource) + ": soft limit " +
-                                   std::to_string(r.soft) + " above hard limit " +
-                                   std::to_string(r.hard));
+      invalid(what, "rlimits",
+              "resource " + std::to_string(r.resource) + ": soft limit " + std::to_string(r.soft) +
+                  " above hard limit " + std::to_string(r.hard));
   }
   for (const auto& o : c.outputs) check_abs_path(what, "outputs", o);
   check_abs_path(what, "root_device", c.root_device);
   if (c.seccomp_bpf.size() % 8 != 0)
-    invalid(what, "seccomp_bpf", std::to_string(c.seccomp_bpf.size()) +
-                                     " bytes is not a whole number of 8-byte instructions");
+    invalid(what, "seccomp_bpf",
+            std::to_string(c.seccomp_bpf.size()) +
+                " bytes is not a whole number of 8-byte instructions");
   if (c.seccomp_bpf.size() > kMaxSeccompBytes)
-    invalid(what, "seccomp_bpf", std::to_string(c.seccomp_bpf.size() / 8) +
-                                     " instructions exceed the kernel's 4096");
+    invalid(what, "seccomp_bpf",
+            std::to_string(c.seccomp_bpf.size() / 8) + " instructions exceed the kernel's 4096");
 }
 
 void validate(const FileChunk& f, std::string_view what) {
   check_abs_path(what, "path", f.path);
   // Written as subtraction so a hostile offset near 2^64 cannot wrap the sum.
   if (f.offset > f.size || f.data.size() > f.size - f.offset)
-    invalid(what, "offset", "chunk [" + std::to_string(f.offset) + ", +" +
-                                std::to_string(f.data.size()) + ") runs past the file size " +
-                                std::to_string(f.size));
+    invalid(what, "offset",
+            "chunk [" + std::to_string(f.offset) + ", +" + std::to_string(f.data.size()) +
+                ") runs past the file size " + std::to_string(f.size));
 }
 
 void validate(const FileMissing& f, std::string_view what) { check_abs_path(what, "path", f.path); }
@@ -97,9 +98,9 @@ void validate(const Exit& e, std::string_view what) {
   if (e.signal < 0 || e.signal > kMaxSignal)
     invalid(what, "signal", std::to_string(e.signal) + " is outside [0, 64]");
   if ((e.exit_code == -1) != (e.signal != 0))
-    invalid(what, "exit_code", "exit_code " + std::to_string(e.exit_code) + " with signal " +
-                                   std::to_string(e.signal) +
-                                   " (-1 exactly when killed by a signal)");
+    invalid(what, "exit_code",
+            "exit_code " + std::to_string(e.exit_code) + " with signal " +
+                std::to_string(e.signal) + " (-1 exactly when killed by a signal)");
 }
 
 void validate(const ErrorReport& e, std::string_view what) {

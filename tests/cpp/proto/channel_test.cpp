@@ -132,6 +132,20 @@ TEST(ProtoChannel, DeadlineAlsoCoversAHalfSentFrame) {
   EXPECT_THROW(host.recv(in(100ms)), DeadlineExceeded);
 }
 
+TEST(ProtoChannel, RecvDeadlineKeepsAPartialFrame) {
+  // The VM backend waits in 100 ms slices to check for Ctrl-C: a timeout must lose nothing.
+  auto [a, b] = socket_pair();
+  Channel host(std::move(a));
+  std::string f = proto::encode_stdout("0123456789") + proto::encode_end();
+  write_raw(b.get(), f.substr(0, 20));
+  EXPECT_THROW(host.recv(in(50ms)), DeadlineExceeded);
+  write_raw(b.get(), f.substr(20, 4));  // 24 of its 26 bytes
+  EXPECT_THROW(host.recv(in(50ms)), DeadlineExceeded);
+  write_raw(b.get(), f.substr(24));
+  EXPECT_EQ(host.recv(in(5s)).payload, "0123456789");
+  EXPECT_EQ(host.recv(in(5s)).type, FrameType::kEnd);
+}
+
 TEST(ProtoChannel, SendDeadlineWhenThePeerDoesNotRead) {
   auto [a, b] = socket_pair();
   Channel guest(std::move(a), UINT64_MAX, "host");
@@ -142,6 +156,10 @@ TEST(ProtoChannel, SendDeadlineWhenThePeerDoesNotRead) {
   EXPECT_NE(msg.find("channel to host: deadline passed while sending the stdout frame"),
             std::string::npos)
       << msg;
+  // Half a frame went out: the stream is out of sync and the channel refuses to send more.
+  ASSERT_EQ(msg.find("(0 of"), std::string::npos) << msg;
+  msg = message_of([&] { guest.send(proto::encode_end(), in(5s)); });
+  EXPECT_NE(msg.find("out of sync"), std::string::npos) << msg;
 }
 
 TEST(ProtoChannel, PeerClosedBeforeAFrame) {

@@ -26,7 +26,9 @@ std::string le32(uint32_t v) {
   return s;
 }
 
-std::string le16(uint16_t v) { return std::string{static_cast<char>(v), static_cast<char>(v >> 8)}; }
+std::string le16(uint16_t v) {
+  return std::string{static_cast<char>(v), static_cast<char>(v >> 8)};
+}
 
 std::string header(uint32_t magic, uint16_t version, uint16_t type, uint32_t flags,
                    uint32_t length) {
@@ -244,7 +246,8 @@ TEST(ProtoFrame, FloodOfFramesKeepsMemoryBounded) {
   // the decoder never holds more than one frame.
   std::string stream;
   for (int i = 0; i < 200000; ++i) stream += encode_frame(FrameType::kStdout, std::to_string(i));
-  for (int i = 0; i < 3; ++i) stream += encode_frame(FrameType::kStderr, std::string(kMaxPayload, 'z'));
+  for (int i = 0; i < 3; ++i)
+    stream += encode_frame(FrameType::kStderr, std::string(kMaxPayload, 'z'));
   Decoder d;
   size_t frames = 0, max_buffered = 0, pos = 0;
   while (pos < stream.size()) {

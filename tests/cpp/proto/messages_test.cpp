@@ -146,13 +146,26 @@ std::string error_of(const std::function<void()>& f) {
 // Every decoder applied to frame; only ProtocolError may escape.
 void decode_any(const Frame& f) {
   switch (f.type) {
-    case FrameType::kHello: proto::decode_hello(f); break;
-    case FrameType::kRunConfig: proto::decode_run_config(f); break;
-    case FrameType::kFile: proto::decode_file(f); break;
-    case FrameType::kFileMissing: proto::decode_file_missing(f); break;
-    case FrameType::kExit: proto::decode_exit(f); break;
-    case FrameType::kError: proto::decode_error(f); break;
-    default: break;
+    case FrameType::kHello:
+      proto::decode_hello(f);
+      break;
+    case FrameType::kRunConfig:
+      proto::decode_run_config(f);
+      break;
+    case FrameType::kFile:
+      proto::decode_file(f);
+      break;
+    case FrameType::kFileMissing:
+      proto::decode_file_missing(f);
+      break;
+    case FrameType::kExit:
+      proto::decode_exit(f);
+      break;
+    case FrameType::kError:
+      proto::decode_error(f);
+      break;
+    default:
+      break;
   }
 }
 
@@ -164,9 +177,9 @@ std::vector<std::string> valid_frames() {
   proto::FileChunk fc{"/out/x", 10, 2, "abcd"};
   proto::Exit e;
   e.exit_code = 3;
-  return {proto::encode_hello(h),       proto::encode_run_config(full_config()),
-          proto::encode_file(fc),       proto::encode_file_missing({"/out/y", "absent"}),
-          proto::encode_exit(e),        proto::encode_error({"exec", 2, "no such file"})};
+  return {proto::encode_hello(h), proto::encode_run_config(full_config()),
+          proto::encode_file(fc), proto::encode_file_missing({"/out/y", "absent"}),
+          proto::encode_exit(e),  proto::encode_error({"exec", 2, "no such file"})};
 }
 
 }  // namespace
@@ -363,15 +376,19 @@ TEST(ProtoMessages, RunConfigRulesAreCheckedOnBothSides) {
       {"long hostname", [](auto& c) { c.hostname = std::string(65, 'h'); }, "'hostname': 65"},
       {"relative output", [](auto& c) { c.outputs.push_back("out.json"); },
        "'outputs': 'out.json' is not absolute"},
-      {"NUL in output", [](auto& c) { c.outputs.push_back(std::string("/o\0", 3)); },
-       "'outputs'"},
+      {"NUL in output", [](auto& c) { c.outputs.push_back(std::string("/o\0", 3)); }, "'outputs'"},
       {"relative root device", [](auto& c) { c.root_device = "vda"; }, "'root_device'"},
-      {"unknown rlimit", [](auto& c) { c.rlimits.push_back({16, 0, 0}); },
+      {"unknown rlimit",
+       [](auto& c) {
+         c.rlimits.push_back({16, 0, 0});
+       },
        "'rlimits': unknown resource 16"},
-      {"soft above hard", [](auto& c) { c.rlimits.push_back({7, 2, 1}); },
+      {"soft above hard",
+       [](auto& c) {
+         c.rlimits.push_back({7, 2, 1});
+       },
        "'rlimits': resource 7: soft limit 2 above hard limit 1"},
-      {"seccomp not whole instructions",
-       [](auto& c) { c.seccomp_bpf = std::string(12, 'x'); },
+      {"seccomp not whole instructions", [](auto& c) { c.seccomp_bpf = std::string(12, 'x'); },
        "'seccomp_bpf': 12 bytes is not a whole number"},
       {"seccomp too long",
        [](auto& c) { c.seccomp_bpf = std::string(proto::kMaxSeccompBytes + 8, 'x'); },
@@ -415,8 +432,8 @@ TEST(ProtoMessages, FileRulesAreCheckedOnBothSides) {
 }
 
 TEST(ProtoMessages, ExitRulesAreCheckedOnBothSides) {
-  const std::vector<std::pair<int32_t, int32_t>> bad = {
-      {256, 0}, {-2, 0}, {0, 9}, {-1, 0}, {-1, 65}, {-1, -1}, {INT32_MIN, 0}};
+  const std::vector<std::pair<int32_t, int32_t>> bad = {{256, 0}, {-2, 0},  {0, 9},        {-1, 0},
+                                                        {-1, 65}, {-1, -1}, {INT32_MIN, 0}};
   for (auto [code, sig] : bad) {
     proto::Exit e;
     e.exit_code = code;

@@ -57,9 +57,7 @@ std::string read_line(int fd) {
   return line;
 }
 
-void write_text(const std::string& path, const std::string& text) {
-  std::ofstream(path) << text;
-}
+void write_text(const std::string& path, const std::string& text) { std::ofstream(path) << text; }
 
 class ProtoTransport : public ::testing::Test {
  protected:
@@ -70,8 +68,7 @@ class ProtoTransport : public ::testing::Test {
 // A VMM's hybrid vsock socket: reads the CONNECT line, answers with reply, then sends trailer.
 class FakeVmm {
  public:
-  FakeVmm(const std::string& uds, std::string reply, std::string trailer = "",
-          bool hang = false)
+  FakeVmm(const std::string& uds, std::string reply, std::string trailer = "", bool hang = false)
       : listener_(proto::listen_unix(uds)) {
     thread_ = std::thread([this, reply = std::move(reply), trailer = std::move(trailer), hang] {
       try {
@@ -251,8 +248,7 @@ TEST_F(ProtoTransport, OpenVirtioPortMissing) {
     ADD_FAILURE() << "no error";
   } catch (const SysError& e) {
     EXPECT_EQ(e.code(), ENOENT);
-    EXPECT_NE(std::string(e.what()).find("find virtio-serial port 'benchrun.0'"),
-              std::string::npos)
+    EXPECT_NE(std::string(e.what()).find("find virtio-serial port 'benchrun.0'"), std::string::npos)
         << e.what();
   }
   // Named, but the device node is absent (no devtmpfs on /dev).

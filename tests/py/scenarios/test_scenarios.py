@@ -91,7 +91,13 @@ def test_runs_proceed_in_parallel_threads(make_image, backend, store):
         t.join()
     elapsed = time.monotonic() - t0
     assert [r.ok for r in results] == [True, True]
-    assert elapsed < 3.5, f"two runs took {elapsed:.1f}s: they did not overlap"
+    a, b = results
+    # Both workloads were running at the same time (their start/end intervals overlap).
+    assert a.start_time < b.end_time and b.start_time < a.end_time, (a.start_time, b.start_time)
+    if backend == "sandbox":
+        assert elapsed < 3.5, f"two runs took {elapsed:.1f}s: they did not overlap"
+    # In a VM each run also boots a kernel, which under TCG is CPU-bound: on a 2-core host two
+    # boots share the cores, so only the overlap above is asserted, not the total time.
 
 
 def test_env_image_override_and_no_leak(run_image, monkeypatch):

@@ -23,11 +23,14 @@ class Channel {
   explicit Channel(UniqueFd fd, uint64_t max_total = UINT64_MAX, std::string peer = "peer");
 
   // Writes a whole frame (from encode_*). Blocks until written or the deadline passes
-  // (DeadlineExceeded). EPIPE/ECONNRESET -> ProtocolError ("peer closed the channel").
+  // (DeadlineExceeded). EPIPE/ECONNRESET -> ProtocolError ("peer closed the channel"). A deadline
+  // that passes part-way through a frame leaves the stream out of sync: later sends throw
+  // ProtocolError.
   void send(std::string_view frame, Clock::time_point deadline = Clock::time_point::max());
   // The next frame. Deadline -> DeadlineExceeded; EOF -> ProtocolError ("guest closed the channel
   // before <expecting>"); malformed input -> ProtocolError. expecting names what the caller waits
-  // for (e.g. "end-of-results") so that those messages say what was missing.
+  // for (e.g. "end-of-results") so that those messages say what was missing. DeadlineExceeded
+  // loses nothing (a partial frame stays buffered): callers may wait in short slices and retry.
   Frame recv(Clock::time_point deadline = Clock::time_point::max(),
              std::string_view expecting = "the next frame");
 
@@ -39,9 +42,10 @@ class Channel {
   uint64_t max_total_;
   std::string peer_;
   bool is_socket_ = false;
+  bool send_broken_ = false;  // a send stopped inside a frame
   uint64_t received_ = 0;
   Decoder decoder_;
-  std::string pending_;    // the last read; bytes from pending_pos_ on are not yet fed
+  std::string pending_;  // the last read; bytes from pending_pos_ on are not yet fed
   size_t pending_pos_ = 0;
 };
 

@@ -1,5 +1,6 @@
 // frame.hpp: the host<->guest wire format (docs/protocol.md): a fixed 16-byte little-endian header
-// {magic, version, type, flags, length} and a bounded payload. One codec for host, guest and fuzzer.
+// {magic, version, type, flags, length} and a bounded payload. One codec for host, guest and
+// fuzzer.
 #pragma once
 
 #include <algorithm>
@@ -42,8 +43,8 @@ std::string encode_frame(FrameType type, std::string_view payload);
 // Incremental decoder: feed bytes as they arrive, take whole frames out. A header is validated as
 // soon as its 16 bytes are in (magic, version, flags == 0, known type, length <= max_payload, empty
 // end), so hostile input is refused before its payload is buffered: memory stays below
-// kHeaderSize + max_payload whatever the peer sends. Throws ProtocolError; the stream is out of sync
-// after that, and every later feed() throws too.
+// kHeaderSize + max_payload whatever the peer sends. Throws ProtocolError; the stream is out of
+// sync after that, and every later feed() throws too.
 class Decoder {
  public:
   // max_payload is clamped to kMaxPayload: a receiver may be stricter than the protocol, not laxer.

@@ -40,14 +40,14 @@ struct RunConfig {
   std::vector<uint32_t> groups;
   std::string hostname = "benchrun";
   std::vector<Rlimit> rlimits;
-  uint64_t timeout_ms = 0;        // 0: none
-  uint64_t memory_bytes = 0;      // workload cgroup memory.max inside the guest; 0: none
-  uint64_t pids_max = 0;          // workload cgroup pids.max; 0: none
-  std::vector<std::string> outputs;  // absolute paths inside the image to collect after exit
+  uint64_t timeout_ms = 0;                  // 0: none
+  uint64_t memory_bytes = 0;                // workload cgroup memory.max inside the guest; 0: none
+  uint64_t pids_max = 0;                    // workload cgroup pids.max; 0: none
+  std::vector<std::string> outputs;         // absolute paths inside the image to collect after exit
   uint64_t max_output_bytes = 64ull << 20;  // per stream
   uint64_t max_file_bytes = 64ull << 20;    // per file
   uint32_t max_files = 64;
-  std::string root_device = "/dev/vda";     // ext4 root of the image
+  std::string root_device = "/dev/vda";  // ext4 root of the image
   std::string seccomp_bpf;  // the sandbox's compiled policy: sock_filter[] bytes (8 per instr)
 };
 

@@ -14,8 +14,8 @@ namespace benchrun::proto {
 using Deadline = std::chrono::steady_clock::time_point;
 
 inline constexpr char kVirtioPortName[] = "benchrun.0";  // virtserialport name=
-inline constexpr uint32_t kVsockPort = 1024;              // the guest dials the host CID on it
-inline constexpr uint32_t kVsockHostCid = 2;              // VMADDR_CID_HOST
+inline constexpr uint32_t kVsockPort = 1024;             // the guest dials the host CID on it
+inline constexpr uint32_t kVsockHostCid = 2;             // VMADDR_CID_HOST
 
 // Host side. A listening Unix stream socket at path (removed first if it is a stale socket: one
 // nobody accepts on; a live one is EADDRINUSE). Listening sockets are O_NONBLOCK for accept_one.
