@@ -137,12 +137,12 @@ LaunchResult launch(const LaunchSpec& spec) {
   r.start_s = secs(t_spawn, t_connected);
   ResultCollector collector(spec.run);
   std::optional<proto::Channel> channel_holder;
-  channel_holder.emplace(std::move(channel_host), collector.max_total_bytes());
+  channel_holder.emplace(std::move(channel_host), collector.max_total_bytes(), "guest");
   proto::Channel& channel = *channel_holder;
   proto::Frame hello_frame;
   for (;;) {
     try {
-      hello_frame = channel.recv(std::min(boot_deadline, after(Clock::now(), 0.1)));
+      hello_frame = channel.recv(std::min(boot_deadline, after(Clock::now(), 0.1)), "hello");
       break;
     } catch (const DeadlineExceeded&) {
       if (Clock::now() >= boot_deadline)
@@ -182,7 +182,7 @@ LaunchResult launch(const LaunchSpec& spec) {
   while (!collector.done()) {
     proto::Frame f;
     try {
-      f = channel.recv(std::min(hard_deadline, after(Clock::now(), 0.1)));
+      f = channel.recv(std::min(hard_deadline, after(Clock::now(), 0.1)), "end-of-results");
     } catch (const DeadlineExceeded&) {
       if (Clock::now() >= hard_deadline) {
         r.host_deadline = true;
