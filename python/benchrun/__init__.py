@@ -9,30 +9,36 @@ from benchrun.errors import (
     DigestMismatch,
     ImageError,
     ImageNotFound,
+    JobNotFound,
     ProtocolError,
     RegistryError,
     SandboxError,
+    ServerError,
     SysError,
     UnsafeLayerError,
     VmError,
 )
 from benchrun.image import Image, images, inspect, prune, pull, rmi
+from benchrun.client import Client
 from benchrun.runner import Result, run
 
 __all__ = [
     "__version__",
     "AuthError",
     "BenchrunError",
+    "Client",
     "ConfigError",
     "DeadlineExceeded",
     "DigestMismatch",
     "Image",
     "ImageError",
     "ImageNotFound",
+    "JobNotFound",
     "ProtocolError",
     "RegistryError",
     "Result",
     "SandboxError",
+    "ServerError",
     "SysError",
     "UnsafeLayerError",
     "VmError",

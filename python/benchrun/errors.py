@@ -71,6 +71,18 @@ class DeadlineExceeded(BenchrunError, TimeoutError):
     """An operation ran out of time."""
 
 
+class ServerError(BenchrunError):
+    """The job server refused a request or failed; ``http_status`` is 0 for transport errors."""
+
+    def __init__(self, message: str, http_status: int = 0) -> None:
+        super().__init__(message)
+        self.http_status = http_status
+
+
+class JobNotFound(ServerError, LookupError):
+    """No such job (or not one of the caller's projects)."""
+
+
 __all__ = [
     "AuthError",
     "BenchrunError",
@@ -78,6 +90,8 @@ __all__ = [
     "DeadlineExceeded",
     "DigestMismatch",
     "ImageError",
+    "JobNotFound",
+    "ServerError",
     "ImageNotFound",
     "ProtocolError",
     "RegistryError",

@@ -230,8 +230,53 @@ def rmi(ref: str, *, store: str | os.PathLike[str] | None = None) -> None:
 
 
 def prune(*, store: str | os.PathLike[str] | None = None) -> dict[str, int]:
-    """Remove blobs and rootfs trees no image uses, and temp files older than a day."""
-    return dict(_core.prune(store=resolve_store(store)))
+    """Remove blobs and rootfs trees no image uses, temp files older than a day, and the store's
+    microVM root images (``<store>/vm/ext4``) whose rootfs tree is gone."""
+    root = resolve_store(store)
+    stats = dict(_core.prune(store=root))
+    stats["vm_images_removed"] = _prune_vm_images(Path(root))
+    return stats
+
+
+def _prune_vm_images(root: Path) -> int:
+    # An ext4 image is named after the ChainID hex of the rootfs it was built from. A run that is
+    # booting one keeps its open file (unlinking does not disturb it).
+    removed = 0
+    ext4 = root / "vm" / "ext4"
+    if not ext4.is_dir():
+        return 0
+    for img in ext4.glob("*.ext4"):
+        if not (root / "rootfs" / f"sha256-{img.stem}").exists():
+            try:
+                img.unlink()
+                removed += 1
+            except FileNotFoundError:
+                pass
+    return removed
+
+
+def resolve_digest(
+    ref: str,
+    *,
+    insecure_registries: Iterable[str] = (),
+    username: Optional[str] = None,
+    password: Optional[str] = None,
+    registry_token: Optional[str] = None,
+    docker_config: Optional[str | os.PathLike[str]] = None,
+    ca_file: Optional[str | os.PathLike[str]] = None,
+) -> str:
+    """The manifest digest a registry reference points to now (fetches the manifest only, no
+    blobs): what a job pins at submission. Raises RegistryError, AuthError, ImageNotFound."""
+    d = _core.resolve_digest(
+        reference=ref,
+        insecure_registries=list(insecure_registries),
+        username=username,
+        password=password,
+        registry_token=registry_token,
+        docker_config=os.fspath(docker_config) if docker_config else default_docker_config(),
+        ca_file=os.fspath(ca_file) if ca_file else "",
+    )
+    return str(d["digest"])
 
 
 def normalize_reference(ref: str) -> str:
@@ -247,6 +292,7 @@ __all__ = [
     "images",
     "inspect",
     "normalize_reference",
+    "resolve_digest",
     "prune",
     "pull",
     "rmi",

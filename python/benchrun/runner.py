@@ -28,6 +28,7 @@ The Result's JSON document (Result.to_json(), `benchrun run --json`), schema 1:
       "start_time": 1.7e9, "end_time": 1.7e9,  # unix seconds, workload start/end
       "phases": {"pull": 0.0, "prepare": 0.0, "start": 0.0, "run": 0.0, "collect": 0.0},
       "notices": [],                     # what this run could not provide, a line each
+      "interrupted": false,              # stopped by execute(should_stop=...) or Ctrl-C
       "vm": null                         # backend "vm" only: {"kernel_release", "accel", "vcpus",
                                          #   "memory_mib", "boot_time", "guest_boot_time",
                                          #   "rootfs_time", "rootfs_cached", "vmm_cpu",
@@ -52,7 +53,7 @@ import re
 import shlex
 import time
 from dataclasses import dataclass, field
-from typing import Any, Iterable, Mapping, Optional, Sequence, Union
+from typing import Any, Callable, Iterable, Mapping, Optional, Sequence, Union
 
 from benchrun import _core
 from benchrun import image as _image
@@ -97,6 +98,8 @@ class Result:
     notices: tuple[str, ...] = ()
     # Backend "vm": the guest kernel, accelerator, boot time and the VMM's own cost on the host.
     vm: Optional[dict[str, Any]] = None
+    # execute(should_stop=...) returned True and the run was killed (e.g. a canceled job).
+    interrupted: bool = False
 
     @property
     def ok(self) -> bool:
@@ -129,6 +132,7 @@ class Result:
             phases=phases,
             notices=tuple(str(n) for n in d.get("notices", ())),
             vm=dict(d["vm"]) if d.get("vm") is not None else None,
+            interrupted=bool(d.get("interrupted", False)),
         )
 
     def to_json(self) -> dict[str, Any]:
@@ -161,6 +165,7 @@ class Result:
             "phases": dict(self.phases),
             "notices": list(self.notices),
             "vm": dict(self.vm) if self.vm is not None else None,
+            "interrupted": self.interrupted,
         }
 
     @classmethod
@@ -196,6 +201,7 @@ class Result:
             phases={k: float(v) for k, v in doc["phases"].items()},
             notices=tuple(doc.get("notices", ())),
             vm=dict(doc["vm"]) if doc.get("vm") is not None else None,
+            interrupted=bool(doc.get("interrupted", False)),
         )
 
 
@@ -521,8 +527,10 @@ def ensure_image(spec: RunSpec) -> tuple[str, float]:
     return pulled.digest, time.perf_counter() - t0
 
 
-def execute(spec: RunSpec) -> Result:
-    """Runs a validated spec: pull if needed, then the backend. Releases the GIL while it runs."""
+def execute(spec: RunSpec, should_stop: Optional[Callable[[], bool]] = None) -> Result:
+    """Runs a validated spec: pull if needed, then the backend. Releases the GIL while it runs.
+    ``should_stop`` is polled about every 100 ms while the workload runs (from the running thread);
+    when it returns True the run is killed and cleaned up, and the Result has ``interrupted`` set."""
     digest, pull_s = ensure_image(spec)
     d = _core.run(
         image=digest,  # the digest, so the image that runs is the one just checked or pulled
@@ -547,6 +555,7 @@ def execute(spec: RunSpec) -> Result:
         init_binary=guest_init() if spec.backend == "vm" else "",
         # Kernels, initramfs and ext4 images are keyed by content, so stores can share them.
         vm_cache=os.environ.get("BENCHRUN_VM_CACHE", ""),
+        should_stop=should_stop,
     )
     return Result._from_core(d, pull_s)
 

@@ -22,6 +22,7 @@ VM_CACHE = Path(os.environ.get("BENCHRUN_TEST_CACHE", "/var/tmp/benchrun-test-ca
 @pytest.fixture(autouse=True, scope="session")
 def shared_vm_cache():
     os.environ["BENCHRUN_VM_CACHE"] = str(VM_CACHE)
+    os.environ["BENCHRUN_TEST_CACHE_VM"] = str(VM_CACHE)  # stays when a test unsets the first
     yield VM_CACHE
 
 

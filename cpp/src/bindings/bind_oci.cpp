@@ -223,6 +223,43 @@ void bind_oci(py::module_& m) {
       py::arg("text"), "Canonical form of an image reference or transport string.");
 
   m.def("host_platform", [] { return Platform::host().str(); });
+  m.def(
+      "resolve_digest",
+      [](const std::string& reference, std::vector<std::string> insecure_registries,
+         std::optional<std::string> username, std::optional<std::string> password,
+         std::optional<std::string> registry_token, const std::string& docker_config,
+         const std::string& ca_file) {
+        Reference ref = parse_reference(reference);
+        RegistryOptions ro;
+        ro.insecure_registries = std::move(insecure_registries);
+        if (username || password || registry_token) {
+          Credentials c;
+          c.username = username.value_or("");
+          c.password = password.value_or("");
+          c.registry_token = registry_token.value_or("");
+          ro.credentials = c;
+        }
+        ro.docker_config = docker_config;
+        ro.ca_file = ca_file;
+        ro.user_agent = std::string("benchrun/") + BENCHRUN_VERSION;
+        py::gil_scoped_release nogil;
+        RegistryClient client(ref, ro);
+        ManifestResponse m = client.get_manifest(ref.manifest_ref());
+        py::gil_scoped_acquire gil;
+        py::dict d;
+        d["digest"] = m.digest.str();
+        d["registry"] = ref.registry;
+        d["repository"] = ref.repository;
+        d["base_url"] = client.base_url();
+        d["media_type"] = m.content_type;
+        return d;
+      },
+      py::kw_only(), py::arg("reference"),
+      py::arg("insecure_registries") = std::vector<std::string>{}, py::arg("username") = py::none(),
+      py::arg("password") = py::none(), py::arg("registry_token") = py::none(),
+      py::arg("docker_config") = "", py::arg("ca_file") = "",
+      "Fetch a reference's manifest (no blobs) and return its digest, registry, repository and the "
+      "registry's base URL. Releases the GIL.");
 }
 
 }  // namespace benchrun::bindings

@@ -25,7 +25,8 @@ void bind_run(py::module_& m) {
          uint64_t max_output_bytes, bool network, const std::string& cgroup_root,
          const std::string& hostname, const std::string& backend, const std::string& accel,
          const std::string& kernel, uint64_t vm_memory_mib, const std::string& init_binary,
-         const std::string& qemu, double boot_timeout, const std::string& vm_cache) {
+         const std::string& qemu, double boot_timeout, const std::string& vm_cache,
+         const std::string& kernel_modules, std::optional<py::function> should_stop) {
         if (backend != "sandbox" && backend != "vm")
           throw ConfigError("backend '" + backend + "': unknown (choose sandbox or vm)");
         oci::Store st(store);
@@ -52,11 +53,21 @@ void bind_run(py::module_& m) {
         // Ctrl-C (or any Python signal handler raising) stops the run: the workload is killed and
         // cleaned up, then the exception is re-raised here with the GIL held.
         std::optional<py::error_already_set> pending;
-        spec.interrupted = [&pending] {
+        // should_stop (e.g. a job's cancel flag, from another thread) stops it the same way,
+        // without an exception: the Result says interrupted.
+        spec.interrupted = [&pending, &should_stop] {
           py::gil_scoped_acquire gil;
-          if (PyErr_CheckSignals() == 0) return false;
-          pending.emplace();
-          return true;
+          if (PyErr_CheckSignals() != 0) {
+            pending.emplace();
+            return true;
+          }
+          if (!should_stop) return false;
+          try {
+            return (*should_stop)().cast<bool>();
+          } catch (py::error_already_set& e) {
+            pending.emplace(std::move(e));
+            return true;
+          }
         };
         run::RunResult r = [&] {
           py::gil_scoped_release nogil;
@@ -67,6 +78,7 @@ void bind_run(py::module_& m) {
                                                                         : vm::Accel::kAuto;
           vo.qemu = qemu;
           vo.kernel = kernel;
+          vo.kernel_modules = kernel_modules;
           vo.memory_mib = vm_memory_mib;
           vo.init_binary = init_binary;
           vo.cache_dir = vm_cache.empty() ? (st.root() / "vm").string() : vm_cache;
@@ -100,6 +112,7 @@ void bind_run(py::module_& m) {
         phases["run"] = r.phases.run_s;
         phases["collect"] = r.phases.collect_s;
         d["phases"] = phases;
+        d["interrupted"] = r.interrupted;
         d["notices"] = r.notices;
         d["image_digest"] = img.record.manifest_digest.str();
         d["backend"] = backend;
@@ -132,7 +145,7 @@ void bind_run(py::module_& m) {
       py::arg("backend") = "sandbox", py::arg("accel") = "auto", py::arg("kernel") = "",
       py::arg("vm_memory_mib") = 0, py::arg("init_binary") = "",
       py::arg("qemu") = "qemu-system-x86_64", py::arg("boot_timeout") = 60.0,
-      py::arg("vm_cache") = "",
+      py::arg("vm_cache") = "", py::arg("kernel_modules") = "", py::arg("should_stop") = py::none(),
       "Run an image from the store in the namespace sandbox or a microVM (backend='vm'); returns "
       "the result as a dict. Releases the GIL.");
 }

@@ -52,9 +52,22 @@ std::vector<std::string> guest_modules(vm::Transport transport) {
   return m;
 }
 
+// A user-named kernel's modules: as given, else the usual places for its release; none found
+// means the kernel has virtio built in (else the guest reports that its channel is missing).
 vm::Kernel kernel_for(const VmOptions& o) {
   if (o.kernel.empty()) return vm::provision_debian_kernel(o.cache_dir);
-  return vm::kernel_from_path(o.kernel, o.kernel_modules);
+  vm::Kernel k = vm::kernel_from_path(o.kernel, o.kernel_modules);
+  if (!k.modules_dir.empty()) return k;
+  const std::filesystem::path dir = std::filesystem::path(k.image).parent_path();
+  for (const auto& candidate : {dir / "modules", dir / "lib" / "modules" / k.release,
+                                std::filesystem::path("/lib/modules") / k.release}) {
+    std::error_code ec;
+    if (std::filesystem::is_directory(candidate / "kernel", ec)) {
+      k.modules_dir = candidate.string();
+      break;
+    }
+  }
+  return k;
 }
 
 proto::RunConfig guest_config(const ProcessConfig& proc, const RunSpec& spec,
@@ -105,7 +118,9 @@ RunResult run_vm(const oci::ImageConfig& image, const std::string& rootfs,
   vm::AccelChoice accel = vm::choose_accel(o.accel, o.cpuinfo, o.kvm_device);
   if (!accel.notice.empty()) r.notices.push_back(accel.notice);
   vm::Kernel kernel = kernel_for(o);
-  rootfs::InitramfsSpec initramfs{o.init_binary, kernel.modules_dir, guest_modules(o.transport)};
+  rootfs::InitramfsSpec initramfs{
+      o.init_binary, kernel.modules_dir,
+      kernel.modules_dir.empty() ? std::vector<std::string>{} : guest_modules(o.transport)};
   const std::string initrd = rootfs::build_initramfs(initramfs, o.cache_dir);
   const auto t_rootfs = Clock::now();
   rootfs::Ext4Options ext4;

@@ -209,11 +209,8 @@ LaunchResult launch(const LaunchSpec& spec) {
   // 5. Shut down: closing the channel tells the guest its results arrived (it powers off on the
   //    hangup); QMP quit, then SIGKILL, if it does not.
   channel_holder.reset();
-  if (r.host_deadline || r.interrupted) {
-    qemu.kill();
-  } else if (!qemu.wait_exit(after(Clock::now(), 0.3))) {
-    qemu.stop(ask_quit, std::chrono::milliseconds(2000));
-  }
+  if (r.host_deadline || r.interrupted || !qemu.wait_exit(after(Clock::now(), 0.3)))
+    qemu.stop(ask_quit, std::chrono::milliseconds(r.host_deadline || r.interrupted ? 500 : 2000));
   r.shutdown_s = secs(t_end, Clock::now());
   r.qemu_usage = qemu.usage();
   collector.finish(r);

@@ -22,6 +22,7 @@ from typing import Any, Callable, Optional, Sequence
 
 import benchrun
 from benchrun import image as img
+from benchrun.cli import jobs as jobs_cli
 from benchrun.cli.progress import pull_progress
 from benchrun.errors import BenchrunError, ConfigError
 from benchrun.runner import (
@@ -128,6 +129,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="print JSON")
     p.set_defaults(func=cmd_prune)
     _add_run_parser(sub)
+    jobs_cli.add_parsers(sub)
     return parser
 
 
@@ -454,7 +456,8 @@ def cmd_rmi(args: argparse.Namespace) -> int:
 def _print_prune(stats: dict[str, int]) -> None:
     print(
         f"Removed {stats['blobs_removed']} blobs, {stats['rootfs_removed']} unpacked trees, "
-        f"{stats['tmp_removed']} stale temp entries; freed {_human(stats['bytes_freed'])}"
+        f"{stats['tmp_removed']} stale temp entries, {stats.get('vm_images_removed', 0)} VM root "
+        f"images; freed {_human(stats['bytes_freed'])} (not counting VM images)"
     )
 
 
@@ -520,6 +523,8 @@ def _notes(r: Result, max_output: int) -> list[str]:
 def _summary(r: Result, notes: list[str], label: str) -> str:
     status = f"killed by signal {r.signal}" if r.signal else f"exit {r.exit_code}"
     setup = sum(v for k, v in r.phases.items() if k != "run")
+    if r.vm is not None:
+        notes = notes + [f"vm {r.vm['accel']} boot {r.vm['boot_time']:.2f}s"]
     parts = notes + [
         status,
         f"wall {r.wall_time:.3f}s",

@@ -114,6 +114,21 @@ def test_missing_command_is_the_sandbox_error(image: str, store: Path):
     assert e.value.stage == "exec"
 
 
+def test_prune_removes_vm_images_of_removed_images(image: str, store: Path, monkeypatch):
+    # The store's own VM cache (the default), sharing only the downloaded kernel.
+    monkeypatch.delenv("BENCHRUN_VM_CACHE")
+    (store / "vm").mkdir(parents=True)
+    (store / "vm" / "kernels").symlink_to(Path(os.environ["BENCHRUN_TEST_CACHE_VM"]) / "kernels")
+    assert benchrun.run(image, ["true"], backend="vm", store=store, timeout=60).ok
+    chain = benchrun.inspect(image, store=store).rootfs.name.split("-", 1)[1]
+    disk = store / "vm" / "ext4" / f"{chain}.ext4"
+    assert disk.exists()
+    assert benchrun.prune(store=store)["vm_images_removed"] == 0  # still used
+    benchrun.rmi(image, store=store)
+    stats = benchrun.prune(store=store)
+    assert stats["vm_images_removed"] == 1 and not disk.exists()
+
+
 CHILD = """
 import sys, benchrun
 print("started", flush=True)

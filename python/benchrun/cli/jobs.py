@@ -1,0 +1,262 @@
+"""The job commands of the CLI: `benchrun serve` and `benchrun agent` (the two ends of Bencher's
+runner protocol), and the client side: submit, jobs, job, cancel, and project/token/runner
+administration. Server and credentials come from --server/--token-file or $BENCHRUN_SERVER and
+$BENCHRUN_TOKEN (a token never has to appear on a command line)."""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+from benchrun.client import TERMINAL, Client
+from benchrun.errors import ConfigError
+from benchrun.jobs.protocol import STATUS_NAMES
+from benchrun.runner import parse_env
+
+
+def _add_server(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--server", default=os.environ.get("BENCHRUN_SERVER"), metavar="URL",
+                   help="job server URL (default $BENCHRUN_SERVER)")
+    p.add_argument("--token-file", metavar="FILE",
+                   help="file holding the API token (default $BENCHRUN_TOKEN)")
+
+
+def _client(args: argparse.Namespace) -> Client:
+    if not args.server:
+        raise ConfigError("no job server: pass --server URL or set BENCHRUN_SERVER")
+    if args.token_file:
+        token = Path(args.token_file).read_text().strip()
+    else:
+        token = os.environ.get("BENCHRUN_TOKEN", "")
+    if not token:
+        raise ConfigError("no API token: pass --token-file FILE or set BENCHRUN_TOKEN")
+    return Client(args.server, token)
+
+
+def _project(args: argparse.Namespace) -> str:
+    project = args.project or os.environ.get("BENCHRUN_PROJECT")
+    if not project:
+        raise ConfigError("no project: pass --project ID or set BENCHRUN_PROJECT")
+    return project
+
+
+def _when(t: Any) -> str:
+    if not isinstance(t, (int, float)):
+        return "-"
+    return dt.datetime.fromtimestamp(t).strftime("%Y-%m-%d %H:%M:%S")
+
+
+def _status(job: dict[str, Any]) -> str:
+    s = job.get("status")
+    return STATUS_NAMES[s] if isinstance(s, int) and 0 <= s < len(STATUS_NAMES) else str(s)
+
+
+def _print(doc: Any) -> None:
+    print(json.dumps(doc, indent=2, sort_keys=True))
+
+
+def add_parsers(sub: Any) -> None:
+    p = sub.add_parser("serve", help="run the job server (REST API + runner channel)")
+    p.add_argument("--db", default="sqlite:///" + str(Path.cwd() / "benchrun-jobs.db"),
+                   metavar="URL", help="sqlite:///PATH (default ./benchrun-jobs.db) or "
+                   "postgresql://USER@HOST:PORT/DB")
+    p.add_argument("--listen", default="127.0.0.1:8080", metavar="HOST:PORT")
+    p.add_argument("--heartbeat-timeout", type=float, default=90.0, metavar="S")
+    p.add_argument("--grace", type=float, default=60.0, metavar="S",
+                   help="hard timeout margin beyond a job's own timeout")
+    p.add_argument("--admin-token-file", metavar="FILE",
+                   help="where the first start writes the admin token (mode 0600)")
+    p.add_argument("--max-message", default="64m", metavar="SIZE",
+                   help="largest WebSocket message accepted (default 64m)")
+    p.set_defaults(func=cmd_serve)
+
+    p = sub.add_parser("agent", help="serve jobs from a job server (Bencher runner protocol)")
+    p.add_argument("--server", default=os.environ.get("BENCHRUN_SERVER"), metavar="URL",
+                   required=not os.environ.get("BENCHRUN_SERVER"))
+    p.add_argument("--runner", required=True, metavar="NAME", help="runner name or UUID")
+    p.add_argument("--key-file", metavar="FILE",
+                   help="file holding the runner key (default $BENCHRUN_RUNNER_KEY)")
+    p.add_argument("--once", action="store_true", help="run one job, then exit")
+    p.add_argument("--poll-timeout", type=int, default=55, metavar="S")
+    p.add_argument("--max-message", default="64m", metavar="SIZE")
+    p.add_argument("--store", metavar="DIR", help="image store (default: benchrun's cache)")
+    p.add_argument("--insecure-registry", action="append", default=[], metavar="HOST[:PORT]")
+    p.set_defaults(func=cmd_agent)
+
+    p = sub.add_parser("submit", help="submit a job to the job server")
+    _add_server(p)
+    p.add_argument("--project", metavar="ID", help="project (default $BENCHRUN_PROJECT)")
+    p.add_argument("-e", "--env", action="append", default=[], metavar="K=V")
+    p.add_argument("--entrypoint", metavar="CMD")
+    p.add_argument("--timeout", type=int, default=60, metavar="S")
+    p.add_argument("--output", action="append", default=[], metavar="PATH")
+    p.add_argument("--iterations", type=int, default=1, metavar="N")
+    p.add_argument("--allow-failure", action="store_true")
+    p.add_argument("--vcpus", type=int, default=1, metavar="N")
+    p.add_argument("-m", "--memory", metavar="SIZE")
+    p.add_argument("--backend", choices=["sandbox", "vm"])
+    p.add_argument("--priority", type=int, default=0)
+    p.add_argument("--wait", action="store_true", help="wait for the job and print its results")
+    p.add_argument("--json", action="store_true")
+    p.add_argument("image", metavar="IMAGE")
+    p.add_argument("command", nargs=argparse.REMAINDER, metavar="COMMAND")
+    p.set_defaults(func=cmd_submit)
+
+    p = sub.add_parser("jobs", help="list a project's jobs")
+    _add_server(p)
+    p.add_argument("--project", metavar="ID")
+    p.add_argument("--status", choices=list(STATUS_NAMES))
+    p.add_argument("--limit", type=int, default=50)
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_jobs)
+
+    p = sub.add_parser("job", help="show a job (and its results)")
+    _add_server(p)
+    p.add_argument("id")
+    p.add_argument("--wait", action="store_true", help="wait until it ends")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_job)
+
+    p = sub.add_parser("cancel", help="cancel a job")
+    _add_server(p)
+    p.add_argument("id")
+    p.set_defaults(func=cmd_cancel)
+
+    p = sub.add_parser("project", help="create or list projects (admin)")
+    _add_server(p)
+    p.add_argument("action", choices=["create", "list"])
+    p.add_argument("name", nargs="?")
+    p.set_defaults(func=cmd_project)
+
+    p = sub.add_parser("token", help="create a user API token (admin)")
+    _add_server(p)
+    p.add_argument("name")
+    p.add_argument("--admin", action="store_true")
+    p.add_argument("--project", action="append", default=[], metavar="ID")
+    p.set_defaults(func=cmd_token)
+
+    p = sub.add_parser("runner", help="register runners, list them, rotate keys (admin)")
+    _add_server(p)
+    p.add_argument("action", choices=["create", "list", "rotate"])
+    p.add_argument("name", nargs="?")
+    p.add_argument("--project", action="append", default=[], metavar="ID")
+    p.set_defaults(func=cmd_runner)
+
+
+def cmd_submit(args: argparse.Namespace) -> int:
+    from benchrun.cli.main import _entrypoint
+
+    env = dict(e.split("=", 1) for e in parse_env(args.env))
+    command = list(args.command)
+    if command[:1] == ["--"]:
+        command.pop(0)
+    with _client(args) as c:
+        job = c.submit(args.image, command or None, project=_project(args),
+                       entrypoint=_entrypoint(args.entrypoint), env=env, timeout=args.timeout,
+                       outputs=args.output, iterations=args.iterations,
+                       allow_failure=args.allow_failure, cpus=args.vcpus, memory=args.memory,
+                       backend=args.backend, priority=args.priority)
+        if args.wait:
+            job = c.wait(job["id"])
+            job["results"] = c.results(job["id"])
+        if args.json:
+            _print(job)
+        else:
+            print(job["id"])
+            if args.wait:
+                _print_results(job)
+    return 0 if not args.wait or _status(job) == "completed" else 1
+
+
+def _print_results(job: dict[str, Any]) -> None:
+    print(f"status {_status(job)}" + (f": {job['error']}" if job.get("error") else ""),
+          file=sys.stderr)
+    for i, it in enumerate(job.get("results") or []):
+        print(f"--- iteration {i + 1}: exit {it.get('exit_code')}", file=sys.stderr)
+        sys.stdout.write(it.get("stdout", ""))
+        sys.stderr.write(it.get("stderr", ""))
+        for path, text in sorted((it.get("output") or {}).items()):
+            print(f"--- {path} ({len(text)} chars)", file=sys.stderr)
+
+
+def cmd_jobs(args: argparse.Namespace) -> int:
+    with _client(args) as c:
+        jobs = c.jobs(_project(args), status=args.status, limit=args.limit)
+    if args.json:
+        _print(jobs)
+        return 0
+    print(f"{'JOB':36}  {'STATUS':9}  {'CREATED':19}  IMAGE")
+    for j in jobs:
+        image = (j.get("config") or {}).get("image") or (j.get("config") or {}).get("digest", "")
+        print(f"{j['id']:36}  {_status(j):9}  {_when(j.get('created')):19}  {image}")
+    return 0
+
+
+def cmd_job(args: argparse.Namespace) -> int:
+    with _client(args) as c:
+        job = c.wait(args.id) if args.wait else c.job(args.id)
+        if _status(job) in TERMINAL:
+            job["results"] = c.results(args.id)
+    if args.json:
+        _print(job)
+    else:
+        for k in ("id", "project", "runner"):
+            print(f"{k:9} {job.get(k)}")
+        print(f"{'status':9} {_status(job)}" + (f" ({job['reason']})" if job.get("reason") else ""))
+        for k in ("created", "claimed", "started", "ended"):
+            print(f"{k:9} {_when(job.get(k))}")
+        if job.get("results") is not None:
+            _print_results(job)
+    return 0
+
+
+def cmd_cancel(args: argparse.Namespace) -> int:
+    with _client(args) as c:
+        job = c.cancel(args.id)
+    print(_status(job))
+    return 0
+
+
+def cmd_project(args: argparse.Namespace) -> int:
+    with _client(args) as c:
+        if args.action == "create":
+            if not args.name:
+                raise ConfigError("project create: a NAME is required")
+            _print(c.create_project(args.name))
+        else:
+            _print(c.projects())
+    return 0
+
+
+def cmd_token(args: argparse.Namespace) -> int:
+    with _client(args) as c:
+        print(c.create_token(args.name, admin=args.admin, projects=args.project))
+    return 0
+
+
+def cmd_runner(args: argparse.Namespace) -> int:
+    with _client(args) as c:
+        if args.action == "list":
+            _print(c.runners())
+        elif not args.name:
+            raise ConfigError(f"runner {args.action}: a NAME is required")
+        elif args.action == "create":
+            runner, key = c.create_runner(args.name, args.project)
+            print(json.dumps(runner), file=sys.stderr)
+            print(key)
+        else:
+            print(c.rotate_key(args.name))
+    return 0
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    raise ConfigError("serve: wired below")
+
+
+def cmd_agent(args: argparse.Namespace) -> int:
+    raise ConfigError("agent: wired below")

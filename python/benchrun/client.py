@@ -1,0 +1,171 @@
+"""benchrun.Client: submit jobs to a benchrun job server and read their results (REST, JSON;
+docs/jobs.md). Synchronous (requests), one session per client; thread-safe enough for one thread.
+
+    c = benchrun.Client("http://127.0.0.1:8080", token)
+    job = c.submit("127.0.0.1:5000/bench/app:1", ["./bench"], project=pid, timeout=60)
+    c.wait(job["id"])
+    for it in c.results(job["id"]):
+        print(it["exit_code"], it.get("stdout", ""))
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any, Iterable, Mapping, Optional, Sequence, Union
+
+from benchrun.errors import AuthError, ConfigError, DeadlineExceeded, JobNotFound, ServerError
+from benchrun.jobs.protocol import STATUS_NAMES, TERMINAL_STATUSES
+
+TERMINAL = frozenset(STATUS_NAMES[s] for s in TERMINAL_STATUSES)
+
+
+def _status_name(job: Mapping[str, Any]) -> str:
+    s = job.get("status")
+    return STATUS_NAMES[s] if isinstance(s, int) and 0 <= s < len(STATUS_NAMES) else str(s)
+
+
+class Client:
+    """A job server client. ``token`` is a user API token (``benchrun_user_...``)."""
+
+    def __init__(self, url: str, token: str, *, timeout: float = 30.0) -> None:
+        if not url.startswith(("http://", "https://")):
+            raise ConfigError(f"server URL {url!r}: expected http(s)://host[:port]")
+        import requests  # imported here: `import benchrun` stays light
+
+        self._requests = requests
+        self.url = url.rstrip("/")
+        self.timeout = timeout
+        self._http = requests.Session()
+        self._http.headers["Authorization"] = f"Bearer {token}"
+        self._http.headers["User-Agent"] = "benchrun-client"
+
+    def close(self) -> None:
+        self._http.close()
+
+    def __enter__(self) -> "Client":
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+
+    # --- transport ---
+    def _request(self, method: str, path: str, body: Any = None,
+                 params: Optional[Mapping[str, Any]] = None) -> Any:
+        try:
+            r = self._http.request(method, self.url + path, json=body, params=params,
+                                   timeout=self.timeout)
+        except self._requests.RequestException as e:
+            raise ServerError(f"{method} {self.url}{path}: {e}") from None
+        if r.status_code < 300:
+            return r.json() if r.content else None
+        try:
+            detail = r.json().get("error") or r.text
+        except ValueError:
+            detail = r.text
+        msg = f"{method} {path}: {r.status_code} {detail}".strip()
+        if r.status_code in (401, 403):
+            raise AuthError(msg, r.status_code)
+        if r.status_code == 404:
+            raise JobNotFound(msg, 404)
+        if r.status_code in (400, 422):
+            raise ConfigError(msg)
+        raise ServerError(msg, r.status_code)
+
+    # --- administration (admin token) ---
+    def create_project(self, name: str) -> dict[str, Any]:
+        return self._request("POST", "/v0/projects", {"name": name})
+
+    def projects(self) -> list[dict[str, Any]]:
+        return self._request("GET", "/v0/projects")
+
+    def create_token(self, name: str, *, admin: bool = False,
+                     projects: Iterable[str] = ()) -> str:
+        return self._request("POST", "/v0/tokens", {"name": name, "admin": admin,
+                                                    "projects": list(projects)})["token"]
+
+    def create_runner(self, name: str, projects: Iterable[str]) -> tuple[dict[str, Any], str]:
+        """(runner, key): the key is shown once; the server keeps only its hash."""
+        d = self._request("POST", "/v0/runners", {"name": name, "projects": list(projects)})
+        return d["runner"], d["key"]
+
+    def runners(self) -> list[dict[str, Any]]:
+        return self._request("GET", "/v0/runners")
+
+    def rotate_key(self, runner: str) -> str:
+        return self._request("POST", f"/v0/runners/{runner}/key")["key"]
+
+    # --- jobs ---
+    def submit(
+        self,
+        image: str,
+        command: Optional[Sequence[str]] = None,
+        *,
+        project: str,
+        entrypoint: Optional[Sequence[str]] = None,
+        env: Optional[Mapping[str, str]] = None,
+        timeout: int = 60,
+        outputs: Sequence[str] = (),
+        iterations: int = 1,
+        allow_failure: bool = False,
+        cpus: int = 1,
+        memory: Union[int, str, None] = None,
+        backend: Optional[str] = None,
+        priority: int = 0,
+    ) -> dict[str, Any]:
+        """Submits a job; the server pins ``image`` to its current digest. Returns the job."""
+        from benchrun.runner import parse_memory  # the same size syntax as run()
+
+        config: dict[str, Any] = {"timeout": int(timeout), "iter": int(iterations),
+                                  "allow_failure": bool(allow_failure)}
+        if command is not None:
+            config["cmd"] = list(command)
+        if entrypoint is not None:
+            config["entrypoint"] = list(entrypoint)
+        if env:
+            config["env"] = dict(env)
+        if outputs:
+            config["file_paths"] = list(outputs)
+        spec: dict[str, Any] = {"cpu": int(cpus)}
+        if memory is not None:
+            spec["memory"] = parse_memory(memory)
+        if backend is not None:
+            spec["sandbox"] = backend
+        return self._request("POST", f"/v0/projects/{project}/jobs",
+                             {"image": image, "spec": spec, "config": config,
+                              "priority": int(priority)})
+
+    def job(self, job_id: str) -> dict[str, Any]:
+        return self._request("GET", f"/v0/jobs/{job_id}")
+
+    def jobs(self, project: str, *, status: Optional[str] = None,
+             limit: int = 100) -> list[dict[str, Any]]:
+        params: dict[str, Any] = {"limit": limit}
+        if status is not None:
+            params["status"] = status
+        return self._request("GET", f"/v0/projects/{project}/jobs", params=params)
+
+    def cancel(self, job_id: str) -> dict[str, Any]:
+        return self._request("POST", f"/v0/jobs/{job_id}/cancel")
+
+    def results(self, job_id: str) -> list[dict[str, Any]]:
+        """The job's per-iteration outputs ({exit_code, stdout?, stderr?, output?})."""
+        d = self._request("GET", f"/v0/jobs/{job_id}/results")
+        return list(d["results"] or []) if isinstance(d, dict) else list(d or [])
+
+    def wait(self, job_id: str, timeout: Optional[float] = None,
+             interval: float = 0.05) -> dict[str, Any]:
+        """Polls until the job is completed, failed or canceled and returns it; DeadlineExceeded
+        (a TimeoutError) after ``timeout`` seconds."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        delay = interval
+        while True:
+            job = self.job(job_id)
+            if _status_name(job) in TERMINAL:
+                return job
+            if deadline is not None and time.monotonic() >= deadline:
+                raise DeadlineExceeded(f"job {job_id} still {_status_name(job)} after {timeout} s")
+            time.sleep(delay)
+            delay = min(delay * 1.5, 1.0)
+
+
+__all__ = ["Client", "TERMINAL"]

@@ -1,0 +1,343 @@
+"""Bencher's runner <-> server WebSocket protocol (docs/jobs.md; upstream: bencherdev/bencher
+lib/bencher_json/src/runner/{websocket,job}.rs). Every frame is one JSON text message with an
+"event" tag. This module builds and validates messages: both ends parse what they receive here, so a
+malformed or hostile message is a ProtocolError naming the field, never a KeyError deep inside.
+
+Runner -> server: ready{poll_timeout?, runner?}, running, heartbeat, completed{job, results},
+failed{job, results, error}, canceled{job}.
+Server -> runner: ack{job?}, job{uuid, spec, config, oci_token, timeout, created}, no_job, cancel,
+update{version, url, checksum}.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import uuid as _uuid
+from dataclasses import dataclass, field
+from typing import Any, Mapping, Optional
+
+from benchrun.errors import ProtocolError
+
+RUNNER_EVENTS = ("ready", "running", "heartbeat", "completed", "failed", "canceled")
+SERVER_EVENTS = ("ack", "job", "no_job", "cancel", "update")
+TERMINAL_EVENTS = ("completed", "failed", "canceled")
+
+# Job status numbers, as upstream (lib/bencher_json/src/runner/job_status.rs).
+PENDING, CLAIMED, RUNNING, COMPLETED, PROCESSED, FAILED, CANCELED = range(7)
+STATUS_NAMES = ("pending", "claimed", "running", "completed", "processed", "failed", "canceled")
+TERMINAL_STATUSES = (COMPLETED, PROCESSED, FAILED, CANCELED)
+
+# Upstream collection limits (lib/bencher_json/src/lib.rs).
+MAX_ENTRYPOINT = 64
+MAX_CMD = 64
+MAX_FILE_PATHS = 255
+MAX_ENV = 255
+POLL_TIMEOUT_RANGE = (1, 900)
+
+_DIGEST = re.compile(r"^sha256:[0-9a-f]{64}$")
+
+
+def _uuid_str(value: Any, where: str) -> str:
+    if not isinstance(value, str):
+        raise ProtocolError(f"{where}: expected a UUID string, got {type(value).__name__}")
+    try:
+        return str(_uuid.UUID(value))
+    except ValueError:
+        raise ProtocolError(f"{where}: {value[:64]!r} is not a UUID") from None
+
+
+def _int(value: Any, where: str, lo: int, hi: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or not lo <= value <= hi:
+        raise ProtocolError(f"{where}: expected an integer in [{lo}, {hi}], got {value!r:.64}")
+    return value
+
+
+def _str_list(value: Any, where: str, limit: int) -> list[str]:
+    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+        raise ProtocolError(f"{where}: expected a list of strings")
+    if len(value) > limit:
+        raise ProtocolError(f"{where}: {len(value)} items, at most {limit}")
+    if any("\0" in v for v in value):
+        raise ProtocolError(f"{where}: NUL byte in an item")
+    return list(value)
+
+
+def loads(text: str | bytes, max_bytes: int) -> dict[str, Any]:
+    """One frame -> a JSON object with a string "event"."""
+    if len(text) > max_bytes:
+        raise ProtocolError(f"message of {len(text)} bytes exceeds the limit of {max_bytes}")
+    try:
+        doc = json.loads(text)
+    except (ValueError, UnicodeDecodeError) as e:
+        raise ProtocolError(f"invalid JSON: {e}") from None
+    if not isinstance(doc, dict) or not isinstance(doc.get("event"), str):
+        raise ProtocolError("message is not a JSON object with an 'event' string")
+    return doc
+
+
+def dumps(msg: Mapping[str, Any]) -> str:
+    return json.dumps(msg, separators=(",", ":"), ensure_ascii=False)
+
+
+# --- runner -> server ---------------------------------------------------------------------------
+
+
+def ready(poll_timeout: Optional[int] = None, runner: Optional[Mapping[str, Any]] = None) -> dict:
+    msg: dict[str, Any] = {"event": "ready"}
+    if poll_timeout is not None:
+        msg["poll_timeout"] = _int(poll_timeout, "poll_timeout", *POLL_TIMEOUT_RANGE)
+    if runner is not None:
+        msg["runner"] = dict(runner)
+    return msg
+
+
+def running() -> dict:
+    return {"event": "running"}
+
+
+def heartbeat() -> dict:
+    return {"event": "heartbeat"}
+
+
+def completed(job: str, results: list[dict]) -> dict:
+    return {"event": "completed", "job": job, "results": results}
+
+
+def failed(job: str, results: list[dict], error: str) -> dict:
+    return {"event": "failed", "job": job, "results": results, "error": error}
+
+
+def canceled(job: str) -> dict:
+    return {"event": "canceled", "job": job}
+
+
+def iteration_output(exit_code: int, stdout: str = "", stderr: str = "",
+                     output: Optional[Mapping[str, str]] = None) -> dict:
+    """JsonIterationOutput: empty stdout/stderr/output are left out, as upstream does."""
+    out: dict[str, Any] = {"exit_code": int(exit_code)}
+    if stdout:
+        out["stdout"] = stdout
+    if stderr:
+        out["stderr"] = stderr
+    if output:
+        out["output"] = dict(output)
+    return out
+
+
+def _results(value: Any, where: str) -> list[dict]:
+    if not isinstance(value, list):
+        raise ProtocolError(f"{where}: expected a list of iteration outputs")
+    for i, it in enumerate(value):
+        w = f"{where}[{i}]"
+        if not isinstance(it, dict):
+            raise ProtocolError(f"{w}: expected an object")
+        _int(it.get("exit_code"), f"{w}.exit_code", -(2**31), 2**31 - 1)
+        for k in ("stdout", "stderr"):
+            if k in it and not isinstance(it[k], str):
+                raise ProtocolError(f"{w}.{k}: expected a string")
+        out = it.get("output", {})
+        if not isinstance(out, dict) or not all(
+            isinstance(k, str) and isinstance(v, str) for k, v in out.items()
+        ):
+            raise ProtocolError(f"{w}.output: expected an object of path -> string")
+        unknown = set(it) - {"exit_code", "stdout", "stderr", "output"}
+        if unknown:
+            raise ProtocolError(f"{w}: unknown field(s) {sorted(unknown)}")
+    return value
+
+
+def parse_runner_message(text: str | bytes, max_bytes: int) -> dict[str, Any]:
+    """Validates a runner's frame (server side)."""
+    msg = loads(text, max_bytes)
+    event = msg["event"]
+    if event not in RUNNER_EVENTS:
+        raise ProtocolError(f"unknown runner event {event[:64]!r}")
+    if event == "ready":
+        if msg.get("poll_timeout") is not None:
+            _int(msg["poll_timeout"], "ready.poll_timeout", *POLL_TIMEOUT_RANGE)
+        if msg.get("runner") is not None and not isinstance(msg["runner"], dict):
+            raise ProtocolError("ready.runner: expected an object")
+    if event in TERMINAL_EVENTS:
+        msg["job"] = _uuid_str(msg.get("job"), f"{event}.job")
+    if event in ("completed", "failed"):
+        _results(msg.get("results"), f"{event}.results")
+    if event == "failed" and not isinstance(msg.get("error"), str):
+        raise ProtocolError("failed.error: expected a string")
+    return msg
+
+
+# --- server -> runner ---------------------------------------------------------------------------
+
+
+def ack(job: Optional[str] = None) -> dict:
+    return {"event": "ack", "job": job} if job is not None else {"event": "ack"}
+
+
+def no_job() -> dict:
+    return {"event": "no_job"}
+
+
+def cancel() -> dict:
+    return {"event": "cancel"}
+
+
+@dataclass(frozen=True)
+class JobConfig:
+    """The `config` of a claimed job: what to run (upstream JsonJobConfig)."""
+
+    registry: str
+    project: str
+    digest: str
+    image: Optional[str] = None
+    entrypoint: Optional[list[str]] = None
+    cmd: Optional[list[str]] = None
+    env: dict[str, str] = field(default_factory=dict)
+    timeout: int = 60
+    file_paths: list[str] = field(default_factory=list)
+    iter: int = 1
+    allow_failure: bool = False
+
+    def to_json(self) -> dict[str, Any]:
+        d: dict[str, Any] = {"registry": self.registry, "project": self.project,
+                             "digest": self.digest, "timeout": self.timeout}
+        if self.image is not None:
+            d["image"] = self.image
+        if self.entrypoint is not None:
+            d["entrypoint"] = self.entrypoint
+        if self.cmd is not None:
+            d["cmd"] = self.cmd
+        if self.env:
+            d["env"] = self.env
+        if self.file_paths:
+            d["file_paths"] = self.file_paths
+        if self.iter != 1:
+            d["iter"] = self.iter
+        if self.allow_failure:
+            d["allow_failure"] = True
+        return d
+
+
+def parse_config(c: Any, where: str = "config") -> JobConfig:
+    if not isinstance(c, dict):
+        raise ProtocolError(f"{where}: expected an object")
+    registry = c.get("registry")
+    if not isinstance(registry, str) or not re.match(r"^https?://[^/\s]+/?$", registry):
+        raise ProtocolError(f"{where}.registry: expected an http(s) URL of a registry, got {registry!r:.80}")
+    project = _uuid_str(c.get("project"), f"{where}.project")
+    digest = c.get("digest")
+    if not isinstance(digest, str) or not _DIGEST.match(digest):
+        raise ProtocolError(f"{where}.digest: expected sha256:<64 hex>, got {digest!r:.80}")
+    env = c.get("env") or {}
+    if not isinstance(env, dict) or not all(
+        isinstance(k, str) and isinstance(v, str) and k and "=" not in k and "\0" not in k + v
+        for k, v in env.items()
+    ):
+        raise ProtocolError(f"{where}.env: expected an object of NAME -> string")
+    if len(env) > MAX_ENV:
+        raise ProtocolError(f"{where}.env: {len(env)} entries, at most {MAX_ENV}")
+    paths = _str_list(c.get("file_paths") or [], f"{where}.file_paths", MAX_FILE_PATHS)
+    if not all(p.startswith("/") for p in paths):
+        raise ProtocolError(f"{where}.file_paths: paths must be absolute")
+    if c.get("image") is not None and not isinstance(c["image"], str):
+        raise ProtocolError(f"{where}.image: expected a string")
+    allow = c.get("allow_failure", False)
+    if not isinstance(allow, bool):
+        raise ProtocolError(f"{where}.allow_failure: expected a boolean")
+    return JobConfig(
+        registry=registry.rstrip("/"),
+        project=project,
+        digest=digest,
+        image=c.get("image"),
+        entrypoint=_str_list(c["entrypoint"], f"{where}.entrypoint", MAX_ENTRYPOINT)
+        if c.get("entrypoint") is not None else None,
+        cmd=_str_list(c["cmd"], f"{where}.cmd", MAX_CMD) if c.get("cmd") is not None else None,
+        env=dict(env),
+        timeout=_int(c.get("timeout", 60), f"{where}.timeout", 1, 7 * 24 * 3600),
+        file_paths=paths,
+        iter=_int(c.get("iter", 1), f"{where}.iter", 0, 10_000),
+        allow_failure=allow,
+    )
+
+
+@dataclass(frozen=True)
+class JobSpec:
+    """The `spec` of a claimed job: the resources it gets (upstream JsonSpec)."""
+
+    cpu: int = 1
+    memory: int = 1 << 30
+    disk: int = 10 << 30
+    network: bool = False
+    sandbox: Optional[str] = None  # upstream "firecracker" | null; benchrun: "sandbox" | "vm" | null
+    extra: dict[str, Any] = field(default_factory=dict)  # uuid, name, slug, ... passed through
+
+    def to_json(self) -> dict[str, Any]:
+        return {**self.extra, "cpu": self.cpu, "memory": self.memory, "disk": self.disk,
+                "network": self.network, "sandbox": self.sandbox}
+
+
+def parse_spec(s: Any, where: str = "spec") -> JobSpec:
+    if not isinstance(s, dict):
+        raise ProtocolError(f"{where}: expected an object")
+    net = s.get("network", False)
+    if not isinstance(net, bool):
+        raise ProtocolError(f"{where}.network: expected a boolean")
+    sandbox = s.get("sandbox")
+    if sandbox is not None and not isinstance(sandbox, str):
+        raise ProtocolError(f"{where}.sandbox: expected a string or null")
+    known = {"cpu", "memory", "disk", "network", "sandbox"}
+    return JobSpec(
+        cpu=_int(s.get("cpu", 1), f"{where}.cpu", 1, 4096),
+        memory=_int(s.get("memory", 1 << 30), f"{where}.memory", 6 << 20, 1 << 50),
+        disk=_int(s.get("disk", 10 << 30), f"{where}.disk", 1 << 20, 1 << 60),
+        network=net,
+        sandbox=sandbox,
+        extra={k: v for k, v in s.items() if k not in known},
+    )
+
+
+@dataclass(frozen=True)
+class ClaimedJob:
+    """A `job` message (upstream JsonClaimedJob)."""
+
+    uuid: str
+    spec: JobSpec
+    config: JobConfig
+    oci_token: str
+    timeout: int
+    created: Optional[str] = None
+
+    def to_message(self) -> dict[str, Any]:
+        msg = {"event": "job", "uuid": self.uuid, "spec": self.spec.to_json(),
+               "config": self.config.to_json(), "oci_token": self.oci_token,
+               "timeout": self.timeout}
+        if self.created is not None:
+            msg["created"] = self.created
+        return msg
+
+
+def parse_server_message(text: str | bytes, max_bytes: int) -> dict[str, Any]:
+    """Validates a server's frame (agent side). A `job` comes back with "claimed": ClaimedJob."""
+    msg = loads(text, max_bytes)
+    event = msg["event"]
+    if event not in SERVER_EVENTS:
+        raise ProtocolError(f"unknown server event {event[:64]!r}")
+    if event == "ack" and msg.get("job") is not None:
+        msg["job"] = _uuid_str(msg["job"], "ack.job")
+    if event == "job":
+        token = msg.get("oci_token")
+        if not isinstance(token, str):
+            raise ProtocolError("job.oci_token: expected a string")
+        msg["claimed"] = ClaimedJob(
+            uuid=_uuid_str(msg.get("uuid"), "job.uuid"),
+            spec=parse_spec(msg.get("spec")),
+            config=parse_config(msg.get("config")),
+            oci_token=token,
+            timeout=_int(msg.get("timeout"), "job.timeout", 1, 7 * 24 * 3600),
+            created=msg.get("created") if isinstance(msg.get("created"), str) else None,
+        )
+    if event == "update":
+        for k in ("version", "url", "checksum"):
+            if not isinstance(msg.get(k), str):
+                raise ProtocolError(f"update.{k}: expected a string")
+    return msg
