@@ -12,6 +12,7 @@ PKGS=(
   libgtest-dev libgmock-dev python3-pytest python3-jwt python3-cryptography python3-bcrypt
   # runtime helpers and test peers
   python3-rich ca-certificates skopeo umoci docker-registry busybox-static zstd bubblewrap iproute2
+  python3-asyncpg python3-aiohttp python3-requests postgresql
   # microVM backend: QEMU (microvm machine + qboot from qemu-system-data), ext4 images, cpio to
   # check our initramfs writer; clang + compiler-rt for the protocol fuzzer
   qemu-system-x86 qemu-system-data qemu-utils e2fsprogs cpio clang libclang-rt-14-dev

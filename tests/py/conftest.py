@@ -76,3 +76,24 @@ def pytest_collection_modifyitems(config, items):
         for item in items:
             if "root" in item.keywords:
                 item.add_marker(skip)
+
+
+@pytest.fixture(scope="session")
+def postgres():
+    """A throwaway PostgreSQL 15 cluster for the session (support/postgres.py); skips if absent."""
+    from support.postgres import PostgresServer, available
+
+    reason = available()
+    if reason:
+        pytest.skip(reason)
+    server = PostgresServer()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def pg_dsn(postgres) -> str:
+    """A fresh, empty database on the session cluster."""
+    import uuid
+
+    return postgres.create_database(f"t_{uuid.uuid4().hex}")

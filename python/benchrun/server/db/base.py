@@ -109,6 +109,11 @@ class Database(abc.ABC):
     @abc.abstractmethod
     async def auth_token(self, secret: str) -> Optional[Principal]: ...
 
+    @abc.abstractmethod
+    async def count_tokens(self) -> int:
+        """How many API tokens exist: `benchrun serve` creates the admin token when there are none
+        (first start)."""
+
     # --- runners ---
     @abc.abstractmethod
     async def create_runner(self, name: str, projects: tuple[str, ...]) -> tuple[Runner, str]:
