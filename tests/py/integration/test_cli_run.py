@@ -195,8 +195,9 @@ def test_run_errors_exit_125_one_line(store, tmp_path):
     assert p.returncode == 125
     assert p.stderr.startswith(b"benchrun: error: ") and p.stderr.count(b"\n") == 1
     assert b"Traceback" not in p.stderr
-    p = benchrun("run", "--backend", "vm", "busybox", store=store)
-    assert p.returncode == 125 and b"vm backend is not available yet" in p.stderr
+    p = benchrun("run", "--backend", "vm", "--kernel", str(tmp_path / "nokernel"), "busybox",
+                 store=store)
+    assert p.returncode == 125 and b"nokernel': no such file" in p.stderr
     assert p.stderr.count(b"\n") == 1
 
 
