@@ -73,6 +73,8 @@ def add_parsers(sub: Any) -> None:
                    help="where the first start writes the admin token (mode 0600)")
     p.add_argument("--max-message", default="64m", metavar="SIZE",
                    help="largest WebSocket message accepted (default 64m)")
+    p.add_argument("--insecure-registry", action="append", default=[], metavar="HOST[:PORT]",
+                   help="a registry reached over plain HTTP (loopback ones always are)")
     p.set_defaults(func=cmd_serve)
 
     p = sub.add_parser("agent", help="serve jobs from a job server (Bencher runner protocol)")
@@ -255,7 +257,13 @@ def cmd_runner(args: argparse.Namespace) -> int:
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
-    raise ConfigError("serve: wired below")
+    from benchrun.server.app import run_server
+    from benchrun.server.config import ServerConfig
+
+    return run_server(ServerConfig.from_options(
+        db=args.db, listen=args.listen, heartbeat_timeout=args.heartbeat_timeout,
+        grace=args.grace, admin_token_file=args.admin_token_file, max_message=args.max_message,
+        insecure_registries=args.insecure_registry))
 
 
 def cmd_agent(args: argparse.Namespace) -> int:

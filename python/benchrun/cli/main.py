@@ -182,7 +182,7 @@ def _abs_path(text: str) -> str:
 def _add_run_parser(sub: Any) -> None:
     p = sub.add_parser(
         "run",
-        help="run an image in the sandbox and report its result",
+        help="run an image in the sandbox or a microVM and report its result",
         usage="benchrun run [OPTIONS] IMAGE [COMMAND [ARG...]]\n"
         "       benchrun run [OPTIONS] --image IMAGE [COMMAND [ARG...]]",
         description="Run IMAGE (pulled first if missing) with Docker's entrypoint/cmd/env/workdir/"
