@@ -84,6 +84,12 @@ def add_parsers(sub: Any) -> None:
     p.add_argument("--key-file", metavar="FILE",
                    help="file holding the runner key (default $BENCHRUN_RUNNER_KEY)")
     p.add_argument("--once", action="store_true", help="run one job, then exit")
+    p.add_argument("--once-wait", type=float, metavar="S",
+                   help="with --once: give up (exit 0) when no job came within S seconds")
+    p.add_argument("--backend", choices=["sandbox", "vm"], default="sandbox",
+                   help="backend for jobs whose spec names none (default sandbox)")
+    p.add_argument("--drain-timeout", type=float, default=0.0, metavar="S",
+                   help="on SIGTERM, let the current job finish for up to S seconds, then cancel")
     p.add_argument("--poll-timeout", type=int, default=55, metavar="S")
     p.add_argument("--max-message", default="64m", metavar="SIZE")
     p.add_argument("--store", metavar="DIR", help="image store (default: benchrun's cache)")
@@ -267,4 +273,13 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
 
 def cmd_agent(args: argparse.Namespace) -> int:
-    raise ConfigError("agent: wired below")
+    from benchrun.agent import configure_logging, load_key, make_config, run_agent
+    from benchrun.runner import parse_size
+
+    configure_logging(verbose=bool(getattr(args, "verbose", False)))
+    cfg = make_config(args.server, args.runner, load_key(args.key_file), store=args.store,
+                      poll_timeout=args.poll_timeout, once=args.once, once_wait=args.once_wait,
+                      max_message=parse_size(args.max_message, "--max-message"),
+                      backend=args.backend, insecure_registries=tuple(args.insecure_registry),
+                      drain_timeout=args.drain_timeout)
+    return run_agent(cfg)

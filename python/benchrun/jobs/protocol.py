@@ -100,12 +100,24 @@ def heartbeat() -> dict:
     return {"event": "heartbeat"}
 
 
-def completed(job: str, results: list[dict]) -> dict:
-    return {"event": "completed", "job": job, "results": results}
+def _with_timings(msg: dict, timings: Optional[Mapping[str, float]]) -> dict:
+    """benchrun's optional extension: {"timings": {"pull": s, "prepare": s}}, the setup time the
+    runner spent outside the workload (never billed as run time). Upstream's serde ignores unknown
+    fields, and parse_runner_message passes unknown top-level keys through."""
+    if timings is not None:
+        msg["timings"] = {k: round(float(v), 6) for k, v in timings.items()}
+    return msg
 
 
-def failed(job: str, results: list[dict], error: str) -> dict:
-    return {"event": "failed", "job": job, "results": results, "error": error}
+def completed(job: str, results: list[dict],
+              timings: Optional[Mapping[str, float]] = None) -> dict:
+    return _with_timings({"event": "completed", "job": job, "results": results}, timings)
+
+
+def failed(job: str, results: list[dict], error: str,
+           timings: Optional[Mapping[str, float]] = None) -> dict:
+    return _with_timings({"event": "failed", "job": job, "results": results, "error": error},
+                         timings)
 
 
 def canceled(job: str) -> dict:

@@ -1,0 +1,203 @@
+"""A claimed job -> image pull -> iterations of the run pipeline -> a terminal outcome.
+
+Synchronous (it runs on the agent's job thread); the agent talks to it through a cancel Event and
+an on_running callback. Mapping from upstream's job (docs/agent.md):
+  spec.cpu -> vcpus (the lowest-numbered CPUs of this process; more than available is an error),
+  spec.memory -> memory limit, spec.network true -> refused (benchrun runs have no network),
+  spec.sandbox "vm"/"firecracker" -> backend vm, "sandbox" -> sandbox, null -> the agent's default;
+  config.entrypoint/cmd/env/file_paths as in docker; iterations run one after another, all within
+  the job's timeout; a non-zero exit stops them unless allow_failure.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import os
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Any, Callable, Optional
+from urllib.parse import urlsplit
+
+from benchrun import runner
+from benchrun.errors import BenchrunError, ConfigError
+from benchrun.jobs import protocol
+from benchrun.jobs.protocol import ClaimedJob
+
+from . import results as _results
+
+log = logging.getLogger("benchrun.agent")
+
+VM_SANDBOXES = ("vm", "firecracker")  # upstream's "firecracker" is a microVM: benchrun's vm
+
+
+class JobCanceled(Exception):
+    """Raised inside the pull's progress callback to stop a canceled job's pull."""
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """How a job ended: the terminal event with its results and error, and where time went."""
+
+    event: str  # "completed" | "failed" | "canceled"
+    results: list[dict[str, Any]] = field(default_factory=list)
+    error: Optional[str] = None
+    timings: dict[str, float] = field(default_factory=dict)  # pull, prepare (seconds)
+
+    def message(self, job: str, *, report_timings: bool = True) -> dict[str, Any]:
+        timings = self.timings if report_timings and self.event != "canceled" else None
+        if self.event == "completed":
+            return protocol.completed(job, self.results, timings=timings)
+        if self.event == "failed":
+            return protocol.failed(job, self.results, self.error or "failed", timings=timings)
+        return protocol.canceled(job)
+
+
+@dataclass(frozen=True)
+class Plan:
+    """What make_spec needs, derived from the job (every check done, no work)."""
+
+    reference: str
+    backend: str
+    pull_kwargs: dict[str, Any]
+
+
+def image_reference(job: ClaimedJob) -> str:
+    """config.image pinned to config.digest, else `<registry authority>/<project>@<digest>`."""
+    c = job.config
+    if c.image:
+        name, at, digest = c.image.partition("@")
+        if at and digest != c.digest:
+            raise ConfigError(f"config.image '{c.image}' names digest {digest}, "
+                              f"config.digest is {c.digest}")
+        slash = name.rfind("/")
+        colon = name.rfind(":")
+        if colon > slash:  # drop a tag: the digest pins the image
+            name = name[:colon]
+        return f"{name}@{c.digest}"
+    return f"{urlsplit(c.registry).netloc}/{c.project}@{c.digest}"
+
+
+def plan(job: ClaimedJob, *, default_backend: str, insecure_registries: tuple[str, ...],
+         available_cpus: Optional[int] = None) -> Plan:
+    """Checks the job against this runner: ConfigError says why it cannot run here."""
+    spec = job.spec
+    if spec.network:
+        raise ConfigError("spec requests network access, but benchrun runs have no network "
+                          "(loopback only): use a spec with network false")
+    if spec.sandbox is None:
+        backend = default_backend
+    elif spec.sandbox in VM_SANDBOXES:
+        backend = "vm"
+    elif spec.sandbox == "sandbox":
+        backend = "sandbox"
+    else:
+        raise ConfigError(f"spec sandbox '{spec.sandbox}': unknown (this runner offers sandbox "
+                          "and vm)")
+    cpus = available_cpus if available_cpus is not None else len(os.sched_getaffinity(0))
+    if spec.cpu > cpus:
+        raise ConfigError(f"spec asks for {spec.cpu} CPUs; this runner has {cpus}")
+    registry = urlsplit(job.config.registry)
+    insecure = list(insecure_registries)
+    if registry.scheme == "http":
+        insecure.append(registry.netloc)
+    kwargs: dict[str, Any] = {"insecure_registries": insecure}
+    if job.oci_token:
+        kwargs["registry_token"] = job.oci_token
+    return Plan(reference=image_reference(job), backend=backend, pull_kwargs=kwargs)
+
+
+class JobExecutor:
+    """Runs claimed jobs with the run pipeline; one job at a time per executor call."""
+
+    def __init__(self, *, store: Optional[str] = None, default_backend: str = "sandbox",
+                 insecure_registries: tuple[str, ...] = ()) -> None:
+        self.store = store
+        self.default_backend = default_backend
+        self.insecure_registries = insecure_registries
+
+    def run(self, job: ClaimedJob, cancel: threading.Event,
+            on_running: Callable[[], None]) -> Outcome:
+        """Pull, then on_running(), then the iterations. Never raises for the job's own failures:
+        they come back as a failed Outcome with the error text."""
+        timings = {"pull": 0.0, "prepare": 0.0}
+        try:
+            p = plan(job, default_backend=self.default_backend,
+                     insecure_registries=self.insecure_registries)
+        except ConfigError as e:
+            return Outcome("failed", error=str(e), timings=timings)
+        if cancel.is_set():
+            return Outcome("canceled", timings=timings)
+        if job.config.iter == 0:
+            on_running()
+            return Outcome("completed", timings=timings)
+
+        def progress(event: str, digest: str, done: int, total: int) -> None:
+            if cancel.is_set():
+                raise JobCanceled("job canceled while pulling")
+
+        c = job.config
+        try:
+            spec = runner.make_spec(
+                p.reference,
+                c.cmd,
+                entrypoint=c.entrypoint,
+                env=c.env,
+                backend=p.backend,
+                vcpus=job.spec.cpu,
+                memory=job.spec.memory,
+                outputs=c.file_paths,
+                store=self.store,
+                timeout=job.timeout,
+                progress=progress,
+                **p.pull_kwargs,
+            )
+        except ConfigError as e:
+            return Outcome("failed", error=str(e), timings=timings)
+        log.info("job %s: pulling %s", job.uuid, p.reference)
+        try:
+            _, timings["pull"] = runner.ensure_image(spec)
+        except (BenchrunError, JobCanceled) as e:
+            if cancel.is_set():
+                return Outcome("canceled", timings=timings)
+            return Outcome("failed", error=f"pull '{p.reference}': {e}", timings=timings)
+        log.info("job %s: image ready (pull %.3f s)", job.uuid, timings["pull"])
+        if cancel.is_set():
+            return Outcome("canceled", timings=timings)
+        on_running()
+        return self._iterations(job, spec, cancel, timings)
+
+    def _iterations(self, job: ClaimedJob, spec: runner.RunSpec, cancel: threading.Event,
+                    timings: dict[str, float]) -> Outcome:
+        done: list[dict[str, Any]] = []
+        deadline = time.monotonic() + job.timeout  # the job's timeout covers every iteration
+        for i in range(job.config.iter):
+            if cancel.is_set():
+                return Outcome("canceled", timings=timings)
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                return Outcome("failed", done, f"Benchmark timed out after {job.timeout} s",
+                               timings)
+            try:
+                res = runner.execute(dataclasses.replace(spec, timeout=remaining),
+                                     should_stop=cancel.is_set)
+            except BenchrunError as e:
+                return Outcome("failed", done, f"iteration {i + 1}: {e}", timings)
+            timings["prepare"] += res.phases.get("prepare", 0.0) + res.phases.get("start", 0.0)
+            if res.interrupted or cancel.is_set():
+                return Outcome("canceled", timings=timings)
+            done.append(_results.iteration_output(res))
+            for path, why in res.missing_outputs.items():
+                log.warning("job %s iteration %d: output '%s' not collected: %s", job.uuid,
+                            i + 1, path, why)
+            code = _results.exit_code(res)
+            log.info("job %s: iteration %d/%d exit %d in %.3f s", job.uuid, i + 1,
+                     job.config.iter, code, res.wall_time)
+            if res.timed_out:
+                return Outcome("failed", done, f"Benchmark timed out after {job.timeout} s",
+                               timings)
+            if code != 0 and not job.config.allow_failure:
+                return Outcome("failed", done, f"Benchmark exited with non-zero exit code: {code}",
+                               timings)
+        return Outcome("completed", done, timings=timings)
