@@ -65,6 +65,7 @@ def run(
     kernel_modules: str = "",
     should_stop: Optional[Callable[[], bool]] = None,
 ) -> dict[str, Any]: ...
+def cleanup_leftovers(*, store: str, cgroup_root: str = "/sys/fs/cgroup") -> int: ...
 def resolve_digest(
     *,
     reference: str,

@@ -2,6 +2,7 @@
 #include <pybind11/pybind11.h>
 #include <pybind11/stl.h>
 
+#include <filesystem>
 #include <optional>
 
 #include "benchrun/common/error.hpp"
@@ -14,6 +15,18 @@ namespace py = pybind11;
 namespace benchrun::bindings {
 
 void bind_run(py::module_& m) {
+  m.def(
+      "cleanup_leftovers",
+      [](const std::string& store, const std::string& cgroup_root) {
+        run::RunSpec spec;
+        spec.cgroup.root = cgroup_root;
+        py::gil_scoped_release nogil;
+        return run::cleanup_leftovers((std::filesystem::path(store) / "runs").string(),
+                                      spec.cgroup);
+      },
+      py::kw_only(), py::arg("store"), py::arg("cgroup_root") = "/sys/fs/cgroup",
+      "Remove what a killed runner left (its run cgroups, with their processes, and run "
+      "directories); returns how many. Every run does this first; agents also at start.");
   m.def(
       "run",
       [](const std::string& image, const std::string& store,
