@@ -13,6 +13,9 @@ PKGS=(
   # runtime helpers and test peers
   python3-rich ca-certificates skopeo umoci docker-registry busybox-static zstd bubblewrap iproute2
   python3-asyncpg python3-aiohttp python3-requests postgresql
+  # analysis: statistics, frames, plots, notebooks
+  python3-numpy python3-scipy python3-pandas python3-matplotlib python3-seaborn
+  python3-nbclient python3-nbformat python3-ipykernel
   # microVM backend: QEMU (microvm machine + qboot from qemu-system-data), ext4 images, cpio to
   # check our initramfs writer; clang + compiler-rt for the protocol fuzzer
   qemu-system-x86 qemu-system-data qemu-utils e2fsprogs cpio clang libclang-rt-14-dev

@@ -27,34 +27,11 @@
 #include "benchrun/sandbox/spawn.hpp"
 #include "run/capture.hpp"
 #include "run/process_config.hpp"
+#include "run/run_common.hpp"
 
 namespace benchrun::run {
 
 namespace {
-
-using Clock = std::chrono::steady_clock;
-
-double since(Clock::time_point t) { return std::chrono::duration<double>(Clock::now() - t).count(); }
-
-double unix_now() {
-  return std::chrono::duration<double>(std::chrono::system_clock::now().time_since_epoch()).count();
-}
-
-std::string run_name() {
-  std::random_device rd;
-  char buf[16];
-  snprintf(buf, sizeof buf, "%08x", rd());
-  return "run-" + std::to_string(::getpid()) + "-" + buf;
-}
-
-std::string cpu_list(const std::vector<int>& cpus) {
-  std::string out;
-  for (int c : cpus) {
-    if (c < 0) throw ConfigError("cpu " + std::to_string(c) + ": must be >= 0");
-    out += (out.empty() ? "" : ",") + std::to_string(c);
-  }
-  return out;
-}
 
 std::pair<UniqueFd, UniqueFd> make_pipe() {
   int p[2];
@@ -153,7 +130,6 @@ void kill_run_tree(std::optional<sandbox::Cgroup>& cgroup, const sandbox::Sandbo
   ::syscall(SYS_pidfd_send_signal, child.pidfd(), SIGKILL, nullptr, 0);
 }
 
-double seconds(const timeval& tv) { return static_cast<double>(tv.tv_sec) + tv.tv_usec / 1e6; }
 
 }  // namespace
 

@@ -19,30 +19,11 @@
 #include "benchrun/vm/kernel.hpp"
 #include "benchrun/vm/launch.hpp"
 #include "run/process_config.hpp"
+#include "run/run_common.hpp"
 
 namespace benchrun::run {
 
 namespace {
-
-using Clock = std::chrono::steady_clock;
-
-double since(Clock::time_point t) { return std::chrono::duration<double>(Clock::now() - t).count(); }
-
-std::string run_name() {
-  std::random_device rd;
-  char buf[16];
-  snprintf(buf, sizeof buf, "%08x", rd());
-  return "run-" + std::to_string(::getpid()) + "-" + buf;
-}
-
-std::string cpu_list(const std::vector<int>& cpus) {
-  std::string out;
-  for (int c : cpus) {
-    if (c < 0) throw ConfigError("cpu " + std::to_string(c) + ": must be >= 0");
-    out += (out.empty() ? "" : ",") + std::to_string(c);
-  }
-  return out;
-}
 
 // The modules the guest init loads, for the transport in use (the rest of what a virtio guest
 // needs, e.g. ext4, is built into Debian's cloud kernel; modules.builtin entries are skipped).
@@ -95,7 +76,6 @@ proto::RunConfig guest_config(const ProcessConfig& proc, const RunSpec& spec,
   return c;
 }
 
-double seconds(const timeval& tv) { return static_cast<double>(tv.tv_sec) + tv.tv_usec / 1e6; }
 
 }  // namespace
 

@@ -22,6 +22,8 @@ from typing import Any, Callable, Optional, Sequence
 
 import benchrun
 from benchrun import image as img
+from benchrun import report
+from benchrun.campaign import cli as campaign_cli
 from benchrun.cli import jobs as jobs_cli
 from benchrun.cli.progress import pull_progress
 from benchrun.errors import BenchrunError, ConfigError
@@ -130,6 +132,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_prune)
     _add_run_parser(sub)
     jobs_cli.add_parsers(sub)
+    campaign_cli.add_parser(sub)
+    report.add_parser(sub)
     return parser
 
 

@@ -1,4 +1,5 @@
-"""Scenario fixtures: the backend parameter, and small busybox images built and pulled per test."""
+"""Scenario fixtures: the backend (the benchrun pytest plugin's), and small busybox images built
+and pulled per test."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from typing import Any, Callable, Iterable, Optional
 import pytest
 
 import benchrun
+from benchrun import pytest_plugin as plugin
 from support.ocilayout import ImageInfo, Layer, busybox_layer, write_layout
 
 # Applets the scenarios use beyond support.ocilayout.BUSYBOX_APPLETS (links into /bin/busybox).
@@ -71,10 +73,33 @@ def _cmdline(proc: Path) -> bytes:
         return b""
 
 
-@pytest.fixture(params=["sandbox", "vm"])
-def backend(request: pytest.FixtureRequest) -> str:
+# The scenarios run on both backends unless --benchrun-backend narrows the selection (see
+# benchrun.pytest_plugin): test_scenarios.py marks its module benchrun_backend("sandbox", "vm").
+
+# When the installed benchrun predates the plugin's entry point and the plugin was not given with
+# -p, this conftest carries its fixtures and backend parametrization, so the suite runs the same.
+benchrun_backend = plugin.benchrun_backend
+
+
+def _plugin_active(config: pytest.Config) -> bool:
+    return config.pluginmanager.is_registered(plugin)
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    for line in plugin._MARKERS:
+        config.addinivalue_line("markers", line)
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    if not _plugin_active(metafunc.config) and "benchrun_backend" in metafunc.fixturenames:
+        params = plugin.backend_params(metafunc.config, metafunc.definition)
+        metafunc.parametrize("benchrun_backend", params, indirect=True)
+
+
+@pytest.fixture
+def backend(benchrun_backend: str) -> str:
     """The backend each scenario runs on: the namespace sandbox and the QEMU microVM."""
-    return str(request.param)
+    return benchrun_backend
 
 
 @pytest.fixture

@@ -1,5 +1,6 @@
 """The issue's scenario suite: each scenario builds a small busybox image and runs it on every
-backend (the `backend` fixture), checking results, limits and isolation from the workload's side."""
+backend (the `backend` fixture: benchrun's pytest plugin, narrowed with --benchrun-backend),
+checking results, limits and isolation from the workload's side."""
 
 from __future__ import annotations
 
@@ -14,9 +15,9 @@ from pathlib import Path
 import pytest
 
 import benchrun
-from support.ocilayout import Layer
+from benchrun.testing import assert_exit, assert_ok, assert_stdout
 
-pytestmark = pytest.mark.root
+pytestmark = [pytest.mark.root, pytest.mark.benchrun_backend("sandbox", "vm")]
 
 MiB = 1 << 20
 
@@ -41,9 +42,10 @@ def no_process_with(marker: str) -> list[str]:
 
 
 def test_basic_echo(run_image):
-    r = run_image(["echo", "hello"])
-    assert r.stdout == b"hello\n" and r.stderr == b""
-    assert r.exit_code == 0 and r.signal == 0 and r.ok
+    r = assert_ok(run_image(["echo", "hello"]))
+    assert_stdout(r, equals="hello\n")
+    assert r.stderr == b""
+    assert r.exit_code == 0 and r.signal == 0
     assert not (r.timed_out or r.oom_killed or r.stdout_truncated or r.stderr_truncated)
 
 
@@ -132,7 +134,7 @@ def test_env_image_override_and_no_leak(run_image, monkeypatch):
 
 def test_env_dict(run_image):
     r = run_image(["sh", "-c", 'echo "$A|$B"'], env={"A": "1", "B": "two words"})
-    assert r.stdout == b"1|two words\n"
+    assert_stdout(assert_ok(r), equals="1|two words\n")
 
 
 def test_workdir(run_image):
@@ -148,7 +150,7 @@ def test_output_file_collected(run_image):
     r = run_image(
         ["sh", "-c", "echo '{\"score\": 42}' > /tmp/output.json"], outputs=["/tmp/output.json"]
     )
-    assert r.ok, r.stderr
+    assert_ok(r)
     assert r.outputs == {"/tmp/output.json": b'{"score": 42}\n'}
     assert r.missing_outputs == {}
 
@@ -164,8 +166,8 @@ def test_missing_output_reported_not_fatal(run_image):
 
 
 def test_exit_code_42(run_image):
-    r = run_image(["sh", "-c", "exit 42"])
-    assert r.exit_code == 42 and r.signal == 0
+    r = assert_exit(run_image(["sh", "-c", "exit 42"]), 42)
+    assert r.signal == 0
     assert not r.ok and not r.timed_out
 
 
