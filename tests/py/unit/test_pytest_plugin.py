@@ -12,7 +12,18 @@ from support.ocilayout import ImageInfo, busybox_layer, write_layout
 pytest_plugins = ["pytester"]
 pytestmark = pytest.mark.root
 
-PLUGIN = ("-p", "benchrun.pytest_plugin", "-p", "no:cacheprovider")
+
+
+def _entry_point_installed() -> bool:
+    """Once benchrun is pip-installed, pytest loads the plugin by its `benchrun` pytest11 entry
+    point; passing -p for it as well would register the module twice."""
+    from importlib.metadata import entry_points
+
+    return any(ep.value == "benchrun.pytest_plugin" for ep in entry_points(group="pytest11"))
+
+
+PLUGIN = ("-p", "no:cacheprovider") if _entry_point_installed() else (
+    "-p", "benchrun.pytest_plugin", "-p", "no:cacheprovider")
 
 
 @pytest.fixture
