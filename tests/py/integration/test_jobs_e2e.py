@@ -92,17 +92,23 @@ def test_agent_sigkilled_mid_job_fails_after_heartbeat_timeout(fleet: Fleet, pus
     assert list((agent.store / "runs").glob("run-*")) == []
 
 
-def test_server_restart_mid_job_loses_nothing(fleet: Fleet, pushed_image: str):
-    fleet.agent("r1")
-    job = fleet.user.submit(pushed_image, ["sh", "-c", "sleep 4; echo done"],
-                            project=fleet.project, timeout=60)
-    wait_status(fleet.user, job["id"], 2)
-    fleet.server.stop()
-    time.sleep(1)
-    fleet.server.start()  # same database, same port: the agent reconnects and resends
-    done = fleet.user.wait(job["id"], timeout=120)
-    assert done["status"] == 3, done
-    assert fleet.user.results(job["id"])[0]["stdout"] == "done\n"
+def test_server_restart_mid_job_loses_nothing(tmp_path, db_url, pushed_image: str):
+    # A heartbeat timeout well above the restart plus the agent's reconnect backoff, as in
+    # production (90 s): the restarted server re-arms the job's timer from its last heartbeat.
+    fleet = Fleet(tmp_path, db_url, heartbeat_timeout=30.0, grace=60.0)
+    try:
+        fleet.agent("r1")
+        job = fleet.user.submit(pushed_image, ["sh", "-c", "sleep 4; echo done"],
+                                project=fleet.project, timeout=60)
+        wait_status(fleet.user, job["id"], 2)
+        fleet.server.stop()
+        time.sleep(1)
+        fleet.server.start()  # same database, same port: the agent reconnects and resends
+        done = fleet.user.wait(job["id"], timeout=120)
+        assert done["status"] == 3, done
+        assert fleet.user.results(job["id"])[0]["stdout"] == "done\n"
+    finally:
+        fleet.close()
 
 
 def test_projects_are_isolated(fleet: Fleet, pushed_image: str):
