@@ -7,7 +7,6 @@ import json
 import multiprocessing
 import os
 import subprocess
-from pathlib import Path
 
 import pytest
 

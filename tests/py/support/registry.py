@@ -8,7 +8,6 @@ import datetime as dt
 import http.client
 import http.server
 import json
-import os
 import secrets
 import shutil
 import socket
