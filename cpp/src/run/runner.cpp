@@ -90,7 +90,7 @@ void collect_outputs(int rootfd, const RunSpec& spec, const std::vector<std::str
 
 // The limits a run asked for, by name ("memory limit", "pids and cpus limits"), for the rootless
 // error message.
-std::string requested_limits(const sandbox::CgroupLimits& l) {
+std::string requested_limits(const host::CgroupLimits& l) {
   std::vector<std::string> names;
   if (l.memory_bytes) names.push_back("memory");
   if (l.pids_max) names.push_back("pids");
@@ -104,12 +104,12 @@ std::string requested_limits(const sandbox::CgroupLimits& l) {
 
 // The run's cgroup. Rootless, creating one works only in a subtree delegated to the user: without
 // it the run goes on with none (and a notice) unless a limit needs one.
-std::optional<sandbox::Cgroup> create_cgroup(const RunSpec& spec, const std::string& name,
-                                             const sandbox::CgroupLimits& limits, bool rootless,
+std::optional<host::Cgroup> create_cgroup(const RunSpec& spec, const std::string& name,
+                                             const host::CgroupLimits& limits, bool rootless,
                                              RunResult& r) {
   try {
-    return sandbox::Cgroup::create(spec.cgroup, name, limits);
-  } catch (const sandbox::CgroupAccessDenied& e) {
+    return host::Cgroup::create(spec.cgroup, name, limits);
+  } catch (const host::CgroupAccessDenied& e) {
     if (!rootless) throw;
     const std::string wanted = requested_limits(limits);
     if (!wanted.empty())
@@ -125,7 +125,7 @@ std::optional<sandbox::Cgroup> create_cgroup(const RunSpec& spec, const std::str
 
 // Kills every process of the run: through its cgroup, or without one by SIGKILLing the workload,
 // init of its pid namespace, whose death kills everything else in it.
-void kill_run_tree(std::optional<sandbox::Cgroup>& cgroup, const sandbox::SandboxedChild& child) {
+void kill_run_tree(std::optional<host::Cgroup>& cgroup, const sandbox::SandboxedChild& child) {
   if (cgroup) return cgroup->kill_all();
   ::syscall(SYS_pidfd_send_signal, child.pidfd(), SIGKILL, nullptr, 0);
 }
@@ -151,7 +151,7 @@ RunResult run_sandbox(const oci::ImageConfig& image, const std::string& rootfs, 
   // overlayfs leaves <workdir>/work mode 000: only root could remove it as it is.
   ScopeExit unlock_workdir{[&dir] { ::chmod((dir.path() / "work" / "work").c_str(), 0700); }};
 
-  sandbox::CgroupLimits limits;
+  host::CgroupLimits limits;
   limits.memory_bytes = spec.memory_bytes;
   limits.pids_max = spec.pids_limit;
   limits.cpuset_cpus = cpu_list(spec.cpus);
@@ -160,7 +160,7 @@ RunResult run_sandbox(const oci::ImageConfig& image, const std::string& rootfs, 
     limits.cpu_quota_us = static_cast<uint64_t>(*spec.cpu_quota * static_cast<double>(limits.cpu_period_us));
   }
   const bool rootless = spec.rootless.value_or(::geteuid() != 0);
-  std::optional<sandbox::Cgroup> cgroup = create_cgroup(spec, name, limits, rootless, r);
+  std::optional<host::Cgroup> cgroup = create_cgroup(spec, name, limits, rootless, r);
 
   auto [out_r, out_w] = make_pipe();
   auto [err_r, err_w] = make_pipe();
@@ -202,7 +202,7 @@ RunResult run_sandbox(const oci::ImageConfig& image, const std::string& rootfs, 
   // Holding the mount namespace keeps the run's mounts (overlay, /tmp tmpfs) readable for output
   // collection after the workload exits; closing it frees them, also if we are killed.
   UniqueFd mount_ns = open_file("/proc/" + std::to_string(child.pid()) + "/ns/mnt", O_RDONLY);
-  if (cgroup && cgroup->version() == sandbox::CgroupVersion::kV1) cgroup->add_process(child.pid());
+  if (cgroup && cgroup->version() == host::CgroupVersion::kV1) cgroup->add_process(child.pid());
   child.release();
   const auto t_exec = Clock::now();
   r.start_time = unix_now();
@@ -238,7 +238,7 @@ RunResult run_sandbox(const oci::ImageConfig& image, const std::string& rootfs, 
   const auto t_collect = Clock::now();
   kill_run_tree(cgroup, child);
   if (cgroup) {
-    sandbox::CgroupMetrics m = cgroup->metrics();
+    host::CgroupMetrics m = cgroup->metrics();
     r.cpu_user_s = static_cast<double>(m.cpu_user_ns) / 1e9;
     r.cpu_system_s = static_cast<double>(m.cpu_system_ns) / 1e9;
     r.peak_memory_bytes = m.memory_peak_bytes;
@@ -257,8 +257,8 @@ RunResult run_sandbox(const oci::ImageConfig& image, const std::string& rootfs, 
   return r;  // dir (upper/work) is removed by its destructor
 }
 
-int cleanup_leftovers(const std::string& run_dir, const sandbox::CgroupConfig& cgroup) {
-  int removed = sandbox::cleanup_stale_cgroups(cgroup);
+int cleanup_leftovers(const std::string& run_dir, const host::CgroupConfig& cgroup) {
+  int removed = host::cleanup_stale_cgroups(cgroup);
   DIR* d = ::opendir(run_dir.c_str());
   if (!d) return removed;
   std::vector<std::string> stale;

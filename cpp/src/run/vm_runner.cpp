@@ -116,14 +116,14 @@ RunResult run_vm(const oci::ImageConfig& image, const std::string& rootfs,
   make_dirs(spec.run_dir);
   TempDir dir(spec.run_dir, name + "-");
 
-  sandbox::CgroupLimits limits;  // QEMU's: where its threads run and how much CPU they get
+  host::CgroupLimits limits;  // QEMU's: where its threads run and how much CPU they get
   limits.cpuset_cpus = cpu_list(spec.cpus);
   if (spec.cpu_quota) {
     if (*spec.cpu_quota <= 0) throw ConfigError("cpu quota must be positive");
     limits.cpu_quota_us =
         static_cast<uint64_t>(*spec.cpu_quota * static_cast<double>(limits.cpu_period_us));
   }
-  sandbox::Cgroup cgroup = sandbox::Cgroup::create(spec.cgroup, name, limits);
+  host::Cgroup cgroup = host::Cgroup::create(spec.cgroup, name, limits);
 
   vm::LaunchSpec ls;
   ls.vm.qemu = o.qemu;
@@ -159,7 +159,7 @@ RunResult run_vm(const oci::ImageConfig& image, const std::string& rootfs,
   info.boot_s = lr.start_s + lr.boot_s;
   info.guest_boot_s = static_cast<double>(lr.hello.boot_ns) / 1e9;
   info.kernel_release = lr.hello.kernel_release;
-  const sandbox::CgroupMetrics m = cgroup.metrics();
+  const host::CgroupMetrics m = cgroup.metrics();
   info.vmm_cpu_s = m.cpu_usage_ns ? static_cast<double>(m.cpu_usage_ns) / 1e9
                                   : seconds(lr.qemu_usage.ru_utime) + seconds(lr.qemu_usage.ru_stime);
   info.vmm_peak_memory_bytes =

@@ -9,7 +9,7 @@
 #include <vector>
 
 #include "benchrun/oci/manifest.hpp"
-#include "benchrun/sandbox/cgroup.hpp"
+#include "benchrun/host/cgroup.hpp"
 #include "benchrun/vm/config.hpp"
 
 namespace benchrun::run {
@@ -34,7 +34,7 @@ struct RunSpec {
   uint64_t nofile = 1024;
   bool network = false;
   std::string hostname = "benchrun";
-  sandbox::CgroupConfig cgroup;
+  host::CgroupConfig cgroup;
   std::string run_dir;  // where per-run upper/work dirs go (created if missing)
   // Unprivileged mode: a user namespace maps the caller to root (the workload must run as root),
   // and the run has a cgroup only where one can be created (a delegated subtree); without one,
@@ -112,6 +112,6 @@ RunResult run_vm(const oci::ImageConfig& image, const std::string& rootfs,
                  const std::string& image_key, const RunSpec& spec, const VmOptions& options);
 
 // Removes what a SIGKILLed runner left: run dirs under run_dir and stale cgroups. Returns the count.
-int cleanup_leftovers(const std::string& run_dir, const sandbox::CgroupConfig& cgroup);
+int cleanup_leftovers(const std::string& run_dir, const host::CgroupConfig& cgroup);
 
 }  // namespace benchrun::run

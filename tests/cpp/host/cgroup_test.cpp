@@ -1,7 +1,7 @@
 // cgroup_test.cpp: run cgroups on the host's real v1 hierarchies and cgroup2 mount (needs root),
 // and on a fake tree of plain files. Every test removes its cgroups in TearDown, also after a
 // failure.
-#include "benchrun/sandbox/cgroup.hpp"
+#include "benchrun/host/cgroup.hpp"
 
 #include <fcntl.h>
 #include <gtest/gtest.h>
@@ -32,7 +32,7 @@
 #include "benchrun/common/fs.hpp"
 #include "benchrun/common/scope_exit.hpp"
 
-namespace sb = benchrun::sandbox;
+namespace sb = benchrun::host;
 namespace fs = std::filesystem;
 using benchrun::ScopeExit;
 using namespace std::chrono_literals;

@@ -10,7 +10,7 @@
 //   cgroup.kill: the freezer stops forks while we SIGKILL; the kill takes effect at thaw.
 // - Zombies are not listed in cgroup.procs and do not keep a cgroup busy: "empty" means every
 //   process has exited, reaped or not.
-#include "benchrun/sandbox/cgroup.hpp"
+#include "benchrun/host/cgroup.hpp"
 
 #include <dirent.h>
 #include <fcntl.h>
@@ -35,7 +35,7 @@
 #include "benchrun/common/error.hpp"
 #include "benchrun/common/scope_exit.hpp"
 
-namespace benchrun::sandbox {
+namespace benchrun::host {
 
 namespace {
 
@@ -754,4 +754,4 @@ int cleanup_stale_cgroups(const CgroupConfig& config) {
   return removed;
 }
 
-}  // namespace benchrun::sandbox
+}  // namespace benchrun::host

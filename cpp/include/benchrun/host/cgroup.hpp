@@ -1,5 +1,5 @@
-// cgroup.hpp: one cgroup per run, on cgroup v2 (unified) or v1 (a directory per controller
-// hierarchy).
+// cgroup.hpp: a run's cgroup on cgroup v2 (unified) or v1 (a directory per controller hierarchy): a
+// host resource that every backend uses (the sandbox's workload, the microVM's QEMU).
 #pragma once
 
 #include <sys/types.h>
@@ -12,7 +12,7 @@
 #include "benchrun/common/error.hpp"
 #include "benchrun/common/unique_fd.hpp"
 
-namespace benchrun::sandbox {
+namespace benchrun::host {
 
 enum class CgroupVersion { kV1, kV2 };
 
@@ -109,4 +109,4 @@ void write_v2_limits(const std::string& dir, const std::string& parent_dir,
                      const CgroupLimits& limits);
 }  // namespace detail
 
-}  // namespace benchrun::sandbox
+}  // namespace benchrun::host
