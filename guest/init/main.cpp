@@ -108,13 +108,15 @@ void run(std::optional<proto::Channel>& channel, uint64_t boot_ns) {
   std::optional<CgroupMetrics> metrics;
   if (cgroup) metrics = cgroup->metrics();
   const proto::Exit exit = make_exit(outcome, metrics);
+  const Metrics measured = make_metrics(outcome, metrics);
   breadcrumb("workload exited: code " + std::to_string(exit.exit_code) + ", signal " +
              std::to_string(exit.signal) + (exit.timed_out ? ", timed out" : "") +
              (exit.oom_killed ? ", OOM-killed" : ""));
 
-  // Report: files, exit, end.
+  // Report: files, metrics, exit, end.
   step("collect", [&] { collect_outputs(channel.value(), kRoot, config); });
   step("exit", [&] {
+    channel->send(proto::encode_metrics(measured));
     channel->send(proto::encode_exit(exit));
     channel->send(proto::encode_end());
   });

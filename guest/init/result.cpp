@@ -1,4 +1,4 @@
-// result.cpp: assembling the Exit message.
+// result.cpp: the exit and metrics frames' contents.
 #include "init/result.hpp"
 
 #include <sys/wait.h>
@@ -6,13 +6,12 @@
 namespace benchrun::guest {
 
 namespace {
-uint64_t ns(const timeval& tv) {
-  return static_cast<uint64_t>(tv.tv_sec) * 1'000'000'000u +
-         static_cast<uint64_t>(tv.tv_usec) * 1000u;
+double seconds(const timeval& tv) {
+  return static_cast<double>(tv.tv_sec) + static_cast<double>(tv.tv_usec) / 1e6;
 }
 }  // namespace
 
-proto::Exit make_exit(const RunOutcome& outcome, const std::optional<CgroupMetrics>& metrics) {
+proto::Exit make_exit(const RunOutcome& outcome, const std::optional<CgroupMetrics>& cgroup) {
   proto::Exit e;
   if (WIFEXITED(outcome.wait_status)) {
     e.exit_code = WEXITSTATUS(outcome.wait_status);
@@ -21,21 +20,27 @@ proto::Exit make_exit(const RunOutcome& outcome, const std::optional<CgroupMetri
     e.signal = WTERMSIG(outcome.wait_status);
   }
   e.timed_out = outcome.timed_out;
+  e.oom_killed = cgroup && cgroup->oom_kills > 0;
   e.stdout_truncated = outcome.stdout_truncated;
   e.stderr_truncated = outcome.stderr_truncated;
-  e.wall_ns = static_cast<uint64_t>(outcome.wall.count());
-  const uint64_t maxrss = static_cast<uint64_t>(outcome.rusage.ru_maxrss) * 1024;  // KiB
-  if (metrics) {
-    e.cpu_user_ns = metrics->cpu_user_ns;
-    e.cpu_system_ns = metrics->cpu_system_ns;
-    e.peak_memory_bytes = metrics->has_memory_peak ? metrics->memory_peak_bytes : maxrss;
-    e.oom_killed = metrics->oom_kills > 0;
-  } else {
-    e.cpu_user_ns = ns(outcome.rusage.ru_utime);
-    e.cpu_system_ns = ns(outcome.rusage.ru_stime);
-    e.peak_memory_bytes = maxrss;
-  }
   return e;
+}
+
+Metrics make_metrics(const RunOutcome& outcome, const std::optional<CgroupMetrics>& cgroup) {
+  Metrics m;
+  m[metric::kWallTime] = {static_cast<double>(outcome.wall.count()) / 1e9, "s"};
+  const double maxrss = static_cast<double>(outcome.rusage.ru_maxrss) * 1024;  // KiB
+  if (cgroup) {
+    m[metric::kCpuUser] = {static_cast<double>(cgroup->cpu_user_ns) / 1e9, "s"};
+    m[metric::kCpuSystem] = {static_cast<double>(cgroup->cpu_system_ns) / 1e9, "s"};
+    m[metric::kPeakMemory] = {
+        cgroup->has_memory_peak ? static_cast<double>(cgroup->memory_peak_bytes) : maxrss, "bytes"};
+  } else {
+    m[metric::kCpuUser] = {seconds(outcome.rusage.ru_utime), "s"};
+    m[metric::kCpuSystem] = {seconds(outcome.rusage.ru_stime), "s"};
+    m[metric::kPeakMemory] = {maxrss, "bytes"};
+  }
+  return m;
 }
 
 }  // namespace benchrun::guest

@@ -1,4 +1,5 @@
-// result.hpp: the Exit frame's contents from what the loop saw and what the cgroup measured.
+// result.hpp: the exit and metrics frames' contents from what the loop saw and what the cgroup
+// measured.
 #pragma once
 
 #include <optional>
@@ -9,9 +10,12 @@
 
 namespace benchrun::guest {
 
-// Exit status, flags and wall time from the outcome; CPU time, peak memory and OOM kills from the
-// cgroup, or without one from wait4's rusage (CPU time and ru_maxrss; OOM kills undetected).
-// ru_maxrss is the largest single process's RSS, not the sum memory.peak measures: a lower bound.
-proto::Exit make_exit(const RunOutcome& outcome, const std::optional<CgroupMetrics>& metrics);
+// Exit status and flags from the outcome; OOM kills from the cgroup (undetected without one).
+proto::Exit make_exit(const RunOutcome& outcome, const std::optional<CgroupMetrics>& cgroup);
+
+// wall_time from the outcome; cpu_user, cpu_system, peak_memory from the cgroup, or without one
+// from wait4's rusage. ru_maxrss is the largest single process's RSS, not the sum memory.peak
+// measures: a lower bound.
+Metrics make_metrics(const RunOutcome& outcome, const std::optional<CgroupMetrics>& cgroup);
 
 }  // namespace benchrun::guest

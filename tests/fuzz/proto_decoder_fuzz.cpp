@@ -42,6 +42,9 @@ void decode_and_reencode(const proto::Frame& f) {
     case proto::FrameType::kExit:
       again = proto::encode_exit(proto::decode_exit(f));
       break;
+    case proto::FrameType::kMetrics:
+      again = proto::encode_metrics(proto::decode_metrics(f));
+      break;
     case proto::FrameType::kError:
       again = proto::encode_error(proto::decode_error(f));
       break;

@@ -162,43 +162,62 @@ void bind_oci(py::module_& m) {
   m.def(
       "load_image",
       [](const std::string& reference, const std::string& store) {
-        Store st(store);
-        return image_dict(load_image(st, reference));
+        Image img = [&] {
+          py::gil_scoped_release nogil;
+          return load_image(Store(store), reference);
+        }();
+        return image_dict(img);
       },
       py::kw_only(), py::arg("reference"), py::arg("store"),
-      "Load an image already in the store by reference or manifest digest.");
+      "Load an image already in the store by reference or manifest digest. Releases the GIL.");
 
   m.def(
       "list_images",
       [](const std::string& store) {
         Store st(store);
+        struct Listed {
+          ImageRecord record;
+          std::optional<std::string> rootfs;
+        };
+        std::vector<Listed> listed;
+        std::vector<std::pair<std::string, Digest>> refs;
+        {
+          py::gil_scoped_release nogil;
+          refs = st.refs();
+          for (auto& rec : st.list_images()) {
+            std::optional<std::string> rootfs;
+            if (rec.chain_id && st.has_rootfs(*rec.chain_id))
+              rootfs = st.rootfs_path(*rec.chain_id).string();
+            listed.push_back({std::move(rec), std::move(rootfs)});
+          }
+        }
         py::list out;
-        auto refs = st.refs();
-        for (const auto& rec : st.list_images()) {
+        for (const auto& [rec, rootfs] : listed) {
           py::dict d = record_dict(rec);
           py::list names;
           for (const auto& [ref, digest] : refs)
             if (digest == rec.manifest_digest) names.append(ref);
           d["references"] = names;
-          d["rootfs"] = rec.chain_id && st.has_rootfs(*rec.chain_id)
-                            ? py::object(py::str(st.rootfs_path(*rec.chain_id).string()))
-                            : py::object(py::none());
+          d["rootfs"] = rootfs ? py::object(py::str(*rootfs)) : py::object(py::none());
           out.append(d);
         }
         return out;
       },
-      py::kw_only(), py::arg("store"), "Every image record in the store with its references.");
+      py::kw_only(), py::arg("store"),
+      "Every image record in the store with its references. Releases the GIL.");
 
   m.def(
       "remove_image",
       [](const std::string& reference, const std::string& store) {
+        py::gil_scoped_release nogil;
         Store st(store);
         if (Digest::valid(reference)) return st.remove_image(Digest::parse(reference));
         ImageSource src = parse_image_source(reference);
         return st.remove_ref(source_key(src));
       },
       py::kw_only(), py::arg("reference"), py::arg("store"),
-      "Remove a reference (or, given a manifest digest, the image and all its references).");
+      "Remove a reference (or, given a manifest digest, the image and all its references). "
+      "Releases the GIL.");
 
   m.def(
       "prune",

@@ -3,6 +3,7 @@
 #pragma once
 
 #include <cstddef>
+#include <bit>
 #include <cstdint>
 #include <string>
 #include <string_view>
@@ -41,6 +42,7 @@ class Writer {
   void u32(uint32_t v) { put(v, 4); }
   void u64(uint64_t v) { put(v, 8); }
   void i32(int32_t v) { put(static_cast<uint32_t>(v), 4); }
+  void f64(double v) { u64(std::bit_cast<uint64_t>(v)); }
   void boolean(bool v) { u8(v ? 1 : 0); }
   void bytes(std::string_view s) {
     // A string longer than a frame can never be sent; checking here keeps the u32 cast exact.
@@ -86,6 +88,7 @@ class Reader {
   uint16_t u16(std::string_view field) { return static_cast<uint16_t>(take(field, 2)); }
   uint32_t u32(std::string_view field) { return static_cast<uint32_t>(take(field, 4)); }
   uint64_t u64(std::string_view field) { return take(field, 8); }
+  double f64(std::string_view field) { return std::bit_cast<double>(u64(field)); }
   int32_t i32(std::string_view field) {
     return static_cast<int32_t>(static_cast<uint32_t>(take(field, 4)));
   }

@@ -20,7 +20,7 @@ namespace {
 
 bool known_type(uint16_t type) {
   return type >= static_cast<uint16_t>(FrameType::kHello) &&
-         type <= static_cast<uint16_t>(FrameType::kEnd);
+         type <= static_cast<uint16_t>(FrameType::kMetrics);
 }
 
 std::string hex32(uint32_t v) {
@@ -51,6 +51,8 @@ std::string frame_type_name(uint16_t type) {
       return "error";
     case FrameType::kEnd:
       return "end";
+    case FrameType::kMetrics:
+      return "metrics";
   }
   return "type " + std::to_string(type);
 }

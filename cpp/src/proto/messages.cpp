@@ -5,6 +5,7 @@
 // bad value fails on the side that produced it, with the field named.
 #include "benchrun/proto/messages.hpp"
 
+#include <cmath>
 #include <string_view>
 
 #include "benchrun/common/error.hpp"
@@ -101,6 +102,23 @@ void validate(const Exit& e, std::string_view what) {
     invalid(what, "exit_code",
             "exit_code " + std::to_string(e.exit_code) + " with signal " +
                 std::to_string(e.signal) + " (-1 exactly when killed by a signal)");
+}
+
+void validate(const Metrics& m, std::string_view what) {
+  if (m.size() > metric::kMaxCount)
+    invalid(what, "metrics", std::to_string(m.size()) + " entries (at most " +
+                                 std::to_string(metric::kMaxCount) + ")");
+  for (const auto& [name, metric] : m) {
+    if (!valid_metric_name(name))
+      invalid(what, "name", "'" + printable(name) + "' is not [a-z0-9_.]{1,64}");
+    if (metric.unit.size() > metric::kMaxUnit)
+      invalid(what, "unit", "of '" + name + "' is longer than 16 bytes");
+    for (char c : metric.unit)
+      if (static_cast<unsigned char>(c) < 0x20 || static_cast<unsigned char>(c) > 0x7e)
+        invalid(what, "unit", "of '" + name + "' is not printable ASCII");
+    if (!std::isfinite(metric.value))
+      invalid(what, "value", "of '" + name + "' is not a finite number");
+  }
 }
 
 void validate(const ErrorReport& e, std::string_view what) {
@@ -259,10 +277,6 @@ std::string encode_exit(const Exit& e) {
   w.boolean(e.oom_killed);
   w.boolean(e.stdout_truncated);
   w.boolean(e.stderr_truncated);
-  w.u64(e.wall_ns);
-  w.u64(e.cpu_user_ns);
-  w.u64(e.cpu_system_ns);
-  w.u64(e.peak_memory_bytes);
   return std::move(w).finish();
 }
 
@@ -276,13 +290,48 @@ Exit decode_exit(const Frame& f) {
   e.oom_killed = r.boolean("oom_killed");
   e.stdout_truncated = r.boolean("stdout_truncated");
   e.stderr_truncated = r.boolean("stderr_truncated");
-  e.wall_ns = r.u64("wall_ns");
-  e.cpu_user_ns = r.u64("cpu_user_ns");
-  e.cpu_system_ns = r.u64("cpu_system_ns");
-  e.peak_memory_bytes = r.u64("peak_memory_bytes");
   r.finish();
   validate(e, "decode exit");
   return e;
+}
+
+std::string encode_metrics(const Metrics& m) {
+  validate(m, "encode metrics");
+  codec::Writer w(FrameType::kMetrics);
+  w.u16(kMetricsSchema);
+  w.count(m.size());
+  for (const auto& [name, metric] : m) {
+    w.bytes(name);
+    w.bytes(metric.unit);
+    w.f64(metric.value);
+  }
+  return std::move(w).finish();
+}
+
+Metrics decode_metrics(const Frame& f) {
+  expect_type(f, FrameType::kMetrics);
+  codec::Reader r(f.payload, "metrics");
+  const uint16_t schema = r.u16("schema");
+  if (schema != kMetricsSchema)
+    invalid("decode metrics", "schema",
+            std::to_string(schema) + " (this host reads " + std::to_string(kMetricsSchema) + ")");
+  // Each entry takes at least 4 + 4 + 8 bytes: a count that cannot fit fails before the loop.
+  const uint32_t n = r.count("metrics", 16);
+  Metrics m;
+  for (uint32_t i = 0; i < n; ++i) {
+    std::string name = r.bytes("name");
+    std::string unit = r.bytes("unit");
+    const double value = r.f64("value");
+    // Names in strictly increasing byte order (as the encoder writes them): one encoding per
+    // map, and no duplicates.
+    if (!m.empty() && name <= m.rbegin()->first)
+      invalid("decode metrics", "name",
+              "'" + printable(name) + "' is out of order or appears twice");
+    m.emplace_hint(m.end(), std::move(name), Metric{value, std::move(unit)});
+  }
+  r.finish();
+  validate(m, "decode metrics");
+  return m;
 }
 
 std::string encode_error(const ErrorReport& e) {

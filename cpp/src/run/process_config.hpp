@@ -8,7 +8,7 @@
 #include <vector>
 
 #include "benchrun/oci/manifest.hpp"
-#include "benchrun/run/runner.hpp"
+#include "benchrun/run/spec.hpp"
 
 namespace benchrun::run {
 

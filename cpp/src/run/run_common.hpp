@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "benchrun/common/error.hpp"
+#include "benchrun/run/spec.hpp"
 
 namespace benchrun::run {
 
@@ -45,5 +46,9 @@ inline std::string cpu_list(const std::vector<int>& cpus) {
   }
   return out;
 }
+
+// Removes the run dirs under host.run_dir() and the run cgroups whose runner (the pid in
+// "run-<pid>-") is dead: what a SIGKILLed runner left. Returns how many. (run/run_image.cpp)
+int sweep_stale_runs(const HostConfig& host);
 
 }  // namespace benchrun::run

@@ -1,6 +1,6 @@
-// launch.cpp: one microVM session in order: listen -> spawn QEMU -> accept the channel -> hello ->
-// run config -> results until end-of-results -> shut QEMU down. Frames are consumed in
-// vm/results.cpp; QEMU's process and QMP in vm_process.cpp / qmp.cpp.
+// launch.cpp: one microVM session in order: spawn QEMU -> (accept the channel) -> hello -> run
+// config -> output until exit -> files until end-of-results -> shut QEMU down. Frames are consumed
+// in vm/results.cpp; QEMU's process and QMP in vm_process.cpp / qmp.cpp.
 #include "benchrun/vm/launch.hpp"
 
 #include <fcntl.h>
@@ -96,12 +96,28 @@ std::string console_tail(const std::string& path, size_t max_bytes) {
   return printable(out);
 }
 
-LaunchResult launch(const LaunchSpec& spec) {
-  LaunchResult r;
-  VmConfig vm = spec.vm;
+struct Session::State {
+  explicit State(const LaunchSpec& s) : spec(s), collector(s.run) {}
+  LaunchSpec spec;  // vm.serial_log, channel_fd and qmp_fd filled in by boot()
+  ResultCollector collector;
+  std::optional<VmProcess> qemu;
+  UniqueFd qmp_host;
+  std::optional<proto::Channel> channel;
+  Clock::time_point t_hello, hard_deadline = Clock::time_point::max();
+  std::optional<Clock::time_point> t_exit;
+};
+
+Session::Session(const LaunchSpec& spec) : s_(std::make_unique<State>(spec)) {}
+
+Session::~Session() {
+  s_->channel.reset();
+  if (s_->qemu) s_->qemu->kill();
+}
+
+bool Session::boot() {
+  LaunchSpec& spec = s_->spec;
+  VmConfig& vm = spec.vm;
   vm.serial_log = spec.run_dir + "/console.log";
-  LaunchSpec logged = spec;  // for boot_failed: where the console log is
-  logged.vm = vm;
 
   // 1. The channel and QMP as socketpairs: QEMU inherits one end of each (as fds 3 and 4), so
   //    there is no socket path anyone else could connect to first, and no listener to accept on.
@@ -109,112 +125,146 @@ LaunchResult launch(const LaunchSpec& spec) {
   auto [qmp_host, qmp_qemu] = socket_pair("QMP");
   if (vm.transport == Transport::kVirtioSerial) vm.channel_fd = 3;
   vm.qmp_fd = 4;
-  logged.vm = vm;
+  s_->qmp_host = std::move(qmp_host);
   UniqueFd vsock_listener;  // vsock: the guest connects to the host (CID 2) on vm.vsock_port
   if (vm.transport == Transport::kVsock) vsock_listener = proto::vsock_listen(vm.vsock_port);
 
   // 2. Spawn QEMU, placed (cgroup) before it runs.
   const auto t_spawn = Clock::now();
-  VmProcess qemu = VmProcess::spawn({qemu_argv(vm), spec.run_dir, spec.run_dir + "/qemu.log",
-                                     spec.place_qemu, {channel_qemu.get(), qmp_qemu.get()}});
+  s_->qemu.emplace(VmProcess::spawn({qemu_argv(vm), spec.run_dir, spec.run_dir + "/qemu.log",
+                                     spec.place_qemu, {channel_qemu.get(), qmp_qemu.get()}}));
+  VmProcess& qemu = *s_->qemu;
   channel_qemu.reset();  // QEMU's end is QEMU's alone: its exit is our EOF
   qmp_qemu.reset();
-  auto ask_quit = [&qmp_host](VmProcess::Deadline deadline) {
-    QmpClient::over(std::move(qmp_host), deadline).quit(deadline);
-  };
 
   // 3. The guest init's hello: the kernel booted and init is up.
   const auto boot_deadline = after(t_spawn, spec.boot_timeout_s);
   if (vsock_listener) {
-    channel_host = accept_guest(vsock_listener.get(), qemu, boot_deadline, logged);
+    channel_host = accept_guest(vsock_listener.get(), qemu, boot_deadline, spec);
     if (!channel_host) {
-      r.interrupted = true;
+      r_.interrupted = true;
       qemu.kill();
-      return r;
+      return false;
     }
   }
   const auto t_connected = Clock::now();
-  r.start_s = secs(t_spawn, t_connected);
-  ResultCollector collector(spec.run);
-  std::optional<proto::Channel> channel_holder;
-  channel_holder.emplace(std::move(channel_host), collector.max_total_bytes(), "guest");
-  proto::Channel& channel = *channel_holder;
+  r_.start_s = secs(t_spawn, t_connected);
+  s_->channel.emplace(std::move(channel_host), s_->collector.max_total_bytes(), "guest");
   proto::Frame hello_frame;
   for (;;) {
     try {
-      hello_frame = channel.recv(std::min(boot_deadline, after(Clock::now(), 0.1)), "hello");
+      hello_frame = s_->channel->recv(std::min(boot_deadline, after(Clock::now(), 0.1)), "hello");
       break;
     } catch (const DeadlineExceeded&) {
       if (Clock::now() >= boot_deadline)
         boot_failed("the guest did not start its init within " +
                         std::to_string(static_cast<int>(spec.boot_timeout_s)) + " s",
-                    qemu, logged, spec.run_dir);
+                    qemu, spec, spec.run_dir);
       if (spec.interrupted && spec.interrupted()) {
-        r.interrupted = true;
+        r_.interrupted = true;
         qemu.kill();
-        return r;
+        return false;
       }
     } catch (const ProtocolError& e) {
       qemu.wait_exit(after(Clock::now(), 1.0));
-      boot_failed(std::string("the guest init did not say hello (") + e.what() + ")", qemu, logged,
+      boot_failed(std::string("the guest init did not say hello (") + e.what() + ")", qemu, spec,
                   spec.run_dir);
     }
   }
   if (hello_frame.type != proto::FrameType::kHello) {
     if (hello_frame.type == proto::FrameType::kError) {
       proto::ErrorReport e = proto::decode_error(hello_frame);
-      boot_failed("guest init failed at '" + e.stage + "': " + e.message, qemu, logged,
+      boot_failed("guest init failed at '" + e.stage + "': " + e.message, qemu, spec,
                   spec.run_dir);
     }
     throw ProtocolError("vm: expected hello from the guest, got " +
                         proto::frame_type_name(static_cast<uint16_t>(hello_frame.type)));
   }
-  r.hello = proto::decode_hello(hello_frame);
-  const auto t_hello = Clock::now();
-  r.boot_s = secs(t_connected, t_hello);
+  r_.hello = proto::decode_hello(hello_frame);
+  s_->t_hello = Clock::now();
+  r_.boot_s = secs(t_connected, s_->t_hello);
+  return true;
+}
 
+void Session::start() {
   // 4. The run config; from here the guest runs the workload and streams results.
-  channel.send(proto::encode_run_config(spec.run), after(t_hello, 10));
-  r.start_time = unix_now();
-  const auto hard_deadline = spec.timeout_s > 0 ? after(t_hello, spec.timeout_s + spec.grace_s)
-                                                : Clock::time_point::max();
-  std::optional<Clock::time_point> t_exit;
-  while (!collector.done()) {
+  s_->channel->send(proto::encode_run_config(s_->spec.run), after(s_->t_hello, 10));
+  r_.start_time = unix_now();
+  if (s_->spec.timeout_s > 0)
+    s_->hard_deadline = after(s_->t_hello, s_->spec.timeout_s + s_->spec.grace_s);
+}
+
+namespace {
+
+// Receives and consumes frames until until() holds, the host's deadline passes or the run is
+// interrupted (both recorded in r).
+template <class Until>
+void pump(proto::Channel& channel, ResultCollector& collector, VmProcess& qemu,
+          const LaunchSpec& spec, Clock::time_point hard_deadline, LaunchResult& r, Until until) {
+  while (!until()) {
     proto::Frame f;
     try {
       f = channel.recv(std::min(hard_deadline, after(Clock::now(), 0.1)), "end-of-results");
     } catch (const DeadlineExceeded&) {
       if (Clock::now() >= hard_deadline) {
         r.host_deadline = true;
-        break;
+        return;
       }
       if (spec.interrupted && spec.interrupted()) {
         r.interrupted = true;
-        break;
+        return;
       }
       continue;
     } catch (const ProtocolError& e) {
       qemu.wait_exit(after(Clock::now(), 1.0));
-      std::string tail = console_tail(vm.serial_log, 1024);
+      std::string tail = console_tail(spec.vm.serial_log, 1024);
       throw ProtocolError(std::string("vm: ") + e.what() +
                           (tail.empty() ? "" : "; guest console tail: " + tail));
     }
     collector.take(f);
-    if (!t_exit && (collector.exit() || collector.error())) t_exit = Clock::now();
   }
+}
+
+}  // namespace
+
+void Session::wait() {
+  ResultCollector& c = s_->collector;
+  pump(*s_->channel, c, *s_->qemu, s_->spec, s_->hard_deadline, r_,
+       [&c] { return c.done() || c.exit() || c.error(); });
+  const auto now = Clock::now();
+  if (c.exit() || c.error()) s_->t_exit = now;
+  r_.run_s = secs(s_->t_hello, now);
+}
+
+void Session::finish() {
+  ResultCollector& c = s_->collector;
+  if (!r_.host_deadline && !r_.interrupted)
+    pump(*s_->channel, c, *s_->qemu, s_->spec, s_->hard_deadline, r_, [&c] { return c.done(); });
   const auto t_end = Clock::now();
-  r.run_s = secs(t_hello, t_exit.value_or(t_end));
-  r.collect_s = t_exit ? secs(*t_exit, t_end) : 0;
+  r_.collect_s = s_->t_exit ? secs(*s_->t_exit, t_end) : 0;
 
   // 5. Shut down: closing the channel tells the guest its results arrived (it powers off on the
   //    hangup); QMP quit, then SIGKILL, if it does not.
-  channel_holder.reset();
-  if (r.host_deadline || r.interrupted || !qemu.wait_exit(after(Clock::now(), 0.3)))
-    qemu.stop(ask_quit, std::chrono::milliseconds(r.host_deadline || r.interrupted ? 500 : 2000));
-  r.shutdown_s = secs(t_end, Clock::now());
-  r.qemu_usage = qemu.usage();
-  collector.finish(r);
-  return r;
+  s_->channel.reset();
+  VmProcess& qemu = *s_->qemu;
+  auto ask_quit = [this](VmProcess::Deadline deadline) {
+    QmpClient::over(std::move(s_->qmp_host), deadline).quit(deadline);
+  };
+  if (r_.host_deadline || r_.interrupted || !qemu.wait_exit(after(Clock::now(), 0.3)))
+    qemu.stop(ask_quit, std::chrono::milliseconds(r_.host_deadline || r_.interrupted ? 500 : 2000));
+  r_.shutdown_s = secs(t_end, Clock::now());
+  r_.qemu_usage = qemu.usage();
+  c.finish(r_);
+}
+
+LaunchResult launch(const LaunchSpec& spec) {
+  Session session(spec);
+  if (session.boot()) {
+    session.start();
+    session.wait();
+    session.finish();
+  }
+  return std::move(session.result());
 }
 
 }  // namespace benchrun::vm

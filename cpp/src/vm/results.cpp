@@ -68,8 +68,14 @@ void ResultCollector::take(const proto::Frame& f) {
       missing_[m.path] = printable(m.reason.substr(0, 512));
       return;
     }
+    case FrameType::kMetrics:
+      refuse_after_exit();
+      if (metrics_) throw ProtocolError("guest sent two metrics frames");
+      metrics_ = proto::decode_metrics(f);
+      return;
     case FrameType::kExit:
       refuse_after_exit();
+      if (!metrics_) throw ProtocolError("guest sent its exit status before its metrics");
       exit_ = proto::decode_exit(f);
       return;
     case FrameType::kError:
@@ -100,6 +106,7 @@ void ResultCollector::finish(LaunchResult& r) {
   }
   r.exit = exit_;
   r.error = error_;
+  if (metrics_) r.metrics = std::move(*metrics_);
   r.stdout_data = std::move(stdout_);
   r.stderr_data = std::move(stderr_);
   r.stdout_truncated = stdout_truncated_ || (exit_ && exit_->stdout_truncated);

@@ -36,6 +36,7 @@ class ResultCollector {
   bool stdout_truncated_ = false, stderr_truncated_ = false;
   std::map<std::string, std::string> outputs_, missing_;
   std::map<std::string, uint64_t> sizes_;  // announced size of each file
+  std::optional<Metrics> metrics_;
   std::optional<proto::Exit> exit_;
   std::optional<proto::ErrorReport> error_;
   bool done_ = false;

@@ -17,6 +17,7 @@ using benchrun::proto::frame_type_name;
 using benchrun::proto::FrameType;
 using benchrun::proto::kHeaderSize;
 using benchrun::proto::kMaxPayload;
+using benchrun::proto::kVersion;
 
 namespace {
 
@@ -98,7 +99,7 @@ void expect_samples(const std::vector<Frame>& got) {
 
 TEST(ProtoFrame, HeaderLayoutIsLittleEndianBrp1) {
   std::string f = encode_frame(FrameType::kStderr, "xyz");
-  std::string want("BRP1\x01\x00\x04\x00\x00\x00\x00\x00\x03\x00\x00\x00xyz", 19);
+  std::string want("BRP1\x02\x00\x04\x00\x00\x00\x00\x00\x03\x00\x00\x00xyz", 19);
   EXPECT_EQ(f, want);
   EXPECT_EQ(encode_frame(FrameType::kEnd, {}).size(), kHeaderSize);
 }
@@ -186,19 +187,19 @@ TEST(ProtoFrame, EncodeRefusesOversizedPayload) {
 }
 
 TEST(ProtoFrame, RejectsOversizedLengthBeforeThePayload) {
-  auto msg = header_error(header(0x31505242, 1, 3, 0, kMaxPayload + 1));
+  auto msg = header_error(header(0x31505242, kVersion, 3, 0, kMaxPayload + 1));
   EXPECT_NE(msg.find("stdout payload of 1048577 bytes exceeds the limit of 1048576"),
             std::string::npos)
       << msg;
-  msg = header_error(header(0x31505242, 1, 3, 0, 0xffffffff));
+  msg = header_error(header(0x31505242, kVersion, 3, 0, 0xffffffff));
   EXPECT_NE(msg.find("exceeds"), std::string::npos) << msg;
   // A receiver's own, stricter limit.
-  msg = header_error(header(0x31505242, 1, 3, 0, 101), 100);
+  msg = header_error(header(0x31505242, kVersion, 3, 0, 101), 100);
   EXPECT_NE(msg.find("limit of 100"), std::string::npos) << msg;
 }
 
 TEST(ProtoFrame, MaxPayloadIsClampedToTheProtocolLimit) {
-  auto msg = header_error(header(0x31505242, 1, 3, 0, kMaxPayload + 1), UINT32_MAX);
+  auto msg = header_error(header(0x31505242, kVersion, 3, 0, kMaxPayload + 1), UINT32_MAX);
   EXPECT_NE(msg.find("limit of 1048576"), std::string::npos) << msg;
 }
 
@@ -209,27 +210,28 @@ TEST(ProtoFrame, RejectsBadMagic) {
 }
 
 TEST(ProtoFrame, RejectsBadVersion) {
-  auto msg = header_error(header(0x31505242, 2, 3, 0, 0));
-  EXPECT_NE(msg.find("unsupported protocol version 2"), std::string::npos) << msg;
+  auto msg = header_error(header(0x31505242, 3, 3, 0, 0));
+  EXPECT_NE(msg.find("unsupported protocol version 3"), std::string::npos) << msg;
+  EXPECT_NE(header_error(header(0x31505242, 1, 3, 0, 0)).find("version 1"), std::string::npos);
   EXPECT_NE(header_error(header(0x31505242, 0, 3, 0, 0)).find("version 0"), std::string::npos);
 }
 
 TEST(ProtoFrame, RejectsNonzeroFlags) {
-  auto msg = header_error(header(0x31505242, 1, 7, 0x80000000, 0));
+  auto msg = header_error(header(0x31505242, kVersion, 7, 0x80000000, 0));
   EXPECT_NE(msg.find("nonzero flags 0x80000000 on frame type exit"), std::string::npos) << msg;
 }
 
 TEST(ProtoFrame, RejectsUnknownType) {
-  EXPECT_NE(header_error(header(0x31505242, 1, 0, 0, 0)).find("unknown frame type 0"),
+  EXPECT_NE(header_error(header(0x31505242, kVersion, 0, 0, 0)).find("unknown frame type 0"),
             std::string::npos);
-  EXPECT_NE(header_error(header(0x31505242, 1, 10, 0, 0)).find("unknown frame type 10"),
+  EXPECT_NE(header_error(header(0x31505242, kVersion, 11, 0, 0)).find("unknown frame type 11"),
             std::string::npos);
-  EXPECT_NE(header_error(header(0x31505242, 1, 0xffff, 0, 0)).find("unknown frame type 65535"),
+  EXPECT_NE(header_error(header(0x31505242, kVersion, 0xffff, 0, 0)).find("unknown frame type 65535"),
             std::string::npos);
 }
 
 TEST(ProtoFrame, RejectsEndWithPayload) {
-  auto msg = header_error(header(0x31505242, 1, 9, 0, 1));
+  auto msg = header_error(header(0x31505242, kVersion, 9, 0, 1));
   EXPECT_NE(msg.find("end frame with a 1-byte payload"), std::string::npos) << msg;
 }
 

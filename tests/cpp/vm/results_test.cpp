@@ -43,6 +43,9 @@ std::string raw_file(const std::string& path, uint64_t size, uint64_t offset, co
   return proto::encode_frame(proto::FrameType::kFile, p);
 }
 
+// What a guest sends before its exit status.
+std::string metrics_frame() { return proto::encode_metrics({{"wall_time", {0.5, "s"}}}); }
+
 proto::Exit ok_exit() {
   proto::Exit e;
   e.exit_code = 0;
@@ -69,7 +72,7 @@ TEST(VmResults, CollectsAWholeRun) {
   rc.take(frame(proto::encode_file_missing({"/tmp/b", "No such file or directory"})));
   proto::Exit e;
   e.exit_code = 3;
-  e.wall_ns = 42;
+  rc.take(frame(metrics_frame()));
   rc.take(frame(proto::encode_exit(e)));
   EXPECT_FALSE(rc.done());
   rc.take(frame(proto::encode_end()));
@@ -85,12 +88,14 @@ TEST(VmResults, CollectsAWholeRun) {
   EXPECT_EQ(r.missing_outputs.at("/tmp/c"), "not sent by the guest");
   ASSERT_TRUE(r.exit);
   EXPECT_EQ(r.exit->exit_code, 3);
+  EXPECT_EQ(r.metrics.at("wall_time"), (Metric{0.5, "s"}));
 }
 
 TEST(VmResults, IncompleteFileIsReportedMissingNotPassedOn) {
   proto::RunConfig cfg = config();
   ResultCollector rc(cfg);
   rc.take(frame(proto::encode_file(chunk("/tmp/a", 50, 0, "only part"))));
+  rc.take(frame(metrics_frame()));
   rc.take(frame(proto::encode_exit(ok_exit())));
   rc.take(frame(proto::encode_end()));
   LaunchResult r;
@@ -125,10 +130,14 @@ TEST(VmResults, HostileGuestsGetProtocolErrors) {
   expect_refused({proto::encode_file_missing({"/tmp/a", "x"}), proto::encode_file_missing({"/tmp/a", "x"})},
                  "twice");
   expect_refused({proto::encode_end()}, "without an exit status");
-  expect_refused({proto::encode_exit(ok_exit()), proto::encode_stdout("late")}, "after the exit status");
-  expect_refused({proto::encode_exit(ok_exit()), proto::encode_exit(ok_exit())}, "after the exit status");
-  expect_refused({proto::encode_exit(ok_exit()), proto::encode_end(), proto::encode_stdout("x")},
-                 "after end-of-results");
+  const std::string m = metrics_frame();
+  const std::string x = proto::encode_exit(ok_exit());
+  expect_refused({m, x, proto::encode_stdout("late")}, "after the exit status");
+  expect_refused({m, x, x}, "after the exit status");
+  expect_refused({m, x, proto::encode_end(), proto::encode_stdout("x")}, "after end-of-results");
+  expect_refused({x}, "exit status before its metrics");
+  expect_refused({m, m}, "two metrics frames");
+  expect_refused({m, x, m}, "after the exit status");
   proto::Hello h;
   expect_refused({proto::encode_hello(h)}, "unexpected hello");
   proto::RunConfig echo = cfg;
@@ -153,6 +162,7 @@ TEST(VmResults, FloodOfStdoutKeepsMemoryAtTheCap) {
   ResultCollector rc(cfg);
   const std::string chunk_bytes = proto::encode_stdout(std::string(60000, 'y'));
   for (int i = 0; i < 200; ++i) rc.take(frame(chunk_bytes));  // 12 MB offered
+  rc.take(frame(metrics_frame()));
   rc.take(frame(proto::encode_exit(ok_exit())));
   rc.take(frame(proto::encode_end()));
   LaunchResult r;

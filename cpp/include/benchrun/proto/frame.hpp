@@ -13,7 +13,7 @@
 namespace benchrun::proto {
 
 inline constexpr uint32_t kMagic = 0x31505242;  // bytes "BRP1" on the wire
-inline constexpr uint16_t kVersion = 1;
+inline constexpr uint16_t kVersion = 2;
 inline constexpr size_t kHeaderSize = 16;
 inline constexpr uint32_t kMaxPayload = 1u << 20;  // hard cap of one frame's payload
 
@@ -24,9 +24,10 @@ enum class FrameType : uint16_t {
   kStderr = 4,       // guest -> host, a chunk of its stderr
   kFile = 5,         // guest -> host, a chunk of a collected output file
   kFileMissing = 6,  // guest -> host, an output file that could not be collected and why
-  kExit = 7,         // guest -> host, the workload's exit status and metrics
+  kExit = 7,         // guest -> host, the workload's exit status (after its metrics)
   kError = 8,        // guest -> host, a fatal error of the guest init (then end)
   kEnd = 9,          // guest -> host, end of results: collection is complete
+  kMetrics = 10,     // guest -> host, what the guest measured: name -> value + unit
 };
 
 // Name of a frame type for messages ("stdout", "exit", ...); "type N" for unknown values.

@@ -9,6 +9,7 @@
 #include <string_view>
 #include <vector>
 
+#include "benchrun/common/metrics.hpp"
 #include "benchrun/proto/frame.hpp"
 
 namespace benchrun::proto {
@@ -17,6 +18,8 @@ namespace benchrun::proto {
 inline constexpr size_t kMaxChunkData = size_t{1} << 19;
 // Longest path in file/file_missing frames (PATH_MAX).
 inline constexpr size_t kMaxPathBytes = 4096;
+// Version of the metrics frame's payload layout (its first field).
+inline constexpr uint16_t kMetricsSchema = 1;
 // Longest seccomp program in RunConfig (BPF_MAXINSNS instructions of 8 bytes).
 inline constexpr size_t kMaxSeccompBytes = 4096 * 8;
 
@@ -70,9 +73,6 @@ struct Exit {
   bool oom_killed = false;
   bool stdout_truncated = false;
   bool stderr_truncated = false;
-  uint64_t wall_ns = 0;  // exec to exit, measured in the guest (CLOCK_MONOTONIC)
-  uint64_t cpu_user_ns = 0, cpu_system_ns = 0;
-  uint64_t peak_memory_bytes = 0;
 };
 
 struct ErrorReport {
@@ -93,6 +93,7 @@ std::string encode_stderr(std::string_view data);
 std::string encode_file(const FileChunk&);
 std::string encode_file_missing(const FileMissing&);
 std::string encode_exit(const Exit&);
+std::string encode_metrics(const Metrics&);
 std::string encode_error(const ErrorReport&);
 std::string encode_end();
 
@@ -101,6 +102,7 @@ RunConfig decode_run_config(const Frame&);
 FileChunk decode_file(const Frame&);
 FileMissing decode_file_missing(const Frame&);
 Exit decode_exit(const Frame&);
+Metrics decode_metrics(const Frame&);
 ErrorReport decode_error(const Frame&);
 
 }  // namespace benchrun::proto

@@ -1,5 +1,7 @@
-// launch.hpp: one microVM session: boot, hand the guest its run config, collect its results,
-// shut down. Everything of the VM (QEMU, sockets, overlay, console log) lives in run_dir.
+// launch.hpp: one microVM session, in steps: boot (QEMU up, the guest init's hello), start (the run
+// config), wait (the workload's output until its exit frame), finish (output files until
+// end-of-results, then shut down). Everything of the VM (QEMU, sockets, overlay, console log)
+// lives in run_dir.
 #pragma once
 
 #include <sys/resource.h>
@@ -7,9 +9,11 @@
 #include <cstdint>
 #include <functional>
 #include <map>
+#include <memory>
 #include <optional>
 #include <string>
 
+#include "benchrun/common/metrics.hpp"
 #include "benchrun/proto/messages.hpp"
 #include "benchrun/vm/config.hpp"
 
@@ -29,6 +33,7 @@ struct LaunchSpec {
 struct LaunchResult {
   proto::Hello hello;
   std::optional<proto::Exit> exit;
+  Metrics metrics;  // what the guest measured (its metrics frame)
   std::optional<proto::ErrorReport> error;  // the guest init's fatal error, if any
   std::string stdout_data, stderr_data;
   bool stdout_truncated = false, stderr_truncated = false;
@@ -45,8 +50,37 @@ struct LaunchResult {
   double start_time = 0;  // unix seconds when the run config was sent
 };
 
-// Throws VmError (QEMU failed, the guest did not boot: with the console's tail), ProtocolError
-// (the guest broke the protocol), DeadlineExceeded never (deadlines end the VM and are reported).
+class VmProcess;
+class ResultCollector;
+
+// Every step throws VmError (QEMU failed, the guest did not boot: with the console's tail) or
+// ProtocolError (the guest broke the protocol); deadlines and interrupts end the VM and are
+// reported in the result, never thrown. Destruction kills QEMU if it still runs.
+class Session {
+ public:
+  explicit Session(const LaunchSpec& spec);
+  ~Session();
+  Session(const Session&) = delete;
+  Session& operator=(const Session&) = delete;
+
+  // Spawns QEMU and waits for the guest init's hello. Returns false when interrupted (QEMU is
+  // killed, result().interrupted set).
+  bool boot();
+  // Sends the run config: the workload starts.
+  void start();
+  // The workload's output until its exit (or error) frame, the host's deadline, or an interrupt.
+  void wait();
+  // The output files until end-of-results; then QEMU is shut down.
+  void finish();
+  LaunchResult& result() { return r_; }
+
+ private:
+  struct State;
+  std::unique_ptr<State> s_;
+  LaunchResult r_;
+};
+
+// All the steps in order: boot, start, wait, finish.
 LaunchResult launch(const LaunchSpec& spec);
 
 // The last max_bytes of a console log, printable, for error messages.

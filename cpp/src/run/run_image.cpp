@@ -1,0 +1,84 @@
+// run_image.cpp: one run, in order, whatever the backend: validate -> sweep leftovers -> prepare ->
+// start -> wait -> collect -> release. The steps themselves are the backend's (run/backend.hpp);
+// here they are only listed and timed, so every backend's phases mean the same.
+#include <dirent.h>
+#include <signal.h>
+
+#include <cerrno>
+#include <cstdlib>
+#include <filesystem>
+
+#include "benchrun/common/error.hpp"
+#include "benchrun/common/fs.hpp"
+#include "benchrun/oci/pull.hpp"
+#include "benchrun/run/runner.hpp"
+#include "run/run_common.hpp"
+
+namespace benchrun::run {
+
+RunImage load_run_image(const oci::Store& store, const std::string& reference) {
+  oci::Image img = oci::load_image(store, reference);
+  if (img.rootfs.empty() || !img.record.chain_id)
+    throw ImageError("image '" + reference + "' is not unpacked (hint: benchrun pull it)");
+  return RunImage{std::move(img.config), img.rootfs.string(), img.record.chain_id->str(),
+                  img.record.manifest_digest.str()};
+}
+
+RunResult run_image(const RunImage& image, const RunSpec& spec, const HostConfig& host,
+                    const Interrupt& interrupt) {
+  validate(spec);
+  const Backend& b = backend(spec.backend);
+  b.sweep(host);
+  RunResult r;
+  r.backend = b.name();
+  r.image_digest = image.digest;
+  const RunContext ctx{image, spec, host, run_name(), interrupt};
+
+  auto t = Clock::now();
+  std::unique_ptr<Execution> ex = b.prepare(ctx, r);
+  r.phases.prepare_s = since(t);
+  t = Clock::now();
+  ex->start();
+  r.phases.start_s = since(t);
+  t = Clock::now();
+  ex->wait();
+  r.phases.run_s = since(t);
+  t = Clock::now();
+  ex->collect(r);
+  ex.reset();  // every resource of the run released
+  r.phases.collect_s = since(t);
+  return r;
+}
+
+int cleanup_leftovers(const HostConfig& host) {
+  int removed = 0;
+  for (const auto& name : backend_names()) removed += backend(name).sweep(host);
+  return removed;
+}
+
+int sweep_stale_runs(const HostConfig& host) {
+  int removed = host::cleanup_stale_cgroups(host.cgroup);
+  const std::string run_dir = host.run_dir();
+  DIR* d = ::opendir(run_dir.c_str());
+  if (!d) return removed;
+  std::vector<std::string> stale;
+  while (struct dirent* de = ::readdir(d)) {
+    std::string n = de->d_name;
+    if (n.rfind("run-", 0) != 0) continue;
+    long pid = std::strtol(n.c_str() + 4, nullptr, 10);
+    if (pid > 0 && (::kill(static_cast<pid_t>(pid), 0) == 0 || errno == EPERM)) continue;
+    stale.push_back(n);
+  }
+  ::closedir(d);
+  for (const auto& n : stale) {
+    try {
+      remove_tree(std::filesystem::path(run_dir) / n);
+      ++removed;
+    } catch (const Error&) {
+      // Left for the next start; never fail a run over someone else's debris.
+    }
+  }
+  return removed;
+}
+
+}  // namespace benchrun::run

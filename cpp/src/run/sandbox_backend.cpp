@@ -1,0 +1,298 @@
+// sandbox_backend.cpp: the "sandbox" backend: the workload in namespaces + cgroup + seccomp on this
+// host, over an overlay of the image's cached tree. Only the steps are listed here; each lives in
+// its own component (STYLE.md rule 1): sandbox/ (spawn, mounts, caps, seccomp), host/ (cgroup),
+// run/capture (output and deadline), run/process_config (Docker's process semantics).
+#include "benchrun/run/backend.hpp"
+
+#include <fcntl.h>
+#include <linux/magic.h>
+#include <linux/openat2.h>
+#include <signal.h>
+#include <sys/stat.h>
+#include <sys/statfs.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <chrono>
+#include <cstring>
+#include <optional>
+
+#include "benchrun/common/error.hpp"
+#include "benchrun/common/fs.hpp"
+#include "benchrun/sandbox/seccomp.hpp"
+#include "benchrun/sandbox/spawn.hpp"
+#include "run/capture.hpp"
+#include "run/process_config.hpp"
+#include "run/run_common.hpp"
+
+namespace benchrun::run {
+
+namespace {
+
+std::pair<UniqueFd, UniqueFd> make_pipe() {
+  int p[2];
+  if (::pipe2(p, O_CLOEXEC) != 0) throw_errno("pipe", "workload output");
+  return {UniqueFd(p[0]), UniqueFd(p[1])};
+}
+
+// Reads output files through the run's root, after the workload exited. Symlinks resolve inside
+// the root; only regular files on the run's own filesystems (overlay, tmpfs) are read.
+void collect_outputs(int rootfd, const RunSpec& spec, const std::vector<std::string>& paths,
+                     RunResult& r) {
+  std::vector<char> buf(1 << 20);
+  for (const auto& path : paths) {
+    if (r.outputs.size() >= spec.max_files) {
+      r.missing_outputs[path] = "more than " + std::to_string(spec.max_files) + " output files";
+      continue;
+    }
+    struct open_how how {};
+    how.flags = O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK;
+    how.resolve = RESOLVE_IN_ROOT | RESOLVE_NO_MAGICLINKS;
+    int fd = static_cast<int>(::syscall(SYS_openat2, rootfd, path.c_str() + 1, &how, sizeof how));
+    if (fd < 0) {
+      r.missing_outputs[path] = std::strerror(errno);
+      continue;
+    }
+    UniqueFd f(fd);
+    struct stat st {};
+    struct statfs sfs {};
+    if (::fstat(fd, &st) != 0 || ::fstatfs(fd, &sfs) != 0) {
+      r.missing_outputs[path] = std::strerror(errno);
+      continue;
+    }
+    if (!S_ISREG(st.st_mode)) {
+      r.missing_outputs[path] = "not a regular file";
+      continue;
+    }
+    if (sfs.f_type == PROC_SUPER_MAGIC || sfs.f_type == SYSFS_MAGIC) {
+      r.missing_outputs[path] = "resolves into /proc or /sys";
+      continue;
+    }
+    if (static_cast<uint64_t>(st.st_size) > spec.max_file_bytes) {
+      r.missing_outputs[path] = "larger than the limit of " + std::to_string(spec.max_file_bytes) + " bytes";
+      continue;
+    }
+    std::string data;
+    for (;;) {
+      ssize_t n = ::read(fd, buf.data(), buf.size());
+      if (n < 0 && errno == EINTR) continue;
+      if (n <= 0) break;
+      if (data.size() + static_cast<size_t>(n) > spec.max_file_bytes) break;
+      data.append(buf.data(), static_cast<size_t>(n));
+    }
+    r.outputs[path] = std::move(data);
+  }
+}
+
+// The limits a run asked for, by name ("memory limit", "pids and cpus limits"), for the rootless
+// error message.
+std::string requested_limits(const host::CgroupLimits& l) {
+  std::vector<std::string> names;
+  if (l.memory_bytes) names.push_back("memory");
+  if (l.pids_max) names.push_back("pids");
+  if (!l.cpuset_cpus.empty()) names.push_back("cpus");
+  if (l.cpu_quota_us) names.push_back("cpu quota");
+  std::string out;
+  for (size_t i = 0; i < names.size(); ++i)
+    out += (i == 0 ? "" : i + 1 == names.size() ? " and " : ", ") + names[i];
+  return names.empty() ? out : out + (names.size() == 1 ? " limit needs" : " limits need");
+}
+
+// The run's cgroup. Rootless, creating one works only in a subtree delegated to the user: without
+// it the run goes on with none (and a notice) unless a limit needs one.
+std::optional<host::Cgroup> create_cgroup(const HostConfig& host, const std::string& name,
+                                             const host::CgroupLimits& limits, bool rootless,
+                                             RunResult& r) {
+  try {
+    return host::Cgroup::create(host.cgroup, name, limits);
+  } catch (const host::CgroupAccessDenied& e) {
+    if (!rootless) throw;
+    const std::string wanted = requested_limits(limits);
+    if (!wanted.empty())
+      throw SandboxError(
+          "the " + wanted + " a cgroup, which this user cannot create: " + e.what(), "cgroup");
+    r.notices.push_back("no cgroup (this user cannot create one under '" + host.cgroup.root +
+                        "'): limits, OOM detection and cgroup metrics are unavailable; CPU time "
+                        "and peak memory come from wait4 (run as root or delegate a cgroup v2 "
+                        "subtree)");
+    return std::nullopt;
+  }
+}
+
+// Kills every process of the run: through its cgroup, or without one by SIGKILLing the workload,
+// init of its pid namespace, whose death kills everything else in it.
+void kill_run_tree(std::optional<host::Cgroup>& cgroup, const sandbox::SandboxedChild& child) {
+  if (cgroup) return cgroup->kill_all();
+  ::syscall(SYS_pidfd_send_signal, child.pidfd(), SIGKILL, nullptr, 0);
+}
+
+
+class SandboxExecution final : public Execution {
+ public:
+  // 1. Prepare: everything validated and allocated before any process exists.
+  SandboxExecution(const RunContext& ctx, RunResult& r)
+      : spec_(ctx.spec),
+        interrupt_(ctx.interrupt),
+        dir_(make_run_dir(ctx)),
+        rootless_(spec_.rootless.value_or(::geteuid() != 0)) {
+    UniqueFd image_root = open_file(ctx.image.rootfs, O_PATH | O_DIRECTORY);
+    ProcessConfig proc = resolve_process(ctx.image.config, spec_, image_root.get());
+    for (const auto& o : spec_.outputs) outputs_.push_back(checked_image_path(o, "output path"));
+    for (const char* sub : {"upper", "work", "merged"}) make_dirs(dir_.path() / sub);
+
+    host::CgroupLimits limits;
+    limits.memory_bytes = spec_.memory;
+    limits.pids_max = spec_.pids_limit;
+    limits.cpuset_cpus = cpu_list(spec_.cpus);
+    if (spec_.cpu_quota)
+      limits.cpu_quota_us =
+          static_cast<uint64_t>(*spec_.cpu_quota * static_cast<double>(limits.cpu_period_us));
+    cgroup_ = create_cgroup(ctx.host, ctx.name, limits, rootless_, r);
+
+    auto [out_r, out_w] = make_pipe();
+    auto [err_r, err_w] = make_pipe();
+    // The workload's user owns its end of the pipes, so /dev/stdout and /dev/stderr (which reopen
+    // them through /proc/self/fd) work for a non-root user too. (Rootless: ours, i.e. root's
+    // inside.)
+    for (int fd : {out_w.get(), err_w.get()})
+      if (!rootless_ && ::fchown(fd, proc.uid, proc.gid) != 0)
+        throw_errno("chown", "workload output pipe");
+    out_ = CapturedStream{std::move(out_r), spec_.max_output_bytes};
+    err_ = CapturedStream{std::move(err_r), spec_.max_output_bytes};
+    out_w_ = std::move(out_w);
+    err_w_ = std::move(err_w);
+    ss_.lowerdir = ctx.image.rootfs;
+    ss_.upperdir = (dir_.path() / "upper").string();
+    ss_.workdir = (dir_.path() / "work").string();
+    ss_.merged = (dir_.path() / "merged").string();
+    ss_.argv = proc.argv;
+    ss_.env = proc.env;
+    ss_.cwd = proc.cwd;
+    ss_.uid = proc.uid;
+    ss_.gid = proc.gid;
+    ss_.groups = proc.groups;
+    ss_.user_namespace = rootless_;
+    if (rootless_ &&
+        std::any_of(proc.groups.begin(), proc.groups.end(), [](gid_t g) { return g != 0; }))
+      r.notices.push_back("supplementary groups of the image's user are not set: a user namespace "
+                          "without root cannot set them (run as root)");
+    ss_.hostname = spec_.hostname;
+    ss_.rlimits = {{RLIMIT_NOFILE, spec_.nofile, spec_.nofile}, {RLIMIT_CORE, 0, 0}};
+    ss_.seccomp = sandbox::build_seccomp_program();
+    ss_.cgroup_fd = cgroup_ ? cgroup_->dir_fd() : -1;
+    ss_.stdout_fd = out_w_.get();
+    ss_.stderr_fd = err_w_.get();
+    ss_.network = spec_.network;
+  }
+
+  ~SandboxExecution() override {
+    // Order matters: processes first (cgroup), then the mounts (the root fd and the namespace
+    // fd keep them alive), then the cgroup directories; dir_ (upper/work) goes last.
+    if (child_) kill_run_tree(cgroup_, *child_);
+    child_.reset();
+    mount_ns_.reset();
+    if (cgroup_) cgroup_->destroy();
+    // overlayfs leaves <workdir>/work mode 000: only root could remove it as it is.
+    ::chmod((dir_.path() / "work" / "work").c_str(), 0700);
+  }
+
+  // 2. Start: clone into namespaces (and the v2 cgroup), v1 cgroup join, release to exec.
+  void start() override {
+    child_.emplace(sandbox::spawn_sandboxed(ss_));
+    out_w_.reset();
+    err_w_.reset();
+    // Holding the mount namespace keeps the run's mounts (overlay, /tmp tmpfs) readable for
+    // output collection after the workload exits; closing it frees them, also if we are killed.
+    mount_ns_ = open_file("/proc/" + std::to_string(child_->pid()) + "/ns/mnt", O_RDONLY);
+    if (cgroup_ && cgroup_->version() == host::CgroupVersion::kV1)
+      cgroup_->add_process(child_->pid());
+    child_->release();
+    t_exec_ = Clock::now();
+    start_time_ = unix_now();
+  }
+
+  // 3. Run: drain output until exit or deadline; the whole run tree is killed either way.
+  void wait() override {
+    const Clock::time_point deadline =
+        spec_.timeout > 0 ? t_exec_ + std::chrono::duration_cast<Clock::duration>(
+                                          std::chrono::duration<double>(spec_.timeout))
+                          : Clock::time_point::max();
+    outcome_ = capture_until_exit(out_, err_, child_->pidfd(), deadline,
+                                  [this] { kill_run_tree(cgroup_, *child_); }, interrupt_);
+    status_ = child_->wait();
+  }
+
+  // 4. Collect: status, output, cgroup metrics and output files.
+  void collect(RunResult& r) override {
+    const double wall = std::chrono::duration<double>(outcome_.exited_at - t_exec_).count();
+    r.start_time = start_time_;
+    r.end_time = start_time_ + wall;
+    r.timed_out = outcome_.timed_out;
+    r.interrupted = outcome_.interrupted;
+    if (WIFEXITED(status_)) {
+      r.exit_code = WEXITSTATUS(status_);
+    } else if (WIFSIGNALED(status_)) {
+      r.signal = WTERMSIG(status_);
+    }
+    r.stdout_data = std::move(out_.data);
+    r.stderr_data = std::move(err_.data);
+    r.stdout_truncated = out_.truncated;
+    r.stderr_truncated = err_.truncated;
+    kill_run_tree(cgroup_, *child_);
+    r.set_metric(metric::kWallTime, wall, "s");
+    if (cgroup_) {
+      host::CgroupMetrics m = cgroup_->metrics();
+      r.set_metric(metric::kCpuUser, static_cast<double>(m.cpu_user_ns) / 1e9, "s");
+      r.set_metric(metric::kCpuSystem, static_cast<double>(m.cpu_system_ns) / 1e9, "s");
+      r.set_metric(metric::kPeakMemory, static_cast<double>(m.memory_peak_bytes), "bytes");
+      r.oom_killed = m.oom_kills > 0;
+    } else {  // the workload and what it reaped (the whole pid namespace, whose init it was)
+      const struct rusage& ru = child_->rusage();
+      r.set_metric(metric::kCpuUser, seconds(ru.ru_utime), "s");
+      r.set_metric(metric::kCpuSystem, seconds(ru.ru_stime), "s");
+      r.set_metric(metric::kPeakMemory, static_cast<double>(ru.ru_maxrss) * 1024, "bytes");
+    }
+    collect_outputs(child_->root_fd(), spec_, outputs_, r);
+  }
+
+ private:
+  static TempDir make_run_dir(const RunContext& ctx) {
+    make_dirs(ctx.host.run_dir());
+    return TempDir(ctx.host.run_dir(), ctx.name + "-");
+  }
+
+  const RunSpec& spec_;
+  Interrupt interrupt_;
+  TempDir dir_;  // declared before the rest: upper/work outlive every mount of them
+  bool rootless_;
+  std::vector<std::string> outputs_;
+  std::optional<host::Cgroup> cgroup_;
+  CapturedStream out_, err_;
+  UniqueFd out_w_, err_w_;
+  sandbox::SpawnSpec ss_;
+  std::optional<sandbox::SandboxedChild> child_;
+  UniqueFd mount_ns_;
+  Clock::time_point t_exec_;
+  double start_time_ = 0;
+  CaptureOutcome outcome_;
+  int status_ = 0;
+};
+
+class SandboxBackend final : public Backend {
+ public:
+  std::string name() const override { return "sandbox"; }
+  void validate(const RunSpec&) const override {}
+  std::unique_ptr<Execution> prepare(const RunContext& ctx, RunResult& r) const override {
+    return std::make_unique<SandboxExecution>(ctx, r);
+  }
+  int sweep(const HostConfig& host) const override { return sweep_stale_runs(host); }
+};
+
+}  // namespace
+
+std::unique_ptr<Backend> make_sandbox_backend() { return std::make_unique<SandboxBackend>(); }
+
+}  // namespace benchrun::run

@@ -1,0 +1,106 @@
+// spec.cpp: every rule of every run option, in one place (tests/cpp/run/spec_test.cpp walks them).
+#include "benchrun/run/spec.hpp"
+
+#include <cmath>
+#include <set>
+
+#include "benchrun/common/error.hpp"
+#include "benchrun/common/text.hpp"
+#include "benchrun/run/backend.hpp"
+
+namespace benchrun::run {
+
+namespace {
+
+constexpr uint64_t kMinMemory = uint64_t{6} << 20;  // docker's minimum: below it nothing starts
+
+[[noreturn]] void bad(const std::string& option, const std::string& why) {
+  throw ConfigError(option + ": " + why);
+}
+
+void check_text(const std::string& option, const std::string& s) {
+  if (s.find('\0') != std::string::npos) bad(option, "'" + printable(s) + "' contains NUL");
+}
+
+void check_argv(const std::string& option, const std::optional<Argv>& argv) {
+  if (!argv) return;
+  for (const auto& a : *argv) check_text(option, a);
+}
+
+void check_abs_path(const std::string& option, const std::string& p) {
+  check_text(option, p);
+  if (p.empty() || p[0] != '/')
+    bad(option, "'" + printable(p) + "' must be an absolute path inside the image");
+}
+
+void check_seconds(const std::string& option, double v, bool zero_ok) {
+  if (!std::isfinite(v) || v < 0 || (!zero_ok && v == 0))
+    bad(option, std::to_string(v) + " must be a positive number of seconds");
+}
+
+// Whether an option holds its default value (a backend-specific option may only be set for its
+// backend).
+template <class T>
+bool is_default(const T& value, const T& init) {
+  return value == init;
+}
+
+}  // namespace
+
+void validate(const RunSpec& s) {
+  backend(s.backend);  // ConfigError naming the registered backends
+#define BENCHRUN_CHECK_SCOPE(type, name, init, scope, doc)                                      \
+  if (std::string(scope) != "" && s.backend != scope && !is_default<type>(s.name, init))       \
+    bad(#name, std::string("applies to backend '") + scope + "' only (backend is '" +         \
+                   s.backend + "')");
+  BENCHRUN_RUN_OPTIONS(BENCHRUN_CHECK_SCOPE)
+#undef BENCHRUN_CHECK_SCOPE
+  check_argv("entrypoint", s.entrypoint);
+  check_argv("command", s.command);
+  for (const auto& e : s.env) {
+    check_text("env", e);
+    const size_t eq = e.find('=');
+    if (eq == std::string::npos || eq == 0)
+      bad("env", "'" + printable(e) + "' is not of the form K=V with a non-empty K");
+  }
+  if (s.workdir) check_abs_path("workdir", *s.workdir);
+  if (s.user) {
+    check_text("user", *s.user);
+    if (s.user->empty()) bad("user", "empty (expected a name, uid, name:group or uid:gid)");
+  }
+  if (s.memory && *s.memory < kMinMemory)
+    bad("memory", std::to_string(*s.memory) + " bytes: the minimum is 6m (" +
+                      std::to_string(kMinMemory) + " bytes)");
+  if (s.pids_limit && *s.pids_limit < 1) bad("pids_limit", "must be at least 1");
+  std::set<int> cpus;
+  for (int c : s.cpus) {
+    if (c < 0) bad("cpus", "cpu " + std::to_string(c) + " must be >= 0");
+    if (!cpus.insert(c).second) bad("cpus", "cpu " + std::to_string(c) + " is listed twice");
+  }
+  if (s.cpu_quota && (!std::isfinite(*s.cpu_quota) || *s.cpu_quota <= 0))
+    bad("cpu_quota", std::to_string(*s.cpu_quota) + " must be a positive number of CPUs");
+  check_seconds("timeout", s.timeout, true);
+  std::set<std::string> outputs;
+  for (const auto& o : s.outputs) {
+    check_abs_path("outputs", o);
+    if (!outputs.insert(o).second) bad("outputs", "'" + printable(o) + "' is listed twice");
+  }
+  if (s.outputs.size() > s.max_files)
+    bad("outputs", std::to_string(s.outputs.size()) + " paths: at most max_files (" +
+                       std::to_string(s.max_files) + ")");
+  if (s.nofile < 16) bad("nofile", "must be at least 16");
+  check_text("hostname", s.hostname);
+  if (s.hostname.empty() || s.hostname.size() > 64)
+    bad("hostname", "'" + printable(s.hostname) + "' must be 1 to 64 bytes");
+  if (s.vm_memory && *s.vm_memory < (uint64_t{64} << 20))
+    bad("vm_memory", std::to_string(*s.vm_memory) + " bytes: a guest needs at least 64m");
+  backend(s.backend).validate(s);
+}
+
+uint64_t timeout_ms(const RunSpec& spec) {
+  if (spec.timeout <= 0) return 0;
+  const auto ms = static_cast<uint64_t>(std::ceil(spec.timeout * 1000.0));
+  return ms == 0 ? 1 : ms;
+}
+
+}  // namespace benchrun::run

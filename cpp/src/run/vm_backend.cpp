@@ -1,0 +1,248 @@
+// vm_backend.cpp: the "vm" backend: the workload in a QEMU microVM with its own kernel and
+// benchrun's guest init. Prepare (kernel, initramfs, ext4 root, cgroup, run config) -> start (boot
+// to the guest's hello, run config) -> wait (output until the exit frame) -> collect (files,
+// shutdown): the steps of vm::Session (vm/launch.cpp). The workload's process config is resolved
+// on the host exactly as for the sandbox, and the guest applies the same policy.
+#include <fcntl.h>
+#include <sys/resource.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <cstring>
+
+#include "benchrun/common/error.hpp"
+#include "benchrun/common/fs.hpp"
+#include "benchrun/rootfs/ext4_image.hpp"
+#include "benchrun/rootfs/initramfs.hpp"
+#include "benchrun/run/backend.hpp"
+#include "benchrun/sandbox/seccomp.hpp"
+#include "benchrun/vm/kernel.hpp"
+#include "benchrun/vm/launch.hpp"
+#include "run/process_config.hpp"
+#include "run/run_common.hpp"
+
+namespace benchrun::run {
+
+namespace {
+
+// The modules the guest init loads, for the transport in use (the rest of what a virtio guest
+// needs, e.g. ext4, is built into Debian's cloud kernel; modules.builtin entries are skipped).
+std::vector<std::string> guest_modules(vm::Transport transport) {
+  std::vector<std::string> m = {"virtio_mmio", "virtio_blk", "virtio_console"};
+  if (transport == vm::Transport::kVsock) m.push_back("vmw_vsock_virtio_transport");
+  return m;
+}
+
+// A user-named kernel's modules: as given, else the usual places for its release; none found
+// means the kernel has virtio built in (else the guest reports that its channel is missing).
+vm::Kernel kernel_for(const RunSpec& spec, const std::string& cache_dir) {
+  if (spec.kernel.empty()) return vm::provision_debian_kernel(cache_dir);
+  vm::Kernel k = vm::kernel_from_path(spec.kernel, spec.kernel_modules);
+  if (!k.modules_dir.empty()) return k;
+  const std::filesystem::path dir = std::filesystem::path(k.image).parent_path();
+  for (const auto& candidate : {dir / "modules", dir / "lib" / "modules" / k.release,
+                                std::filesystem::path("/lib/modules") / k.release}) {
+    std::error_code ec;
+    if (std::filesystem::is_directory(candidate / "kernel", ec)) {
+      k.modules_dir = candidate.string();
+      break;
+    }
+  }
+  return k;
+}
+
+proto::RunConfig guest_config(const ProcessConfig& proc, const RunSpec& spec,
+                              const std::vector<std::string>& outputs) {
+  proto::RunConfig c;
+  c.argv = proc.argv;
+  c.env = proc.env;
+  c.cwd = proc.cwd;
+  c.uid = proc.uid;
+  c.gid = proc.gid;
+  c.groups.assign(proc.groups.begin(), proc.groups.end());
+  c.hostname = spec.hostname;
+  c.rlimits = {{RLIMIT_NOFILE, spec.nofile, spec.nofile}, {RLIMIT_CORE, 0, 0}};
+  c.timeout_ms = timeout_ms(spec);
+  c.memory_bytes = spec.memory.value_or(0);
+  c.pids_max = spec.pids_limit.value_or(0);
+  c.outputs = outputs;
+  c.max_output_bytes = spec.max_output_bytes;
+  c.max_file_bytes = spec.max_file_bytes;
+  c.max_files = spec.max_files;
+  c.root_device = "/dev/vda";
+  std::vector<sock_filter> prog = sandbox::build_seccomp_program();
+  c.seccomp_bpf.assign(reinterpret_cast<const char*>(prog.data()),
+                       prog.size() * sizeof(sock_filter));
+  return c;
+}
+
+vm::Accel parse_accel(const std::string& name) {
+  if (name == "kvm") return vm::Accel::kKvm;
+  if (name == "tcg") return vm::Accel::kTcg;
+  if (name == "auto") return vm::Accel::kAuto;
+  throw ConfigError("accel '" + name + "': unknown (choose auto, kvm or tcg)");
+}
+
+// The guest init's own steps fail as the VM; the workload's setup steps (exec, setresuid, chdir,
+// ...) carry the sandbox's stage names and messages and fail as the sandbox does.
+[[noreturn]] void throw_guest_error(const proto::ErrorReport& e) {
+  static const char* const kInitStages[] = {
+      "early-mounts", "signals", "modules", "channel", "hello", "run-config",
+      "mount-root", "populate-root", "hostname", "loopback", "cgroup", "spawn",
+      "run", "collect", "exit", "hangup"};
+  for (const char* s : kInitStages)
+    if (e.stage == s) throw VmError("vm: guest init failed at '" + e.stage + "': " + e.message);
+  throw SandboxError(e.message, e.stage);
+}
+
+class VmExecution final : public Execution {
+ public:
+  // 1. Prepare: the process config (as for the sandbox), then the VM's parts, cached by content.
+  VmExecution(const RunContext& ctx, RunResult& r)
+      : dir_(make_run_dir(ctx)), cgroup_(make_cgroup(ctx)) {
+    const RunSpec& spec = ctx.spec;
+    const HostConfig& host = ctx.host;
+    if (host.init_binary.empty()) throw ConfigError("vm: no guest init binary given");
+    UniqueFd image_root = open_file(ctx.image.rootfs, O_PATH | O_DIRECTORY);
+    ProcessConfig proc = resolve_process(ctx.image.config, spec, image_root.get());
+    std::vector<std::string> outputs;
+    for (const auto& p : spec.outputs) outputs.push_back(checked_image_path(p, "output path"));
+
+    const std::string cache = host.vm_cache_dir();
+    vm::AccelChoice accel = vm::choose_accel(parse_accel(spec.accel), host.cpuinfo, host.kvm_device);
+    if (!accel.notice.empty()) r.notices.push_back(accel.notice);
+    vm::Kernel kernel = kernel_for(spec, cache);
+    const vm::Transport transport = vm::Transport::kVirtioSerial;
+    rootfs::InitramfsSpec initramfs{
+        host.init_binary, kernel.modules_dir,
+        kernel.modules_dir.empty() ? std::vector<std::string>{} : guest_modules(transport)};
+    const std::string initrd = rootfs::build_initramfs(initramfs, cache);
+    const auto t_rootfs = Clock::now();
+    rootfs::Ext4Options ext4;
+    const std::string& key = ctx.image.chain_id;
+    const std::string ext4_path =
+        (std::filesystem::path(cache) / "ext4" / (key.substr(key.find(':') + 1) + ".ext4")).string();
+    const bool rootfs_cached = ::access(ext4_path.c_str(), F_OK) == 0;
+    const std::string disk = rootfs::ext4_image(ctx.image.rootfs, key, cache, ext4);
+    r.set_metric("rootfs_time", since(t_rootfs), "s");
+
+    vm::LaunchSpec ls;
+    ls.vm.qemu = host.qemu;
+    ls.vm.accel = accel.accel;
+    ls.vm.vcpus = spec.cpus.empty() ? 1u : static_cast<unsigned>(spec.cpus.size());
+    ls.vm.memory_mib = spec.vm_memory ? *spec.vm_memory >> 20
+                       : spec.memory  ? (*spec.memory >> 20) + 256
+                                      : 1024;
+    ls.vm.kernel = kernel.image;
+    ls.vm.initramfs = initrd;
+    ls.vm.root_disk = disk;
+    ls.vm.transport = transport;
+    if (accel.accel == vm::Accel::kTcg) ls.vm.tsc_khz = vm::host_tsc_khz(host.cpuinfo);
+    ls.run = guest_config(proc, spec, outputs);
+    ls.run_dir = dir_.path().string();
+    ls.boot_timeout_s = host.vm_boot_timeout;
+    ls.timeout_s = spec.timeout;
+    ls.place_qemu = [this](pid_t pid) { cgroup_.add_process(pid); };
+    ls.interrupted = ctx.interrupt;
+    r.facts["accel"] = std::string(vm::accel_name(accel.accel));
+    r.facts["vcpus"] = static_cast<int64_t>(ls.vm.vcpus);
+    r.facts["memory_mib"] = static_cast<int64_t>(ls.vm.memory_mib);
+    r.facts["rootfs_cached"] = rootfs_cached;
+    session_.emplace(ls);
+  }
+
+  // 2. Start: boot to the guest init's hello, then the run config (the workload starts).
+  void start() override {
+    booted_ = session_->boot();
+    if (booted_) session_->start();
+  }
+
+  // 3. Run: the workload's output until its exit frame (the guest enforces the timeout; the host
+  //    a hard deadline of boot + timeout + grace).
+  void wait() override {
+    if (booted_) session_->wait();
+  }
+
+  // 4. Collect: files until end-of-results, shutdown; the workload's figures as the guest
+  //    measured them, the VMM's own from the host.
+  void collect(RunResult& r) override {
+    if (booted_) session_->finish();
+    vm::LaunchResult& lr = session_->result();
+    r.interrupted = lr.interrupted;
+    r.facts["kernel_release"] = lr.hello.kernel_release;
+    r.set_metric("boot_time", lr.start_s + lr.boot_s, "s");
+    r.set_metric("guest_boot_time", static_cast<double>(lr.hello.boot_ns) / 1e9, "s");
+    const host::CgroupMetrics m = cgroup_.metrics();
+    r.set_metric("vmm_cpu",
+                 m.cpu_usage_ns ? static_cast<double>(m.cpu_usage_ns) / 1e9
+                                : seconds(lr.qemu_usage.ru_utime) + seconds(lr.qemu_usage.ru_stime),
+                 "s");
+    r.set_metric("vmm_peak_memory",
+                 m.memory_peak_bytes ? static_cast<double>(m.memory_peak_bytes)
+                                     : static_cast<double>(lr.qemu_usage.ru_maxrss) * 1024,
+                 "bytes");
+    if (lr.error) throw_guest_error(*lr.error);
+    r.start_time = lr.start_time;
+    r.stdout_data = std::move(lr.stdout_data);
+    r.stderr_data = std::move(lr.stderr_data);
+    r.stdout_truncated = lr.stdout_truncated;
+    r.stderr_truncated = lr.stderr_truncated;
+    r.outputs = std::move(lr.outputs);
+    r.missing_outputs = std::move(lr.missing_outputs);
+    if (lr.exit) {
+      r.exit_code = lr.exit->exit_code;
+      r.signal = lr.exit->signal;
+      r.timed_out = lr.exit->timed_out;
+      r.oom_killed = lr.exit->oom_killed;
+      for (auto& [name, metric] : lr.metrics) r.metrics[name] = std::move(metric);
+    } else {  // the host ended the VM (deadline, interrupt): the workload did not report
+      r.timed_out = lr.host_deadline;
+      r.signal = 9;
+      r.set_metric(metric::kWallTime, lr.run_s, "s");
+      r.notices.push_back(lr.host_deadline
+                              ? "vm: the guest overran its timeout by the host's grace period; the "
+                                "VM was killed and its figures are the host's"
+                              : "vm: interrupted; the VM was killed");
+    }
+    r.end_time = r.start_time + r.metric(metric::kWallTime);
+  }
+
+ private:
+  static TempDir make_run_dir(const RunContext& ctx) {
+    make_dirs(ctx.host.run_dir());
+    return TempDir(ctx.host.run_dir(), ctx.name + "-");
+  }
+  // QEMU's cgroup: where its threads run and how much CPU they get.
+  static host::Cgroup make_cgroup(const RunContext& ctx) {
+    host::CgroupLimits limits;
+    limits.cpuset_cpus = cpu_list(ctx.spec.cpus);
+    if (ctx.spec.cpu_quota)
+      limits.cpu_quota_us =
+          static_cast<uint64_t>(*ctx.spec.cpu_quota * static_cast<double>(limits.cpu_period_us));
+    return host::Cgroup::create(ctx.host.cgroup, ctx.name, limits);
+  }
+
+  TempDir dir_;  // sockets, console log, QEMU's snapshot overlay: removed after QEMU is gone
+  host::Cgroup cgroup_;
+  std::optional<vm::Session> session_;
+  bool booted_ = false;
+};
+
+class VmBackend final : public Backend {
+ public:
+  std::string name() const override { return "vm"; }
+  void validate(const RunSpec& spec) const override {
+    if (spec.network) throw ConfigError("vm: networking is not supported by the vm backend yet");
+    parse_accel(spec.accel);
+  }
+  std::unique_ptr<Execution> prepare(const RunContext& ctx, RunResult& r) const override {
+    return std::make_unique<VmExecution>(ctx, r);
+  }
+  int sweep(const HostConfig& host) const override { return sweep_stale_runs(host); }
+};
+
+}  // namespace
+
+std::unique_ptr<Backend> make_vm_backend() { return std::make_unique<VmBackend>(); }
+
+}  // namespace benchrun::run

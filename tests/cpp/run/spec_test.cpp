@@ -1,0 +1,173 @@
+// spec_test.cpp: the run option table, once: for every option its default, a valid value and an
+// invalid one (run::validate is the only place the rules live; the Python layers only parse).
+#include "benchrun/run/spec.hpp"
+
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <functional>
+#include <limits>
+#include <set>
+#include <string>
+#include <vector>
+
+#include "benchrun/common/error.hpp"
+#include "benchrun/run/backend.hpp"
+
+namespace benchrun::run {
+namespace {
+
+struct Case {
+  const char* option;
+  std::function<void(RunSpec&)> valid;    // empty: no valid non-default value to try
+  std::function<void(RunSpec&)> invalid;  // empty: every value of the type is valid
+  const char* why = "";                   // part of the ConfigError's message
+};
+
+const double kNan = std::nan("");
+const double kInf = std::numeric_limits<double>::infinity();
+
+std::vector<Case> cases() {
+  return {
+      {"backend", [](RunSpec& s) { s.backend = "vm"; },
+       [](RunSpec& s) { s.backend = "docker"; }, "unknown (choose sandbox, vm)"},
+      {"entrypoint", [](RunSpec& s) { s.entrypoint = Argv{}; },
+       [](RunSpec& s) { s.entrypoint = Argv{std::string("a\0b", 3)}; }, "NUL"},
+      {"command", [](RunSpec& s) { s.command = Argv{"sh", "-c", "true"}; },
+       [](RunSpec& s) { s.command = Argv{std::string("\0", 1)}; }, "NUL"},
+      {"env", [](RunSpec& s) { s.env = {"A=1", "B="}; }, [](RunSpec& s) { s.env = {"=x"}; },
+       "K=V"},
+      {"workdir", [](RunSpec& s) { s.workdir = "/srv"; }, [](RunSpec& s) { s.workdir = "srv"; },
+       "absolute"},
+      {"user", [](RunSpec& s) { s.user = "1000:1000"; }, [](RunSpec& s) { s.user = ""; }, "empty"},
+      {"memory", [](RunSpec& s) { s.memory = uint64_t{6} << 20; },
+       [](RunSpec& s) { s.memory = 512; }, "minimum is 6m"},
+      {"pids_limit", [](RunSpec& s) { s.pids_limit = 1; }, [](RunSpec& s) { s.pids_limit = 0; },
+       "at least 1"},
+      {"cpus", [](RunSpec& s) { s.cpus = {0, 1}; }, [](RunSpec& s) { s.cpus = {1, 1}; }, "twice"},
+      {"cpu_quota", [](RunSpec& s) { s.cpu_quota = 0.5; }, [](RunSpec& s) { s.cpu_quota = 0; },
+       "positive"},
+      {"timeout", [](RunSpec& s) { s.timeout = 0.001; }, [](RunSpec& s) { s.timeout = kNan; },
+       "positive"},
+      {"outputs", [](RunSpec& s) { s.outputs = {"/a", "/b"}; },
+       [](RunSpec& s) { s.outputs = {"/a", "/a"}; }, "twice"},
+      {"max_output_bytes", [](RunSpec& s) { s.max_output_bytes = 0; }, {}},
+      {"max_file_bytes", [](RunSpec& s) { s.max_file_bytes = 1; }, {}},
+      {"max_files", [](RunSpec& s) { s.max_files = 1; },
+       [](RunSpec& s) {
+         s.max_files = 1;
+         s.outputs = {"/a", "/b"};
+       },
+       "at most max_files"},
+      {"nofile", [](RunSpec& s) { s.nofile = 65536; }, [](RunSpec& s) { s.nofile = 3; },
+       "at least 16"},
+      {"network", [](RunSpec& s) { s.network = true; },
+       [](RunSpec& s) {
+         s.backend = "vm";
+         s.network = true;
+       },
+       "networking is not supported"},
+      {"hostname", [](RunSpec& s) { s.hostname = "h"; },
+       [](RunSpec& s) { s.hostname = std::string(65, 'h'); }, "1 to 64 bytes"},
+      {"accel",
+       [](RunSpec& s) {
+         s.backend = "vm";
+         s.accel = "tcg";
+       },
+       [](RunSpec& s) { s.accel = "tcg"; }, "applies to backend 'vm' only"},
+      {"kernel",
+       [](RunSpec& s) {
+         s.backend = "vm";
+         s.kernel = "/boot/vmlinuz";
+       },
+       [](RunSpec& s) { s.kernel = "/boot/vmlinuz"; }, "applies to backend 'vm' only"},
+      {"kernel_modules",
+       [](RunSpec& s) {
+         s.backend = "vm";
+         s.kernel_modules = "/lib/modules/6.1.0";
+       },
+       [](RunSpec& s) { s.kernel_modules = "/lib/modules/6.1.0"; },
+       "applies to backend 'vm' only"},
+      {"vm_memory",
+       [](RunSpec& s) {
+         s.backend = "vm";
+         s.vm_memory = uint64_t{64} << 20;
+       },
+       [](RunSpec& s) {
+         s.backend = "vm";
+         s.vm_memory = uint64_t{63} << 20;
+       },
+       "at least 64m"},
+  };
+}
+
+TEST(RunSpec, EveryOptionHasACase) {
+  std::set<std::string> covered;
+  for (const auto& c : cases()) covered.insert(c.option);
+  std::set<std::string> declared;
+#define BENCHRUN_OPTION_NAME(type, name, init, scope, doc) declared.insert(#name);
+  BENCHRUN_RUN_OPTIONS(BENCHRUN_OPTION_NAME)
+#undef BENCHRUN_OPTION_NAME
+  EXPECT_EQ(covered, declared);
+}
+
+TEST(RunSpec, DefaultsAreValid) {
+  RunSpec s;
+  EXPECT_NO_THROW(validate(s));
+  EXPECT_EQ(s.backend, "sandbox");
+  EXPECT_EQ(s.timeout, 0.0);
+  EXPECT_EQ(s.max_output_bytes, uint64_t{64} << 20);
+  EXPECT_EQ(s.hostname, "benchrun");
+  EXPECT_EQ(s.accel, "auto");
+  EXPECT_FALSE(s.memory);
+}
+
+TEST(RunSpec, ValidAndInvalidValuesPerOption) {
+  for (const auto& c : cases()) {
+    SCOPED_TRACE(c.option);
+    if (c.valid) {
+      RunSpec s;
+      c.valid(s);
+      EXPECT_NO_THROW(validate(s));
+    }
+    if (c.invalid) {
+      RunSpec s;
+      c.invalid(s);
+      try {
+        validate(s);
+        ADD_FAILURE() << "accepted";
+      } catch (const ConfigError& e) {
+        EXPECT_NE(std::string(e.what()).find(c.why), std::string::npos) << e.what();
+      }
+    }
+  }
+}
+
+TEST(RunSpec, NumbersThatAreNotNumbers) {
+  for (double bad : {kNan, kInf, -1.0}) {
+    RunSpec s;
+    s.timeout = bad;
+    EXPECT_THROW(validate(s), ConfigError) << bad;
+    s = RunSpec{};
+    s.cpu_quota = bad;
+    EXPECT_THROW(validate(s), ConfigError) << bad;
+  }
+}
+
+TEST(RunSpec, TimeoutInMillisecondsNeverRoundsToNone) {
+  RunSpec s;
+  EXPECT_EQ(timeout_ms(s), 0u);
+  s.timeout = 1e-9;
+  EXPECT_EQ(timeout_ms(s), 1u);
+  s.timeout = 1.5;
+  EXPECT_EQ(timeout_ms(s), 1500u);
+}
+
+TEST(Backends, RegistryHasBothAndRefusesOthers) {
+  EXPECT_EQ(backend_names(), (std::vector<std::string>{"sandbox", "vm"}));
+  EXPECT_EQ(backend("vm").name(), "vm");
+  EXPECT_THROW(backend("firecracker"), ConfigError);
+}
+
+}  // namespace
+}  // namespace benchrun::run
