@@ -20,6 +20,7 @@ from benchrun.errors import (
 )
 from benchrun.image import Image, images, inspect, prune, pull, rmi
 from benchrun.client import Client
+from benchrun.options import backends
 from benchrun.runner import Result, run
 
 __all__ = [
@@ -42,6 +43,7 @@ __all__ = [
     "SysError",
     "UnsafeLayerError",
     "VmError",
+    "backends",
     "images",
     "inspect",
     "prune",

@@ -113,7 +113,7 @@ class Client:
         priority: int = 0,
     ) -> dict[str, Any]:
         """Submits a job; the server pins ``image`` to its current digest. Returns the job."""
-        from benchrun.runner import parse_memory  # the same size syntax as run()
+        from benchrun.options import parse_memory  # the same size syntax as run()
 
         config: dict[str, Any] = {"timeout": int(timeout), "iter": int(iterations),
                                   "allow_failure": bool(allow_failure)}

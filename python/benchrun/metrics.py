@@ -62,13 +62,10 @@ class Metric:
 
 
 def from_result(result: Any) -> list[Metric]:
-    """The Result's own measurements: benchmark "run"."""
-    return [
-        Metric("run", "wall_time", float(result.wall_time), unit="s", source="result"),
-        Metric("run", "cpu_user", float(result.cpu_user), unit="s", source="result"),
-        Metric("run", "cpu_system", float(result.cpu_system), unit="s", source="result"),
-        Metric("run", "peak_memory", float(result.peak_memory), unit="bytes", source="result"),
-    ]
+    """The Result's own measurements, whatever the backend measured (its metrics map: wall_time,
+    cpu_user, cpu_system, peak_memory, and e.g. boot_time on a VM): benchmark "run"."""
+    return [Metric("run", name, float(m.value), unit=m.unit, source="result")
+            for name, m in result.metrics.items()]
 
 
 # --- JSON helpers -------------------------------------------------------------------------------

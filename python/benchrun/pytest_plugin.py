@@ -23,10 +23,11 @@ from typing import TYPE_CHECKING, Any, Callable, Optional, Sequence
 
 import pytest
 
+from benchrun.options import backends
+
 if TYPE_CHECKING:
     import benchrun
 
-BACKENDS = ("sandbox", "vm")
 DEFAULT_BACKENDS = ("sandbox",)
 DEFAULT_TIMEOUT = 60.0
 
@@ -71,11 +72,11 @@ def pytest_configure(config: pytest.Config) -> None:
 def parse_backends(text: str) -> tuple[str, ...]:
     """``"sandbox,vm"`` -> ``("sandbox", "vm")``; unknown names are a pytest.UsageError."""
     names = tuple(dict.fromkeys(n.strip() for n in text.split(",") if n.strip()))
-    unknown = [n for n in names if n not in BACKENDS]
+    unknown = [n for n in names if n not in backends()]
     if unknown or not names:
         raise pytest.UsageError(
             f"--benchrun-backend '{text}': unknown backend {', '.join(unknown) or '(none)'} "
-            f"(hint: choose from {', '.join(BACKENDS)})"
+            f"(hint: choose from {', '.join(backends())})"
         )
     return names
 
@@ -94,11 +95,11 @@ def backend_params(config: pytest.Config, node: Any) -> list[Any]:
     marked: Optional[tuple[str, ...]] = None
     for mark in node.iter_markers("benchrun_backend"):  # closest first: a test's own mark wins
         names = tuple(str(a) for a in mark.args)
-        bad = [n for n in names if n not in BACKENDS]
+        bad = [n for n in names if n not in backends()]
         if bad or not names:
             raise pytest.UsageError(
                 f"benchrun_backend marker on '{node.nodeid}': unknown backend "
-                f"{', '.join(bad) or '(none)'} (hint: choose from {', '.join(BACKENDS)})"
+                f"{', '.join(bad) or '(none)'} (hint: choose from {', '.join(backends())})"
             )
         marked = names
         break

@@ -1,14 +1,15 @@
 """benchrun.run(): validate a run, pull the image if needed, run it in a backend, return a Result.
 
-The flow is the one STYLE rule 7 asks for: caller options -> make_spec() (every check, no work) ->
-a frozen RunSpec -> execute() (pull if missing, then benchrun._core.run) -> a frozen Result.
+The flow is the one STYLE rule 7 asks for: caller options (benchrun.options: the one table) ->
+make_spec() (every check, no work) -> a frozen RunSpec holding a validated native RunSpec ->
+execute() (pull if missing, load the image once, then benchrun._core.run) -> a frozen Result.
 The Docker process semantics (entrypoint/cmd/env/workdir/user) live in the C++ runner; this module
 passes the caller's choices through unchanged (None = "not given").
 
-The Result's JSON document (Result.to_json(), `benchrun run --json`), schema 1:
+The Result's JSON document (Result.to_json(), `benchrun run --json`), schema 2:
 
     {
-      "schema": 1,
+      "schema": 2,
       "backend": "sandbox",              # the backend that ran the workload
       "image_digest": "sha256:...",      # manifest digest of the image that ran
       "ok": true,                        # exit_code == 0 and not signalled/timed out/OOM-killed
@@ -22,58 +23,68 @@ The Result's JSON document (Result.to_json(), `benchrun run --json`), schema 1:
       "outputs": {"/tmp/out.json": "..."},  # collected files as text, like stdout
       "outputs_base64": {},                 # path -> base64, only for files that are not UTF-8
       "missing_outputs": {"/tmp/x": "reason"},
-      "wall_time": 0.01,                 # seconds, the workload alone (exec to exit)
-      "cpu_user": 0.0, "cpu_system": 0.0,  # seconds, the whole run's cgroup
-      "peak_memory": 123456,             # bytes
+      "metrics": {                       # every measured quantity: name -> value + unit
+        "wall_time": {"value": 0.01, "unit": "s"},    # the workload alone (exec to exit)
+        "cpu_user": {"value": 0.0, "unit": "s"},      # the whole run's cgroup
+        "cpu_system": {"value": 0.0, "unit": "s"},
+        "peak_memory": {"value": 123456, "unit": "bytes"},
+        ...                              # backend "vm" adds boot_time, guest_boot_time,
+      },                                 #   rootfs_time, vmm_cpu (s), vmm_peak_memory (bytes)
+      "wall_time": 0.01, "cpu_user": 0.0, "cpu_system": 0.0, "peak_memory": 123456,
+                                         # the same four, as in schema 1
       "start_time": 1.7e9, "end_time": 1.7e9,  # unix seconds, workload start/end
       "phases": {"pull": 0.0, "prepare": 0.0, "start": 0.0, "run": 0.0, "collect": 0.0},
       "notices": [],                     # what this run could not provide, a line each
       "interrupted": false,              # stopped by execute(should_stop=...) or Ctrl-C
-      "vm": null                         # backend "vm" only: {"kernel_release", "accel", "vcpus",
-                                         #   "memory_mib", "boot_time", "guest_boot_time",
-                                         #   "rootfs_time", "rootfs_cached", "vmm_cpu",
-                                         #   "vmm_peak_memory"}
+      "facts": {}                        # how the backend ran it; "vm": kernel_release, accel,
+                                         #   vcpus, memory_mib, rootfs_cached
     }
 
 For the vm backend, wall_time, cpu_user/cpu_system and peak_memory are measured inside the guest
-(the workload's cgroup there); the VMM's own cost on the host is in "vm". "start" is QEMU start to
-the guest init's hello (the boot), "collect" includes the VM's shutdown.
+(the workload's cgroup there); the VMM's own cost on the host is vmm_cpu/vmm_peak_memory. "start"
+is QEMU start to the guest init's hello (the boot), "collect" includes the VM's shutdown.
 
-Result.from_json() reads it back exactly (bytes included). Readers must ignore keys they do not
-know; a change that breaks readers bumps "schema".
+Result.from_json() reads it back exactly (bytes included), and also reads schema 1 documents
+(their four figures become metrics, their "vm" object facts and metrics). Readers must ignore keys
+they do not know; a change that breaks readers bumps "schema".
 """
 
 from __future__ import annotations
 
 import base64
 import inspect
-import math
 import os
-import re
-import shlex
 import time
-from dataclasses import dataclass, field
-from typing import Any, Callable, Iterable, Mapping, Optional, Sequence, Union
+from dataclasses import dataclass, field, replace
+from typing import Any, Callable, Mapping, NamedTuple, Optional
 
 from benchrun import _core
 from benchrun import image as _image
-from benchrun.errors import ConfigError, ImageNotFound
+from benchrun import options as _options
+from benchrun.errors import ConfigError, ImageError
+from benchrun.options import ArgvArg
 from benchrun.store import resolve_store
 
-SCHEMA = 1
+SCHEMA = 2
+READABLE_SCHEMAS = (1, 2)
 DEFAULT_MAX_OUTPUT_BYTES = 64 << 20
-MIN_MEMORY_BYTES = 6 << 20  # docker's minimum: below this the runtime itself cannot start
-BACKENDS = ("sandbox", "vm")
-ACCELS = ("auto", "kvm", "tcg")
 PHASES = ("pull", "prepare", "start", "run", "collect")
+# The metrics every backend produces, also Result attributes (as in schema 1).
+STANDARD_METRICS = (("wall_time", "s"), ("cpu_user", "s"), ("cpu_system", "s"),
+                    ("peak_memory", "bytes"))
 
-EnvArg = Union[Mapping[str, str], Iterable[str], None]
-ArgvArg = Union[str, Sequence[str], None]
+
+class Metric(NamedTuple):
+    """One measured quantity of a run."""
+
+    value: float
+    unit: str
 
 
 @dataclass(frozen=True)
 class Result:
-    """What one run produced. ``wall_time`` is the workload alone; setup is in ``phases``."""
+    """What one run produced. ``metrics`` holds every measured quantity (``wall_time`` is the
+    workload alone; setup is in ``phases``); the four every backend measures are attributes too."""
 
     exit_code: int
     signal: int
@@ -85,19 +96,16 @@ class Result:
     missing_outputs: dict[str, str]
     timed_out: bool
     oom_killed: bool
-    wall_time: float
-    cpu_user: float
-    cpu_system: float
-    peak_memory: int
     image_digest: str
     backend: str
     start_time: float
     end_time: float
+    metrics: dict[str, Metric] = field(default_factory=dict)
     phases: dict[str, float] = field(default_factory=dict)
     # What this run could not provide and why (e.g. no cgroup when run without root).
     notices: tuple[str, ...] = ()
-    # Backend "vm": the guest kernel, accelerator, boot time and the VMM's own cost on the host.
-    vm: Optional[dict[str, Any]] = None
+    # How the backend ran it (backend "vm": kernel_release, accel, vcpus, memory_mib, ...).
+    facts: dict[str, Any] = field(default_factory=dict)
     # execute(should_stop=...) returned True and the run was killed (e.g. a canceled job).
     interrupted: bool = False
 
@@ -105,6 +113,40 @@ class Result:
     def ok(self) -> bool:
         """The workload exited 0 on its own: not signalled, timed out or OOM-killed."""
         return self.exit_code == 0 and not (self.signal or self.timed_out or self.oom_killed)
+
+    def metric(self, name: str, default: float = 0.0) -> float:
+        """The value of one metric (``default`` when this run did not measure it)."""
+        m = self.metrics.get(name)
+        return m.value if m is not None else default
+
+    @property
+    def wall_time(self) -> float:
+        """Seconds, the workload alone (exec to exit)."""
+        return self.metric("wall_time")
+
+    @property
+    def cpu_user(self) -> float:
+        return self.metric("cpu_user")
+
+    @property
+    def cpu_system(self) -> float:
+        return self.metric("cpu_system")
+
+    @property
+    def peak_memory(self) -> int:
+        """Bytes."""
+        return int(self.metric("peak_memory"))
+
+    @property
+    def vm(self) -> Optional[dict[str, Any]]:
+        """Backend "vm": its facts and the VM's own metrics in one dict (as in schema 1)."""
+        if self.backend != "vm":
+            return None
+        out: dict[str, Any] = dict(self.facts)
+        for k in ("boot_time", "guest_boot_time", "rootfs_time", "vmm_cpu"):
+            out[k] = self.metric(k)
+        out["vmm_peak_memory"] = int(self.metric("vmm_peak_memory"))
+        return out
 
     @classmethod
     def _from_core(cls, d: Mapping[str, Any], pull_s: float) -> "Result":
@@ -121,22 +163,19 @@ class Result:
             missing_outputs={str(k): str(v) for k, v in d["missing_outputs"].items()},
             timed_out=bool(d["timed_out"]),
             oom_killed=bool(d["oom_killed"]),
-            wall_time=float(d["wall_time"]),
-            cpu_user=float(d["cpu_user"]),
-            cpu_system=float(d["cpu_system"]),
-            peak_memory=int(d["peak_memory"]),
             image_digest=str(d["image_digest"]),
             backend=str(d["backend"]),
             start_time=float(d["start_time"]),
             end_time=float(d["end_time"]),
+            metrics={str(k): Metric(float(v), str(u)) for k, (v, u) in d["metrics"].items()},
             phases=phases,
             notices=tuple(str(n) for n in d.get("notices", ())),
-            vm=dict(d["vm"]) if d.get("vm") is not None else None,
+            facts=dict(d.get("facts", {})),
             interrupted=bool(d.get("interrupted", False)),
         )
 
     def to_json(self) -> dict[str, Any]:
-        """The JSON-ready document described in this module's docstring (schema 1)."""
+        """The JSON-ready document described in this module's docstring (schema 2)."""
         outputs_b64 = {p: _b64(v) for p, v in self.outputs.items() if not _is_utf8(v)}
         return {
             "schema": SCHEMA,
@@ -156,6 +195,7 @@ class Result:
             "outputs": {p: _text(v) for p, v in self.outputs.items()},
             "outputs_base64": outputs_b64,
             "missing_outputs": dict(self.missing_outputs),
+            "metrics": {k: {"value": m.value, "unit": m.unit} for k, m in self.metrics.items()},
             "wall_time": self.wall_time,
             "cpu_user": self.cpu_user,
             "cpu_system": self.cpu_system,
@@ -164,20 +204,38 @@ class Result:
             "end_time": self.end_time,
             "phases": dict(self.phases),
             "notices": list(self.notices),
-            "vm": dict(self.vm) if self.vm is not None else None,
+            "facts": dict(self.facts),
             "interrupted": self.interrupted,
         }
 
     @classmethod
     def from_json(cls, doc: Mapping[str, Any]) -> "Result":
-        """Reads a to_json() document back; the bytes come out exactly as they went in."""
+        """Reads a to_json() document (schema 2, or 1) back; the bytes come out exactly as they
+        went in."""
         schema = doc.get("schema")
-        if schema != SCHEMA:
-            raise ConfigError(f"result document schema {schema!r}: this benchrun reads {SCHEMA}")
+        if schema not in READABLE_SCHEMAS:
+            raise ConfigError(
+                f"result document schema {schema!r}: this benchrun reads "
+                f"{', '.join(map(str, READABLE_SCHEMAS))}"
+            )
 
         def data(text: str, b64: Optional[str]) -> bytes:
             return base64.b64decode(b64) if b64 is not None else text.encode("utf-8")
 
+        if schema == 1:
+            metrics = {name: Metric(float(doc[name]), unit) for name, unit in STANDARD_METRICS}
+            vm = doc.get("vm") or {}
+            facts = {k: v for k, v in vm.items() if k in
+                     ("kernel_release", "accel", "vcpus", "memory_mib", "rootfs_cached")}
+            for k in ("boot_time", "guest_boot_time", "rootfs_time", "vmm_cpu"):
+                if k in vm:
+                    metrics[k] = Metric(float(vm[k]), "s")
+            if "vmm_peak_memory" in vm:
+                metrics["vmm_peak_memory"] = Metric(float(vm["vmm_peak_memory"]), "bytes")
+        else:
+            metrics = {k: Metric(float(m["value"]), str(m["unit"]))
+                       for k, m in doc["metrics"].items()}
+            facts = dict(doc.get("facts") or {})
         outputs_b64 = doc.get("outputs_base64") or {}
         return cls(
             exit_code=int(doc["exit_code"]),
@@ -190,17 +248,14 @@ class Result:
             missing_outputs=dict(doc["missing_outputs"]),
             timed_out=bool(doc["timed_out"]),
             oom_killed=bool(doc["oom_killed"]),
-            wall_time=float(doc["wall_time"]),
-            cpu_user=float(doc["cpu_user"]),
-            cpu_system=float(doc["cpu_system"]),
-            peak_memory=int(doc["peak_memory"]),
             image_digest=str(doc["image_digest"]),
             backend=str(doc["backend"]),
             start_time=float(doc["start_time"]),
             end_time=float(doc["end_time"]),
+            metrics=metrics,
             phases={k: float(v) for k, v in doc["phases"].items()},
             notices=tuple(doc.get("notices", ())),
-            vm=dict(doc["vm"]) if doc.get("vm") is not None else None,
+            facts=facts,
             interrupted=bool(doc.get("interrupted", False)),
         )
 
@@ -223,214 +278,30 @@ def _b64(data: bytes) -> str:
 
 @dataclass(frozen=True)
 class RunSpec:
-    """A validated run: what make_spec() returns and execute() consumes. Build it with make_spec()."""
+    """A validated run: what make_spec() returns and execute() consumes. ``options`` are the
+    caller's option values as given (names of benchrun.options.OPTIONS); ``core`` is the
+    validated native spec built from them."""
 
     image: str
-    backend: str
-    command: Optional[tuple[str, ...]]
-    entrypoint: Optional[tuple[str, ...]]
-    env: tuple[str, ...]
-    workdir: Optional[str]
-    user: Optional[str]
-    memory: Optional[int]
-    pids_limit: Optional[int]
-    cpus: tuple[int, ...]
-    cpu_quota: Optional[float]
-    timeout: float  # 0 = none
-    outputs: tuple[str, ...]
-    max_output_bytes: int
-    network: str
     store: str
     pull: bool
+    options: Mapping[str, Any]
+    core: Any  # benchrun._core.RunSpec
     pull_kwargs: dict[str, Any] = field(default_factory=dict)
-    # Backend "vm" only.
-    accel: str = "auto"
-    kernel: Optional[str] = None
-    vm_memory: Optional[int] = None  # guest RAM in bytes; None: memory + 256 MiB, or 1 GiB
 
+    @property
+    def backend(self) -> str:
+        return str(self.core.backend)
 
-# --- option parsing (shared with the CLI) ---------------------------------------------------
+    @property
+    def max_output_bytes(self) -> int:
+        return int(self.core.max_output_bytes)
 
-_MEMORY_RE = re.compile(r"^(\d+(?:\.\d+)?) ?([kmgtp])?(?:i?b)?$", re.IGNORECASE)
-_MEMORY_UNITS = {"": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30, "t": 1 << 40, "p": 1 << 50}
-
-
-def parse_size(value: Union[int, str], what: str = "size") -> int:
-    """Bytes from an int or a docker-style size: ``"512m"``, ``"1g"``, ``"1.5GiB"``, ``"100"``.
-    Units are binary as in docker (k = 1024, optional trailing ``b``/``ib``); a bare number is
-    bytes."""
-    if isinstance(value, bool):
-        raise ConfigError(f"{what} {value!r}: expected bytes or a size like 512m")
-    if isinstance(value, int):
-        n = value
-    elif isinstance(value, str):
-        m = _MEMORY_RE.match(value.strip())
-        if not m:
-            raise ConfigError(f"{what} '{value}': expected a size like 512m, 1g or 1073741824")
-        n = int(float(m.group(1)) * _MEMORY_UNITS[(m.group(2) or "").lower()])
-    else:
-        raise ConfigError(f"{what} {value!r}: expected bytes or a size like 512m")
-    if n < 0:
-        raise ConfigError(f"{what} {value!r}: must not be negative")
-    return n
-
-
-def parse_memory(value: Union[int, str]) -> int:
-    """A memory limit in bytes (see parse_size), at least 6 MiB (docker's minimum), so
-    ``--memory 512`` meant as megabytes fails loudly instead of OOM-killing at once."""
-    n = parse_size(value, "memory")
-    if n < MIN_MEMORY_BYTES:
-        raise ConfigError(f"memory {value!r}: the minimum is 6m ({MIN_MEMORY_BYTES} bytes)")
-    return n
-
-
-def _check_env_key(key: str, where: str) -> None:
-    if not key:
-        raise ConfigError(f"environment variable {where}: empty name")
-    if "=" in key or "\0" in key:
-        raise ConfigError(f"environment variable {where}: name contains '=' or NUL")
-
-
-def parse_env(env: EnvArg, caller_env: Optional[Mapping[str, str]] = None) -> tuple[str, ...]:
-    """``K=V`` strings from a dict or from a list of ``K=V`` / ``K`` entries.
-
-    A bare ``K`` takes the caller's value (``caller_env``, default os.environ) and is left out if
-    the caller has none, as ``docker run -e K`` does; nothing else of the caller's environment is
-    passed. Later entries win over earlier ones; the first position of a name is kept.
-    """
-    if env is None:
-        return ()
-    caller = os.environ if caller_env is None else caller_env
-    merged: dict[str, str] = {}
-    if isinstance(env, Mapping):
-        for k, v in env.items():
-            if not isinstance(k, str) or not isinstance(v, str):
-                raise ConfigError(f"environment {k!r}={v!r}: names and values must be str")
-            _check_env_key(k, repr(k))
-            if "\0" in v:
-                raise ConfigError(f"environment variable '{k}': value contains NUL")
-            merged[k] = v
-    elif isinstance(env, (str, bytes)):
-        raise ConfigError("env: expected a dict or a list of 'K=V' strings, not a single string")
-    else:
-        for item in env:
-            if not isinstance(item, str):
-                raise ConfigError(f"environment entry {item!r}: expected a 'K=V' string")
-            key, eq, value = item.partition("=")
-            _check_env_key(key, repr(item))
-            if "\0" in value:
-                raise ConfigError(f"environment variable '{key}': value contains NUL")
-            if eq:
-                merged[key] = value
-            elif key in caller:
-                merged[key] = caller[key]
-    return tuple(f"{k}={v}" for k, v in merged.items())
-
-
-def parse_env_file(
-    path: Union[str, os.PathLike[str]], caller_env: Optional[Mapping[str, str]] = None
-) -> list[str]:
-    """The entries of a docker ``--env-file``: one ``K=V`` or ``K`` per line; lines starting with
-    ``#`` and blank lines are skipped; no quoting (the value is the rest of the line, verbatim).
-    Raises ConfigError if the file cannot be read. Bare ``K`` resolves like in parse_env."""
-    try:
-        with open(path, "rb") as f:
-            raw = f.read()
-    except OSError as e:
-        raise ConfigError(f"read env file '{os.fspath(path)}': {e.strerror or e}") from None
-    try:
-        text = raw.decode("utf-8")
-    except UnicodeDecodeError:
-        raise ConfigError(f"env file '{os.fspath(path)}': not valid UTF-8") from None
-    caller = os.environ if caller_env is None else caller_env
-    entries: list[str] = []
-    for n, line in enumerate(text.splitlines(), 1):
-        if not line.strip() or line.lstrip().startswith("#"):
-            continue
-        key, eq, value = line.partition("=")
-        key = key.lstrip()  # docker trims leading whitespace of the name only
-        if not key or " " in key or "\t" in key or "\0" in key or "\0" in value:
-            raise ConfigError(
-                f"env file '{os.fspath(path)}' line {n}: invalid variable name " f"'{key}'"
-            )
-        if eq:
-            entries.append(f"{key}={value}")
-        elif key in caller:
-            entries.append(f"{key}={caller[key]}")
-    return entries
-
-
-def select_cpus(vcpus: Optional[int], available: Optional[Iterable[int]] = None) -> tuple[int, ...]:
-    """The ``vcpus`` lowest-numbered CPUs this process may use (``os.sched_getaffinity(0)``)."""
-    if vcpus is None:
-        return ()
-    if isinstance(vcpus, bool) or not isinstance(vcpus, int):
-        raise ConfigError(f"vcpus {vcpus!r}: expected a whole number")
-    if vcpus < 1:
-        raise ConfigError(f"vcpus {vcpus}: must be at least 1")
-    cpus = sorted(os.sched_getaffinity(0) if available is None else available)
-    if vcpus > len(cpus):
-        raise ConfigError(
-            f"vcpus {vcpus}: only {len(cpus)} CPUs are available to benchrun "
-            f"({_cpu_list(cpus)})"
-        )
-    return tuple(cpus[:vcpus])
-
-
-def _cpu_list(cpus: Sequence[int]) -> str:
-    return ",".join(str(c) for c in cpus)
-
-
-def _argv(value: ArgvArg, what: str) -> Optional[tuple[str, ...]]:
-    """None stays None ("not given"); a str is split like a shell would (docker SDK does too);
-    "" gives () ("given, empty")."""
-    if value is None:
-        return None
-    if isinstance(value, str):
-        try:
-            return tuple(shlex.split(value))
-        except ValueError as e:
-            raise ConfigError(f"{what} '{value}': {e}") from None
-    if isinstance(value, bytes):
-        raise ConfigError(f"{what}: expected str or a list of str, not bytes")
-    out = tuple(value)
-    for a in out:
-        if not isinstance(a, str):
-            raise ConfigError(f"{what} {list(out)!r}: every argument must be a str")
-        if "\0" in a:
-            raise ConfigError(f"{what}: argument {a!r} contains NUL")
-    return out
-
-
-def _positive_int(value: Any, what: str) -> Optional[int]:
-    if value is None:
-        return None
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise ConfigError(f"{what} {value!r}: expected a whole number")
-    if value < 1:
-        raise ConfigError(f"{what} {value}: must be at least 1")
-    return value
-
-
-def _positive_float(value: Any, what: str) -> Optional[float]:
-    if value is None:
-        return None
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise ConfigError(f"{what} {value!r}: expected a number of seconds")
-    f = float(value)
-    if not math.isfinite(f) or f <= 0:
-        raise ConfigError(f"{what} {value}: must be a positive number")
-    return f
-
-
-def _check_path(p: Any, what: str) -> str:
-    if not isinstance(p, str):
-        raise ConfigError(f"{what} {p!r}: expected a str path")
-    if not p.startswith("/"):
-        raise ConfigError(f"{what} '{p}': must be an absolute path inside the image")
-    if "\0" in p:
-        raise ConfigError(f"{what} {p!r}: contains NUL")
-    return p
+    def with_options(self, **changes: Any) -> "RunSpec":
+        """The same run with some options changed (checked again)."""
+        options = {**self.options, **changes}
+        options = {k: v for k, v in options.items() if v is not None}
+        return replace(self, options=options, core=_options.core_spec(options))
 
 
 # What run(**pull_kwargs) may pass on to benchrun.pull (read once, from pull's own signature).
@@ -441,117 +312,59 @@ def make_spec(
     image: str,
     command: ArgvArg = None,
     *,
-    backend: str = "sandbox",
-    timeout: Optional[float] = None,
-    env: EnvArg = None,
-    vcpus: Optional[int] = None,
-    memory: Union[int, str, None] = None,
-    pids_limit: Optional[int] = None,
-    outputs: Iterable[str] = (),
-    entrypoint: ArgvArg = None,
-    workdir: Optional[str] = None,
-    user: Union[str, int, None] = None,
-    cpu_quota: Optional[float] = None,
-    network: str = "none",
-    store: Union[str, os.PathLike[str], None] = None,
+    store: Optional[str | os.PathLike[str]] = None,
     pull: bool = True,
-    max_output_bytes: Union[int, str] = DEFAULT_MAX_OUTPUT_BYTES,
-    accel: str = "auto",
-    kernel: Union[str, os.PathLike[str], None] = None,
-    vm_memory: Union[int, str, None] = None,
-    **pull_kwargs: Any,
+    **kwargs: Any,
 ) -> RunSpec:
-    """Checks every option of run() and returns the RunSpec; does no work (no pull, no run)."""
-    if backend not in BACKENDS:
-        raise ConfigError(f"backend {backend!r}: unknown (choose sandbox or vm)")
-    if accel not in ACCELS:
-        raise ConfigError(f"accel {accel!r}: unknown (choose {', '.join(ACCELS)})")
-    if backend != "vm" and (accel != "auto" or kernel is not None or vm_memory is not None):
-        raise ConfigError("accel, kernel and vm_memory apply to backend 'vm' only")
-    if kernel is not None:
-        kernel = _check_host_file(kernel, "kernel")
+    """Checks every option of run() and returns the RunSpec; does no work (no pull, no run).
+    ``kwargs`` are run options (benchrun.options.OPTIONS) and benchrun.pull's keywords."""
     if not isinstance(image, str) or not image:
         raise ConfigError(f"image {image!r}: expected a reference such as busybox or oci:PATH:TAG")
-    if network != "none":
-        raise ConfigError(f"network {network!r}: only 'none' is supported (loopback only)")
-    unknown = set(pull_kwargs) - _PULL_PARAMS
+    pull_kwargs = {k: kwargs.pop(k) for k in list(kwargs) if k in _PULL_PARAMS}
+    unknown = sorted(set(kwargs) - set(_options.BY_NAME))
     if unknown:
-        raise TypeError(f"run() got unexpected keyword argument(s): {', '.join(sorted(unknown))}")
-    if isinstance(outputs, (str, bytes)):
-        raise ConfigError("outputs: expected a list of paths, not a single string")
-    out_paths = tuple(dict.fromkeys(_check_path(p, "output") for p in outputs))
-    if workdir is not None:
-        _check_path(workdir, "workdir")
-    if isinstance(user, bool) or (user is not None and not isinstance(user, (str, int))):
-        raise ConfigError(f"user {user!r}: expected a name, uid, name:group or uid:gid")
-    user_s = str(user) if user is not None else None
-    if user_s == "" or (user_s is not None and "\0" in user_s):
-        raise ConfigError(f"user {user!r}: expected a name, uid, name:group or uid:gid")
-    return RunSpec(
-        image=image,
-        backend=backend,
-        command=_argv(command, "command"),
-        entrypoint=_argv(entrypoint, "entrypoint"),
-        env=parse_env(env),
-        workdir=workdir,
-        user=user_s,
-        memory=parse_memory(memory) if memory is not None else None,
-        pids_limit=_positive_int(pids_limit, "pids_limit"),
-        cpus=select_cpus(vcpus),
-        cpu_quota=_positive_float(cpu_quota, "cpu_quota"),
-        timeout=_positive_float(timeout, "timeout") or 0.0,
-        outputs=out_paths,
-        max_output_bytes=parse_size(max_output_bytes, "max_output_bytes"),
-        network=network,
-        store=resolve_store(store),
-        pull=bool(pull),
-        pull_kwargs=dict(pull_kwargs),
-        accel=accel,
-        kernel=kernel,
-        vm_memory=parse_memory(vm_memory) if vm_memory is not None else None,
-    )
+        raise TypeError(f"run() got unexpected keyword argument(s): {', '.join(unknown)}")
+    given = {k: v for k, v in kwargs.items() if v is not None}
+    if command is not None:
+        given["command"] = command
+    return RunSpec(image=image, store=resolve_store(store), pull=bool(pull), options=given,
+                   core=_options.core_spec(given), pull_kwargs=pull_kwargs)
 
 
-def ensure_image(spec: RunSpec) -> tuple[str, float]:
-    """(manifest digest, seconds spent pulling): the image from the store, pulled if missing (or
-    not unpacked) and spec.pull allows it. Cached images cost 0 pull seconds."""
+def load_image(spec: RunSpec) -> tuple[Any, float]:
+    """(the image loaded for running, seconds spent pulling): from the store, pulled first if
+    missing (or not unpacked) and spec.pull allows it. Cached images cost 0 pull seconds. Load
+    once, run many: execute() takes the loaded image."""
     try:
-        found = _image.inspect(spec.image, store=spec.store)
-        if found.rootfs is not None or not spec.pull:
-            return found.digest, 0.0
-    except ImageNotFound:
+        return _core.load_run_image(store=spec.store, reference=spec.image), 0.0
+    except ImageError:  # not in the store (ImageNotFound), or not unpacked
         if not spec.pull:
             raise
     t0 = time.perf_counter()
     pulled = _image.pull(spec.image, store=spec.store, **spec.pull_kwargs)
-    return pulled.digest, time.perf_counter() - t0
+    loaded = _core.load_run_image(store=spec.store, reference=pulled.digest)
+    return loaded, time.perf_counter() - t0
 
 
-def execute(spec: RunSpec, should_stop: Optional[Callable[[], bool]] = None) -> Result:
-    """Runs a validated spec: pull if needed, then the backend. Releases the GIL while it runs.
-    ``should_stop`` is polled about every 100 ms while the workload runs (from the running thread);
-    when it returns True the run is killed and cleaned up, and the Result has ``interrupted`` set."""
-    digest, pull_s = ensure_image(spec)
+def ensure_image(spec: RunSpec) -> tuple[str, float]:
+    """(manifest digest, seconds spent pulling): see load_image."""
+    loaded, pull_s = load_image(spec)
+    return str(loaded.digest), pull_s
+
+
+def execute(spec: RunSpec, should_stop: Optional[Callable[[], bool]] = None, *,
+            image: Any = None, pull_s: float = 0.0) -> Result:
+    """Runs a validated spec: pull and load the image if needed (or run ``image``, a loaded
+    image from load_image(), as often as wanted), then the backend. Releases the GIL while it
+    runs. ``should_stop`` is polled about every 100 ms while the workload runs (from the running
+    thread); when it returns True the run is killed and cleaned up, and the Result has
+    ``interrupted`` set."""
+    if image is None:
+        image, pull_s = load_image(spec)
     d = _core.run(
-        image=digest,  # the digest, so the image that runs is the one just checked or pulled
+        image=image,
+        spec=spec.core,
         store=spec.store,
-        entrypoint=list(spec.entrypoint) if spec.entrypoint is not None else None,
-        command=list(spec.command) if spec.command is not None else None,
-        env=list(spec.env),
-        workdir=spec.workdir,
-        user=spec.user,
-        memory=spec.memory,
-        pids_limit=spec.pids_limit,
-        cpus=list(spec.cpus),
-        cpu_quota=spec.cpu_quota,
-        timeout=spec.timeout,
-        outputs=list(spec.outputs),
-        max_output_bytes=spec.max_output_bytes,
-        network=spec.network != "none",
-        backend=spec.backend,
-        accel=spec.accel,
-        kernel=spec.kernel or "",
-        vm_memory_mib=(spec.vm_memory or 0) >> 20,
         init_binary=guest_init() if spec.backend == "vm" else "",
         # Kernels, initramfs and ext4 images are keyed by content, so stores can share them.
         vm_cache=os.environ.get("BENCHRUN_VM_CACHE", ""),
@@ -574,104 +387,64 @@ def guest_init() -> str:
     return path
 
 
-def _check_host_file(path: Union[str, os.PathLike[str]], what: str) -> str:
-    p = os.fspath(path)
-    if not os.path.isfile(p):
-        raise ConfigError(f"{what} {p!r}: no such file")
-    return os.path.abspath(p)
-
-
 def run(
     image: str,
     command: ArgvArg = None,
     *,
-    backend: str = "sandbox",
-    timeout: Optional[float] = None,
-    env: EnvArg = None,
-    vcpus: Optional[int] = None,
-    memory: Union[int, str, None] = None,
-    pids_limit: Optional[int] = None,
-    outputs: Iterable[str] = (),
-    entrypoint: ArgvArg = None,
-    workdir: Optional[str] = None,
-    user: Union[str, int, None] = None,
-    cpu_quota: Optional[float] = None,
-    network: str = "none",
-    store: Union[str, os.PathLike[str], None] = None,
+    store: Optional[str | os.PathLike[str]] = None,
     pull: bool = True,
-    max_output_bytes: Union[int, str] = DEFAULT_MAX_OUTPUT_BYTES,
-    accel: str = "auto",
-    kernel: Union[str, os.PathLike[str], None] = None,
-    vm_memory: Union[int, str, None] = None,
-    **pull_kwargs: Any,
+    **options: Any,
 ) -> Result:
     """Run ``image`` (a reference, ``oci:PATH[:TAG]``, ``docker-archive:PATH`` or digest) and return
     its Result. Every option is checked before anything happens (ConfigError).
 
+    Options (benchrun.options.OPTIONS, the same as `benchrun run`'s flags):
+{options}
+
     Process, as ``docker run``: ``entrypoint`` replaces the image's Entrypoint and clears its Cmd
-    (``""`` or ``[]`` = none); ``command`` replaces Cmd (a str is split like a shell would);
-    ``env`` (dict, or list of ``K=V`` / bare ``K`` = the caller's value) overrides the image's Env,
-    and nothing else of the caller's environment reaches the workload; ``workdir`` and ``user``
-    (name, uid, ``name:group``, ``uid:gid``, resolved in the image) override the image's.
+    (``""`` or ``[]`` = none); ``command`` replaces Cmd; ``env`` (dict, or list of ``K=V`` / bare
+    ``K`` = the caller's value) overrides the image's Env; ``workdir`` and ``user`` override the
+    image's. A timed-out run is killed (``timed_out`` set, partial output kept); a missing output
+    file is listed in ``missing_outputs``; capped streams set ``stdout_truncated`` /
+    ``stderr_truncated``.
 
-    Limits: ``timeout`` seconds of wall time (then everything is killed; ``timed_out`` is set and
-    the partial output kept); ``memory`` (bytes or ``"512m"``, no swap); ``pids_limit``;
-    ``vcpus`` = pin to that many CPUs (the lowest-numbered ones this process may use);
-    ``cpu_quota`` = CPUs' worth of time. ``network`` is ``"none"`` (loopback only).
-    ``outputs`` are absolute paths in the image's filesystem read after the run; a missing one is
-    listed in ``missing_outputs``. stdout/stderr are each capped at ``max_output_bytes`` (bytes
-    or a size like ``"1m"``; default 64 MiB), with ``stdout_truncated``/``stderr_truncated`` set.
-
-    Backend ``"vm"`` runs the image in a QEMU microVM with its own kernel (Debian's cloud kernel,
-    fetched once into the store, or ``kernel``: a bzImage path), with the same process semantics,
-    limits (``memory`` and ``pids_limit`` apply inside the guest; ``vcpus`` = vCPUs pinned to that
-    many host CPUs) and Result. ``accel``: ``"auto"`` (KVM when the CPU has vmx/svm and /dev/kvm
-    works, else TCG with a notice), ``"kvm"`` or ``"tcg"``; ``vm_memory``: the guest's RAM.
-
-    ``pull``: pull the image first if the store lacks it (``pull_kwargs`` go to benchrun.pull:
-    platform, credentials, ...); the time spent is ``phases["pull"]`` (0 when cached).
-    Raises ConfigError, ImageNotFound (pull=False), SandboxError, VmError, ProtocolError, and
-    pull's errors.
+    ``pull``: pull the image first if the store lacks it (benchrun.pull's keywords, e.g.
+    ``platform`` or credentials, pass through); the time spent is ``phases["pull"]`` (0 when
+    cached). Raises ConfigError, ImageNotFound (pull=False), SandboxError, VmError, ProtocolError,
+    and pull's errors.
     """
-    return execute(
-        make_spec(
-            image,
-            command,
-            backend=backend,
-            timeout=timeout,
-            env=env,
-            vcpus=vcpus,
-            memory=memory,
-            pids_limit=pids_limit,
-            outputs=outputs,
-            entrypoint=entrypoint,
-            workdir=workdir,
-            user=user,
-            cpu_quota=cpu_quota,
-            network=network,
-            store=store,
-            pull=pull,
-            max_output_bytes=max_output_bytes,
-            accel=accel,
-            kernel=kernel,
-            vm_memory=vm_memory,
-            **pull_kwargs,
-        )
-    )
+    return execute(make_spec(image, command, store=store, pull=pull, **options))
+
+
+def _signature_and_doc() -> None:
+    """run()'s and make_spec()'s signatures and run()'s doc list every option of the table."""
+    params = [
+        inspect.Parameter("image", inspect.Parameter.POSITIONAL_OR_KEYWORD, annotation=str),
+        inspect.Parameter("command", inspect.Parameter.POSITIONAL_OR_KEYWORD, default=None),
+        inspect.Parameter("store", inspect.Parameter.KEYWORD_ONLY, default=None),
+        inspect.Parameter("pull", inspect.Parameter.KEYWORD_ONLY, default=True),
+    ]
+    params += [inspect.Parameter(o.name, inspect.Parameter.KEYWORD_ONLY, default=None)
+               for o in _options.OPTIONS if o.name != "command"]
+    params.append(inspect.Parameter("pull_kwargs", inspect.Parameter.VAR_KEYWORD))
+    for fn in (run, make_spec):
+        fn.__signature__ = inspect.Signature(params)  # type: ignore[attr-defined]
+    lines = [f"      ``{o.name}``: {o.help}" for o in _options.OPTIONS]
+    run.__doc__ = (run.__doc__ or "").replace("{options}", "\n".join(lines))
+
+
+_signature_and_doc()
 
 
 __all__ = [
     "DEFAULT_MAX_OUTPUT_BYTES",
     "SCHEMA",
+    "Metric",
     "Result",
     "RunSpec",
     "ensure_image",
     "execute",
+    "load_image",
     "make_spec",
-    "parse_env",
-    "parse_env_file",
-    "parse_memory",
-    "parse_size",
     "run",
-    "select_cpus",
 ]

@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from typing import Mapping, Optional
 from urllib.parse import quote, urlsplit, urlunsplit
 
+from benchrun.options import backends
 from benchrun.errors import ConfigError
 from benchrun.jobs import protocol
 
@@ -92,8 +93,8 @@ def make_config(server: str, runner: str, key: str, **options) -> AgentConfig:
         raise ConfigError(f"poll timeout {cfg.poll_timeout!r}: expected {lo}..{hi} seconds")
     if not isinstance(cfg.max_message, int) or cfg.max_message < (1 << 20):
         raise ConfigError(f"max message {cfg.max_message!r}: expected at least 1 MiB")
-    if cfg.backend not in ("sandbox", "vm"):
-        raise ConfigError(f"backend {cfg.backend!r}: unknown (choose sandbox or vm)")
+    if cfg.backend not in backends():
+        raise ConfigError(f"backend {cfg.backend!r}: unknown (choose {', '.join(backends())})")
     for name in ("heartbeat_interval", "ack_timeout", "backoff_initial", "backoff_max",
                  "cancel_grace"):
         if not getattr(cfg, name) > 0:

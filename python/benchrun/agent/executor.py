@@ -21,6 +21,7 @@ from typing import Any, Callable, Optional
 from urllib.parse import urlsplit
 
 from benchrun import runner
+from benchrun.options import backends
 from benchrun.errors import BenchrunError, ConfigError
 from benchrun.jobs import protocol
 from benchrun.jobs.protocol import ClaimedJob
@@ -29,7 +30,8 @@ from . import results as _results
 
 log = logging.getLogger("benchrun.agent")
 
-VM_SANDBOXES = ("vm", "firecracker")  # upstream's "firecracker" is a microVM: benchrun's vm
+# Upstream's sandbox names that mean one of benchrun's backends ("firecracker" is a microVM).
+SANDBOX_ALIASES = {"firecracker": "vm"}
 
 
 class JobCanceled(Exception):
@@ -88,13 +90,11 @@ def plan(job: ClaimedJob, *, default_backend: str, insecure_registries: tuple[st
                           "(loopback only): use a spec with network false")
     if spec.sandbox is None:
         backend = default_backend
-    elif spec.sandbox in VM_SANDBOXES:
-        backend = "vm"
-    elif spec.sandbox == "sandbox":
-        backend = "sandbox"
     else:
-        raise ConfigError(f"spec sandbox '{spec.sandbox}': unknown (this runner offers sandbox "
-                          "and vm)")
+        backend = SANDBOX_ALIASES.get(spec.sandbox, spec.sandbox)
+        if backend not in backends():
+            raise ConfigError(f"spec sandbox '{spec.sandbox}': unknown (this runner offers "
+                              f"{', '.join(backends())})")
     cpus = available_cpus if available_cpus is not None else len(os.sched_getaffinity(0))
     if spec.cpu > cpus:
         raise ConfigError(f"spec asks for {spec.cpu} CPUs; this runner has {cpus}")
@@ -157,7 +157,7 @@ class JobExecutor:
             return Outcome("failed", error=str(e), timings=timings)
         log.info("job %s: pulling %s", job.uuid, p.reference)
         try:
-            _, timings["pull"] = runner.ensure_image(spec)
+            image, timings["pull"] = runner.load_image(spec)
         except (BenchrunError, JobCanceled) as e:
             if cancel.is_set():
                 return Outcome("canceled", timings=timings)
@@ -166,10 +166,10 @@ class JobExecutor:
         if cancel.is_set():
             return Outcome("canceled", timings=timings)
         on_running()
-        return self._iterations(job, spec, cancel, timings)
+        return self._iterations(job, spec, image, cancel, timings)
 
-    def _iterations(self, job: ClaimedJob, spec: runner.RunSpec, cancel: threading.Event,
-                    timings: dict[str, float]) -> Outcome:
+    def _iterations(self, job: ClaimedJob, spec: runner.RunSpec, image: Any,
+                    cancel: threading.Event, timings: dict[str, float]) -> Outcome:
         done: list[dict[str, Any]] = []
         deadline = time.monotonic() + job.timeout  # the job's timeout covers every iteration
         for i in range(job.config.iter):
@@ -180,8 +180,8 @@ class JobExecutor:
                 return Outcome("failed", done, f"Benchmark timed out after {job.timeout} s",
                                timings)
             try:
-                res = runner.execute(dataclasses.replace(spec, timeout=remaining),
-                                     should_stop=cancel.is_set)
+                res = runner.execute(spec.with_options(timeout=remaining),
+                                     should_stop=cancel.is_set, image=image)
             except BenchrunError as e:
                 return Outcome("failed", done, f"iteration {i + 1}: {e}", timings)
             timings["prepare"] += res.phases.get("prepare", 0.0) + res.phases.get("start", 0.0)

@@ -8,7 +8,6 @@ rest in plan order -> CampaignResult."""
 
 from __future__ import annotations
 
-import dataclasses
 import math
 import os
 import sys
@@ -146,26 +145,25 @@ def _run_local(db: ResultsStore, campaign: Campaign, cid: str, todo: list[Planne
                specs: dict[str, _runner.RunSpec], stored: OnRun) -> float:
     """Runs ``todo``; returns the seconds spent pulling."""
     pull_time = 0.0
-    # Each image once (pinned to its digest from then on, so every run measures the same image).
-    digests: dict[tuple[str, str], str] = {}
-    pinned: dict[str, _runner.RunSpec] = {}
+    # Each image pulled and loaded once: every run of it measures the same image.
+    loaded: dict[tuple[str, str], Any] = {}
     for name in dict.fromkeys(p.variant for p in todo):
         spec = specs[name]
         key = (spec.image, spec.store)
-        if key not in digests:
-            digests[key], pulled = _runner.ensure_image(spec)
+        if key not in loaded:
+            loaded[key], pulled = _runner.load_image(spec)
             pull_time += pulled
-        pinned[name] = dataclasses.replace(spec, image=digests[key], pull=False)
     for p in todo:
         v = campaign.variant(p.variant)
-        spec = pinned[p.variant]
+        spec = specs[p.variant]
+        image = loaded[(spec.image, spec.store)]
         started = time.time()
         try:
-            res = _runner.execute(spec)
+            res = _runner.execute(spec, image=image)
         except BenchrunError as e:
             rec = _record(cid, p, v, status="failed", exit_code=None, wall_time=None,
                           started=started, ended=time.time(), backend=v.backend,
-                          image_digest=spec.image, host=_host.run_facts(v.backend, spec.image),
+                          image_digest=image.digest, host=_host.run_facts(v.backend, image.digest),
                           result=None, error=f"{type(e).__name__}: {e}")
             db.add_run(rec)
             stored(p, rec)
@@ -214,7 +212,7 @@ def remote_result(job: dict[str, Any], it: dict[str, Any], backend: str) -> _run
     """A Result from a job and its one iteration, for metrics.extract. The job protocol carries
     exit code, stdout, stderr and collected files (as text); wall_time is the job's running span
     (ended - started) less the agent's reported prepare time, so it includes the result upload
-    (milliseconds on a LAN); CPU time and peak memory are not reported (NaN / 0)."""
+    (milliseconds on a LAN); CPU time and peak memory are not reported (absent from metrics)."""
     timings = job.get("timings") or {}
     span = None
     if isinstance(job.get("started"), (int, float)) and isinstance(job.get("ended"), (int, float)):
@@ -226,8 +224,7 @@ def remote_result(job: dict[str, Any], it: dict[str, Any], backend: str) -> _run
         stdout_truncated=False, stderr_truncated=False,
         outputs={p: str(t).encode() for p, t in (it.get("output") or {}).items()},
         missing_outputs={}, timed_out=False, oom_killed=False,
-        wall_time=span if span is not None else math.nan, cpu_user=math.nan,
-        cpu_system=math.nan, peak_memory=0,
+        metrics={"wall_time": _runner.Metric(span, "s")} if span is not None else {},
         image_digest=str((job.get("config") or {}).get("digest", "")), backend=backend,
         start_time=float(job.get("started") or 0.0), end_time=float(job.get("ended") or 0.0),
         phases={k: float(x) for k, x in timings.items()})
@@ -277,14 +274,11 @@ def _store_job(db: ResultsStore, campaign: Campaign, cid: str, p: PlannedRun, cl
         stored(p, rec)
         return
     res = remote_result(job, results[0], v.backend)
-    found, error = _metrics_of(res, v.metrics)
-    # Only wall_time of the "result" measures is known remotely (see remote_result).
-    found = [m for m in found if m.source != "result" or
-             (m.measure == "wall_time" and not math.isnan(m.value))]
+    found, error = _metrics_of(res, v.metrics)  # of "result": wall_time only (remote_result)
     if not error and res.exit_code != 0:
         error = f"exit code {res.exit_code}"
     rec = _record(cid, p, v, status="failed" if error else "done", exit_code=res.exit_code,
-                  wall_time=None if math.isnan(res.wall_time) else res.wall_time,
+                  wall_time=res.metrics["wall_time"].value if "wall_time" in res.metrics else None,
                   error=error or None, **base)
     db.add_run(rec, found)
     stored(p, rec)

@@ -15,7 +15,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Iterable, Mapping, Optional, Sequence, Union
 
 from benchrun.errors import ConfigError
-from benchrun.runner import BACKENDS, _argv, parse_env, parse_memory
+from benchrun.options import argv as _argv
+from benchrun.options import backends, parse_env, parse_memory
 
 if TYPE_CHECKING:
     from benchrun.campaign.runner import CampaignResult
@@ -76,8 +77,9 @@ class Variant:
         else:
             parse_env(self.env)  # checks names and values
             set_(self, "env", dict(self.env))
-        if self.backend not in BACKENDS:
-            raise ConfigError(f"{where}: backend {self.backend!r}: unknown (choose sandbox or vm)")
+        if self.backend not in backends():
+            raise ConfigError(f"{where}: backend {self.backend!r}: unknown (choose "
+                              f"{', '.join(backends())})")
         if self.vcpus is not None:
             _whole(self.vcpus, f"{where}: vcpus", 1)
         if self.memory is not None:

@@ -16,7 +16,7 @@ from typing import Any
 from benchrun.client import TERMINAL, Client
 from benchrun.errors import ConfigError
 from benchrun.jobs.protocol import STATUS_NAMES
-from benchrun.runner import parse_env
+from benchrun.options import parse_env
 
 
 def _add_server(p: argparse.ArgumentParser) -> None:
@@ -86,8 +86,9 @@ def add_parsers(sub: Any) -> None:
     p.add_argument("--once", action="store_true", help="run one job, then exit")
     p.add_argument("--once-wait", type=float, metavar="S",
                    help="with --once: give up (exit 0) when no job came within S seconds")
-    p.add_argument("--backend", choices=["sandbox", "vm"], default="sandbox",
-                   help="backend for jobs whose spec names none (default sandbox)")
+    p.add_argument("--backend", default="sandbox", metavar="NAME",
+                   help="backend for jobs whose spec names none (default sandbox; "
+                   "benchrun.backends() lists them)")
     p.add_argument("--drain-timeout", type=float, default=0.0, metavar="S",
                    help="on SIGTERM, let the current job finish for up to S seconds, then cancel")
     p.add_argument("--poll-timeout", type=int, default=55, metavar="S")
@@ -107,7 +108,7 @@ def add_parsers(sub: Any) -> None:
     p.add_argument("--allow-failure", action="store_true")
     p.add_argument("--vcpus", type=int, default=1, metavar="N")
     p.add_argument("-m", "--memory", metavar="SIZE")
-    p.add_argument("--backend", choices=["sandbox", "vm"])
+    p.add_argument("--backend", metavar="NAME", help="sandbox or vm (benchrun.backends())")
     p.add_argument("--priority", type=int, default=0)
     p.add_argument("--wait", action="store_true", help="wait for the job and print its results")
     p.add_argument("--json", action="store_true")
@@ -274,7 +275,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
 def cmd_agent(args: argparse.Namespace) -> int:
     from benchrun.agent import configure_logging, load_key, make_config, run_agent
-    from benchrun.runner import parse_size
+    from benchrun.options import parse_size
 
     configure_logging(verbose=bool(getattr(args, "verbose", False)))
     cfg = make_config(args.server, args.runner, load_key(args.key_file), store=args.store,

@@ -27,18 +27,8 @@ from benchrun.campaign import cli as campaign_cli
 from benchrun.cli import jobs as jobs_cli
 from benchrun.cli.progress import pull_progress
 from benchrun.errors import BenchrunError, ConfigError
-from benchrun.runner import (
-    DEFAULT_MAX_OUTPUT_BYTES,
-    SCHEMA,
-    Result,
-    ensure_image,
-    execute,
-    make_spec,
-    parse_env_file,
-    parse_memory,
-    parse_size,
-    select_cpus,
-)
+from benchrun.options import OPTIONS, parse_env_file
+from benchrun.runner import SCHEMA, Result, execute, load_image, make_spec
 
 EXIT_USAGE = 2
 EXIT_TIMEOUT = 124
@@ -137,50 +127,7 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-# --- option value types for `run`: a bad value is a usage error (exit 2) before any work -------
-
-
-def _arg_type(fn: Callable[[str], Any]) -> Callable[[str], Any]:
-    def convert(text: str) -> Any:
-        try:
-            return fn(text)
-        except ConfigError as e:
-            raise argparse.ArgumentTypeError(str(e)) from None
-
-    convert.__name__ = fn.__name__.lstrip("_")  # argparse names the type in its messages
-    return convert
-
-
-def _whole(text: str) -> int:
-    try:
-        n = int(text)
-    except ValueError:
-        raise ConfigError(f"'{text}': expected a whole number") from None
-    if n < 1:
-        raise ConfigError(f"{n}: must be at least 1")
-    return n
-
-
-def _positive(text: str) -> float:
-    try:
-        f = float(text)
-    except ValueError:
-        raise ConfigError(f"'{text}': expected a number") from None
-    if not f > 0 or f == float("inf"):
-        raise ConfigError(f"{text}: must be a positive number")
-    return f
-
-
-def _vcpus(text: str) -> int:
-    n = _whole(text)
-    select_cpus(n)  # more than this process may use is an error now, not after the pull
-    return n
-
-
-def _abs_path(text: str) -> str:
-    if not text.startswith("/"):
-        raise ConfigError(f"'{text}': must be an absolute path inside the image")
-    return text
+# --- `run`: its flags come from the option table (benchrun.options) -----------------------------
 
 
 def _add_run_parser(sub: Any) -> None:
@@ -205,122 +152,20 @@ def _add_run_parser(sub: Any) -> None:
     p.add_argument(
         "--image", metavar="REF", help="the image (then every positional is the command)"
     )
-    p.add_argument(
-        "-e",
-        "--env",
-        action="append",
-        default=[],
-        metavar="K[=V]",
-        help="set an environment variable (K alone: take benchrun's own value of K)",
-    )
+    add_run_options(p)
     p.add_argument(
         "--env-file",
         action="append",
         default=[],
         metavar="FILE",
-        type=_arg_type(parse_env_file),
         help="read K=V lines from FILE (# comments, blank lines skipped); -e wins",
-    )
-    p.add_argument(
-        "-w",
-        "--workdir",
-        metavar="DIR",
-        type=_arg_type(_abs_path),
-        help="working directory inside the image (default: the image's, else /)",
-    )
-    p.add_argument(
-        "--entrypoint",
-        metavar="CMD",
-        help="replace the image's entrypoint (and clear its Cmd); '' = none",
-    )
-    p.add_argument(
-        "-u",
-        "--user",
-        metavar="USER[:GROUP]",
-        help="name, uid, name:group or uid:gid, resolved in the image",
-    )
-    p.add_argument(
-        "-m",
-        "--memory",
-        metavar="SIZE",
-        type=_arg_type(parse_memory),
-        help="memory limit, no swap (512m, 1g; binary units; min 6m)",
-    )
-    p.add_argument(
-        "--pids-limit",
-        metavar="N",
-        type=_arg_type(_whole),
-        help="maximum number of processes/threads",
-    )
-    p.add_argument(
-        "--vcpus",
-        metavar="N",
-        type=_arg_type(_vcpus),
-        help="pin the run to N CPUs (the lowest-numbered ones benchrun may use)",
-    )
-    p.add_argument(
-        "--cpus",
-        metavar="N",
-        type=_arg_type(_positive),
-        dest="cpu_quota",
-        help="CPU time quota in CPUs' worth (1.5 = one and a half CPUs), as docker",
-    )
-    p.add_argument(
-        "--network",
-        default="none",
-        choices=["none"],
-        help="network mode; only none (loopback only) is supported",
-    )
-    p.add_argument(
-        "--backend",
-        default="sandbox",
-        choices=["sandbox", "vm"],
-        help="where to run: the namespace sandbox (default) or a QEMU microVM",
-    )
-    p.add_argument(
-        "--accel",
-        default="auto",
-        choices=["auto", "kvm", "tcg"],
-        help="vm: KVM when the CPU has vmx/svm and /dev/kvm works (auto), or force one",
-    )
-    p.add_argument(
-        "--kernel",
-        metavar="BZIMAGE",
-        help="vm: the guest kernel (default: Debian's cloud kernel, fetched once into the store)",
-    )
-    p.add_argument(
-        "--vm-memory",
-        metavar="SIZE",
-        help="vm: the guest's RAM (default: --memory + 256m, or 1g)",
-    )
-    p.add_argument(
-        "--timeout",
-        metavar="SECONDS",
-        type=_arg_type(_positive),
-        help="wall-clock limit; then the whole run is killed (exit 124)",
-    )
-    p.add_argument(
-        "--output",
-        action="append",
-        default=[],
-        metavar="PATH",
-        type=_arg_type(_abs_path),
-        help="file in the image's filesystem to collect after the run (repeatable; "
-        "in the --json document)",
-    )
-    p.add_argument(
-        "--max-output",
-        metavar="SIZE",
-        type=_arg_type(parse_size),
-        default=DEFAULT_MAX_OUTPUT_BYTES,
-        help="cap on each of stdout and stderr (default 64m)",
     )
     p.add_argument(
         "--iterations",
         metavar="N",
-        type=_arg_type(_whole),
+        type=int,
         default=1,
-        help="run N times (the image is resolved once)",
+        help="run N times (the image is resolved and loaded once)",
     )
     p.add_argument(
         "--json",
@@ -336,6 +181,31 @@ def _add_run_parser(sub: Any) -> None:
         help="the image, then the command replacing its Cmd",
     )
     p.set_defaults(func=cmd_run, run_parser=p)
+
+
+def add_run_options(p: argparse.ArgumentParser) -> None:
+    """A flag per option of the table that has one; values stay text (None = not given) until
+    make_spec parses and validates them all."""
+    for o in OPTIONS:
+        if not o.flags:
+            continue
+        help_text = o.help + (f" ({', '.join(o.choices)})" if o.choices else "")
+        p.add_argument(*o.flags, dest=o.name, metavar=o.metavar, help=help_text,
+                       action="append" if o.repeat else "store")
+
+
+def run_options(args: argparse.Namespace) -> dict[str, Any]:
+    """The table's options as given on the command line (by add_run_options)."""
+    given = {o.name: getattr(args, o.name) for o in OPTIONS if o.flags}
+    given["entrypoint"] = _entrypoint(given.get("entrypoint"))
+    return {k: v for k, v in given.items() if v is not None}
+
+
+def _entrypoint(value: Optional[str]) -> Optional[list[str]]:
+    """As docker's --entrypoint: one executable, not split; "" = no entrypoint; None = the image's."""
+    if value is None:
+        return None
+    return [value] if value else []
 
 
 def _registry_kwargs(args: argparse.Namespace) -> dict[str, Any]:
@@ -552,52 +422,30 @@ def _write(stream: Any, data: bytes) -> None:
         os.close(devnull)
 
 
-def _entrypoint(value: Optional[str]) -> Optional[list[str]]:
-    """As docker's --entrypoint: one executable, not split; "" = no entrypoint; None = the image's."""
-    if value is None:
-        return None
-    return [value] if value else []
-
-
 def cmd_run(args: argparse.Namespace) -> int:
     image, command = _split_image_command(args)
-    env: list[str] = [e for entries in args.env_file for e in entries] + list(args.env)
     verbose = bool(getattr(args, "verbose", False))
-    spec = make_spec(
-        image,
-        command,
-        backend=args.backend,
-        timeout=args.timeout,
-        env=env,
-        vcpus=args.vcpus,
-        memory=args.memory,
-        pids_limit=args.pids_limit,
-        outputs=args.output,
-        entrypoint=_entrypoint(args.entrypoint),
-        workdir=args.workdir,
-        user=args.user,
-        cpu_quota=args.cpu_quota,
-        network=args.network,
-        store=args.store,
-        max_output_bytes=args.max_output,
-        accel=args.accel,
-        kernel=args.kernel,
-        vm_memory=args.vm_memory,
-        **_registry_kwargs(args),
-    )
-    # Pull once, with progress bars that are gone before the workload runs; every iteration then
-    # runs the image by digest, so all of them run the same image.
+    options = run_options(args)
+    try:
+        if args.iterations < 1:
+            raise ConfigError(f"--iterations {args.iterations}: must be at least 1")
+        env_files = [e for path in args.env_file for e in parse_env_file(path)]
+        if env_files:
+            options["env"] = env_files + list(options.get("env", []))
+        spec = make_spec(image, command, store=args.store, **options, **_registry_kwargs(args))
+    except ConfigError as e:  # a bad option value is a usage error: nothing was pulled or run
+        args.run_parser.error(str(e))
+    # Pull once, with progress bars that are gone before the workload runs; the image is loaded
+    # once and every iteration runs that same image.
     with pull_progress(not args.json) as progress:
         if progress is not None:
             spec = dataclasses.replace(spec, pull_kwargs={**spec.pull_kwargs, "progress": progress})
-        digest, pull_s = ensure_image(spec)
-    spec = dataclasses.replace(spec, image=digest, pull=False, pull_kwargs={})
+        loaded, pull_s = load_image(spec)
     results: list[Result] = []
     try:
         for i in range(args.iterations):
-            r = execute(spec)
-            if i == 0:  # the pull above belongs to the first iteration's phases
-                r = dataclasses.replace(r, phases={**r.phases, "pull": pull_s})
+            # The pull above belongs to the first iteration's phases.
+            r = execute(spec, image=loaded, pull_s=pull_s if i == 0 else 0.0)
             results.append(r)
             if not args.json:
                 _write(sys.stdout, r.stdout)

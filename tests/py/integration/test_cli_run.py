@@ -48,7 +48,7 @@ def test_run_json_document(busybox_image, store):
     p = benchrun("run", "--json", busybox_image.ref, "echo hi; echo there >&2", store=store)
     assert p.returncode == 0, p.stderr
     doc = json.loads(p.stdout)  # stdout is the document and nothing else
-    assert doc["schema"] == 1 and doc["backend"] == "sandbox" and doc["ok"] is True
+    assert doc["schema"] == 2 and doc["backend"] == "sandbox" and doc["ok"] is True
     assert doc["image_digest"] == busybox_image.manifest_digest
     assert doc["exit_code"] == 0 and doc["signal"] == 0
     assert doc["stdout"] == "hi\n" and doc["stderr"] == "there\n"
@@ -135,7 +135,7 @@ def test_run_iterations(busybox_image, store):
     p = benchrun("run", "--json", "--iterations", "3", busybox_image.ref, "echo x", store=store)
     assert p.returncode == 0, p.stderr
     doc = json.loads(p.stdout)
-    assert doc["schema"] == 1 and len(doc["iterations"]) == 3
+    assert doc["schema"] == 2 and len(doc["iterations"]) == 3
     assert {i["image_digest"] for i in doc["iterations"]} == {busybox_image.manifest_digest}
     assert [i["stdout"] for i in doc["iterations"]] == ["x\n"] * 3
     assert [i["phases"]["pull"] > 0 for i in doc["iterations"]] == [True, False, False]

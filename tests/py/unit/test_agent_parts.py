@@ -105,8 +105,7 @@ def test_refused_job_fails_without_running():
 def result(**kw) -> Result:
     base = dict(exit_code=0, signal=0, stdout=b"", stderr=b"", stdout_truncated=False,
                 stderr_truncated=False, outputs={}, missing_outputs={}, timed_out=False,
-                oom_killed=False, wall_time=0.0, cpu_user=0.0, cpu_system=0.0, peak_memory=0,
-                image_digest="sha256:" + "0" * 64, backend="sandbox", start_time=0.0,
+                oom_killed=False, image_digest="sha256:" + "0" * 64, backend="sandbox", start_time=0.0,
                 end_time=0.0)
     base.update(kw)
     return Result(**base)

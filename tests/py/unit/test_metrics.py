@@ -19,6 +19,7 @@ from benchrun.metrics import (
     parse_gbench,
     parse_hyperfine,
 )
+from benchrun.runner import Metric as RunMetric
 from benchrun.runner import Result
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "metrics"
@@ -28,8 +29,11 @@ def make_result(stdout: bytes = b"", outputs=None, missing=None, truncated=False
     return Result(
         exit_code=0, signal=0, stdout=stdout, stderr=b"", stdout_truncated=truncated,
         stderr_truncated=False, outputs=dict(outputs or {}), missing_outputs=dict(missing or {}),
-        timed_out=False, oom_killed=False, wall_time=0.5, cpu_user=0.25, cpu_system=0.125,
-        peak_memory=1 << 20, image_digest="sha256:" + "0" * 64, backend="sandbox",
+        timed_out=False, oom_killed=False,
+        metrics={"wall_time": RunMetric(0.5, "s"), "cpu_user": RunMetric(0.25, "s"),
+                 "cpu_system": RunMetric(0.125, "s"),
+                 "peak_memory": RunMetric(1 << 20, "bytes")},
+        image_digest="sha256:" + "0" * 64, backend="sandbox",
         start_time=1.0, end_time=1.5,
     )
 

@@ -1,0 +1,328 @@
+"""The run options as a user gives them: one table, every layer derives from it.
+
+Each Option says how a value arrives (a keyword of ``benchrun.run()``/``make_spec()``, a key of a
+campaign variant, a CLI flag of ``benchrun run``) and how it becomes the value of the native
+``benchrun._core.RunSpec`` attribute it sets. The rules (minimum memory, absolute paths, which
+backend an option belongs to, ...) and the defaults live once, in C++ (``cpp/include/benchrun/run/
+spec.hpp``, checked by ``RunSpec.validate()``); this table only parses what a user types
+("512m", "1.5", "K=V"). A new option is one line in spec.hpp, one line here, and its use.
+
+The parsers (parse_size, parse_memory, parse_env, parse_env_file, select_cpus) are public: the CLI,
+campaigns and the agent use them too. Nothing here imports the native module until a spec is
+built, so the CLI can build its parser cheaply.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shlex
+from dataclasses import dataclass
+from typing import Any, Callable, Iterable, Mapping, Optional, Sequence, Union
+
+from benchrun.errors import ConfigError
+
+EnvArg = Union[Mapping[str, str], Iterable[str], None]
+ArgvArg = Union[str, Sequence[str], None]
+
+_SIZE_RE = re.compile(r"^(\d+(?:\.\d+)?) ?([kmgtp])?(?:i?b)?$", re.IGNORECASE)
+_SIZE_UNITS = {"": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30, "t": 1 << 40, "p": 1 << 50}
+
+
+# --- parsers ---------------------------------------------------------------------------------
+
+
+def parse_size(value: Union[int, str], what: str = "size") -> int:
+    """Bytes from an int or a docker-style size: ``"512m"``, ``"1g"``, ``"1.5GiB"``, ``"100"``.
+    Units are binary as in docker (k = 1024, optional trailing ``b``/``ib``); a bare number is
+    bytes."""
+    if isinstance(value, bool):
+        raise ConfigError(f"{what} {value!r}: expected bytes or a size like 512m")
+    if isinstance(value, int):
+        n = value
+    elif isinstance(value, str):
+        m = _SIZE_RE.match(value.strip())
+        if not m:
+            raise ConfigError(f"{what} '{value}': expected a size like 512m, 1g or 1073741824")
+        n = int(float(m.group(1)) * _SIZE_UNITS[(m.group(2) or "").lower()])
+    else:
+        raise ConfigError(f"{what} {value!r}: expected bytes or a size like 512m")
+    if n < 0:
+        raise ConfigError(f"{what} {value!r}: must not be negative")
+    return n
+
+
+def parse_memory(value: Union[int, str], what: str = "memory") -> int:
+    """A memory size in bytes (see parse_size). The minimum (6m, so ``--memory 512`` meant as
+    megabytes fails loudly) is checked by RunSpec.validate()."""
+    return parse_size(value, what)
+
+
+def _check_env_key(key: str, where: str) -> None:
+    if not key:
+        raise ConfigError(f"environment variable {where}: empty name")
+    if "=" in key or "\0" in key:
+        raise ConfigError(f"environment variable {where}: name contains '=' or NUL")
+
+
+def parse_env(env: EnvArg, caller_env: Optional[Mapping[str, str]] = None) -> tuple[str, ...]:
+    """``K=V`` strings from a dict or from a list of ``K=V`` / ``K`` entries.
+
+    A bare ``K`` takes the caller's value (``caller_env``, default os.environ) and is left out if
+    the caller has none, as ``docker run -e K`` does; nothing else of the caller's environment is
+    passed. Later entries win over earlier ones; the first position of a name is kept.
+    """
+    if env is None:
+        return ()
+    caller = os.environ if caller_env is None else caller_env
+    merged: dict[str, str] = {}
+    if isinstance(env, Mapping):
+        for k, v in env.items():
+            if not isinstance(k, str) or not isinstance(v, str):
+                raise ConfigError(f"environment {k!r}={v!r}: names and values must be str")
+            _check_env_key(k, repr(k))
+            if "\0" in v:
+                raise ConfigError(f"environment variable '{k}': value contains NUL")
+            merged[k] = v
+    elif isinstance(env, (str, bytes)):
+        raise ConfigError("env: expected a dict or a list of 'K=V' strings, not a single string")
+    else:
+        for item in env:
+            if not isinstance(item, str):
+                raise ConfigError(f"environment entry {item!r}: expected a 'K=V' string")
+            key, eq, value = item.partition("=")
+            _check_env_key(key, repr(item))
+            if "\0" in value:
+                raise ConfigError(f"environment variable '{key}': value contains NUL")
+            if eq:
+                merged[key] = value
+            elif key in caller:
+                merged[key] = caller[key]
+    return tuple(f"{k}={v}" for k, v in merged.items())
+
+
+def parse_env_file(
+    path: Union[str, "os.PathLike[str]"], caller_env: Optional[Mapping[str, str]] = None
+) -> list[str]:
+    """The entries of a docker ``--env-file``: one ``K=V`` or ``K`` per line; lines starting with
+    ``#`` and blank lines are skipped; no quoting (the value is the rest of the line, verbatim).
+    Raises ConfigError if the file cannot be read. Bare ``K`` resolves like in parse_env."""
+    try:
+        with open(path, "rb") as f:
+            raw = f.read()
+    except OSError as e:
+        raise ConfigError(f"read env file '{os.fspath(path)}': {e.strerror or e}") from None
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError:
+        raise ConfigError(f"env file '{os.fspath(path)}': not valid UTF-8") from None
+    caller = os.environ if caller_env is None else caller_env
+    entries: list[str] = []
+    for n, line in enumerate(text.splitlines(), 1):
+        if not line.strip() or line.lstrip().startswith("#"):
+            continue
+        key, eq, value = line.partition("=")
+        key = key.lstrip()  # docker trims leading whitespace of the name only
+        if not key or " " in key or "\t" in key or "\0" in key or "\0" in value:
+            raise ConfigError(f"env file '{os.fspath(path)}' line {n}: invalid variable name '{key}'")
+        if eq:
+            entries.append(f"{key}={value}")
+        elif key in caller:
+            entries.append(f"{key}={caller[key]}")
+    return entries
+
+
+def select_cpus(vcpus: Optional[int], available: Optional[Iterable[int]] = None) -> tuple[int, ...]:
+    """The ``vcpus`` lowest-numbered CPUs this process may use (``os.sched_getaffinity(0)``)."""
+    if vcpus is None:
+        return ()
+    n = whole(vcpus, "vcpus")
+    cpus = sorted(os.sched_getaffinity(0) if available is None else available)
+    if n > len(cpus):
+        raise ConfigError(
+            f"vcpus {n}: only {len(cpus)} CPUs are available to benchrun "
+            f"({','.join(str(c) for c in cpus)})"
+        )
+    return tuple(cpus[:n])
+
+
+def argv(value: ArgvArg, what: str) -> Optional[tuple[str, ...]]:
+    """None stays None ("not given"); a str is split like a shell would (docker SDK does too);
+    "" gives () ("given, empty")."""
+    if value is None:
+        return None
+    if isinstance(value, str):
+        try:
+            return tuple(shlex.split(value))
+        except ValueError as e:
+            raise ConfigError(f"{what} '{value}': {e}") from None
+    if isinstance(value, bytes):
+        raise ConfigError(f"{what}: expected str or a list of str, not bytes")
+    out = tuple(value)
+    for a in out:
+        if not isinstance(a, str):
+            raise ConfigError(f"{what} {list(out)!r}: every argument must be a str")
+    return out
+
+
+def whole(value: Any, what: str) -> int:
+    """A whole number >= 1 (from an int, or from CLI text)."""
+    if isinstance(value, str):
+        try:
+            value = int(value)
+        except ValueError:
+            raise ConfigError(f"{what} '{value}': expected a whole number") from None
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise ConfigError(f"{what} {value!r}: expected a whole number")
+    if value < 1:
+        raise ConfigError(f"{what} {value}: must be at least 1")
+    return value
+
+
+def number(value: Any, what: str) -> float:
+    """A number (from an int/float, or from CLI text); its range is RunSpec.validate()'s."""
+    if isinstance(value, str):
+        try:
+            value = float(value)
+        except ValueError:
+            raise ConfigError(f"{what} '{value}': expected a number") from None
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise ConfigError(f"{what} {value!r}: expected a number")
+    return float(value)
+
+
+def _text(value: Any, what: str) -> str:
+    if isinstance(value, int) and not isinstance(value, bool):
+        return str(value)  # a uid
+    if not isinstance(value, str):
+        raise ConfigError(f"{what} {value!r}: expected a str")
+    return value
+
+
+def _paths(value: Any, what: str) -> list[str]:
+    if isinstance(value, (str, bytes)):
+        raise ConfigError(f"{what}: expected a list of paths, not a single string")
+    out = []
+    for p in value:
+        if not isinstance(p, str):
+            raise ConfigError(f"{what} {p!r}: expected a str path")
+        if p not in out:
+            out.append(p)
+    return out
+
+
+def _host_file(value: Any, what: str) -> str:
+    p = os.fspath(value)
+    if not isinstance(p, str) or not os.path.isfile(p):
+        raise ConfigError(f"{what} {p!r}: no such file")
+    return os.path.abspath(p)
+
+
+def _network(value: Any, what: str) -> bool:
+    if value != "none":
+        raise ConfigError(f"{what} {value!r}: only 'none' is supported (loopback only)")
+    return False
+
+
+# --- the table --------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Option:
+    """One run option. ``parse(value, name)`` turns what a user gave (a Python value, or the text
+    of a CLI flag) into the value of ``_core.RunSpec.<core>``."""
+
+    name: str
+    parse: Callable[[Any, str], Any]
+    help: str
+    flags: tuple[str, ...] = ()  # CLI flags of `benchrun run`; () = not a flag
+    metavar: Optional[str] = None
+    repeat: bool = False  # a CLI flag given once per value (a list)
+    core: str = ""  # the _core.RunSpec attribute; "" = name
+    choices: tuple[str, ...] = ()  # shown in --help; the check is RunSpec.validate()'s
+
+    @property
+    def attr(self) -> str:
+        return self.core or self.name
+
+
+OPTIONS: tuple[Option, ...] = (
+    Option("backend", _text, "where to run: sandbox (namespaces, the default) or vm (a QEMU "
+           "microVM); benchrun.backends() lists them", ("--backend",), "NAME"),
+    Option("command", argv, "replaces the image's Cmd (a str is split like a shell would)"),
+    Option("entrypoint", argv, "replace the image's entrypoint (and clear its Cmd); '' = none",
+           ("--entrypoint",), "CMD"),
+    Option("env", parse_env, "set an environment variable (K alone: take benchrun's own value "
+           "of K); nothing else of the caller's environment reaches the workload",
+           ("-e", "--env"), "K[=V]", repeat=True),
+    Option("workdir", _text, "working directory inside the image (default: the image's, else /)",
+           ("-w", "--workdir"), "DIR"),
+    Option("user", _text, "name, uid, name:group or uid:gid, resolved in the image",
+           ("-u", "--user"), "USER[:GROUP]"),
+    Option("memory", parse_memory, "memory limit, no swap (512m, 1g; binary units; min 6m)",
+           ("-m", "--memory"), "SIZE"),
+    Option("pids_limit", whole, "maximum number of processes/threads", ("--pids-limit",), "N"),
+    Option("vcpus", lambda v, what: list(select_cpus(whole(v, what))),
+           "pin the run to N CPUs (the lowest-numbered ones benchrun may use); vm: N vCPUs",
+           ("--vcpus",), "N", core="cpus"),
+    Option("cpu_quota", number, "CPU time quota in CPUs' worth (1.5 = one and a half CPUs), "
+           "as docker's --cpus", ("--cpus",), "N"),
+    Option("network", _network, "network mode; only none (loopback only) is supported",
+           ("--network",), "MODE", choices=("none",)),
+    Option("timeout", number, "wall-clock limit in seconds; then the whole run is killed "
+           "(exit 124)", ("--timeout",), "SECONDS"),
+    Option("outputs", _paths, "file in the image's filesystem to collect after the run "
+           "(repeatable; in the --json document)", ("--output",), "PATH", repeat=True),
+    Option("max_output_bytes", parse_size, "cap on each of stdout and stderr (default 64m)",
+           ("--max-output",), "SIZE"),
+    Option("accel", _text, "vm: KVM when the CPU has vmx/svm and /dev/kvm works (auto), or "
+           "force one", ("--accel",), "ACCEL", choices=("auto", "kvm", "tcg")),
+    Option("kernel", _host_file, "vm: the guest kernel (default: Debian's cloud kernel, "
+           "fetched once into the store)", ("--kernel",), "BZIMAGE"),
+    Option("vm_memory", parse_memory, "vm: the guest's RAM (default: --memory + 256m, or 1g)",
+           ("--vm-memory",), "SIZE"),
+)
+
+BY_NAME: dict[str, Option] = {o.name: o for o in OPTIONS}
+
+
+def core_spec(options: Mapping[str, Any]) -> Any:
+    """A validated ``_core.RunSpec`` from option values (names of OPTIONS; None = not given,
+    i.e. the native default). ConfigError names the option; TypeError for an unknown name."""
+    from benchrun import _core  # the native module: only when a spec is really built
+
+    unknown = sorted(set(options) - set(BY_NAME))
+    if unknown:
+        raise TypeError(f"unexpected run option(s): {', '.join(unknown)}")
+    spec = _core.RunSpec()
+    for name, value in options.items():
+        if value is None:
+            continue
+        opt = BY_NAME[name]
+        parsed = opt.parse(value, name)
+        try:
+            setattr(spec, opt.attr, parsed)
+        except TypeError:
+            raise ConfigError(f"{name} {value!r}: not a valid value") from None
+    spec.validate()
+    return spec
+
+
+def backends() -> list[str]:
+    """The registered backends' names (the one list; the CLI, agent, plugin and jobs use it)."""
+    from benchrun import _core
+
+    return list(_core.backends())
+
+
+__all__ = [
+    "OPTIONS",
+    "Option",
+    "backends",
+    "core_spec",
+    "parse_env",
+    "parse_env_file",
+    "parse_memory",
+    "parse_size",
+    "select_cpus",
+]
