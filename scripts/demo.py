@@ -6,6 +6,7 @@ first mismatch stops the demo with exit 1."""
 from __future__ import annotations
 
 import json
+import shlex
 import subprocess
 import sys
 import tempfile
@@ -32,7 +33,7 @@ class DemoFailed(Exception):
 def step(store: str, args: list[str], claim: str, check: Callable[[str], bool]) -> str:
     """Runs `benchrun ARGS` (with --store), shows its output, and checks `claim` on its stdout."""
     args = [args[0], "--store", store, *args[1:]]  # options before IMAGE
-    print(f"$ benchrun {' '.join(args)}", flush=True)
+    print(f"$ benchrun {shlex.join(args)}", flush=True)
     proc = subprocess.run([sys.executable, "-m", "benchrun.cli", *args], capture_output=True,
                           text=True)
     sys.stdout.write(proc.stdout)

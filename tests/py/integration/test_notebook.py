@@ -1,10 +1,16 @@
 """notebooks/analysis.ipynb executes top to bottom on the kernel it names, found as a user's Jupyter
-started from the venv finds it (the kernelspec scripts/venv.sh registers), and produces its figures."""
+started from the venv finds it (the kernelspec scripts/venv.sh registers), and produces its figures;
+the Jupyter front end the README starts offers that kernel."""
 
 from __future__ import annotations
 
+import json
+import os
+import socket
 import subprocess
 import sys
+import time
+import urllib.request
 from pathlib import Path
 
 import pytest
@@ -13,6 +19,7 @@ nbformat = pytest.importorskip("nbformat")
 nbclient = pytest.importorskip("nbclient")
 kernelspec = pytest.importorskip("jupyter_client.kernelspec")
 pytest.importorskip("ipykernel")
+from jupyter_client import BlockingKernelClient  # noqa: E402
 
 import benchrun  # noqa: E402
 
@@ -67,3 +74,64 @@ def test_analysis_notebook_runs_and_plots(notebook, tmp_path: Path):
     assert "sleep-100ms vs sleep-50ms: +" in text and "significant: True" in text
     # The summary table and the comparison table are shown as HTML tables.
     assert sum("text/html" in o.get("data", {}) for o in outputs) >= 3
+
+
+def test_front_end_from_the_venv_starts_the_notebooks_kernel(notebook, tmp_path: Path):
+    """The README's `python -m notebook --allow-root notebooks/analysis.ipynb` (Debian's
+    jupyter-notebook, run by the venv's python) lists the kernel the notebook names and starts it
+    for the notebook."""
+    pytest.importorskip("notebook", reason="Debian's jupyter-notebook (scripts/bootstrap.sh)")
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    token = "benchrun-test"
+    log = tmp_path / "notebook.log"
+    server = subprocess.Popen(
+        [sys.executable, "-m", "notebook", "--allow-root", "--no-browser", "--ip=127.0.0.1",
+         f"--port={port}", "--port-retries=0", f"--NotebookApp.token={token}",
+         f"--notebook-dir={NOTEBOOK.parent}"],
+        stdout=subprocess.DEVNULL, stderr=log.open("wb"),
+    )
+
+    def api(path: str, body: object = None) -> dict:
+        req = urllib.request.Request(
+            f"http://127.0.0.1:{port}/api/{path}",
+            data=None if body is None else json.dumps(body).encode(),
+            headers={"Authorization": f"token {token}", "Content-Type": "application/json"},
+        )
+        with urllib.request.urlopen(req, timeout=10) as r:
+            return json.load(r)
+
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                specs = api("kernelspecs")["kernelspecs"]
+                break
+            except OSError:
+                assert server.poll() is None, log.read_text()
+                assert time.monotonic() < deadline, "the notebook server did not answer in 60 s"
+                time.sleep(0.2)
+        name = notebook.metadata.kernelspec.name
+        assert specs[name]["spec"]["argv"][0] == sys.executable
+        # What the page does on opening the notebook: a session on the kernel its metadata names.
+        kernel = api("sessions", {"path": NOTEBOOK.name, "type": "notebook",
+                                  "kernel": {"name": name}})["kernel"]
+        assert kernel["name"] == name
+        # That kernel (its connection file is in the server's runtime dir) imports our benchrun.
+        conn = Path(os.environ["JUPYTER_RUNTIME_DIR"]) / f"kernel-{kernel['id']}.json"
+        client = BlockingKernelClient(connection_file=str(conn))
+        client.load_connection_file()
+        client.start_channels(iopub=False, stdin=False)
+        try:  # requests wait in ZeroMQ's queue until the kernel is up; replies come on shell
+            msg_id = client.execute("import benchrun", user_expressions={"f": "benchrun.__file__"})
+            reply = client.get_shell_msg(timeout=120)
+        finally:
+            client.stop_channels()
+        assert reply["parent_header"]["msg_id"] == msg_id
+        assert reply["content"]["status"] == "ok", reply["content"]
+        assert reply["content"]["user_expressions"]["f"]["data"]["text/plain"] == repr(
+            benchrun.__file__)
+    finally:
+        server.terminate()  # the server shuts its kernels down on SIGTERM
+        server.wait(timeout=30)
