@@ -30,20 +30,21 @@ class DemoFailed(Exception):
     pass
 
 
-def step(store: str, args: list[str], claim: str, check: Callable[[str], bool]) -> str:
+def step(store: str, args: list[str], claim: str, check: Callable[[str], bool]) -> None:
     """Runs `benchrun ARGS` (with --store), shows its output, and checks `claim` on its stdout."""
     args = [args[0], "--store", store, *args[1:]]  # options before IMAGE
     print(f"$ benchrun {shlex.join(args)}", flush=True)
     proc = subprocess.run([sys.executable, "-m", "benchrun.cli", *args], capture_output=True,
                           text=True)
     sys.stdout.write(proc.stdout)
-    sys.stdout.write(proc.stderr)
+    sys.stdout.flush()
+    sys.stderr.write(proc.stderr)
+    sys.stderr.flush()
     if proc.returncode != 0:
         raise DemoFailed(f"`benchrun {args[0]}` exited {proc.returncode}, expected 0")
     if not check(proc.stdout):
         raise DemoFailed(f"`benchrun {args[0]}`: expected {claim}; its stdout is above")
     print(f"-- ok: {claim}\n", flush=True)
-    return proc.stdout
 
 
 def demo(work: Path) -> None:
