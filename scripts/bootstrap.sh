@@ -16,6 +16,8 @@ PKGS=(
   # analysis: statistics, frames, plots, notebooks
   python3-numpy python3-scipy python3-pandas python3-matplotlib python3-seaborn
   python3-nbclient python3-nbformat python3-ipykernel
+  # a Jupyter front end for notebooks/ (classic Notebook; venv.sh registers the benchrun kernel)
+  jupyter-notebook
   # microVM backend: QEMU (microvm machine + qboot from qemu-system-data), ext4 images, cpio to
   # check our initramfs writer; clang + compiler-rt for the protocol fuzzer
   qemu-system-x86 qemu-system-data qemu-utils e2fsprogs cpio clang libclang-rt-14-dev

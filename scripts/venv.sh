@@ -7,3 +7,9 @@ fi
 source "$VENV/bin/activate"
 export CMAKE_ARGS="${CMAKE_ARGS:-} -DBENCHRUN_BUILD_TESTS=ON"
 python -m pip install -q --no-build-isolation --no-deps --no-index . 
+# The notebooks name the "benchrun" kernel. It is registered inside the venv
+# (.venv/share/jupyter/kernels/benchrun, running the venv's python), which Jupyter searches when the
+# front end runs from the venv: `python -m notebook`. Per venv, so checkouts do not overwrite each
+# other's kernel; Debian's /usr/bin/jupyter (prefix /usr) sees only /usr/bin/python3's kernel.
+# (-Xfrozen_modules=off: quiets the warning debugpy prints on import.)
+python -Xfrozen_modules=off -m ipykernel install --sys-prefix --name benchrun --display-name benchrun >/dev/null
