@@ -8,7 +8,6 @@
 #include <chrono>
 #include <cstring>
 #include <random>
-#include <set>
 
 #include "benchrun/common/error.hpp"
 #include "benchrun/common/fs.hpp"
@@ -20,6 +19,7 @@
 #include "benchrun/vm/launch.hpp"
 #include "run/process_config.hpp"
 #include "run/run_common.hpp"
+#include "vm/results.hpp"
 
 namespace benchrun::run {
 
@@ -166,17 +166,7 @@ RunResult run_vm(const oci::ImageConfig& image, const std::string& rootfs,
       m.memory_peak_bytes ? m.memory_peak_bytes : static_cast<uint64_t>(lr.qemu_usage.ru_maxrss) * 1024;
   cgroup.destroy();
   r.vm = info;
-  if (lr.error) {
-    // The guest init's own steps fail as the VM; the workload's setup steps (exec, setresuid,
-    // chdir, ...) carry the sandbox's stage names and messages and fail as the sandbox does.
-    static const std::set<std::string> kInitStages = {
-        "early-mounts", "signals",  "modules",  "channel",  "hello", "run-config",
-        "mount-root",   "populate-root", "hostname", "loopback", "cgroup", "spawn",
-        "run",          "collect",  "exit",     "hangup"};
-    if (kInitStages.count(lr.error->stage))
-      throw VmError("vm: guest init failed at '" + lr.error->stage + "': " + lr.error->message);
-    throw SandboxError(lr.error->message, lr.error->stage);
-  }
+  if (lr.error) vm::throw_guest_error(*lr.error);
   r.start_time = lr.start_time;
   r.stdout_data = std::move(lr.stdout_data);
   r.stderr_data = std::move(lr.stderr_data);
