@@ -84,7 +84,7 @@ struct ChildPlan {
   int devnull_fd = -1, stdout_fd = -1, stderr_fd = -1;  // stdout/stderr -1: /dev/null
 
   RootKind root_kind = RootKind::kOverlay;
-  const char* root = nullptr;             // kOverlay: the overlay's mount point
+  const char* root = nullptr;             // kOverlay: where the overlay is mounted
   const char* overlay_options = nullptr;  // kOverlay only
   const char* hostname = nullptr;
   size_t hostname_len = 0;

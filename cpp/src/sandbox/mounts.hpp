@@ -1,5 +1,5 @@
 // mounts.hpp: the sandbox's filesystem steps (overlay root, /proc, /dev, /tmp, /sys, masked and
-// read-only paths, pivot_root), in the child's dialect.
+// read-only paths, pivot_root or switch_root's move), in the child's dialect.
 //
 // Every function runs between clone and exec: no allocation, returns 0 or an errno. After
 // mount_overlay_and_enter() the working directory is the new root and every other path is relative
