@@ -49,7 +49,7 @@ Pipe make_pipe(const char* what) {
 sandbox::SpawnSpec spawn_spec(const proto::RunConfig& c, const std::string& root) {
   // The host sends the program as the kernel reads it (docs/protocol.md).
   if (c.seccomp_bpf.size() % sizeof(sock_filter) != 0)
-    throw ConfigError("run config: the seccomp program is not a whole number of 8-byte instructions");
+    throw ConfigError("run config: the seccomp program is not a whole number of instructions");
   std::vector<sock_filter> seccomp(c.seccomp_bpf.size() / sizeof(sock_filter));
   if (!seccomp.empty()) std::memcpy(seccomp.data(), c.seccomp_bpf.data(), c.seccomp_bpf.size());
   std::vector<sandbox::Rlimit> rlimits;
@@ -117,8 +117,8 @@ Workload start_workload(const proto::RunConfig& config, const std::string& root,
   }
   if (failed) {
     reap(static_cast<pid_t>(pid));
-    const SandboxError e =
-        sandbox::failure_error(rec, spec.argv.front(), prepared.search_path(), prepared.exec_paths());
+    const SandboxError e = sandbox::failure_error(rec, spec.argv.front(), prepared.search_path(),
+                                                  prepared.exec_paths());
     throw InitError(e.stage(), rec.err, e.what(), proto::ErrorOrigin::kWorkload);
   }
   Workload w;

@@ -59,8 +59,8 @@ const char* stage_name(int32_t stage) noexcept;
 // Where the child's root comes from, and how it becomes "/".
 //  kOverlay (the sandbox): the child mounts overlayfs on root, gives it a fresh tmpfs /tmp, and
 //    pivot_roots into it.
-//  kPrepared (the microVM's init): root is mounted already, with the /tmp that init collects outputs
-//    from after the run (so the child leaves /tmp alone); the child switches into it as
+//  kPrepared (the microVM's init): root is mounted already, with the /tmp that init collects
+//    outputs from after the run (so the child leaves /tmp alone); the child switches into it as
 //    switch_root(8) does, because pivot_root(2) refuses to move an initramfs root (EINVAL).
 // Both get the same /proc, /dev, /sys, masked and read-only paths.
 enum class RootKind : uint8_t { kOverlay, kPrepared };

@@ -164,7 +164,8 @@ TEST_F(PreparedRootTest, RunsTheSandboxStepsInTheMountedRootAndKeepsItsTmp) {
                    "grep -q ' /proc/sys ro,' /proc/self/mountinfo && echo sys read-only; "
                    "echo hello > /tmp/left"});
   EXPECT_EQ(o.code, 0) << o.out;
-  EXPECT_NE(o.out.find("pid=1 uid=65534 host=benchrun cwd=/work/dir\n"), std::string::npos) << o.out;
+  EXPECT_NE(o.out.find("pid=1 uid=65534 host=benchrun cwd=/work/dir\n"), std::string::npos)
+      << o.out;
   EXPECT_NE(o.out.find("CapEff:\t0000000000000000\n"), std::string::npos) << o.out;
   EXPECT_NE(o.out.find("masked=1\n"), std::string::npos) << o.out;  // /dev/null bound over
   EXPECT_NE(o.out.find("dev ok\n"), std::string::npos) << o.out;

@@ -159,7 +159,8 @@ TEST(VmResults, ErrorsRaiseByTheirOriginNotTheirStageName) {
   }
   // A workload setup step whose name init also uses is still the sandbox's failure.
   try {
-    throw_guest_error({"spawn", 1, "sandbox setup failed at 'spawn': x", proto::ErrorOrigin::kWorkload});
+    throw_guest_error(
+        {"spawn", 1, "sandbox setup failed at 'spawn': x", proto::ErrorOrigin::kWorkload});
     ADD_FAILURE() << "no exception";
   } catch (const SandboxError& e) {
     EXPECT_EQ(e.stage(), "spawn");
