@@ -38,7 +38,7 @@ frames = {
     5: s(b"/out/result.json") + u64(10) + u64(0) + s(b"0123456789"),
     6: s(b"/out/missing") + s(b"no such file"),
     7: struct.pack("<ii", 0, 0) + bytes([0, 0, 1, 0]) + u64(1000) + u64(500) + u64(200) + u64(1 << 20),
-    8: s(b"exec") + struct.pack("<i", 2) + s(b"exec '/bin/sh': No such file or directory"),
+    8: s(b"exec") + struct.pack("<i", 2) + s(b"exec '/bin/sh': No such file or directory") + bytes([1]),
     9: b"",
 }
 for t, p in frames.items():

@@ -21,6 +21,7 @@ void report_fatal(proto::Channel* channel, const InitError& error) noexcept {
     if (channel == nullptr) return;
     const auto deadline = proto::Channel::Clock::now() + kReportTimeout;
     proto::ErrorReport report;
+    report.origin = error.origin();
     report.stage = error.stage();
     report.err = error.err();
     report.message = error.what();

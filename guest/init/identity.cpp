@@ -1,10 +1,9 @@
-// identity.cpp: hostname and loopback.
+// identity.cpp: loopback.
 #include "init/identity.hpp"
 
 #include <net/if.h>
 #include <sys/ioctl.h>
 #include <sys/socket.h>
-#include <unistd.h>
 
 #include <cstring>
 
@@ -12,10 +11,6 @@
 #include "benchrun/common/unique_fd.hpp"
 
 namespace benchrun::guest {
-
-void set_hostname(const std::string& name) {
-  if (::sethostname(name.data(), name.size()) != 0) throw_errno("sethostname", name);
-}
 
 void bring_loopback_up() {
   UniqueFd s(::socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0));

@@ -6,11 +6,11 @@
 // host listens; init connects over virtio-serial (port "benchrun.0") or AF_VSOCK
 // (benchrun.transport=vsock on the kernel command line), then speaks docs/protocol.md: Hello ->
 // RunConfig, then Stdout/Stderr chunks while the workload runs, File/FileMissing, Exit, End. The
-// workload gets what the sandbox backend gives it (same mounts, credentials, capabilities, seccomp
-// program, exec rules and error wording; see workload_child.cpp). PID 1 must never exit (the kernel
-// panics when init dies): every path ends in power_off(), and a fatal error at any step is first
-// reported as ErrorReport + End (or, before the channel exists, only on the console, where each
-// step also leaves a breadcrumb).
+// workload gets what the sandbox backend gives it, from the sandbox's own child (workload.cpp):
+// same mounts, credentials, capabilities, seccomp program, exec rules and error wording. PID 1 must
+// never exit (the kernel panics when init dies): every path ends in power_off(), and a fatal error
+// at any step is first reported as ErrorReport + End (or, before the channel exists, only on the
+// console, where each step also leaves a breadcrumb).
 #include <signal.h>
 #include <sys/stat.h>
 #include <sys/utsname.h>
@@ -85,7 +85,6 @@ void run(std::optional<proto::Channel>& channel, uint64_t boot_ns) {
     mount_root(config.root_device, kRoot);
   });
   step("populate-root", [] { populate_root(kRoot); });
-  step("hostname", [&] { set_hostname(config.hostname); });
   step("loopback", [] { bring_loopback_up(); });
   std::optional<WorkloadCgroup> cgroup = step("cgroup", [&] {
     std::string why_not;

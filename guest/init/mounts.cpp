@@ -1,11 +1,11 @@
-// mounts.cpp: init's mounts and the workload's root, following the sandbox's layout
-// (cpp/src/sandbox/mounts.cpp, itself after runc's defaults).
+// mounts.cpp: init's mounts and the workload's root disk with its /tmp. The rest of the workload's
+// filesystem (/proc, /dev, /sys, masked and read-only paths) is the sandbox child's
+// (cpp/src/sandbox/mounts.cpp).
 #include "init/mounts.hpp"
 
 #include <fcntl.h>
 #include <sys/mount.h>
 #include <sys/stat.h>
-#include <sys/sysmacros.h>
 #include <unistd.h>
 
 #include <cerrno>
@@ -16,24 +16,6 @@
 namespace benchrun::guest {
 
 namespace {
-
-struct DevNode {
-  const char* name;
-  unsigned major, minor;
-};
-constexpr DevNode kDevNodes[] = {
-    {"null", 1, 3},   {"zero", 1, 5},    {"full", 1, 7},
-    {"random", 1, 8}, {"urandom", 1, 9}, {"tty", 5, 0},
-};
-
-struct DevLink {
-  const char* name;
-  const char* target;
-};
-constexpr DevLink kDevLinks[] = {
-    {"fd", "/proc/self/fd"},       {"stdin", "/proc/self/fd/0"}, {"stdout", "/proc/self/fd/1"},
-    {"stderr", "/proc/self/fd/2"}, {"ptmx", "pts/ptmx"},
-};
 
 void do_mount(const char* source, const std::string& target, const char* type, unsigned long flags,
               const char* data) {
@@ -49,27 +31,6 @@ void ensure_dir(const std::string& path, mode_t mode) {
   if (::lstat(path.c_str(), &st) != 0) throw_errno("stat", path);
   if (S_ISLNK(st.st_mode)) throw_errno(ELOOP, "mount point", path);
   if (!S_ISDIR(st.st_mode)) throw_errno(ENOTDIR, "mount point", path);
-}
-
-void populate_dev(const std::string& dev) {
-  ensure_dir(dev, 0755);
-  do_mount("tmpfs", dev, "tmpfs", MS_NOSUID | MS_NOEXEC | MS_STRICTATIME, "mode=755,size=65536k");
-  for (const DevNode& n : kDevNodes) {
-    const std::string path = dev + "/" + n.name;
-    if (::mknod(path.c_str(), S_IFCHR | 0666, makedev(n.major, n.minor)) != 0)
-      throw_errno("mknod", path);
-  }
-  for (const DevLink& l : kDevLinks) {
-    const std::string path = dev + "/" + l.name;
-    if (::symlink(l.target, path.c_str()) != 0) throw_errno("symlink", path);
-  }
-  // A private devpts instance: the workload sees only its own ptys (gid 5 is "tty").
-  ensure_dir(dev + "/pts", 0755);
-  do_mount("devpts", dev + "/pts", "devpts", MS_NOSUID | MS_NOEXEC,
-           "newinstance,ptmxmode=0666,mode=0620,gid=5");
-  // No size=: tmpfs defaults to half the RAM, and the workload's memory cgroup bounds it.
-  ensure_dir(dev + "/shm", 01777);
-  do_mount("shm", dev + "/shm", "tmpfs", MS_NOSUID | MS_NODEV | MS_NOEXEC, "mode=1777");
 }
 
 }  // namespace
@@ -106,10 +67,6 @@ void mount_root(const std::string& device, const std::string& root) {
 void populate_root(const std::string& root) {
   ensure_dir(root + "/tmp", 01777);
   do_mount("tmpfs", root + "/tmp", "tmpfs", MS_NOSUID | MS_NODEV, "mode=1777");
-  ensure_dir(root + "/proc", 0555);
-  populate_dev(root + "/dev");
-  ensure_dir(root + "/sys", 0555);
-  do_mount("sysfs", root + "/sys", "sysfs", MS_RDONLY | MS_NOSUID | MS_NODEV | MS_NOEXEC, nullptr);
 }
 
 }  // namespace benchrun::guest

@@ -1,5 +1,5 @@
 // mounts.hpp: init's filesystems: its own /dev, /proc, /sys, and the workload's root (the image's
-// ext4 device) with the same /tmp, /dev and /sys the sandbox backend gives a workload.
+// ext4 device) with its /tmp.
 #pragma once
 
 #include <chrono>
@@ -19,13 +19,12 @@ void wait_for_block_device(const std::string& path, std::chrono::milliseconds ti
 // and nodev, so that a device node planted in an image cannot open guest devices. Throws SysError.
 void mount_root(const std::string& device, const std::string& root);
 
-// Below root (the workload's view once it switched into it): tmpfs /tmp (1777), a minimal tmpfs
-// /dev (null zero full random urandom tty, fd/stdin/stdout/stderr links, a private devpts with
-// ptmx, tmpfs /dev/shm), read-only sysfs /sys, and an empty /proc for the workload's own procfs
-// (mounted by the workload's child, inside its pid namespace). Never devtmpfs: it would expose the
-// root disk and the host channel's port to a uid-0 workload. Mount points must be real directories
-// in the image (created if missing): a symlink there would resolve in init's view, outside root,
-// so it is refused (ELOOP). Throws SysError.
+// tmpfs /tmp (1777) below root, mounted here in init's mount namespace, where it outlives the
+// workload's so that init can collect outputs written there. /proc, /dev (a minimal tmpfs, never
+// devtmpfs, which would expose the root disk and the host channel's port to a uid-0 workload) and
+// /sys are the workload child's, as in the sandbox (RootKind::kPrepared). The mount point must be
+// a real directory in the image (created if missing): a symlink there would resolve in init's
+// view, outside root, so it is refused (ELOOP). Throws SysError.
 void populate_root(const std::string& root);
 
 }  // namespace benchrun::guest

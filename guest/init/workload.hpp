@@ -22,9 +22,9 @@ struct Workload {
 
 // Validates config, prepares the child's plan, clones it (into cgroup when given) and waits until
 // it has exec'd. Throws ConfigError (bad argv, cwd, seccomp program), SysError (pipes, clone3), or
-// InitError with the child's stage when it failed before or at execve — for "exec" the message is
-// the sandbox's: "exec 'cmd': No such file or directory in the image (PATH=...)". The failed child
-// is reaped before the throw.
+// InitError of origin kWorkload with the child's stage when it failed before or at execve, worded
+// as the sandbox words it (e.g. "exec 'cmd': No such file or directory in the image (PATH=...)").
+// The failed child is reaped before the throw.
 Workload start_workload(const proto::RunConfig& config, const std::string& root,
                         const WorkloadCgroup* cgroup);
 

@@ -123,6 +123,8 @@ void validate(const Metrics& m, std::string_view what) {
 
 void validate(const ErrorReport& e, std::string_view what) {
   if (e.err < 0) invalid(what, "err", std::to_string(e.err) + " is not an errno");
+  if (e.origin != ErrorOrigin::kInit && e.origin != ErrorOrigin::kWorkload)
+    invalid(what, "origin", std::to_string(static_cast<unsigned>(e.origin)) + " is not 0 or 1");
 }
 
 void write_strings(codec::Writer& w, const std::vector<std::string>& v) {
@@ -340,6 +342,7 @@ std::string encode_error(const ErrorReport& e) {
   w.bytes(e.stage);
   w.i32(e.err);
   w.bytes(e.message);
+  w.u8(static_cast<uint8_t>(e.origin));
   return std::move(w).finish();
 }
 
@@ -350,6 +353,7 @@ ErrorReport decode_error(const Frame& f) {
   e.stage = r.bytes("stage");
   e.err = r.i32("err");
   e.message = r.bytes("message");
+  e.origin = static_cast<ErrorOrigin>(r.u8("origin"));
   r.finish();
   validate(e, "decode error");
   return e;

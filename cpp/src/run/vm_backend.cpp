@@ -20,6 +20,7 @@
 #include "benchrun/vm/launch.hpp"
 #include "run/process_config.hpp"
 #include "run/run_common.hpp"
+#include "vm/results.hpp"
 
 namespace benchrun::run {
 
@@ -81,18 +82,6 @@ vm::Accel parse_accel(const std::string& name) {
   if (name == "tcg") return vm::Accel::kTcg;
   if (name == "auto") return vm::Accel::kAuto;
   throw ConfigError("accel '" + name + "': unknown (choose auto, kvm or tcg)");
-}
-
-// The guest init's own steps fail as the VM; the workload's setup steps (exec, setresuid, chdir,
-// ...) carry the sandbox's stage names and messages and fail as the sandbox does.
-[[noreturn]] void throw_guest_error(const proto::ErrorReport& e) {
-  static const char* const kInitStages[] = {
-      "early-mounts", "signals", "modules", "channel", "hello", "run-config",
-      "mount-root", "populate-root", "hostname", "loopback", "cgroup", "spawn",
-      "run", "collect", "exit", "hangup"};
-  for (const char* s : kInitStages)
-    if (e.stage == s) throw VmError("vm: guest init failed at '" + e.stage + "': " + e.message);
-  throw SandboxError(e.message, e.stage);
 }
 
 class VmExecution final : public Execution {
@@ -181,7 +170,7 @@ class VmExecution final : public Execution {
                  m.memory_peak_bytes ? static_cast<double>(m.memory_peak_bytes)
                                      : static_cast<double>(lr.qemu_usage.ru_maxrss) * 1024,
                  "bytes");
-    if (lr.error) throw_guest_error(*lr.error);
+    if (lr.error) vm::throw_guest_error(*lr.error);
     r.start_time = lr.start_time;
     r.stdout_data = std::move(lr.stdout_data);
     r.stderr_data = std::move(lr.stderr_data);

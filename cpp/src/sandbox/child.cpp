@@ -1,4 +1,5 @@
-// child.cpp: the sandboxed child's ordered steps, from clone to exec.
+// child.cpp: the sandboxed child's ordered steps, from clone to exec; the microVM's init runs the
+// same steps for its workload (RootKind::kPrepared).
 //
 // Design note. The parent clones with clone3 and no CLONE_VM, so this runs like the child of
 // fork(2) but without glibc's fork handlers: in a multithreaded parent (Python, worker threads)
@@ -16,6 +17,10 @@
 // would affect; the bounding set is emptied while CAP_SETPCAP is still held (before setresuid);
 // no_new_privs precedes the seccomp filter (required without CAP_SYS_ADMIN), and the filter is the
 // last thing before execve because it denies mount and friends.
+//
+// In the microVM (RootKind::kPrepared) the parent is init, the only other process: the child is
+// cloned straight into the workload's cgroup, so there is no root fd to send and no "go" to wait
+// for (sock_fd -1), and the VM's network namespace, which has only lo, is shared.
 #include "sandbox/child.hpp"
 
 #include <errno.h>
@@ -48,6 +53,7 @@ constexpr const char* kStageNames[] = {
     "close fds",
     "make / private",
     "mount overlay",
+    "enter root",
     "send root fd",
     "mount /proc",
     "mount /dev",
@@ -60,6 +66,7 @@ constexpr const char* kStageNames[] = {
     "mask paths",
     "read-only paths",
     "pivot_root",
+    "switch root",
     "create workdir",
     "sethostname",
     "loopback up",
@@ -142,8 +149,9 @@ int close_range_compat(unsigned first, unsigned last) noexcept {
 }
 
 int close_inherited_fds(const ChildPlan& p) noexcept {
-  unsigned lo = static_cast<unsigned>(p.sock_fd < p.status_fd ? p.sock_fd : p.status_fd);
-  unsigned hi = static_cast<unsigned>(p.sock_fd < p.status_fd ? p.status_fd : p.sock_fd);
+  const int sock = p.sock_fd >= 0 ? p.sock_fd : p.status_fd;  // no socket: the pipe only
+  unsigned lo = static_cast<unsigned>(sock < p.status_fd ? sock : p.status_fd);
+  unsigned hi = static_cast<unsigned>(sock < p.status_fd ? p.status_fd : sock);
   if (int err = close_range_compat(3, lo - 1)) return err;
   if (int err = close_range_compat(lo + 1, hi - 1)) return err;
   return close_range_compat(hi + 1, ~0u);
@@ -249,8 +257,8 @@ const char* stage_name(int32_t stage) noexcept {
 
 void child_main(const ChildPlan& p) noexcept {
   // Not ours: the parent's ends of the channels (EOF detection depends on closing them).
-  ::close(p.parent_sock_fd);
-  ::close(p.parent_status_fd);
+  if (p.parent_sock_fd >= 0) ::close(p.parent_sock_fd);
+  if (p.parent_status_fd >= 0) ::close(p.parent_status_fd);
   wait_for_maps(p);
   reset_signal_dispositions();  // signals stay blocked (the parent blocked them) until exec
   ::umask(0);                   // modes below are exact; the workload gets 022 (Docker's)
@@ -261,8 +269,12 @@ void child_main(const ChildPlan& p) noexcept {
 
   // The root filesystem, while the host's paths are still reachable.
   check(p, Stage::kMountPrivate, make_mounts_private());
-  check(p, Stage::kMountOverlay, mount_overlay_and_enter(p.merged, p.overlay_options));
-  check(p, Stage::kSendRoot, send_root_fd(p));
+  const bool overlay = p.root_kind == RootKind::kOverlay;
+  if (overlay)
+    check(p, Stage::kMountOverlay, mount_overlay_and_enter(p.root, p.overlay_options));
+  else
+    check(p, Stage::kEnterRoot, err_of(::chdir(p.root)));
+  if (p.sock_fd >= 0) check(p, Stage::kSendRoot, send_root_fd(p));
   check(p, Stage::kMountProc, mount_proc());
   check(p, Stage::kMountDev, mount_dev_tmpfs());
   int index = -1;
@@ -270,17 +282,20 @@ void child_main(const ChildPlan& p) noexcept {
   check(p, Stage::kMountDevPts, mount_devpts(/*tty_gid=*/!p.user_namespace));
   check(p, Stage::kMountDevShm, mount_dev_shm());
   check(p, Stage::kDevLinks, create_dev_links(&index), index);
-  check(p, Stage::kMountTmp, mount_tmp());
+  if (overlay) check(p, Stage::kMountTmp, mount_tmp());
   check(p, Stage::kMountSys, mount_sys());
   check(p, Stage::kMaskPaths, mask_paths(&index), index);
   check(p, Stage::kReadonlyPaths, make_readonly_paths(&index), index);
-  check(p, Stage::kPivotRoot, pivot_to_cwd());
+  if (overlay)
+    check(p, Stage::kPivotRoot, pivot_to_cwd());
+  else
+    check(p, Stage::kSwitchRoot, move_cwd_to_root());
   check(p, Stage::kWorkdir, make_dirs(p.cwd));  // as root, like Docker's WORKDIR
 
   check(p, Stage::kHostname, err_of(::sethostname(p.hostname, p.hostname_len)));
   if (p.loopback_up) check(p, Stage::kLoopback, bring_loopback_up());
 
-  wait_for_go(p);
+  if (p.sock_fd >= 0) wait_for_go(p);
 
   for (size_t i = 0; i < p.rlimit_count; ++i) {
     rlimit rl{p.rlimits[i].soft, p.rlimits[i].hard};

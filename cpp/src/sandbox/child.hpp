@@ -1,4 +1,6 @@
 // child.hpp: the sandboxed child's plan (prepared by the parent), its stages, and its entry point.
+// The one workload child of both backends: the sandbox's spawn and the microVM's init
+// (guest/init/workload.cpp) run these steps, lists and credential drops.
 //
 // Everything here is read by code that runs between clone and exec (STYLE.md rule 6): plain
 // pointers and numbers only, so that the child allocates nothing.
@@ -21,6 +23,7 @@ enum class Stage : int32_t {
   kCloseFds,
   kMountPrivate,
   kMountOverlay,
+  kEnterRoot,
   kSendRoot,
   kMountProc,
   kMountDev,
@@ -33,6 +36,7 @@ enum class Stage : int32_t {
   kMaskPaths,
   kReadonlyPaths,
   kPivotRoot,
+  kSwitchRoot,
   kWorkdir,
   kHostname,
   kLoopback,
@@ -52,6 +56,15 @@ enum class Stage : int32_t {
 // "mount overlay", "pivot_root", "exec", ...; "unknown" outside the enum.
 const char* stage_name(int32_t stage) noexcept;
 
+// Where the child's root comes from, and how it becomes "/".
+//  kOverlay (the sandbox): the child mounts overlayfs on root, gives it a fresh tmpfs /tmp, and
+//    pivot_roots into it.
+//  kPrepared (the microVM's init): root is mounted already, with the /tmp that init collects
+//    outputs from after the run (so the child leaves /tmp alone); the child switches into it as
+//    switch_root(8) does, because pivot_root(2) refuses to move an initramfs root (EINVAL).
+// Both get the same /proc, /dev, /sys, masked and read-only paths.
+enum class RootKind : uint8_t { kOverlay, kPrepared };
+
 // What the child writes to the status pipe before _exit(127). detail indexes the stage's list
 // (masked path, device node, rlimit, exec candidate), or is -1.
 struct StatusRecord {
@@ -64,13 +77,15 @@ struct StatusRecord {
 // clone (PreparedChild); the child sees its own copy of the address space.
 struct ChildPlan {
   // Ends the child uses: the socket (sends the root fd, receives "go") and the status pipe's write
-  // end. The parent's ends are closed first thing in the child.
+  // end. The parent's ends are closed first thing in the child. sock_fd -1: no parent waits for
+  // the root or holds the child back (the guest clones straight into the workload's cgroup).
   int sock_fd = -1, status_fd = -1;
   int parent_sock_fd = -1, parent_status_fd = -1;
   int devnull_fd = -1, stdout_fd = -1, stderr_fd = -1;  // stdout/stderr -1: /dev/null
 
-  const char* merged = nullptr;
-  const char* overlay_options = nullptr;
+  RootKind root_kind = RootKind::kOverlay;
+  const char* root = nullptr;             // kOverlay: where the overlay is mounted
+  const char* overlay_options = nullptr;  // kOverlay only
   const char* hostname = nullptr;
   size_t hostname_len = 0;
   bool loopback_up = false;  // own network namespace: bring lo up

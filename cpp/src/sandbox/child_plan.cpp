@@ -55,10 +55,13 @@ std::vector<std::string> exec_candidates(const std::string& file, const std::str
 
 }  // namespace
 
-PreparedChild::PreparedChild(const SpawnSpec& spec, int cap_last) {
-  require_overlay_safe("lowerdir", spec.lowerdir, /*allow_colon=*/true);
-  require_overlay_safe("upperdir", spec.upperdir, false);
-  require_overlay_safe("workdir", spec.workdir, false);
+PreparedChild::PreparedChild(const SpawnSpec& spec, int cap_last, RootKind root_kind) {
+  const bool overlay = root_kind == RootKind::kOverlay;
+  if (overlay) {
+    require_overlay_safe("lowerdir", spec.lowerdir, /*allow_colon=*/true);
+    require_overlay_safe("upperdir", spec.upperdir, false);
+    require_overlay_safe("workdir", spec.workdir, false);
+  }
   require_absolute("merged", spec.merged);
   require_absolute("cwd", spec.cwd);
   if (spec.argv.empty() || spec.argv.front().empty())
@@ -75,13 +78,15 @@ PreparedChild::PreparedChild(const SpawnSpec& spec, int cap_last) {
                        "user namespace");
   }
 
-  merged_ = spec.merged;
-  // index/metacopy off and redirects neither created nor followed: the per-run upper stays a plain
-  // tree, and overlay xattrs planted in an image's lowerdir are ignored.
-  overlay_options_ = "lowerdir=" + spec.lowerdir + ",upperdir=" + spec.upperdir +
-                     ",workdir=" + spec.workdir + ",index=off,metacopy=off,redirect_dir=nofollow";
-  // In a user namespace overlayfs may not use trusted.* xattrs; user.* ones (Linux >= 5.11) work.
-  if (spec.user_namespace) overlay_options_ += ",userxattr";
+  root_ = spec.merged;
+  if (overlay) {
+    // index/metacopy off and redirects neither created nor followed: the per-run upper stays a
+    // plain tree, and overlay xattrs planted in an image's lowerdir are ignored.
+    overlay_options_ = "lowerdir=" + spec.lowerdir + ",upperdir=" + spec.upperdir +
+                       ",workdir=" + spec.workdir + ",index=off,metacopy=off,redirect_dir=nofollow";
+    // In a user namespace overlayfs may not use trusted.* xattrs; user.* ones (Linux >= 5.11) do.
+    if (spec.user_namespace) overlay_options_ += ",userxattr";
+  }
   hostname_ = spec.hostname;
   cwd_ = spec.cwd;
   argv_ = spec.argv;
@@ -98,8 +103,9 @@ PreparedChild::PreparedChild(const SpawnSpec& spec, int cap_last) {
   env_ptrs_.push_back(nullptr);
   for (auto& s : exec_paths_) exec_path_ptrs_.push_back(s.c_str());
 
-  plan_.merged = merged_.c_str();
-  plan_.overlay_options = overlay_options_.c_str();
+  plan_.root_kind = root_kind;
+  plan_.root = root_.c_str();
+  if (overlay) plan_.overlay_options = overlay_options_.c_str();
   plan_.hostname = hostname_.c_str();
   plan_.hostname_len = hostname_.size();
   plan_.loopback_up = !spec.network;

@@ -1,5 +1,6 @@
 // child_plan.hpp: turns a SpawnSpec into the child's plan (C strings, pointer arrays, the overlay
-// options, PATH candidates), in the parent, before clone.
+// options, PATH candidates), in the parent, before clone. The sandbox's spawn and the microVM's
+// init both prepare their child here.
 #pragma once
 
 #include <linux/filter.h>
@@ -15,8 +16,9 @@ namespace benchrun::sandbox {
 // Owns the storage ChildPlan points into. Neither copyable nor movable (the plan points into it).
 class PreparedChild {
  public:
-  // Validates spec (ConfigError) and prepares everything but the file descriptors.
-  PreparedChild(const SpawnSpec& spec, int cap_last);
+  // Validates spec (ConfigError) and prepares everything but the file descriptors. kPrepared: the
+  // root is spec.merged as it is (lowerdir, upperdir and workdir are not used).
+  PreparedChild(const SpawnSpec& spec, int cap_last, RootKind root_kind = RootKind::kOverlay);
   PreparedChild(const PreparedChild&) = delete;
   PreparedChild& operator=(const PreparedChild&) = delete;
 
@@ -26,7 +28,7 @@ class PreparedChild {
   const std::vector<std::string>& exec_paths() const noexcept { return exec_paths_; }
 
  private:
-  std::string merged_, overlay_options_, hostname_, cwd_, search_path_;
+  std::string root_, overlay_options_, hostname_, cwd_, search_path_;
   std::vector<std::string> argv_, env_, exec_paths_;
   std::vector<char*> argv_ptrs_, env_ptrs_;
   std::vector<const char*> exec_path_ptrs_;

@@ -203,6 +203,19 @@ int pivot_to_cwd() noexcept {
   return err_of(::chdir("/"));
 }
 
+// chroot is enough here because nothing the workload keeps can walk back out: it ends with no
+// capabilities at all (bounding set empty, so no CAP_SYS_CHROOT for the chroot-in-a-subdirectory
+// escape and no CAP_SYS_ADMIN to mount), no_new_privs (no setuid or file-capability binary gives
+// them back), a seccomp filter denying mount, umount2, pivot_root, unshare, setns,
+// open_by_handle_at and the new mount API, no open fd other than its stdio and /dev/null, and a
+// procfs of its own pid namespace (no /proc/<init>/root or /proc/<init>/fd magic links to follow).
+// The initramfs beneath holds init and kernel modules only.
+int move_cwd_to_root() noexcept {
+  if (::mount(".", "/", nullptr, MS_MOVE, nullptr) != 0) return errno;
+  if (::chroot(".") != 0) return errno;
+  return err_of(::chdir("/"));
+}
+
 int make_dirs(const char* path) noexcept {
   char buf[PATH_MAX];
   size_t len = std::strlen(path);

@@ -1,5 +1,5 @@
 // mounts.hpp: the sandbox's filesystem steps (overlay root, /proc, /dev, /tmp, /sys, masked and
-// read-only paths, pivot_root), in the child's dialect.
+// read-only paths, pivot_root or switch_root's move), in the child's dialect.
 //
 // Every function runs between clone and exec: no allocation, returns 0 or an errno. After
 // mount_overlay_and_enter() the working directory is the new root and every other path is relative
@@ -25,6 +25,9 @@ int mask_paths(int* failed_index) noexcept;
 int make_readonly_paths(int* failed_index) noexcept;
 // pivot_root(".", ".") then detach the old root: the working directory becomes "/".
 int pivot_to_cwd() noexcept;
+// switch_root(8)'s way, where the old root is an initramfs that pivot_root refuses to move: the
+// working directory's mount is moved onto "/" and chroot'ed into; it becomes "/".
+int move_cwd_to_root() noexcept;
 // mkdir -p for an absolute path (mode 0755); existing directories are fine.
 int make_dirs(const char* path) noexcept;
 

@@ -118,4 +118,9 @@ void ResultCollector::finish(LaunchResult& r) {
       r.missing_outputs[path] = done_ ? "not sent by the guest" : "the run ended before it was collected";
 }
 
+void throw_guest_error(const proto::ErrorReport& e) {
+  if (e.origin == proto::ErrorOrigin::kWorkload) throw SandboxError(e.message, e.stage);
+  throw VmError("vm: guest init failed at '" + e.stage + "': " + e.message);
+}
+
 }  // namespace benchrun::vm

@@ -42,4 +42,9 @@ class ResultCollector {
   bool done_ = false;
 };
 
+// The guest's error as the caller's exception, by the frame's origin: init's own steps fail as the
+// VM (VmError), the workload's setup in the sandbox's child fails as the sandbox does
+// (SandboxError{stage}, its message as the guest worded it).
+[[noreturn]] void throw_guest_error(const proto::ErrorReport& error);
+
 }  // namespace benchrun::vm

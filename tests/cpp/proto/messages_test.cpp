@@ -358,6 +358,31 @@ TEST(ProtoMessages, ErrorRoundTrips) {
   EXPECT_EQ(b.stage, r.stage);
   EXPECT_EQ(b.err, r.err);
   EXPECT_EQ(b.message, r.message);
+  EXPECT_EQ(b.origin, proto::ErrorOrigin::kInit);
+  r = {"setresuid", 1, "sandbox setup failed at 'setresuid': Operation not permitted",
+       proto::ErrorOrigin::kWorkload};
+  b = proto::decode_error(parse(proto::encode_error(r)));
+  EXPECT_EQ(b.stage, r.stage);
+  EXPECT_EQ(b.origin, proto::ErrorOrigin::kWorkload);
+}
+
+TEST(ProtoMessages, ErrorOriginIsTheLastByteAndOnlyZeroOrOne) {
+  // Laid out from docs/protocol.md: str stage, i32 err, str message, u8 origin.
+  auto raw_error = [](uint8_t origin) {
+    proto::codec::Writer w(FrameType::kError);
+    w.bytes("exec");
+    w.i32(2);
+    w.bytes("x");
+    w.u8(origin);
+    return std::move(w).finish();
+  };
+  EXPECT_EQ(raw_error(1), proto::encode_error({"exec", 2, "x", proto::ErrorOrigin::kWorkload}));
+  EXPECT_EQ(raw_error(0), proto::encode_error({"exec", 2, "x"}));
+  auto msg = error_of([&] { proto::decode_error(parse(raw_error(2))); });
+  EXPECT_NE(msg.find("origin"), std::string::npos) << msg;
+  EXPECT_THROW(proto::decode_error(parse(raw_error(255))), ProtocolError);
+  EXPECT_THROW(proto::encode_error({"exec", 2, "x", static_cast<proto::ErrorOrigin>(2)}),
+               ProtocolError);
 }
 
 TEST(ProtoMessages, EndIsAnEmptyFrame) {

@@ -156,6 +156,27 @@ TEST(VmResults, ErrorThenEndIsAResult) {
   EXPECT_FALSE(r.exit);
 }
 
+TEST(VmResults, ErrorsRaiseByTheirOriginNotTheirStageName) {
+  // "exec" from init (it has no such step today) is still the VM's failure: the origin decides.
+  try {
+    throw_guest_error({"exec", 2, "boom"});
+    ADD_FAILURE() << "no exception";
+  } catch (const SandboxError&) {
+    ADD_FAILURE() << "an init error raised SandboxError";
+  } catch (const VmError& e) {
+    EXPECT_STREQ(e.what(), "vm: guest init failed at 'exec': boom");
+  }
+  // A workload setup step whose name init also uses is still the sandbox's failure.
+  try {
+    throw_guest_error(
+        {"spawn", 1, "sandbox setup failed at 'spawn': x", proto::ErrorOrigin::kWorkload});
+    ADD_FAILURE() << "no exception";
+  } catch (const SandboxError& e) {
+    EXPECT_EQ(e.stage(), "spawn");
+    EXPECT_STREQ(e.what(), "sandbox setup failed at 'spawn': x");
+  }
+}
+
 TEST(VmResults, FloodOfStdoutKeepsMemoryAtTheCap) {
   proto::RunConfig cfg = config();
   cfg.max_output_bytes = 1 << 16;

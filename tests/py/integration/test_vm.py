@@ -114,6 +114,15 @@ def test_missing_command_is_the_sandbox_error(image: str, store: Path):
     assert e.value.stage == "exec"
 
 
+def test_workload_setup_failure_is_the_sandbox_error_of_its_stage(image: str, store: Path):
+    # The guest runs the sandbox's child: its stage and wording, not a VM (init) failure.
+    with pytest.raises(benchrun.SandboxError) as e:
+        benchrun.run(image, ["true"], backend="vm", workdir="/bin/busybox/sub", store=store,
+                     timeout=60)
+    assert e.value.stage == "create workdir"
+    assert str(e.value) == "sandbox setup failed at 'create workdir': Not a directory"
+
+
 def test_prune_removes_vm_images_of_removed_images(image: str, store: Path, monkeypatch):
     # The store's own VM cache (the default), sharing only the downloaded kernel.
     monkeypatch.delenv("BENCHRUN_VM_CACHE")

@@ -75,10 +75,15 @@ struct Exit {
   bool stderr_truncated = false;
 };
 
+// Which part of the guest failed: init's own steps (the VM failed), or the workload's setup in the
+// sandbox's child, whose stages ("exec", "setresuid", ...) are the sandbox backend's.
+enum class ErrorOrigin : uint8_t { kInit = 0, kWorkload = 1 };
+
 struct ErrorReport {
   std::string stage;  // e.g. "mount-root", "exec"
   int32_t err = 0;    // errno, 0 if none
   std::string message;
+  ErrorOrigin origin = ErrorOrigin::kInit;
 };
 
 // Each encode_* returns a whole frame (header + payload); each decode_* takes a frame of the
