@@ -13,6 +13,7 @@
 #include <cstring>
 #include <sstream>
 
+#include "benchrun/common/clock.hpp"
 #include "benchrun/common/error.hpp"
 #include "benchrun/common/fs.hpp"
 
@@ -84,9 +85,7 @@ std::pair<int64_t, uint64_t> sample() {
 
 uint64_t measure_tsc_khz() {
   const auto [t0, c0] = sample();
-  timespec pause{0, 20 * 1000 * 1000};
-  while (::clock_nanosleep(CLOCK_MONOTONIC, 0, &pause, &pause) == EINTR) {
-  }
+  sleep_for(std::chrono::milliseconds(20));
   const auto [t1, c1] = sample();
   if (t1 <= t0 || c1 <= c0) return 0;
   return static_cast<uint64_t>(static_cast<double>(c1 - c0) * 1e6 / static_cast<double>(t1 - t0));

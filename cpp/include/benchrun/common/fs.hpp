@@ -12,6 +12,13 @@ namespace benchrun {
 // Opens path with flags (O_CLOEXEC added); throws SysError.
 UniqueFd open_file(const std::filesystem::path& path, int flags, mode_t mode = 0644);
 
+// Writes all of data to fd, through short writes and EINTR; SysError("write", what).
+void write_all(int fd, std::string_view data, std::string_view what);
+
+// Reads into buf until it is full or the file ends, through short reads and EINTR; returns the
+// bytes read (< len only at end of file). SysError("read", what).
+size_t read_full(int fd, void* buf, size_t len, std::string_view what);
+
 // Reads a whole file, refusing files larger than max_bytes (ImageError names the path).
 std::string read_file(const std::filesystem::path& path, size_t max_bytes);
 
