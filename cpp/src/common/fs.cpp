@@ -76,10 +76,14 @@ void write_file_atomic(const fs::path& path, std::string_view data) {
     }
   } cleanup{tmpl, done};
   write_all(fd.get(), data, tmpl);
-  if (::fchmod(fd.get(), 0644) != 0) throw_errno("chmod", tmpl);
-  if (::fsync(fd.get()) != 0) throw_errno("fsync", tmpl);
-  if (::rename(tmpl.c_str(), path.c_str()) != 0) throw_errno("rename", path.string());
+  publish_file(fd.get(), tmpl, path);
   done = true;
+}
+
+void publish_file(int fd, const std::string& tmp, const fs::path& target) {
+  if (::fchmod(fd, 0644) != 0) throw_errno("chmod", tmp);
+  if (::fsync(fd) != 0) throw_errno("fsync", tmp);
+  if (::rename(tmp.c_str(), target.c_str()) != 0) throw_errno("rename", target.string());
 }
 
 void make_dirs(const fs::path& path, mode_t mode) {

@@ -233,9 +233,7 @@ std::string ext4_image(const std::string& tree, const std::string& key,
   if (!failure.empty())
     throw ImageError("mkfs.ext4 '" + tree + "' (" + std::to_string(g.size_bytes / kMiB) + " MiB, " +
                      std::to_string(g.inodes) + " inodes): " + failure);
-  if (::fchmod(fd.get(), 0644) != 0) throw_errno("chmod", tmp);
-  if (::fsync(fd.get()) != 0) throw_errno("fsync", tmp);
-  if (::rename(tmp.c_str(), target.c_str()) != 0) throw_errno("rename", target.string());
+  publish_file(fd.get(), tmp, target);
   remove_tmp.release();
   // The lock file stays: unlinking it would let a builder that waits on the old inode and one
   // that creates a new file run at once (after a prune), and sweep each other's temp files.

@@ -64,3 +64,26 @@ TEST(Fs, RemoveTreeHandlesReadOnlyDirsAndSymlinks) {
   EXPECT_TRUE(fs::exists(outside / "keep"));  // the symlink was removed, not followed
   benchrun::remove_tree(tree);                // missing is fine
 }
+
+TEST(Fs, PublishFileRenamesAFinishedTempFileWithMode0644) {
+  TempDir tmp(fs::temp_directory_path(), "fs-test-");
+  std::string tmpl = (tmp.path() / ".out.XXXXXX").string();
+  UniqueFd fd(::mkostemp(tmpl.data(), O_CLOEXEC));  // created 0600
+  ASSERT_TRUE(fd);
+  benchrun::write_all(fd.get(), "payload", tmpl);
+  const fs::path target = tmp.path() / "out";
+  benchrun::publish_file(fd.get(), tmpl, target);
+  EXPECT_FALSE(fs::exists(tmpl));
+  EXPECT_EQ(benchrun::read_file(target, 100), "payload");
+  struct stat st {};
+  ASSERT_EQ(::stat(target.c_str(), &st), 0);
+  EXPECT_EQ(st.st_mode & 07777, 0644u);
+  // A failed rename names the target.
+  try {
+    benchrun::publish_file(fd.get(), tmpl, tmp.path() / "missing-dir" / "out");
+    FAIL() << "no error";
+  } catch (const SysError& e) {
+    EXPECT_EQ(e.op(), "rename");
+    EXPECT_EQ(e.path(), (tmp.path() / "missing-dir" / "out").string());
+  }
+}

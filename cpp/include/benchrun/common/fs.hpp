@@ -25,6 +25,10 @@ std::string read_file(const std::filesystem::path& path, size_t max_bytes);
 // Writes data to path atomically: temp file in the same dir, fsync, rename.
 void write_file_atomic(const std::filesystem::path& path, std::string_view data);
 
+// Publishes a finished temp file (fd open on tmp): mode 0644, fsync, then rename(tmp, target), so
+// readers see no target or the whole file, also after a crash. SysError naming the step.
+void publish_file(int fd, const std::string& tmp, const std::filesystem::path& target);
+
 // mkdir -p, throwing SysError.
 void make_dirs(const std::filesystem::path& path, mode_t mode = 0755);
 
