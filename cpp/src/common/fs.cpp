@@ -1,7 +1,6 @@
 // fs.cpp: filesystem helpers used by the store and the unpacker.
 #include "benchrun/common/fs.hpp"
 
-#include <dirent.h>
 #include <fcntl.h>
 #include <sys/file.h>
 #include <sys/stat.h>
@@ -11,6 +10,8 @@
 #include <cstdlib>
 #include <vector>
 
+#include "benchrun/common/dir.hpp"
+#include "benchrun/common/eintr.hpp"
 #include "benchrun/common/error.hpp"
 
 namespace benchrun {
@@ -18,9 +19,30 @@ namespace benchrun {
 namespace fs = std::filesystem;
 
 UniqueFd open_file(const fs::path& path, int flags, mode_t mode) {
-  int fd = ::open(path.c_str(), flags | O_CLOEXEC, mode);
+  int fd = retry_eintr([&] { return ::open(path.c_str(), flags | O_CLOEXEC, mode); });
   if (fd < 0) throw_errno("open", path.string());
   return UniqueFd(fd);
+}
+
+void write_all(int fd, std::string_view data, std::string_view what) {
+  size_t off = 0;
+  while (off < data.size()) {
+    ssize_t n = retry_eintr([&] { return ::write(fd, data.data() + off, data.size() - off); });
+    if (n < 0) throw_errno("write", what);
+    off += static_cast<size_t>(n);
+  }
+}
+
+size_t read_full(int fd, void* buf, size_t len, std::string_view what) {
+  char* p = static_cast<char*>(buf);
+  size_t have = 0;
+  while (have < len) {
+    ssize_t n = retry_eintr([&] { return ::read(fd, p + have, len - have); });
+    if (n < 0) throw_errno("read", what);
+    if (n == 0) break;
+    have += static_cast<size_t>(n);
+  }
+  return have;
 }
 
 std::string read_file(const fs::path& path, size_t max_bytes) {
@@ -29,11 +51,8 @@ std::string read_file(const fs::path& path, size_t max_bytes) {
   std::string out;
   char buf[64 << 10];
   for (;;) {
-    ssize_t n = ::read(fd.get(), buf, sizeof buf);
-    if (n < 0) {
-      if (errno == EINTR) continue;
-      throw_errno("read", path.string());
-    }
+    ssize_t n = retry_eintr([&] { return ::read(fd.get(), buf, sizeof buf); });
+    if (n < 0) throw_errno("read", path.string());
     if (n == 0) break;
     if (out.size() + static_cast<size_t>(n) > max_bytes)
       throw ImageError("read '" + path.string() + "': larger than the limit of " +
@@ -56,19 +75,15 @@ void write_file_atomic(const fs::path& path, std::string_view data) {
       if (!done) ::unlink(p.c_str());
     }
   } cleanup{tmpl, done};
-  size_t off = 0;
-  while (off < data.size()) {
-    ssize_t n = ::write(fd.get(), data.data() + off, data.size() - off);
-    if (n < 0) {
-      if (errno == EINTR) continue;
-      throw_errno("write", tmpl);
-    }
-    off += static_cast<size_t>(n);
-  }
-  if (::fchmod(fd.get(), 0644) != 0) throw_errno("chmod", tmpl);
-  if (::fsync(fd.get()) != 0) throw_errno("fsync", tmpl);
-  if (::rename(tmpl.c_str(), path.c_str()) != 0) throw_errno("rename", path.string());
+  write_all(fd.get(), data, tmpl);
+  publish_file(fd.get(), tmpl, path);
   done = true;
+}
+
+void publish_file(int fd, const std::string& tmp, const fs::path& target) {
+  if (::fchmod(fd, 0644) != 0) throw_errno("chmod", tmp);
+  if (::fsync(fd) != 0) throw_errno("fsync", tmp);
+  if (::rename(tmp.c_str(), target.c_str()) != 0) throw_errno("rename", target.string());
 }
 
 void make_dirs(const fs::path& path, mode_t mode) {
@@ -81,21 +96,8 @@ void make_dirs(const fs::path& path, mode_t mode) {
 namespace {
 // Removes every entry below dirfd; dirfd is an open directory. Never follows symlinks.
 void remove_children(int dirfd, const std::string& where) {
-  int dup = ::fcntl(dirfd, F_DUPFD_CLOEXEC, 0);
-  if (dup < 0) throw_errno("dup", where);
-  DIR* dir = ::fdopendir(dup);
-  if (!dir) {
-    ::close(dup);
-    throw_errno("opendir", where);
-  }
-  std::vector<std::pair<std::string, bool>> entries;
-  while (struct dirent* de = ::readdir(dir)) {
-    std::string_view name(de->d_name);
-    if (name == "." || name == "..") continue;
-    entries.emplace_back(std::string(name), de->d_type == DT_DIR);
-  }
-  ::closedir(dir);
-  for (auto& [name, is_dir_hint] : entries) {
+  // The names first, then the removals: unlinking while readdir runs may skip entries.
+  for (const std::string& name : list_dir(dirfd, where)) {
     if (::unlinkat(dirfd, name.c_str(), 0) == 0) continue;
     if (errno == ENOENT) continue;
     const int unlink_err = errno;
@@ -110,7 +112,6 @@ void remove_children(int dirfd, const std::string& where) {
     remove_children(cfd.get(), where + "/" + name);
     if (::unlinkat(dirfd, name.c_str(), AT_REMOVEDIR) != 0 && errno != ENOENT)
       throw_errno("rmdir", where + "/" + name);
-    (void)is_dir_hint;
   }
 }
 }  // namespace
@@ -155,9 +156,8 @@ fs::path TempDir::release() noexcept { return std::exchange(path_, {}); }
 
 FileLock::FileLock(const fs::path& path, bool shared) {
   fd_ = open_file(path, O_RDWR | O_CREAT, 0644);
-  while (::flock(fd_.get(), shared ? LOCK_SH : LOCK_EX) != 0) {
-    if (errno != EINTR) throw_errno("flock", path.string());
-  }
+  if (retry_eintr([&] { return ::flock(fd_.get(), shared ? LOCK_SH : LOCK_EX); }) != 0)
+    throw_errno("flock", path.string());
 }
 
 }  // namespace benchrun

@@ -22,6 +22,8 @@
 #include <ctime>
 #include <thread>
 
+#include "benchrun/common/clock.hpp"
+#include "benchrun/common/eintr.hpp"
 #include "benchrun/common/error.hpp"
 #include "benchrun/common/text.hpp"
 #include "benchrun/common/scope_exit.hpp"
@@ -32,8 +34,6 @@ extern char** environ;
 namespace benchrun {
 
 namespace {
-
-using Clock = std::chrono::steady_clock;
 
 constexpr size_t kChunk = 64 * 1024;
 constexpr size_t kMaxArgInMessage = 160;
@@ -87,39 +87,25 @@ class Child {
     if (pid_ <= 0) return;
     ::kill(pid_, SIGKILL);
     int status = 0;
-    while (::waitpid(pid_, &status, 0) < 0 && errno == EINTR) {
-    }
+    retry_eintr([&] { return ::waitpid(pid_, &status, 0); });
   }
   pid_t pid() const noexcept { return pid_; }
   void kill() noexcept { ::kill(pid_, SIGKILL); }
   // Non-blocking reap; true once the child is gone (status filled in).
   bool try_reap(int& status) {
-    for (;;) {
-      pid_t r = ::waitpid(pid_, &status, WNOHANG);
-      if (r == pid_) {
-        pid_ = -1;
-        return true;
-      }
-      if (r == 0) return false;
-      if (errno == EINTR) continue;
-      if (errno == ECHILD) {  // someone else reaped it (SIGCHLD set to SIG_IGN): status unknown
-        status = -1;
-        pid_ = -1;
-        return true;
-      }
-      throw_errno("waitpid", std::to_string(pid_));
+    pid_t r = retry_eintr([&] { return ::waitpid(pid_, &status, WNOHANG); });
+    if (r == 0) return false;
+    if (r < 0) {
+      if (errno != ECHILD) throw_errno("waitpid", std::to_string(pid_));
+      status = -1;  // someone else reaped it (SIGCHLD set to SIG_IGN): status unknown
     }
+    pid_ = -1;
+    return true;
   }
   void reap(int& status) {
-    for (;;) {
-      pid_t r = ::waitpid(pid_, &status, 0);
-      if (r == pid_) break;
-      if (r < 0 && errno == EINTR) continue;
-      if (r < 0 && errno == ECHILD) {
-        status = -1;
-        break;
-      }
-      throw_errno("waitpid", std::to_string(pid_));
+    if (retry_eintr([&] { return ::waitpid(pid_, &status, 0); }) < 0) {
+      if (errno != ECHILD) throw_errno("waitpid", std::to_string(pid_));
+      status = -1;
     }
     pid_ = -1;
   }
@@ -139,7 +125,7 @@ struct Sink {
   void drain() {
     char buf[kChunk];
     while (fd) {
-      ssize_t n = ::read(fd.get(), buf, sizeof buf);
+      ssize_t n = retry_eintr([&] { return ::read(fd.get(), buf, sizeof buf); });
       if (n > 0) {
         size_t room = max > out->size() ? max - out->size() : 0;
         size_t take = std::min(room, static_cast<size_t>(n));
@@ -147,18 +133,11 @@ struct Sink {
         if (take < static_cast<size_t>(n)) *truncated = true;
         continue;
       }
-      if (n < 0 && errno == EINTR) continue;
       if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) return;
       fd.reset();  // EOF, or an error we cannot do anything about
     }
   }
 };
-
-int poll_timeout_ms(Clock::time_point deadline) {
-  if (deadline == Clock::time_point::max()) return -1;
-  auto left = std::chrono::ceil<std::chrono::milliseconds>(deadline - Clock::now()).count();
-  return static_cast<int>(std::clamp<long long>(left, 0, 60'000));
-}
 
 }  // namespace
 
@@ -243,7 +222,7 @@ SubprocessResult run_subprocess(const std::vector<std::string>& argv,
   });
 
   const auto deadline =
-      options.timeout.count() > 0 ? Clock::now() + options.timeout : Clock::time_point::max();
+      options.timeout.count() > 0 ? Clock::now() + options.timeout : kNoDeadline;
   bool exited = false;
   while (!exited && (stdin_fd || sinks[0].fd || sinks[1].fd || pidfd)) {
     if (Clock::now() >= deadline) {
@@ -267,11 +246,9 @@ SubprocessResult run_subprocess(const std::vector<std::string>& argv,
       pid_slot = nfds;
       fds[nfds++] = {pidfd.get(), POLLIN, 0};
     }
-    int r = ::poll(fds, static_cast<nfds_t>(nfds), poll_timeout_ms(deadline));
-    if (r < 0) {
-      if (errno == EINTR) continue;
-      throw_errno("poll", "subprocess pipes");
-    }
+    int r = retry_eintr(
+        [&] { return ::poll(fds, static_cast<nfds_t>(nfds), poll_timeout_ms(deadline)); });
+    if (r < 0) throw_errno("poll", "subprocess pipes");
     if (r == 0) continue;  // deadline check at the top of the loop
     if (stdin_slot >= 0 && fds[stdin_slot].revents != 0) {
       size_t len = std::min(kChunk, options.stdin_data.size() - stdin_off);

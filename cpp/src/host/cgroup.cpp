@@ -12,34 +12,34 @@
 //   process has exited, reaped or not.
 #include "benchrun/host/cgroup.hpp"
 
-#include <dirent.h>
 #include <fcntl.h>
 #include <linux/magic.h>
 #include <signal.h>
 #include <sys/stat.h>
 #include <sys/statfs.h>
-#include <time.h>
 #include <unistd.h>
 
 #include <algorithm>
 #include <cerrno>
 #include <charconv>
 #include <chrono>
-#include <climits>
 #include <cstring>
 #include <map>
 #include <set>
 #include <string_view>
 #include <utility>
 
+#include "benchrun/common/clock.hpp"
+#include "benchrun/common/dir.hpp"
+#include "benchrun/common/eintr.hpp"
 #include "benchrun/common/error.hpp"
+#include "benchrun/common/run_name.hpp"
 #include "benchrun/common/scope_exit.hpp"
 
 namespace benchrun::host {
 
 namespace {
 
-using Clock = std::chrono::steady_clock;
 using namespace std::chrono_literals;
 
 constexpr auto kKillTimeout = 5s;    // kill_all: until the cgroup is empty
@@ -141,28 +141,13 @@ std::string hint_for(int err, const std::string& op, const std::string& path) {
                     hint_for(err, "write", path) + ")");
 }
 
-void nap(std::chrono::milliseconds d) noexcept {
-  struct timespec ts {
-    0, static_cast<long>(std::chrono::duration_cast<std::chrono::nanoseconds>(d).count())
-  };
-  while (::nanosleep(&ts, &ts) != 0 && errno == EINTR) {
-  }
-}
-
 // Writes value in one write(2), as cgroupfs requires; returns 0 or the errno. O_TRUNC changes
 // nothing on cgroupfs (it is what the shell's `>` does) and lets a fake tree of plain files show
 // exactly the last value written.
 int try_write(const std::string& path, const std::string& value) noexcept {
-  int fd;
-  do {
-    fd = ::open(path.c_str(), O_WRONLY | O_TRUNC | O_CLOEXEC);
-  } while (fd < 0 && errno == EINTR);
-  if (fd < 0) return errno;
-  UniqueFd owner(fd);
-  ssize_t n;
-  do {
-    n = ::write(fd, value.data(), value.size());
-  } while (n < 0 && errno == EINTR);
+  UniqueFd fd(retry_eintr([&] { return ::open(path.c_str(), O_WRONLY | O_TRUNC | O_CLOEXEC); }));
+  if (!fd) return errno;
+  ssize_t n = retry_eintr([&] { return ::write(fd.get(), value.data(), value.size()); });
   if (n < 0) return errno;
   return static_cast<size_t>(n) == value.size() ? 0 : EIO;
 }
@@ -174,23 +159,18 @@ void write_value(const std::string& path, const std::string& value) {
 // A small kernel file's content; nullopt if it does not exist (the kernel lacks it, or the cgroup
 // is gone). Throws on any other error.
 std::optional<std::string> read_optional(const std::string& path) {
-  int fd;
-  do {
-    fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
-  } while (fd < 0 && errno == EINTR);
-  if (fd < 0) {
+  UniqueFd fd(retry_eintr([&] { return ::open(path.c_str(), O_RDONLY | O_CLOEXEC); }));
+  if (!fd) {
     const int err = errno;
     if (err == ENOENT || err == ENODEV) return std::nullopt;
     fail_errno(err, "read", path);
   }
-  UniqueFd owner(fd);
   std::string out;
   char buf[4096];
   for (;;) {
-    ssize_t n = ::read(fd, buf, sizeof buf);
+    ssize_t n = retry_eintr([&] { return ::read(fd.get(), buf, sizeof buf); });
     if (n < 0) {
       const int err = errno;
-      if (err == EINTR) continue;
       if (err == ENODEV) return std::nullopt;  // the cgroup was removed while we read
       fail_errno(err, "read", path);
     }
@@ -259,26 +239,18 @@ bool is_dir(const std::string& path) {
   return ::stat(path.c_str(), &st) == 0 && S_ISDIR(st.st_mode);
 }
 
-// Names of the subdirectories (child cgroups) of dir; empty if dir does not exist.
+// Names of the subdirectories (child cgroups) of dir; empty if dir does not exist (ENODEV: the
+// cgroup was removed between lookup and open).
 std::vector<std::string> subdirs(const std::string& dir) {
   std::vector<std::string> out;
-  DIR* d = ::opendir(dir.c_str());
-  if (!d) {
-    const int err = errno;
-    if (err == ENOENT || err == ENODEV) return out;
-    fail_errno(err, "open", dir);
-  }
-  ScopeExit close_dir([d] { ::closedir(d); });
-  while (struct dirent* e = ::readdir(d)) {
-    std::string_view n = e->d_name;
-    if (n == "." || n == "..") continue;
-    bool dir_entry = e->d_type == DT_DIR;
-    if (e->d_type == DT_UNKNOWN) {
-      struct stat st {};
-      dir_entry =
-          ::fstatat(::dirfd(d), e->d_name, &st, AT_SYMLINK_NOFOLLOW) == 0 && S_ISDIR(st.st_mode);
-    }
-    if (dir_entry) out.emplace_back(n);
+  try {
+    std::optional<Dir> d = Dir::open_if_exists(dir);
+    if (!d) return out;
+    while (std::optional<DirEntry> e = d->next())
+      if (d->is_dir(*e)) out.emplace_back(e->name);
+  } catch (const SysError& e) {
+    if (e.code() == ENODEV) return out;
+    fail_errno(e.code(), e.op(), dir);
   }
   return out;
 }
@@ -327,7 +299,7 @@ void wait_empty(const std::vector<std::string>& dirs, Clock::time_point deadline
            " (hint: a process in uninterruptible sleep (state D) dies only when its I/O ends; see "
            "/proc/<pid>/stack)");
     if (signal_each) sigkill_all(pids);
-    nap(pause);
+    sleep_for(pause);
     pause = std::min(pause * 2, std::chrono::milliseconds(20));
   }
 }
@@ -343,7 +315,7 @@ bool remove_cgroup_dir(const std::string& dir) noexcept {
   for (int i = 0; i < kRmdirTries; ++i) {
     if (::rmdir(dir.c_str()) == 0 || errno == ENOENT) return true;
     if (errno != EBUSY) return false;
-    nap(std::chrono::milliseconds(std::min(1 + i, 10)));
+    sleep_for(std::chrono::milliseconds(std::min(1 + i, 10)));
   }
   return false;
 }
@@ -506,21 +478,9 @@ bool wait_frozen(const std::string& state, Clock::time_point deadline) {
   for (;;) {
     if (trim(read_optional(state).value_or("")) == "FROZEN") return true;
     if (Clock::now() >= deadline) return false;
-    nap(pause);
+    sleep_for(pause);
     pause = std::min(pause * 2, std::chrono::milliseconds(10));
   }
-}
-
-// "run-<pid>-<anything>" whose pid is not alive here. EPERM from kill(pid, 0) means alive.
-bool is_stale_run_name(std::string_view name) {
-  if (!starts_with(name, "run-")) return false;
-  std::string_view rest = name.substr(4);
-  long pid = 0;
-  auto [end, ec] = std::from_chars(rest.data(), rest.data() + rest.size(), pid);
-  if (ec != std::errc() || end == rest.data() || end == rest.data() + rest.size() || *end != '-')
-    return false;
-  if (pid <= 0 || pid > INT_MAX) return false;
-  return ::kill(static_cast<pid_t>(pid), 0) != 0 && errno == ESRCH;
 }
 
 }  // namespace
@@ -695,14 +655,21 @@ CgroupMetrics Cgroup::metrics() const {
       m.oom_kills = keyed(*s, "oom_kill", dir + "/memory.events");
     return m;
   }
-  // cpuacct.stat counts USER_HZ ticks (sysconf(_SC_CLK_TCK), 100 on Linux), whatever HZ is.
-  const long tck = ::sysconf(_SC_CLK_TCK);
-  const uint64_t ns_per_tick =
-      tck > 0 ? 1'000'000'000ull / static_cast<uint64_t>(tck) : 10'000'000ull;
   for (const std::string& dir : paths_) {
     if (auto s = read_optional(dir + "/cpuacct.usage"))
       m.cpu_usage_ns = parse_u64(trim(*s), dir + "/cpuacct.usage");
-    if (auto s = read_optional(dir + "/cpuacct.stat")) {
+    // cpuacct.usage_user/usage_sys (Linux 4.7+) count nanoseconds; cpuacct.stat converts the same
+    // counters to USER_HZ ticks (sysconf(_SC_CLK_TCK), 100 on Linux, whatever HZ is), truncating
+    // to 10 ms: a short run would read 0. The older kernels have only cpuacct.stat.
+    auto user = read_optional(dir + "/cpuacct.usage_user");
+    auto sys = read_optional(dir + "/cpuacct.usage_sys");
+    if (user && sys) {
+      m.cpu_user_ns = parse_u64(trim(*user), dir + "/cpuacct.usage_user");
+      m.cpu_system_ns = parse_u64(trim(*sys), dir + "/cpuacct.usage_sys");
+    } else if (auto s = read_optional(dir + "/cpuacct.stat")) {
+      const long tck = ::sysconf(_SC_CLK_TCK);
+      const uint64_t ns_per_tick =
+          tck > 0 ? 1'000'000'000ull / static_cast<uint64_t>(tck) : 10'000'000ull;
       m.cpu_user_ns = keyed(*s, "user", dir + "/cpuacct.stat") * ns_per_tick;
       m.cpu_system_ns = keyed(*s, "system", dir + "/cpuacct.stat") * ns_per_tick;
     }
@@ -739,7 +706,7 @@ int cleanup_stale_cgroups(const CgroupConfig& config) {
     std::string dir = top;
     for (const std::string& p : parents) dir += "/" + p;
     for (const std::string& name : subdirs(dir))
-      if (is_stale_run_name(name)) stale[name].push_back(dir + "/" + name);
+      if (run_name_is_stale(name)) stale[name].push_back(dir + "/" + name);
   }
   int removed = 0;
   for (auto& [name, dirs] : stale) {

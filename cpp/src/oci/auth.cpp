@@ -11,6 +11,7 @@
 #include <cstring>
 #include <nlohmann/json.hpp>
 
+#include "benchrun/common/eintr.hpp"
 #include "benchrun/common/error.hpp"
 #include "benchrun/common/text.hpp"
 #include "benchrun/common/subprocess.hpp"
@@ -112,8 +113,7 @@ class ConfigFile {
     std::string data;
     char buf[16384];
     for (;;) {
-      ssize_t n = ::read(fd.get(), buf, sizeof buf);
-      if (n < 0 && errno == EINTR) continue;
+      ssize_t n = retry_eintr([&] { return ::read(fd.get(), buf, sizeof buf); });
       if (n < 0) fail(std::strerror(errno));
       if (n == 0) break;
       data.append(buf, static_cast<size_t>(n));

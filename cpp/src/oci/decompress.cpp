@@ -23,6 +23,7 @@
 #include <memory>
 #include <string>
 
+#include "benchrun/common/eintr.hpp"
 #include "benchrun/common/error.hpp"
 
 namespace benchrun::oci {
@@ -38,14 +39,10 @@ class FdSource {
 
   // Reads the next block; returns the byte count, 0 at end of file.
   size_t refill() {
-    for (;;) {
-      ssize_t n = ::read(fd_, buf_.get(), kInputBlock);
-      if (n >= 0) {
-        if (n == 0) eof_ = true;
-        return static_cast<size_t>(n);
-      }
-      if (errno != EINTR) throw_errno("read", "compressed layer stream");
-    }
+    ssize_t n = retry_eintr([&] { return ::read(fd_, buf_.get(), kInputBlock); });
+    if (n < 0) throw_errno("read", "compressed layer stream");
+    if (n == 0) eof_ = true;
+    return static_cast<size_t>(n);
   }
   uint8_t* data() noexcept { return buf_.get(); }
   bool eof() const noexcept { return eof_; }
@@ -74,11 +71,9 @@ class PassthroughDecompressor final : public Decompressor {
  public:
   explicit PassthroughDecompressor(int fd) : fd_(fd) {}
   size_t read(void* buf, size_t len) override {
-    for (;;) {
-      ssize_t n = ::read(fd_, buf, len);
-      if (n >= 0) return static_cast<size_t>(n);
-      if (errno != EINTR) throw_errno("read", "layer stream");
-    }
+    ssize_t n = retry_eintr([&] { return ::read(fd_, buf, len); });
+    if (n < 0) throw_errno("read", "layer stream");
+    return static_cast<size_t>(n);
   }
 
  private:

@@ -61,6 +61,17 @@ std::string_view Digest::algorithm_name() const noexcept {
 
 std::string Digest::str() const { return std::string(algorithm_name()) + ":" + hex_; }
 
+std::string key_of(const Digest& d) { return std::string(d.algorithm_name()) + "-" + d.hex(); }
+
+std::optional<Digest> digest_from_key(std::string_view key) {
+  const size_t dash = key.find('-');
+  if (dash == std::string_view::npos) return std::nullopt;
+  std::string text(key);
+  text[dash] = ':';
+  if (!Digest::valid(text)) return std::nullopt;
+  return Digest::parse(text);
+}
+
 struct Hasher::Impl {
   EVP_MD_CTX* ctx = EVP_MD_CTX_new();
   ~Impl() { EVP_MD_CTX_free(ctx); }

@@ -33,7 +33,6 @@
 
 #include <archive.h>
 #include <archive_entry.h>
-#include <dirent.h>
 #include <fcntl.h>
 #include <sys/stat.h>
 #include <sys/xattr.h>
@@ -48,6 +47,8 @@
 #include <utility>
 #include <vector>
 
+#include "benchrun/common/dir.hpp"
+#include "benchrun/common/eintr.hpp"
 #include "benchrun/common/error.hpp"
 #include "benchrun/common/unique_fd.hpp"
 #include "oci/path_resolve.hpp"
@@ -97,34 +98,11 @@ bool starts_with(std::string_view s, std::string_view prefix) {
   return s.substr(0, prefix.size()) == prefix;
 }
 
-// Names in a directory (without "." and ".."); what names it in errors.
-std::vector<std::string> list_dir(int dirfd, std::string_view what) {
-  int dup = ::fcntl(dirfd, F_DUPFD_CLOEXEC, 0);
-  if (dup < 0) throw_errno("dup", printable(what));
-  DIR* dir = ::fdopendir(dup);
-  if (!dir) {
-    ::close(dup);
-    throw_errno("opendir", printable(what));
-  }
-  std::unique_ptr<DIR, int (*)(DIR*)> guard(dir, ::closedir);
-  std::vector<std::string> names;
-  errno = 0;
-  while (struct dirent* de = ::readdir(dir)) {
-    std::string_view name(de->d_name);
-    if (name != "." && name != "..") names.emplace_back(name);
-  }
-  if (errno != 0) throw_errno("readdir", printable(what));
-  return names;
-}
-
 void pwrite_all(int fd, const void* data, size_t size, off_t offset, std::string_view what) {
   const char* p = static_cast<const char*>(data);
   while (size > 0) {
-    ssize_t n = ::pwrite(fd, p, size, offset);
-    if (n < 0) {
-      if (errno == EINTR) continue;
-      throw_errno("write", printable(what));
-    }
+    ssize_t n = retry_eintr([&] { return ::pwrite(fd, p, size, offset); });
+    if (n < 0) throw_errno("write", printable(what));
     p += n;
     size -= static_cast<size_t>(n);
     offset += n;
@@ -520,7 +498,7 @@ void LayerApplier::remove_lower_at(int dirfd, const std::string& name, const std
 }
 
 void LayerApplier::remove_lower_children(int dirfd, const std::string& path) {
-  for (const std::string& name : list_dir(dirfd, path))
+  for (const std::string& name : list_dir(dirfd, printable(path)))
     remove_lower_at(dirfd, name, path.empty() ? name : path + "/" + name);
 }
 
@@ -536,7 +514,8 @@ void LayerApplier::remove_tree_at(int dirfd, const char* name) {
   UniqueFd fd(::openat(dirfd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC));
   if (!fd) throw_errno("open", printable(raw_));
   if (!is_root_) ::fchmod(fd.get(), 0700);  // a read-only directory must not block removal
-  for (const std::string& child : list_dir(fd.get(), raw_)) remove_tree_at(fd.get(), child.c_str());
+  for (const std::string& child : list_dir(fd.get(), printable(raw_)))
+    remove_tree_at(fd.get(), child.c_str());
   if (::unlinkat(dirfd, name, AT_REMOVEDIR) != 0 && errno != ENOENT)
     throw_errno("rmdir", printable(raw_));
 }

@@ -15,6 +15,7 @@
 #include <thread>
 #include <vector>
 
+#include "benchrun/common/clock.hpp"
 #include "benchrun/common/error.hpp"
 #include "oci/source.hpp"
 
@@ -23,14 +24,6 @@ namespace benchrun::oci {
 namespace fs = std::filesystem;
 
 namespace {
-
-using Clock = std::chrono::steady_clock;
-
-double seconds_since(Clock::time_point t) {
-  return std::chrono::duration<double>(Clock::now() - t).count();
-}
-
-std::string key_of(const Digest& d) { return std::string(d.algorithm_name()) + "-" + d.hex(); }
 
 // Serialises event delivery so callers' callbacks need no locking.
 class Events {
@@ -211,7 +204,7 @@ Image pull(const ImageSource& source, Store& store, const PullOptions& opts) {
   ResolvedManifest resolved = src->resolve(platform);
   const Manifest& manifest = resolved.manifest;
   events.emit(PullEvent::Kind::kResolved, resolved.digest.str());
-  const double resolve_s = seconds_since(t0);
+  const double resolve_s = since(t0);
 
   // Fast path: the same manifest is already pulled (and unpacked, if asked).
   if (auto rec = store.get_image(resolved.digest)) {
@@ -221,7 +214,7 @@ Image pull(const ImageSource& source, Store& store, const PullOptions& opts) {
       store.tag(source_key(source), resolved.digest);
       Image img = make_image(store, source_key(source), std::move(*rec));
       img.timings.resolve_s = resolve_s;
-      img.timings.total_s = seconds_since(t0);
+      img.timings.total_s = since(t0);
       events.emit(PullEvent::Kind::kDone, resolved.digest.str());
       return img;
     }
@@ -266,7 +259,7 @@ Image pull(const ImageSource& source, Store& store, const PullOptions& opts) {
       for (size_t i = 0; i < manifest.layers.size(); ++i) downloads.wait(i);
     }
   }
-  const double fetch_and_unpack_s = seconds_since(t_dl);
+  const double fetch_and_unpack_s = since(t_dl);
   unpack_s = opts.unpack_rootfs ? fetch_and_unpack_s : 0;
 
   store.put_image(record);
@@ -275,7 +268,7 @@ Image pull(const ImageSource& source, Store& store, const PullOptions& opts) {
   img.timings.resolve_s = resolve_s;
   img.timings.download_s = fetch_and_unpack_s;
   img.timings.unpack_s = unpack_s;
-  img.timings.total_s = seconds_since(t0);
+  img.timings.total_s = since(t0);
   events.emit(PullEvent::Kind::kDone, img.record.manifest_digest.str());
   return img;
 }

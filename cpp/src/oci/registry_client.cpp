@@ -13,7 +13,9 @@
 #include <random>
 #include <thread>
 
+#include "benchrun/common/clock.hpp"
 #include "benchrun/common/error.hpp"
+#include "benchrun/common/fs.hpp"
 #include "benchrun/common/text.hpp"
 #include "oci/http.hpp"
 
@@ -21,7 +23,6 @@ namespace benchrun::oci {
 
 namespace {
 
-using Clock = std::chrono::steady_clock;
 using Json = nlohmann::json;
 
 constexpr int kMaxRedirects = 10;
@@ -206,15 +207,7 @@ class FdTarget final : public BlobTarget {
  public:
   FdTarget(int fd, std::string what) : fd_(fd), what_(std::move(what)) {}
   void append(const char* data, size_t n) override {
-    while (n > 0) {
-      ssize_t w = ::write(fd_, data, n);
-      if (w < 0) {
-        if (errno == EINTR) continue;
-        throw_errno("write", what_);
-      }
-      data += w;
-      n -= static_cast<size_t>(w);
-    }
+    write_all(fd_, std::string_view(data, n), what_);
   }
   void clear() override {
     if (::ftruncate(fd_, 0) != 0) throw_errno("ftruncate", what_);

@@ -4,7 +4,9 @@
 #include <cerrno>
 #include <vector>
 
+#include "benchrun/common/eintr.hpp"
 #include "benchrun/common/error.hpp"
+#include "benchrun/common/fs.hpp"
 #include "oci/source.hpp"
 
 namespace benchrun::oci {
@@ -43,25 +45,16 @@ void copy_verified(int src_fd, int dst_fd, const Descriptor& blob, const std::st
   uint64_t total = 0;
   const uint64_t want = static_cast<uint64_t>(blob.size);
   for (;;) {
-    ssize_t n = ::read(src_fd, buf.data(), buf.size());
-    if (n < 0) {
-      if (errno == EINTR) continue;
-      throw_errno("read", what);
-    }
+    ssize_t n = retry_eintr([&] { return ::read(src_fd, buf.data(), buf.size()); });
+    if (n < 0) throw_errno("read", what);
     if (n == 0) break;
     total += static_cast<uint64_t>(n);
     if (total > want)
       throw DigestMismatch("blob " + blob.digest.str() + " from " + what + ": larger than its " +
                            std::to_string(want) + " bytes");
     hasher.update(buf.data(), static_cast<size_t>(n));
-    for (ssize_t off = 0; off < n;) {
-      ssize_t w = ::write(dst_fd, buf.data() + off, static_cast<size_t>(n - off));
-      if (w < 0) {
-        if (errno == EINTR) continue;
-        throw_errno("write", "blob " + blob.digest.str());
-      }
-      off += w;
-    }
+    write_all(dst_fd, std::string_view(buf.data(), static_cast<size_t>(n)),
+              "blob " + blob.digest.str());
     if (progress) progress(total, want);
   }
   if (total != want)

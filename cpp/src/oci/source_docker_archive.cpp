@@ -16,6 +16,7 @@
 #include <vector>
 
 #include "benchrun/common/error.hpp"
+#include "benchrun/common/fs.hpp"
 #include "oci/source.hpp"
 
 namespace benchrun::oci {
@@ -228,14 +229,8 @@ class DockerArchiveSource final : public Source {
         if (n < 0) throw ImageError("read " + where() + " member '" + name + "': " + archive_error_string(a.get()));
         if (n == 0) break;
         hasher.update(buf.data(), static_cast<size_t>(n));
-        for (la_ssize_t off = 0; off < n;) {
-          ssize_t wr = ::write(w.fd(), buf.data() + off, static_cast<size_t>(n - off));
-          if (wr < 0) {
-            if (errno == EINTR) continue;
-            throw_errno("write", store_.root().string() + "/tmp");
-          }
-          off += wr;
-        }
+        write_all(w.fd(), std::string_view(buf.data(), static_cast<size_t>(n)),
+                  store_.root().string() + "/tmp");
         size += static_cast<uint64_t>(n);
       }
       Digest d = hasher.finish();

@@ -1,7 +1,6 @@
 // store.cpp: the content-addressed local store; every publish is a rename, every name a digest.
 #include "benchrun/oci/store.hpp"
 
-#include <dirent.h>
 #include <fcntl.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -11,6 +10,7 @@
 #include <nlohmann/json.hpp>
 #include <set>
 
+#include "benchrun/common/dir.hpp"
 #include "benchrun/common/error.hpp"
 
 namespace benchrun::oci {
@@ -23,23 +23,6 @@ namespace {
 constexpr size_t kMaxRecordSize = 16 << 20;
 // tmp/ entries older than this are considered abandoned by a dead process and swept by prune().
 constexpr int64_t kStaleTmpSeconds = 24 * 3600;
-
-std::string key_of(const Digest& d) { return std::string(d.algorithm_name()) + "-" + d.hex(); }
-
-std::vector<std::string> list_dir(const fs::path& dir) {
-  std::vector<std::string> names;
-  DIR* d = ::opendir(dir.c_str());
-  if (!d) {
-    if (errno == ENOENT) return names;
-    throw_errno("opendir", dir.string());
-  }
-  while (struct dirent* de = ::readdir(d)) {
-    std::string n = de->d_name;
-    if (n != "." && n != "..") names.push_back(std::move(n));
-  }
-  ::closedir(d);
-  return names;
-}
 
 uint64_t tree_size(const fs::path& p) {
   uint64_t total = 0;
@@ -202,14 +185,11 @@ std::optional<ImageRecord> Store::get_image(const Digest& manifest_digest) const
 
 std::vector<ImageRecord> Store::list_images() const {
   std::vector<ImageRecord> out;
-  for (const auto& name : list_dir(root_ / "images")) {
+  for (const auto& name : list_dir_if_exists(root_ / "images")) {
     if (name.size() < 6 || name.substr(name.size() - 5) != ".json") continue;
-    std::string key = name.substr(0, name.size() - 5);
-    auto dash = key.find('-');
-    if (dash == std::string::npos) continue;
-    std::string text = key.substr(0, dash) + ":" + key.substr(dash + 1);
-    if (!Digest::valid(text)) continue;
-    if (auto r = get_image(Digest::parse(text))) out.push_back(std::move(*r));
+    std::optional<Digest> digest = digest_from_key(name.substr(0, name.size() - 5));
+    if (!digest) continue;
+    if (auto r = get_image(*digest)) out.push_back(std::move(*r));
   }
   return out;
 }
@@ -239,7 +219,7 @@ std::optional<Digest> Store::resolve(const std::string& reference) const {
 
 std::vector<std::pair<std::string, Digest>> Store::refs() const {
   std::vector<std::pair<std::string, Digest>> out;
-  for (const auto& name : list_dir(root_ / "refs")) {
+  for (const auto& name : list_dir_if_exists(root_ / "refs")) {
     try {
       json j = json::parse(read_file(root_ / "refs" / name, kMaxRecordSize));
       out.emplace_back(j.at("reference").get<std::string>(),
@@ -292,7 +272,7 @@ PruneStats Store::prune() {
   // one keeps it (the puller re-checks existence under the same lock).
   for (const char* alg : {"sha256", "sha512"}) {
     fs::path dir = root_ / "blobs" / alg;
-    for (const auto& hex : list_dir(dir)) {
+    for (const auto& hex : list_dir_if_exists(dir)) {
       std::string text = std::string(alg) + ":" + hex;
       if (live_blobs.count(text)) continue;
       fs::path p = dir / hex;
@@ -303,7 +283,7 @@ PruneStats Store::prune() {
       ++stats.blobs_removed;
     }
   }
-  for (const auto& name : list_dir(root_ / "rootfs")) {
+  for (const auto& name : list_dir_if_exists(root_ / "rootfs")) {
     if (live_rootfs.count(name)) continue;
     FileLock rl = lock("rootfs-" + name.substr(0, 140));
     fs::path p = root_ / "rootfs" / name;
@@ -312,7 +292,7 @@ PruneStats Store::prune() {
     ++stats.rootfs_removed;
   }
   int64_t now = static_cast<int64_t>(::time(nullptr));
-  for (const auto& name : list_dir(root_ / "tmp")) {
+  for (const auto& name : list_dir_if_exists(root_ / "tmp")) {
     fs::path p = root_ / "tmp" / name;
     struct stat st {};
     if (::lstat(p.c_str(), &st) != 0) continue;

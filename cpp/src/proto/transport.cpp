@@ -9,7 +9,6 @@
 // holds the name given with `-device virtserialport,name=...`, and /dev/vportNpM is the device.
 #include "benchrun/proto/transport.hpp"
 
-#include <dirent.h>
 #include <fcntl.h>
 #include <linux/vm_sockets.h>
 #include <sys/socket.h>
@@ -23,6 +22,8 @@
 #include <string_view>
 #include <vector>
 
+#include "benchrun/common/dir.hpp"
+#include "benchrun/common/eintr.hpp"
 #include "benchrun/common/error.hpp"
 #include "benchrun/common/fs.hpp"
 #include "benchrun/common/text.hpp"
@@ -128,10 +129,8 @@ UniqueFd accept_one(int listen_fd, Deadline deadline) {
 UniqueFd connect_unix(const std::string& path) {
   sockaddr_un addr = unix_address(path);
   UniqueFd fd = new_socket(AF_UNIX, 0, path);
-  int rc;
-  do {
-    rc = ::connect(fd.get(), reinterpret_cast<const sockaddr*>(&addr), sizeof addr);
-  } while (rc != 0 && errno == EINTR);
+  int rc = retry_eintr(
+      [&] { return ::connect(fd.get(), reinterpret_cast<const sockaddr*>(&addr), sizeof addr); });
   if (rc != 0) throw_errno("connect", path);
   return fd;
 }
@@ -194,12 +193,7 @@ UniqueFd vsock_listen(uint32_t port, int backlog) {
 UniqueFd open_virtio_port(const std::string& name, const std::string& sysfs,
                           const std::string& dev_dir) {
   const std::string ports = sysfs + "/class/virtio-ports";
-  DIR* dir = ::opendir(ports.c_str());
-  if (!dir) throw_errno("open virtio-serial port list", ports);
-  std::vector<std::string> entries;
-  while (struct dirent* e = ::readdir(dir))
-    if (e->d_name[0] != '.') entries.emplace_back(e->d_name);
-  ::closedir(dir);
+  std::vector<std::string> entries = list_dir(ports);
   std::sort(entries.begin(), entries.end());  // deterministic if two ports share a name
   for (const auto& entry : entries) {
     std::string port_name;

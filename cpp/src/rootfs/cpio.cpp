@@ -14,6 +14,7 @@
 #include <cerrno>
 #include <cstdio>
 
+#include "benchrun/common/eintr.hpp"
 #include "benchrun/common/error.hpp"
 #include "benchrun/common/fs.hpp"
 #include "benchrun/common/text.hpp"
@@ -70,15 +71,7 @@ void CpioWriter::pad() {
 }
 
 void CpioWriter::write_direct(std::string_view bytes) {
-  size_t off = 0;
-  while (off < bytes.size()) {
-    ssize_t n = ::write(fd_, bytes.data() + off, bytes.size() - off);
-    if (n < 0) {
-      if (errno == EINTR) continue;
-      throw_errno("write", "cpio archive");
-    }
-    off += static_cast<size_t>(n);
-  }
+  write_all(fd_, bytes, "cpio archive");
   written_ += bytes.size();
 }
 
@@ -153,11 +146,8 @@ void CpioWriter::add_file_from(std::string_view path, uint32_t mode, const std::
   std::string chunk(kFlushAt, '\0');
   while (copied < expected) {
     size_t want = static_cast<size_t>(std::min<uint64_t>(chunk.size(), expected - copied));
-    ssize_t n = ::read(in.get(), chunk.data(), want);
-    if (n < 0) {
-      if (errno == EINTR) continue;
-      throw_errno("read", host_path);
-    }
+    ssize_t n = retry_eintr([&] { return ::read(in.get(), chunk.data(), want); });
+    if (n < 0) throw_errno("read", host_path);
     if (n == 0) break;
     write_direct(std::string_view(chunk.data(), static_cast<size_t>(n)));
     copied += static_cast<uint64_t>(n);

@@ -21,7 +21,6 @@
 // directories 0.6 s).
 #include "benchrun/rootfs/ext4_image.hpp"
 
-#include <dirent.h>
 #include <fcntl.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -32,6 +31,7 @@
 #include <set>
 #include <utility>
 
+#include "benchrun/common/dir.hpp"
 #include "benchrun/common/error.hpp"
 #include "benchrun/common/fs.hpp"
 #include "benchrun/common/scope_exit.hpp"
@@ -76,38 +76,20 @@ struct TreeWalk {
     }
   }
 
-  // dirfd is an open directory; where names it in errors.
-  void walk(int dirfd, const std::string& where) {
-    int dup = ::fcntl(dirfd, F_DUPFD_CLOEXEC, 0);
-    if (dup < 0) throw_errno("dup", where);
-    DIR* dir = ::fdopendir(dup);
-    if (!dir) {
-      ::close(dup);
-      throw_errno("opendir", where);
-    }
-    ScopeExit close_dir([dir] { ::closedir(dir); });
+  void walk(Dir& dir) {
     uint64_t dir_bytes = 12 + 12;  // "." and ".."
-    for (;;) {
-      errno = 0;
-      struct dirent* de = ::readdir(dir);
-      if (!de) {
-        if (errno != 0) throw_errno("readdir", where);
-        break;
-      }
-      std::string_view name(de->d_name);
-      if (name == "." || name == "..") continue;
+    while (std::optional<DirEntry> e = dir.next()) {
+      const std::string name(e->name);
       dir_bytes += round_up(8 + name.size(), 4);
       struct stat st {};
-      if (::fstatat(dirfd, de->d_name, &st, AT_SYMLINK_NOFOLLOW) != 0)
-        throw_errno("stat", where + "/" + std::string(name));
+      if (::fstatat(dir.fd(), name.c_str(), &st, AT_SYMLINK_NOFOLLOW) != 0)
+        throw_errno("stat", dir.where() + "/" + name);
       if (!S_ISDIR(st.st_mode) && st.st_nlink > 1 && !linked.emplace(st.st_dev, st.st_ino).second)
         continue;  // another name of an inode already counted
       add_inode(st);
       if (!S_ISDIR(st.st_mode)) continue;
-      int child = ::openat(dirfd, de->d_name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
-      if (child < 0) throw_errno("open", where + "/" + std::string(name));
-      UniqueFd child_fd(child);
-      walk(child_fd.get(), where + "/" + std::string(name));
+      Dir child = Dir::open_at(dir.fd(), name, dir.where() + "/" + name);
+      walk(child);
     }
     // mke2fs -d leaves directories linear, but the guest kernel indexes a multi-block one when
     // it adds an entry: keep a block for the htree root.
@@ -199,14 +181,12 @@ bool is_file(const fs::path& p) {
 }  // namespace
 
 uint64_t tree_apparent_size(const std::string& tree, uint64_t* inodes) {
-  int raw = ::open(tree.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-  if (raw < 0) throw_errno("open", tree);
-  UniqueFd root(raw);
+  Dir root = Dir::open(tree);
   struct stat st {};
-  if (::fstat(root.get(), &st) != 0) throw_errno("stat", tree);
+  if (::fstat(root.fd(), &st) != 0) throw_errno("stat", tree);
   TreeWalk walk;
   walk.add_inode(st);
-  walk.walk(root.get(), tree);
+  walk.walk(root);
   if (inodes) *inodes = walk.inodes;
   return walk.bytes;
 }
@@ -253,9 +233,7 @@ std::string ext4_image(const std::string& tree, const std::string& key,
   if (!failure.empty())
     throw ImageError("mkfs.ext4 '" + tree + "' (" + std::to_string(g.size_bytes / kMiB) + " MiB, " +
                      std::to_string(g.inodes) + " inodes): " + failure);
-  if (::fchmod(fd.get(), 0644) != 0) throw_errno("chmod", tmp);
-  if (::fsync(fd.get()) != 0) throw_errno("fsync", tmp);
-  if (::rename(tmp.c_str(), target.c_str()) != 0) throw_errno("rename", target.string());
+  publish_file(fd.get(), tmp, target);
   remove_tmp.release();
   // The lock file stays: unlinking it would let a builder that waits on the old inode and one
   // that creates a new file run at once (after a prune), and sweep each other's temp files.

@@ -108,9 +108,7 @@ std::string build_initramfs(const InitramfsSpec& spec, const std::string& cache_
   UniqueFd fd(raw);
   ScopeExit remove_tmp([&] { ::unlink(tmp.c_str()); });
   write_archive(fd.get(), init, modules, load_order);
-  if (::fchmod(fd.get(), 0644) != 0) throw_errno("chmod", tmp);
-  if (::fsync(fd.get()) != 0) throw_errno("fsync", tmp);
-  if (::rename(tmp.c_str(), target.c_str()) != 0) throw_errno("rename", target.string());
+  publish_file(fd.get(), tmp, target);
   remove_tmp.release();
   return target.string();
 }

@@ -11,8 +11,11 @@
 #include <cerrno>
 #include <mutex>
 #include <cstring>
+#include <iterator>
+#include <set>
 #include <sstream>
 
+#include "benchrun/common/clock.hpp"
 #include "benchrun/common/error.hpp"
 #include "benchrun/common/fs.hpp"
 
@@ -20,25 +23,28 @@ namespace benchrun::vm {
 
 namespace {
 
-// True when a "flags" line of cpuinfo lists vmx (Intel VT-x) or svm (AMD-V).
-bool has_hw_virt(const std::string& cpuinfo) {
+// The words of the first "flags" line of cpuinfo (x86 /proc/cpuinfo); none if it cannot be read.
+std::set<std::string> cpu_flags(const std::string& cpuinfo) {
   std::string text;
   try {
     text = read_file(cpuinfo, 16u << 20);
   } catch (const Error&) {
-    return false;
+    return {};
   }
   std::istringstream in(text);
   std::string line;
   while (std::getline(in, line)) {
     if (line.rfind("flags", 0) != 0) continue;
     std::istringstream words(line.substr(line.find(':') + 1));
-    std::string w;
-    while (words >> w)
-      if (w == "vmx" || w == "svm") return true;
-    return false;
+    return {std::istream_iterator<std::string>(words), std::istream_iterator<std::string>()};
   }
-  return false;
+  return {};
+}
+
+// vmx: Intel VT-x, svm: AMD-V.
+bool has_hw_virt(const std::string& cpuinfo) {
+  const std::set<std::string> flags = cpu_flags(cpuinfo);
+  return flags.count("vmx") || flags.count("svm");
 }
 
 void require(const std::string& value, const char* what) {
@@ -47,19 +53,6 @@ void require(const std::string& value, const char* what) {
     // QEMU's option syntax splits on commas; our own paths never contain one.
     throw ConfigError(std::string("vm config: ") + what + " '" + value +
                       "' contains a comma, which QEMU's option syntax cannot take");
-}
-
-bool cpuinfo_has_flag(const std::string& cpuinfo, const std::string& flag) {
-  std::string text;
-  try {
-    text = read_file(cpuinfo, 16u << 20);
-  } catch (const Error&) {
-    return false;
-  }
-  const size_t line = text.find("\nflags");
-  if (line == std::string::npos) return false;
-  const std::string flags = text.substr(line, text.find('\n', line + 1) - line) + " ";
-  return flags.find(" " + flag + " ") != std::string::npos;
 }
 
 int64_t raw_ns() {
@@ -84,9 +77,7 @@ std::pair<int64_t, uint64_t> sample() {
 
 uint64_t measure_tsc_khz() {
   const auto [t0, c0] = sample();
-  timespec pause{0, 20 * 1000 * 1000};
-  while (::clock_nanosleep(CLOCK_MONOTONIC, 0, &pause, &pause) == EINTR) {
-  }
+  sleep_for(std::chrono::milliseconds(20));
   const auto [t1, c1] = sample();
   if (t1 <= t0 || c1 <= c0) return 0;
   return static_cast<uint64_t>(static_cast<double>(c1 - c0) * 1e6 / static_cast<double>(t1 - t0));
@@ -95,7 +86,7 @@ uint64_t measure_tsc_khz() {
 }  // namespace
 
 uint64_t host_tsc_khz(const std::string& cpuinfo) {
-  if (!cpuinfo_has_flag(cpuinfo, "constant_tsc")) return 0;
+  if (!cpu_flags(cpuinfo).count("constant_tsc")) return 0;
   static std::once_flag once;
   static uint64_t khz = 0;
   std::call_once(once, [] { khz = measure_tsc_khz(); });

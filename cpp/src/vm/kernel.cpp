@@ -218,17 +218,7 @@ std::string bzimage_release(const std::string& path) {
   }
   // The setup area is at most (255 + 1) sectors of 512 bytes; the version string lies inside it.
   std::string head(256 * 512, '\0');
-  size_t have = 0;
-  while (have < head.size()) {
-    ssize_t n = ::read(fd.get(), head.data() + have, head.size() - have);
-    if (n < 0) {
-      if (errno == EINTR) continue;
-      throw_errno("read", path);
-    }
-    if (n == 0) break;
-    have += static_cast<size_t>(n);
-  }
-  head.resize(have);
+  head.resize(read_full(fd.get(), head.data(), head.size(), path));
   auto fail = [&](const std::string& why) -> std::string {
     throw VmError("read kernel '" + path + "': " + why);
   };

@@ -12,6 +12,8 @@
 #include <nlohmann/json.hpp>
 #include <thread>
 
+#include "benchrun/common/clock.hpp"
+#include "benchrun/common/eintr.hpp"
 #include "benchrun/common/error.hpp"
 
 namespace benchrun::vm {
@@ -19,12 +21,6 @@ namespace benchrun::vm {
 namespace {
 
 constexpr size_t kMaxLine = 1 << 20;
-
-int remaining_ms(QmpClient::Deadline deadline) {
-  auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
-      deadline - std::chrono::steady_clock::now());
-  return left.count() <= 0 ? 0 : static_cast<int>(std::min<int64_t>(left.count(), 60000));
-}
 
 }  // namespace
 
@@ -39,7 +35,7 @@ QmpClient QmpClient::connect(const std::string& path, Deadline deadline) {
     if (::connect(fd.get(), reinterpret_cast<sockaddr*>(&addr), sizeof addr) == 0)
       return over(std::move(fd), deadline);
     if (errno != ENOENT && errno != ECONNREFUSED) throw_errno("connect", path);
-    if (std::chrono::steady_clock::now() >= deadline)
+    if (Clock::now() >= deadline)
       throw DeadlineExceeded("QMP '" + path + "': QEMU did not open its control socket in time");
     std::this_thread::sleep_for(std::chrono::milliseconds(5));
   }
@@ -63,13 +59,11 @@ std::string QmpClient::read_line(Deadline deadline) {
     }
     if (buf_.size() > kMaxLine) throw VmError("QMP: reply line longer than 1 MiB");
     pollfd p{fd_.get(), POLLIN, 0};
-    int n = ::poll(&p, 1, remaining_ms(deadline));
-    if (n < 0 && errno == EINTR) continue;
+    int n = retry_eintr([&] { return ::poll(&p, 1, poll_timeout_ms(deadline)); });
     if (n < 0) throw_errno("poll", "QMP");
     if (n == 0) throw DeadlineExceeded("QMP: no reply from QEMU in time");
     char chunk[4096];
-    ssize_t r = ::read(fd_.get(), chunk, sizeof chunk);
-    if (r < 0 && errno == EINTR) continue;
+    ssize_t r = retry_eintr([&] { return ::read(fd_.get(), chunk, sizeof chunk); });
     if (r < 0) throw_errno("read", "QMP");
     if (r == 0) throw VmError("QMP: QEMU closed the control socket");
     buf_.append(chunk, static_cast<size_t>(r));
@@ -97,8 +91,8 @@ std::string QmpClient::execute(const std::string& command, Deadline deadline) {
   std::string msg = nlohmann::json{{"execute", command}}.dump() + "\n";
   size_t off = 0;
   while (off < msg.size()) {
-    ssize_t w = ::send(fd_.get(), msg.data() + off, msg.size() - off, MSG_NOSIGNAL);
-    if (w < 0 && errno == EINTR) continue;
+    ssize_t w = retry_eintr(
+        [&] { return ::send(fd_.get(), msg.data() + off, msg.size() - off, MSG_NOSIGNAL); });
     if (w < 0) throw_errno("send", "QMP " + command);
     off += static_cast<size_t>(w);
   }

@@ -16,6 +16,8 @@
 #include <cstring>
 #include <algorithm>
 
+#include "benchrun/common/clock.hpp"
+#include "benchrun/common/eintr.hpp"
 #include "benchrun/common/error.hpp"
 
 namespace benchrun::vm {
@@ -112,9 +114,7 @@ VmProcess VmProcess::spawn(const VmProcessOptions& o) {
   if (::write(release_w.get(), "g", 1) != 1) throw_errno("write", "qemu release pipe");
   release_w.reset();
   int err = 0;
-  ssize_t n;
-  while ((n = ::read(status_r.get(), &err, sizeof err)) < 0 && errno == EINTR) {
-  }
+  const ssize_t n = retry_eintr([&] { return ::read(status_r.get(), &err, sizeof err); });
   if (n == static_cast<ssize_t>(sizeof err)) {
     p.reap(0);
     throw_errno(err, "exec", path);
@@ -135,9 +135,7 @@ bool VmProcess::reap(int flags) {
   if (reaped_) return true;
   int status = 0;
   rusage ru{};
-  pid_t r;
-  while ((r = ::wait4(pid_, &status, flags, &ru)) < 0 && errno == EINTR) {
-  }
+  const pid_t r = retry_eintr([&] { return ::wait4(pid_, &status, flags, &ru); });
   if (r == pid_) {
     reaped_ = true;
     status_ = status;
@@ -150,11 +148,10 @@ bool VmProcess::reap(int flags) {
 
 bool VmProcess::wait_exit(Deadline deadline) {
   while (!reaped_) {
-    auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
-        deadline - std::chrono::steady_clock::now());
-    if (left.count() <= 0) return reap(WNOHANG);
+    const int left_ms = poll_timeout_ms(deadline);
+    if (left_ms == 0) return reap(WNOHANG);
     pollfd p{pidfd_.get(), POLLIN, 0};
-    int n = ::poll(&p, 1, static_cast<int>(std::min<int64_t>(left.count(), 1000)));
+    int n = ::poll(&p, 1, left_ms < 0 ? 1000 : std::min(left_ms, 1000));
     if (n > 0) return reap(0);
   }
   return true;
@@ -163,7 +160,7 @@ bool VmProcess::wait_exit(Deadline deadline) {
 void VmProcess::stop(const std::function<void(Deadline)>& ask_quit,
                      std::chrono::milliseconds grace) noexcept {
   if (reaped_) return;
-  const auto deadline = std::chrono::steady_clock::now() + grace;
+  const auto deadline = Clock::now() + grace;
   if (ask_quit && !reap(WNOHANG)) {
     try {
       ask_quit(deadline);

@@ -1,7 +1,6 @@
 // subprocess_test.cpp: run_subprocess I/O, exit status, deadlines, and that nothing leaks.
 #include "benchrun/common/subprocess.hpp"
 
-#include <dirent.h>
 #include <fcntl.h>
 #include <gtest/gtest.h>
 #include <signal.h>
@@ -11,6 +10,7 @@
 #include <cerrno>
 #include <chrono>
 
+#include "benchrun/common/dir.hpp"
 #include "benchrun/common/error.hpp"
 
 using benchrun::run_subprocess;
@@ -19,15 +19,7 @@ using namespace std::chrono_literals;
 
 namespace {
 
-int count_open_fds() {
-  int n = 0;
-  DIR* d = ::opendir("/proc/self/fd");
-  if (!d) return -1;
-  while (struct dirent* e = ::readdir(d))
-    if (e->d_name[0] != '.') ++n;
-  ::closedir(d);
-  return n;
-}
+int count_open_fds() { return static_cast<int>(benchrun::list_dir("/proc/self/fd").size()); }
 
 bool has_children() {
   int status = 0;

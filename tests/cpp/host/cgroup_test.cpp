@@ -310,6 +310,14 @@ TEST_F(CgroupV1, AddProcessJoinsEveryHierarchyAndMetricsCountCpu) {
   EXPECT_GT(m.cpu_user_ns + m.cpu_system_ns, 0u);
   EXPECT_EQ(m.oom_kills, 0u);
   for (const auto& p : cg.paths()) EXPECT_TRUE(procs_of(p).empty()) << p;
+  // Where the kernel has the nanosecond counters (4.7+), they are what is reported, not the 10 ms
+  // ticks of cpuacct.stat. The group is empty, so the counters no longer move.
+  const std::string user_file = file_in(cg.paths(), "cpuacct.usage_user");
+  if (!user_file.empty()) {
+    EXPECT_EQ(std::to_string(m.cpu_user_ns), slurp(user_file));
+    EXPECT_EQ(std::to_string(m.cpu_system_ns), slurp(file_in(cg.paths(), "cpuacct.usage_sys")));
+    EXPECT_GT(m.cpu_user_ns, 150'000'000u);  // burn_cpu spins in user mode
+  }
 }
 
 TEST_F(CgroupV1, KillAllKillsABlockedChild) {
@@ -669,4 +677,49 @@ TEST(CgroupFake, V2LimitFilesGetKernelFormattedValues) {
   sb::detail::write_v2_limits(dir, parent, limits);
   EXPECT_EQ(slurp(dir + "/memory.max"), "1048576");
   EXPECT_EQ(slurp(dir + "/pids.max"), "max");
+}
+
+TEST(CgroupFake, V1CpuTimesPreferNanosecondCountersOverTicks) {
+  benchrun::TempDir tmp(fs::temp_directory_path(), "cgroup-fake-");
+  const std::string root = tmp.path().string();
+  fs::create_directory(root + "/cpuacct");
+  sb::CgroupConfig config;
+  config.root = root;
+  config.parent = "bench";
+  config.version = sb::CgroupVersion::kV1;
+  sb::Cgroup cg = sb::Cgroup::create(config, "run-1-a", {});
+  const std::string dir = root + "/cpuacct/bench/run-1-a";
+  ASSERT_EQ(cg.paths(), std::vector<std::string>{dir});
+  // A run of 1.234567891 s user and 0.012345678 s system: the tick file says 123 and 1 ticks.
+  put(dir + "/cpuacct.usage", "1246913569\n");
+  put(dir + "/cpuacct.usage_user", "1234567891\n");
+  put(dir + "/cpuacct.usage_sys", "12345678\n");
+  put(dir + "/cpuacct.stat", "user 123\nsystem 1\n");
+  sb::CgroupMetrics m = cg.metrics();
+  EXPECT_EQ(m.cpu_usage_ns, 1'246'913'569u);
+  EXPECT_EQ(m.cpu_user_ns, 1'234'567'891u);
+  EXPECT_EQ(m.cpu_system_ns, 12'345'678u);
+
+  // A kernel before 4.7 has only the ticks, in USER_HZ (sysconf(_SC_CLK_TCK)) units. Both
+  // nanosecond files or neither: user and system always come from the same source.
+  const uint64_t ns_per_tick = 1'000'000'000ull / static_cast<uint64_t>(::sysconf(_SC_CLK_TCK));
+  fs::remove(dir + "/cpuacct.usage_sys");
+  m = cg.metrics();
+  EXPECT_EQ(m.cpu_user_ns, 123 * ns_per_tick);
+  EXPECT_EQ(m.cpu_system_ns, 1 * ns_per_tick);
+  fs::remove(dir + "/cpuacct.usage_user");
+  m = cg.metrics();
+  EXPECT_EQ(m.cpu_user_ns, 123 * ns_per_tick);
+  EXPECT_EQ(m.cpu_system_ns, 1 * ns_per_tick);
+
+  put(dir + "/cpuacct.usage_user", "12x\n");
+  put(dir + "/cpuacct.usage_sys", "5\n");
+  EXPECT_THROW(cg.metrics(), benchrun::SandboxError);  // garbage is reported, not read as 0
+  fs::remove(dir + "/cpuacct.usage_user");
+  fs::remove(dir + "/cpuacct.usage_sys");
+  fs::remove(dir + "/cpuacct.usage");
+  fs::remove(dir + "/cpuacct.stat");
+  m = cg.metrics();  // the files a kernel lacks count 0
+  EXPECT_EQ(m.cpu_usage_ns, 0u);
+  EXPECT_EQ(m.cpu_user_ns, 0u);
 }

@@ -47,3 +47,17 @@ TEST(Digest, ChainIdFollowsSpec) {
   EXPECT_EQ(benchrun::oci::chain_id({a}), a);
   EXPECT_EQ(benchrun::oci::chain_id({a, b}), benchrun::oci::digest_of(a.str() + " " + b.str()));
 }
+
+TEST(Digest, KeyIsAFileNameAndRoundTrips) {
+  const Digest d = Digest::parse("sha256:" + std::string(64, 'b'));
+  EXPECT_EQ(benchrun::oci::key_of(d), "sha256-" + std::string(64, 'b'));
+  EXPECT_EQ(benchrun::oci::digest_from_key(benchrun::oci::key_of(d)), d);
+  const Digest e = Digest::parse("sha512:" + std::string(128, 'c'));
+  EXPECT_EQ(benchrun::oci::digest_from_key(benchrun::oci::key_of(e)), e);
+  for (std::string other : {std::string("sha256") + std::string(64, 'b'),        // no dash
+                            std::string("sha256-") + std::string(63, 'b'),       // short
+                            std::string("sha256:") + std::string(64, 'b'),       // the text form
+                            std::string("md5-abcd"), std::string(""), std::string("-"),
+                            std::string(".tmp-") + std::string(64, 'b')})
+    EXPECT_FALSE(benchrun::oci::digest_from_key(other)) << other;
+}

@@ -2,6 +2,7 @@
 #pragma once
 
 #include <memory>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -57,6 +58,12 @@ class Hasher {
   struct Impl;
   std::unique_ptr<Impl> impl_;
 };
+
+// "sha256-<hex>": the digest as one file name (no ':'), the local store's key for blobs' locks,
+// image records and unpacked rootfs trees.
+std::string key_of(const Digest& d);
+// The digest a key_of() string names; nullopt for any other text (a stray file in the store).
+std::optional<Digest> digest_from_key(std::string_view key);
 
 Digest digest_of(std::string_view data, DigestAlgorithm a = DigestAlgorithm::kSha256);
 
