@@ -191,6 +191,14 @@ def number(value: Any, what: str) -> float:
     return float(value)
 
 
+def seconds(value: Any, what: str) -> float:
+    """A number of seconds > 0 (0 is the native spec's "none", so a given 0 is refused here)."""
+    f = number(value, what)
+    if f == 0:
+        raise ConfigError(f"{what} {value}: must be a positive number of seconds")
+    return f
+
+
 def _text(value: Any, what: str) -> str:
     if isinstance(value, int) and not isinstance(value, bool):
         return str(value)  # a uid
@@ -252,7 +260,7 @@ OPTIONS: tuple[Option, ...] = (
     Option("command", argv, "replaces the image's Cmd (a str is split like a shell would)"),
     Option("entrypoint", argv, "replace the image's entrypoint (and clear its Cmd); '' = none",
            ("--entrypoint",), "CMD"),
-    Option("env", parse_env, "set an environment variable (K alone: take benchrun's own value "
+    Option("env", lambda v, what: parse_env(v), "set an environment variable (K alone: take benchrun's own value "
            "of K); nothing else of the caller's environment reaches the workload",
            ("-e", "--env"), "K[=V]", repeat=True),
     Option("workdir", _text, "working directory inside the image (default: the image's, else /)",
@@ -269,7 +277,7 @@ OPTIONS: tuple[Option, ...] = (
            "as docker's --cpus", ("--cpus",), "N"),
     Option("network", _network, "network mode; only none (loopback only) is supported",
            ("--network",), "MODE", choices=("none",)),
-    Option("timeout", number, "wall-clock limit in seconds; then the whole run is killed "
+    Option("timeout", seconds, "wall-clock limit in seconds; then the whole run is killed "
            "(exit 124)", ("--timeout",), "SECONDS"),
     Option("outputs", _paths, "file in the image's filesystem to collect after the run "
            "(repeatable; in the --json document)", ("--output",), "PATH", repeat=True),

@@ -1,13 +1,9 @@
 // run_image.cpp: one run, in order, whatever the backend: validate -> sweep leftovers -> prepare ->
 // start -> wait -> collect -> release. The steps themselves are the backend's (run/backend.hpp);
 // here they are only listed and timed, so every backend's phases mean the same.
-#include <dirent.h>
-#include <signal.h>
-
-#include <cerrno>
-#include <cstdlib>
 #include <filesystem>
 
+#include "benchrun/common/dir.hpp"
 #include "benchrun/common/error.hpp"
 #include "benchrun/common/fs.hpp"
 #include "benchrun/oci/pull.hpp"
@@ -32,7 +28,7 @@ RunResult run_image(const RunImage& image, const RunSpec& spec, const HostConfig
   RunResult r;
   r.backend = b.name();
   r.image_digest = image.digest;
-  const RunContext ctx{image, spec, host, run_name(), interrupt};
+  const RunContext ctx{image, spec, host, make_run_name(), interrupt};
 
   auto t = Clock::now();
   std::unique_ptr<Execution> ex = b.prepare(ctx, r);
@@ -58,21 +54,11 @@ int cleanup_leftovers(const HostConfig& host) {
 
 int sweep_stale_runs(const HostConfig& host) {
   int removed = host::cleanup_stale_cgroups(host.cgroup);
-  const std::string run_dir = host.run_dir();
-  DIR* d = ::opendir(run_dir.c_str());
-  if (!d) return removed;
-  std::vector<std::string> stale;
-  while (struct dirent* de = ::readdir(d)) {
-    std::string n = de->d_name;
-    if (n.rfind("run-", 0) != 0) continue;
-    long pid = std::strtol(n.c_str() + 4, nullptr, 10);
-    if (pid > 0 && (::kill(static_cast<pid_t>(pid), 0) == 0 || errno == EPERM)) continue;
-    stale.push_back(n);
-  }
-  ::closedir(d);
-  for (const auto& n : stale) {
+  const std::filesystem::path run_dir = host.run_dir();
+  for (const auto& name : list_dir_if_exists(run_dir)) {
+    if (!run_name_is_stale(name)) continue;
     try {
-      remove_tree(std::filesystem::path(run_dir) / n);
+      remove_tree(run_dir / name);
       ++removed;
     } catch (const Error&) {
       // Left for the next start; never fail a run over someone else's debris.
