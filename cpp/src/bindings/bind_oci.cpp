@@ -66,7 +66,8 @@ py::dict image_dict(const Image& img) {
   out["config"] = config_dict(img.config);
   out["manifest_json"] = py::bytes(img.manifest_json);
   out["config_json"] = py::bytes(img.config_json);
-  out["rootfs"] = img.rootfs.empty() ? py::object(py::none()) : py::object(py::str(img.rootfs.string()));
+  out["rootfs"] =
+      img.rootfs.empty() ? py::object(py::none()) : py::object(py::str(img.rootfs.string()));
   py::dict t;
   t["resolve"] = img.timings.resolve_s;
   t["download"] = img.timings.download_s;
@@ -78,13 +79,20 @@ py::dict image_dict(const Image& img) {
 
 const char* event_kind(PullEvent::Kind k) {
   switch (k) {
-    case PullEvent::Kind::kResolved: return "resolved";
-    case PullEvent::Kind::kLayerStart: return "layer_start";
-    case PullEvent::Kind::kLayerProgress: return "layer_progress";
-    case PullEvent::Kind::kLayerDone: return "layer_done";
-    case PullEvent::Kind::kUnpackStart: return "unpack_start";
-    case PullEvent::Kind::kUnpackDone: return "unpack_done";
-    case PullEvent::Kind::kDone: return "done";
+    case PullEvent::Kind::kResolved:
+      return "resolved";
+    case PullEvent::Kind::kLayerStart:
+      return "layer_start";
+    case PullEvent::Kind::kLayerProgress:
+      return "layer_progress";
+    case PullEvent::Kind::kLayerDone:
+      return "layer_done";
+    case PullEvent::Kind::kUnpackStart:
+      return "unpack_start";
+    case PullEvent::Kind::kUnpackDone:
+      return "unpack_done";
+    case PullEvent::Kind::kDone:
+      return "done";
   }
   return "unknown";
 }
@@ -155,8 +163,7 @@ void bind_oci(py::module_& m) {
       py::arg("backoff_initial_ms") = 200, py::arg("backoff_max_ms") = 10'000,
       py::arg("max_parallel") = 4, py::arg("unpack") = true, py::arg("preserve_ownership") = true,
       py::arg("gzip_engine") = "isal", py::arg("max_entries") = UnpackLimits{}.max_entries,
-      py::arg("max_layer_bytes") = UnpackLimits{}.max_total_bytes,
-      py::arg("progress") = py::none(),
+      py::arg("max_layer_bytes") = UnpackLimits{}.max_total_bytes, py::arg("progress") = py::none(),
       "Pull an image into the store; returns the image as a dict. Releases the GIL.");
 
   m.def(
@@ -234,12 +241,13 @@ void bind_oci(py::module_& m) {
         d["bytes_freed"] = s.bytes_freed;
         return d;
       },
-      py::kw_only(), py::arg("store"), "Remove unreferenced blobs, rootfs trees and stale temp files.");
+      py::kw_only(), py::arg("store"),
+      "Remove unreferenced blobs, rootfs trees and stale temp files.");
 
   m.def(
       "normalize_reference",
-      [](const std::string& text) { return source_key(parse_image_source(text)); },
-      py::arg("text"), "Canonical form of an image reference or transport string.");
+      [](const std::string& text) { return source_key(parse_image_source(text)); }, py::arg("text"),
+      "Canonical form of an image reference or transport string.");
 
   m.def("host_platform", [] { return Platform::host().str(); });
   m.def(

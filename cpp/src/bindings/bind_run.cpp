@@ -42,8 +42,7 @@ py::dict result_dict(run::RunResult& r) {
   phases["collect"] = r.phases.collect_s;
   d["phases"] = phases;
   py::dict facts;
-  for (const auto& [k, v] : r.facts)
-    std::visit([&](const auto& x) { facts[py::str(k)] = x; }, v);
+  for (const auto& [k, v] : r.facts) std::visit([&](const auto& x) { facts[py::str(k)] = x; }, v);
   d["facts"] = facts;
   d["notices"] = r.notices;
   d["backend"] = r.backend;
@@ -59,16 +58,17 @@ void bind_run(py::module_& m) {
                                 "for the user-facing table. validate() checks every rule.");
   spec.def(py::init<>());
   py::list options;
-#define BENCHRUN_BIND_OPTION(type, name, init, scope, doc)          \
-  spec.def_readwrite(#name, &run::RunSpec::name, doc);              \
+#define BENCHRUN_BIND_OPTION(type, name, init, scope, doc) \
+  spec.def_readwrite(#name, &run::RunSpec::name, doc);     \
   options.append(py::make_tuple(#name, scope, doc));
   BENCHRUN_RUN_OPTIONS(BENCHRUN_BIND_OPTION)
 #undef BENCHRUN_BIND_OPTION
   spec.attr("OPTIONS") = py::tuple(options);
   spec.def_readwrite("rootless", &run::RunSpec::rootless,
                      "None: rootless exactly when not root (a test setting, not an option)");
-  spec.def("validate", [](const run::RunSpec& s) { run::validate(s); },
-           "ConfigError naming the option and the rule it breaks; None when the spec is valid.");
+  spec.def(
+      "validate", [](const run::RunSpec& s) { run::validate(s); },
+      "ConfigError naming the option and the rule it breaks; None when the spec is valid.");
 
   py::class_<run::RunImage>(m, "RunImage",
                             "An image loaded from the store, ready to run (load once, run many).")
@@ -85,7 +85,8 @@ void bind_run(py::module_& m) {
       "The image (reference or manifest digest) from the store, ready to run. ImageNotFound; "
       "ImageError if it is not unpacked. Releases the GIL.");
 
-  m.def("backends", [] { return run::backend_names(); }, "The registered backends' names.");
+  m.def(
+      "backends", [] { return run::backend_names(); }, "The registered backends' names.");
 
   m.def(
       "cleanup_leftovers",

@@ -4,7 +4,8 @@
 #include "bindings/bindings.hpp"
 
 PYBIND11_MODULE(_core, m) {
-  m.doc() = "benchrun's native core (OCI pull, verify, unpack). Use the benchrun package, not this.";
+  m.doc() =
+      "benchrun's native core (OCI pull, verify, unpack). Use the benchrun package, not this.";
   m.attr("__version__") = BENCHRUN_VERSION;
   benchrun::bindings::bind_errors(m);
   benchrun::bindings::bind_oci(m);

@@ -221,8 +221,7 @@ SubprocessResult run_subprocess(const std::vector<std::string>& argv,
     ::pthread_sigmask(SIG_SETMASK, &old_mask, nullptr);
   });
 
-  const auto deadline =
-      options.timeout.count() > 0 ? Clock::now() + options.timeout : kNoDeadline;
+  const auto deadline = options.timeout.count() > 0 ? Clock::now() + options.timeout : kNoDeadline;
   bool exited = false;
   while (!exited && (stdin_fd || sinks[0].fd || sinks[1].fd || pidfd)) {
     if (Clock::now() >= deadline) {

@@ -132,13 +132,13 @@ std::string hint_for(int err, const std::string& op, const std::string& path) {
 }
 
 [[noreturn]] void fail_errno(int err, const std::string& op, const std::string& path) {
-  fail_for(err, op + " '" + path + "': " + std::strerror(err) + " (hint: " +
-                    hint_for(err, op, path) + ")");
+  fail_for(err, op + " '" + path + "': " + std::strerror(err) +
+                    " (hint: " + hint_for(err, op, path) + ")");
 }
 
 [[noreturn]] void fail_write(int err, const std::string& path, const std::string& value) {
-  fail_for(err, "write '" + path + "' = '" + value + "': " + std::strerror(err) + " (hint: " +
-                    hint_for(err, "write", path) + ")");
+  fail_for(err, "write '" + path + "' = '" + value + "': " + std::strerror(err) +
+                    " (hint: " + hint_for(err, "write", path) + ")");
 }
 
 // Writes value in one write(2), as cgroupfs requires; returns 0 or the errno. O_TRUNC changes

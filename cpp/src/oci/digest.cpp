@@ -1,4 +1,5 @@
-// digest.cpp: digest validation (image-spec descriptor.md: lowercase hex of exact length) and hashing.
+// digest.cpp: digest validation (image-spec descriptor.md: lowercase hex of exact length) and
+// hashing.
 #include "benchrun/oci/digest.hpp"
 
 #include <openssl/evp.h>
@@ -46,8 +47,8 @@ Digest Digest::parse(std::string_view text) {
   } else if (alg == "sha512") {
     a = DigestAlgorithm::kSha512;
   } else {
-    throw ImageError("invalid digest '" + printable(text) + "': unsupported algorithm '" + printable(alg) +
-                     "' (sha256 and sha512 are supported)");
+    throw ImageError("invalid digest '" + printable(text) + "': unsupported algorithm '" +
+                     printable(alg) + "' (sha256 and sha512 are supported)");
   }
   if (hex.size() != hex_length(a) || !is_lower_hex(hex))
     throw ImageError("invalid digest '" + printable(text) + "': " + std::string(alg) + " needs " +

@@ -29,7 +29,8 @@ namespace {
 class Events {
  public:
   explicit Events(const std::function<void(const PullEvent&)>& fn) : fn_(fn) {}
-  void emit(PullEvent::Kind kind, const std::string& digest, uint64_t done = 0, uint64_t total = 0) {
+  void emit(PullEvent::Kind kind, const std::string& digest, uint64_t done = 0,
+            uint64_t total = 0) {
     if (!fn_) return;
     std::lock_guard<std::mutex> l(mu_);
     fn_(PullEvent{kind, digest, done, total});
@@ -167,10 +168,12 @@ Image make_image(const Store& store, std::string reference, ImageRecord record) 
   img.manifest_json = store.read_blob(record.manifest_digest, kMaxManifestSize);
   img.config_json = store.read_blob(record.config_digest, kMaxConfigSize);
   ParsedManifest parsed = parse_manifest(img.manifest_json, record.manifest_media_type);
-  if (!parsed.manifest) throw ImageError("stored manifest " + record.manifest_digest.str() + " is an index");
+  if (!parsed.manifest)
+    throw ImageError("stored manifest " + record.manifest_digest.str() + " is an index");
   img.manifest = std::move(*parsed.manifest);
   img.config = parse_config(img.config_json);
-  if (record.chain_id && store.has_rootfs(*record.chain_id)) img.rootfs = store.rootfs_path(*record.chain_id);
+  if (record.chain_id && store.has_rootfs(*record.chain_id))
+    img.rootfs = store.rootfs_path(*record.chain_id);
   img.record = std::move(record);
   return img;
 }

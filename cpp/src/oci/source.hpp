@@ -1,4 +1,5 @@
-// source.hpp: where image bytes come from (registry, OCI layout, docker-archive), behind one interface.
+// source.hpp: where image bytes come from (registry, OCI layout, docker-archive), behind one
+// interface.
 #pragma once
 
 #include <filesystem>
@@ -14,9 +15,9 @@ namespace benchrun::oci {
 
 // The platform-specific image manifest a source resolved to.
 struct ResolvedManifest {
-  std::string json;        // exact bytes
+  std::string json;  // exact bytes
   std::string media_type;
-  Digest digest;           // digest of json
+  Digest digest;  // digest of json
   Manifest manifest;
 };
 
@@ -33,7 +34,8 @@ class Source {
 };
 
 std::unique_ptr<Source> open_registry_source(const Reference& ref, const RegistryOptions& options);
-std::unique_ptr<Source> open_oci_layout_source(const std::filesystem::path& dir, const std::string& tag);
+std::unique_ptr<Source> open_oci_layout_source(const std::filesystem::path& dir,
+                                               const std::string& tag);
 // Scans the archive once, storing its layers and config in the store as verified blobs.
 std::unique_ptr<Source> open_docker_archive_source(const std::filesystem::path& tarball,
                                                    const std::string& tag, Store& store);
@@ -44,7 +46,8 @@ struct ManifestBytes {
   std::string body;
   std::string content_type;
 };
-ResolvedManifest resolve_platform(ManifestBytes top, const Digest& top_digest, const Platform& platform,
+ResolvedManifest resolve_platform(ManifestBytes top, const Digest& top_digest,
+                                  const Platform& platform,
                                   const std::function<ManifestBytes(const Descriptor&)>& fetch);
 
 // Streams src_fd to dst_fd while hashing; throws DigestMismatch unless size and digest match.

@@ -15,7 +15,8 @@ namespace {
 constexpr int kMaxIndexDepth = 4;
 }
 
-ResolvedManifest resolve_platform(ManifestBytes top, const Digest& top_digest, const Platform& platform,
+ResolvedManifest resolve_platform(ManifestBytes top, const Digest& top_digest,
+                                  const Platform& platform,
                                   const std::function<ManifestBytes(const Descriptor&)>& fetch) {
   ManifestBytes current = std::move(top);
   Digest digest = top_digest;
@@ -29,7 +30,8 @@ ResolvedManifest resolve_platform(ManifestBytes top, const Digest& top_digest, c
     ManifestBytes child = fetch(chosen);
     Digest actual = digest_of(child.body, chosen.digest.algorithm());
     if (actual != chosen.digest)
-      throw DigestMismatch("manifest " + chosen.digest.str() + ": content hashes to " + actual.str());
+      throw DigestMismatch("manifest " + chosen.digest.str() + ": content hashes to " +
+                           actual.str());
     if (child.content_type.empty()) child.content_type = chosen.media_type;
     current = std::move(child);
     digest = chosen.digest;
@@ -58,8 +60,8 @@ void copy_verified(int src_fd, int dst_fd, const Descriptor& blob, const std::st
     if (progress) progress(total, want);
   }
   if (total != want)
-    throw DigestMismatch("blob " + blob.digest.str() + " from " + what + ": " + std::to_string(total) +
-                         " bytes, descriptor says " + std::to_string(want));
+    throw DigestMismatch("blob " + blob.digest.str() + " from " + what + ": " +
+                         std::to_string(total) + " bytes, descriptor says " + std::to_string(want));
   Digest actual = hasher.finish();
   if (actual != blob.digest)
     throw DigestMismatch("blob " + blob.digest.str() + " from " + what + ": content hashes to " +

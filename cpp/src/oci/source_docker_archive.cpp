@@ -1,9 +1,9 @@
 // source_docker_archive.cpp: images from a `docker save` tarball (legacy and OCI-in-tar layouts).
 //
 // The tarball is read once, sequentially: every regular member is streamed into the store as a
-// content-addressed blob (its sha256 computed while copying), then manifest.json picks the config and
-// layers by member name and we synthesise an OCI manifest for them. Members are never extracted to
-// the filesystem, so hostile member names cannot escape anything.
+// content-addressed blob (its sha256 computed while copying), then manifest.json picks the config
+// and layers by member name and we synthesise an OCI manifest for them. Members are never extracted
+// to the filesystem, so hostile member names cannot escape anything.
 #include <archive.h>
 #include <archive_entry.h>
 #include <fcntl.h>
@@ -51,7 +51,8 @@ std::string join_link(const std::string& link_name, const std::string& target) {
     size_t start = 0;
     while (start <= path.size()) {
       size_t slash = path.find('/', start);
-      std::string part = path.substr(start, slash == std::string::npos ? std::string::npos : slash - start);
+      std::string part =
+          path.substr(start, slash == std::string::npos ? std::string::npos : slash - start);
       if (part == "..") {
         if (!parts.empty()) parts.pop_back();
       } else if (!part.empty() && part != ".") {
@@ -109,9 +110,9 @@ class DockerArchiveSource final : public Source {
     }
     if (tag_.empty()) {
       if (entries.size() != 1)
-        throw ImageError(where() + ": holds " + std::to_string(entries.size()) +
-                         " images, name one with docker-archive:PATH:REF or :@N (available: " +
-                         tags + ")");
+        throw ImageError(
+            where() + ": holds " + std::to_string(entries.size()) +
+            " images, name one with docker-archive:PATH:REF or :@N (available: " + tags + ")");
       chosen = &entries[0];
     } else if (tag_[0] == '@') {
       size_t n = 0;
@@ -207,9 +208,11 @@ class DockerArchiveSource final : public Source {
     for (;;) {
       int r = archive_read_next_header(a.get(), &entry);
       if (r == ARCHIVE_EOF) break;
-      if (r < ARCHIVE_WARN) throw ImageError("read " + where() + ": " + archive_error_string(a.get()));
+      if (r < ARCHIVE_WARN)
+        throw ImageError("read " + where() + ": " + archive_error_string(a.get()));
       if (++count > kMaxMembers) throw ImageError(where() + ": more than 100000 members");
-      std::string name = clean_name(archive_entry_pathname(entry) ? archive_entry_pathname(entry) : "");
+      std::string name =
+          clean_name(archive_entry_pathname(entry) ? archive_entry_pathname(entry) : "");
       mode_t type = archive_entry_filetype(entry);
       if (type == AE_IFLNK && archive_entry_symlink(entry)) {
         links_[name] = join_link(name, archive_entry_symlink(entry));
@@ -226,7 +229,9 @@ class DockerArchiveSource final : public Source {
       uint64_t size = 0;
       for (;;) {
         la_ssize_t n = archive_read_data(a.get(), buf.data(), buf.size());
-        if (n < 0) throw ImageError("read " + where() + " member '" + name + "': " + archive_error_string(a.get()));
+        if (n < 0)
+          throw ImageError("read " + where() + " member '" + name +
+                           "': " + archive_error_string(a.get()));
         if (n == 0) break;
         hasher.update(buf.data(), static_cast<size_t>(n));
         write_all(w.fd(), std::string_view(buf.data(), static_cast<size_t>(n)),

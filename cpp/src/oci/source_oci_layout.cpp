@@ -23,8 +23,8 @@ class OciLayoutSource final : public Source {
     try {
       layout = read_file(dir_ / "oci-layout", 4096);
     } catch (const SysError& e) {
-      throw ImageError("open OCI layout '" + dir_.string() + "': no oci-layout file (" +
-                       e.what() + ")");
+      throw ImageError("open OCI layout '" + dir_.string() + "': no oci-layout file (" + e.what() +
+                       ")");
     }
     try {
       auto j = nlohmann::json::parse(layout);
@@ -38,7 +38,8 @@ class OciLayoutSource final : public Source {
   ResolvedManifest resolve(const Platform& platform) override {
     std::string index_json = read_file(dir_ / "index.json", kMaxManifestSize);
     ParsedManifest top = parse_manifest(index_json, std::string(media_type::kOciIndex));
-    if (!top.index) throw ImageError("open OCI layout '" + dir_.string() + "': index.json is not an index");
+    if (!top.index)
+      throw ImageError("open OCI layout '" + dir_.string() + "': index.json is not an index");
     const Descriptor* chosen = nullptr;
     std::string names;
     for (const auto& d : top.index->manifests) {
@@ -85,13 +86,15 @@ class OciLayoutSource final : public Source {
     int fd = ::open(p.c_str(), O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK);
     if (fd < 0) {
       if (errno == ENOENT)
-        throw ImageError("OCI layout '" + dir_.string() + "': blob " + d.digest.str() + " is missing");
+        throw ImageError("OCI layout '" + dir_.string() + "': blob " + d.digest.str() +
+                         " is missing");
       throw_errno("open", p.string());
     }
     UniqueFd out(fd);
     struct stat st {};
     if (::fstat(fd, &st) != 0) throw_errno("stat", p.string());
-    if (!S_ISREG(st.st_mode)) throw ImageError("OCI layout blob '" + p.string() + "' is not a regular file");
+    if (!S_ISREG(st.st_mode))
+      throw ImageError("OCI layout blob '" + p.string() + "' is not a regular file");
     return out;
   }
 

@@ -27,7 +27,8 @@ constexpr int64_t kStaleTmpSeconds = 24 * 3600;
 uint64_t tree_size(const fs::path& p) {
   uint64_t total = 0;
   std::error_code ec;
-  for (auto it = fs::recursive_directory_iterator(p, fs::directory_options::skip_permission_denied, ec);
+  for (auto it =
+           fs::recursive_directory_iterator(p, fs::directory_options::skip_permission_denied, ec);
        !ec && it != fs::recursive_directory_iterator(); it.increment(ec)) {
     struct stat st {};
     if (::lstat(it->path().c_str(), &st) == 0 && S_ISREG(st.st_mode))
@@ -89,7 +90,8 @@ ImageRecord record_from_json(const json& j) {
 }  // namespace
 
 Store::Store(fs::path root) : root_(std::move(root)) {
-  for (const char* sub : {"blobs/sha256", "blobs/sha512", "rootfs", "images", "refs", "tmp", "locks"})
+  for (const char* sub :
+       {"blobs/sha256", "blobs/sha512", "rootfs", "images", "refs", "tmp", "locks"})
     make_dirs(root_ / sub);
 }
 
@@ -118,7 +120,9 @@ Store::BlobWriter::BlobWriter(fs::path tmp, fs::path final_path, UniqueFd fd)
     : tmp_(std::move(tmp)), final_(std::move(final_path)), fd_(std::move(fd)) {}
 
 Store::BlobWriter::BlobWriter(BlobWriter&& o) noexcept
-    : tmp_(std::move(o.tmp_)), final_(std::move(o.final_)), fd_(std::move(o.fd_)),
+    : tmp_(std::move(o.tmp_)),
+      final_(std::move(o.final_)),
+      fd_(std::move(o.fd_)),
       committed_(std::exchange(o.committed_, true)) {}
 
 Store::BlobWriter::~BlobWriter() {
@@ -144,7 +148,9 @@ void Store::commit_blob_as(BlobWriter& w, const Digest& d) {
   w.commit();
 }
 
-fs::path Store::rootfs_path(const Digest& chain_id) const { return root_ / "rootfs" / key_of(chain_id); }
+fs::path Store::rootfs_path(const Digest& chain_id) const {
+  return root_ / "rootfs" / key_of(chain_id);
+}
 
 bool Store::has_rootfs(const Digest& chain_id) const {
   struct stat st {};
@@ -195,9 +201,7 @@ std::vector<ImageRecord> Store::list_images() const {
 }
 
 namespace {
-std::string ref_file(const std::string& reference) {
-  return digest_of(reference).hex() + ".json";
-}
+std::string ref_file(const std::string& reference) { return digest_of(reference).hex() + ".json"; }
 }  // namespace
 
 void Store::tag(const std::string& reference, const Digest& manifest_digest) {

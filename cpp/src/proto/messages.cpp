@@ -106,8 +106,9 @@ void validate(const Exit& e, std::string_view what) {
 
 void validate(const Metrics& m, std::string_view what) {
   if (m.size() > metric::kMaxCount)
-    invalid(what, "metrics", std::to_string(m.size()) + " entries (at most " +
-                                 std::to_string(metric::kMaxCount) + ")");
+    invalid(
+        what, "metrics",
+        std::to_string(m.size()) + " entries (at most " + std::to_string(metric::kMaxCount) + ")");
   for (const auto& [name, metric] : m) {
     if (!valid_metric_name(name))
       invalid(what, "name", "'" + printable(name) + "' is not [a-z0-9_.]{1,64}");

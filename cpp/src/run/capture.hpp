@@ -10,8 +10,8 @@
 namespace benchrun::run {
 
 struct CapturedStream {
-  UniqueFd fd;        // read end
-  uint64_t cap = 0;   // bytes kept; the rest is read and dropped so the writer never blocks
+  UniqueFd fd;       // read end
+  uint64_t cap = 0;  // bytes kept; the rest is read and dropped so the writer never blocks
   std::string data;
   bool truncated = false;
   bool eof = false;

@@ -67,7 +67,8 @@ std::optional<std::string> read_in_root(int rootfd, const std::string& path, siz
   UniqueFd f(fd);
   struct stat st {};
   if (::fstat(fd, &st) != 0) throw_errno("stat in image", path);
-  if (!S_ISREG(st.st_mode)) throw ConfigError("read '" + path + "' in the image: not a regular file");
+  if (!S_ISREG(st.st_mode))
+    throw ConfigError("read '" + path + "' in the image: not a regular file");
   if (static_cast<uint64_t>(st.st_size) > max_bytes)
     throw ConfigError("read '" + path + "' in the image: larger than " + std::to_string(max_bytes) +
                       " bytes");
@@ -93,7 +94,8 @@ std::string checked_image_path(const std::string& path, const std::string& what)
   size_t start = 1;
   while (start <= path.size()) {
     size_t slash = path.find('/', start);
-    std::string part = path.substr(start, slash == std::string::npos ? std::string::npos : slash - start);
+    std::string part =
+        path.substr(start, slash == std::string::npos ? std::string::npos : slash - start);
     if (part == "..") {
       if (parts.empty())
         throw ConfigError(what + " '" + printable(path) + "': escapes the image root");
@@ -187,7 +189,8 @@ ProcessConfig resolve_process(const oci::ImageConfig& image, const RunSpec& spec
               break;
             }
         if (!gfound)
-          throw ConfigError("group '" + printable(g) + "': no such group in the image's /etc/group");
+          throw ConfigError("group '" + printable(g) +
+                            "': no such group in the image's /etc/group");
       }
     } else if (group && !username.empty()) {
       // Supplementary groups: every group listing the user as a member.

@@ -72,7 +72,8 @@ void collect_outputs(int rootfd, const RunSpec& spec, const std::vector<std::str
       continue;
     }
     if (static_cast<uint64_t>(st.st_size) > spec.max_file_bytes) {
-      r.missing_outputs[path] = "larger than the limit of " + std::to_string(spec.max_file_bytes) + " bytes";
+      r.missing_outputs[path] =
+          "larger than the limit of " + std::to_string(spec.max_file_bytes) + " bytes";
       continue;
     }
     std::string data;
@@ -104,16 +105,16 @@ std::string requested_limits(const host::CgroupLimits& l) {
 // The run's cgroup. Rootless, creating one works only in a subtree delegated to the user: without
 // it the run goes on with none (and a notice) unless a limit needs one.
 std::optional<host::Cgroup> create_cgroup(const HostConfig& host, const std::string& name,
-                                             const host::CgroupLimits& limits, bool rootless,
-                                             RunResult& r) {
+                                          const host::CgroupLimits& limits, bool rootless,
+                                          RunResult& r) {
   try {
     return host::Cgroup::create(host.cgroup, name, limits);
   } catch (const host::CgroupAccessDenied& e) {
     if (!rootless) throw;
     const std::string wanted = requested_limits(limits);
     if (!wanted.empty())
-      throw SandboxError(
-          "the " + wanted + " a cgroup, which this user cannot create: " + e.what(), "cgroup");
+      throw SandboxError("the " + wanted + " a cgroup, which this user cannot create: " + e.what(),
+                         "cgroup");
     r.notices.push_back("no cgroup (this user cannot create one under '" + host.cgroup.root +
                         "'): limits, OOM detection and cgroup metrics are unavailable; CPU time "
                         "and peak memory come from wait4 (run as root or delegate a cgroup v2 "
@@ -128,7 +129,6 @@ void kill_run_tree(std::optional<host::Cgroup>& cgroup, const sandbox::Sandboxed
   if (cgroup) return cgroup->kill_all();
   ::syscall(SYS_pidfd_send_signal, child.pidfd(), SIGKILL, nullptr, 0);
 }
-
 
 class SandboxExecution final : public Execution {
  public:
@@ -177,8 +177,9 @@ class SandboxExecution final : public Execution {
     ss_.user_namespace = rootless_;
     if (rootless_ &&
         std::any_of(proc.groups.begin(), proc.groups.end(), [](gid_t g) { return g != 0; }))
-      r.notices.push_back("supplementary groups of the image's user are not set: a user namespace "
-                          "without root cannot set them (run as root)");
+      r.notices.push_back(
+          "supplementary groups of the image's user are not set: a user namespace "
+          "without root cannot set them (run as root)");
     ss_.hostname = spec_.hostname;
     ss_.rlimits = {{RLIMIT_NOFILE, spec_.nofile, spec_.nofile}, {RLIMIT_CORE, 0, 0}};
     ss_.seccomp = sandbox::build_seccomp_program();
@@ -220,8 +221,9 @@ class SandboxExecution final : public Execution {
         spec_.timeout > 0 ? t_exec_ + std::chrono::duration_cast<Clock::duration>(
                                           std::chrono::duration<double>(spec_.timeout))
                           : Clock::time_point::max();
-    outcome_ = capture_until_exit(out_, err_, child_->pidfd(), deadline,
-                                  [this] { kill_run_tree(cgroup_, *child_); }, interrupt_);
+    outcome_ = capture_until_exit(
+        out_, err_, child_->pidfd(), deadline, [this] { kill_run_tree(cgroup_, *child_); },
+        interrupt_);
     status_ = child_->wait();
   }
 

@@ -49,10 +49,10 @@ bool is_default(const T& value, const T& init) {
 
 void validate(const RunSpec& s) {
   backend(s.backend);  // ConfigError naming the registered backends
-#define BENCHRUN_CHECK_SCOPE(type, name, init, scope, doc)                                      \
-  if (std::string(scope) != "" && s.backend != scope && !is_default<type>(s.name, init))       \
-    bad(#name, std::string("applies to backend '") + scope + "' only (backend is '" +         \
-                   s.backend + "')");
+#define BENCHRUN_CHECK_SCOPE(type, name, init, scope, doc)                               \
+  if (std::string(scope) != "" && s.backend != scope && !is_default<type>(s.name, init)) \
+    bad(#name,                                                                           \
+        std::string("applies to backend '") + scope + "' only (backend is '" + s.backend + "')");
   BENCHRUN_RUN_OPTIONS(BENCHRUN_CHECK_SCOPE)
 #undef BENCHRUN_CHECK_SCOPE
   check_argv("entrypoint", s.entrypoint);

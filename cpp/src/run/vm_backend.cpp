@@ -98,7 +98,8 @@ class VmExecution final : public Execution {
     for (const auto& p : spec.outputs) outputs.push_back(checked_image_path(p, "output path"));
 
     const std::string cache = host.vm_cache_dir();
-    vm::AccelChoice accel = vm::choose_accel(parse_accel(spec.accel), host.cpuinfo, host.kvm_device);
+    vm::AccelChoice accel =
+        vm::choose_accel(parse_accel(spec.accel), host.cpuinfo, host.kvm_device);
     if (!accel.notice.empty()) r.notices.push_back(accel.notice);
     vm::Kernel kernel = kernel_for(spec, cache);
     const vm::Transport transport = vm::Transport::kVirtioSerial;
@@ -110,7 +111,8 @@ class VmExecution final : public Execution {
     rootfs::Ext4Options ext4;
     const std::string& key = ctx.image.chain_id;
     const std::string ext4_path =
-        (std::filesystem::path(cache) / "ext4" / (key.substr(key.find(':') + 1) + ".ext4")).string();
+        (std::filesystem::path(cache) / "ext4" / (key.substr(key.find(':') + 1) + ".ext4"))
+            .string();
     const bool rootfs_cached = ::access(ext4_path.c_str(), F_OK) == 0;
     const std::string disk = rootfs::ext4_image(ctx.image.rootfs, key, cache, ext4);
     r.set_metric("rootfs_time", since(t_rootfs), "s");

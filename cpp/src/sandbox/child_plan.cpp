@@ -71,8 +71,8 @@ PreparedChild::PreparedChild(const SpawnSpec& spec, int cap_last, RootKind root_
                       std::to_string(HOST_NAME_MAX) + " characters");
 
   if (spec.user_namespace && (spec.uid != 0 || spec.gid != 0)) {
-    const std::string who = spec.uid != 0 ? "user " + std::to_string(spec.uid)
-                                          : "group " + std::to_string(spec.gid);
+    const std::string who =
+        spec.uid != 0 ? "user " + std::to_string(spec.uid) : "group " + std::to_string(spec.gid);
     throw SandboxError(who + " is not available without root: only the calling user is mapped " +
                            "(run as root for other users)",
                        "user namespace");

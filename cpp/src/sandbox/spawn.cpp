@@ -134,8 +134,10 @@ void write_id_file(pid_t pid, const char* file, const std::string& content) {
     ssize_t n;
     do n = ::write(fd, content.data(), content.size());
     while (n < 0 && errno == EINTR);
-    if (n < 0) err = errno;
-    else if (static_cast<size_t>(n) != content.size()) err = EIO;
+    if (n < 0)
+      err = errno;
+    else if (static_cast<size_t>(n) != content.size())
+      err = EIO;
   }
   if (err == 0) return;
   std::string msg = "write '" + path + "' = '" + content.substr(0, content.size() - 1) +
@@ -143,8 +145,9 @@ void write_id_file(pid_t pid, const char* file, const std::string& content) {
   if (err == EPERM)
     msg += " (hint: an unprivileged caller can map only its own uid and gid)";
   else if (err == EACCES)
-    msg += " (hint: this process is not dumpable, e.g. it changed uid without an exec since: "
-           "prctl(PR_SET_DUMPABLE, 1))";
+    msg +=
+        " (hint: this process is not dumpable, e.g. it changed uid without an exec since: "
+        "prctl(PR_SET_DUMPABLE, 1))";
   throw SandboxError(msg, "user namespace");
 }
 
@@ -258,9 +261,10 @@ SandboxedChild spawn_sandboxed(const SpawnSpec& spec) {
     if (err == ENOSYS || err == EINVAL)
       msg += " (hint: needs Linux >= 5.7 for clone3 with CLONE_INTO_CGROUP)";
     else if (err == EPERM && spec.user_namespace)
-      msg += " (hint: unprivileged user namespaces are disabled here: sysctl "
-             "kernel.unprivileged_userns_clone / user.max_user_namespaces, or an AppArmor or "
-             "seccomp policy; run as root instead)";
+      msg +=
+          " (hint: unprivileged user namespaces are disabled here: sysctl "
+          "kernel.unprivileged_userns_clone / user.max_user_namespaces, or an AppArmor or "
+          "seccomp policy; run as root instead)";
     else if ((err == ENOSPC || err == EUSERS) && spec.user_namespace)
       msg += " (hint: the user namespace limit is reached: sysctl user.max_user_namespaces)";
     else if (err == EPERM)

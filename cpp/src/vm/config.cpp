@@ -95,9 +95,12 @@ uint64_t host_tsc_khz(const std::string& cpuinfo) {
 
 const char* accel_name(Accel accel) {
   switch (accel) {
-    case Accel::kKvm: return "kvm";
-    case Accel::kTcg: return "tcg";
-    case Accel::kAuto: break;
+    case Accel::kKvm:
+      return "kvm";
+    case Accel::kTcg:
+      return "tcg";
+    case Accel::kAuto:
+      break;
   }
   return "auto";
 }
@@ -112,8 +115,9 @@ AccelChoice choose_accel(Accel requested, const std::string& cpuinfo,
   if (requested == Accel::kKvm) {
     if (fd < 0)
       throw VmError("accel kvm: cannot open '" + kvm_device + "': " + std::strerror(open_errno));
-    return {Accel::kKvm, hw ? "" : "accel kvm forced without vmx/svm in " + cpuinfo +
-                                       ": a nested paravirtual KVM may be very slow"};
+    return {Accel::kKvm, hw ? ""
+                            : "accel kvm forced without vmx/svm in " + cpuinfo +
+                                  ": a nested paravirtual KVM may be very slow"};
   }
   if (hw && fd >= 0) return {Accel::kKvm, ""};
   std::string why = !hw ? "no hardware virtualisation (no vmx/svm in " + cpuinfo + ")"
@@ -153,18 +157,33 @@ std::vector<std::string> qemu_argv(const VmConfig& c) {
   std::vector<std::string> a = {
       c.qemu,
       // The PIT and RTC stay: without them TCG guests cannot calibrate, and clocks read 1970.
-      "-M", std::string("microvm,accel=") + accel_name(c.accel) + ",x-option-roms=off",
-      "-cpu", c.accel == Accel::kKvm ? "host" : "max",
-      "-smp", std::to_string(c.vcpus),
-      "-m", std::to_string(c.memory_mib) + "M",
-      "-nodefaults", "-no-user-config", "-display", "none", "-no-reboot",
-      "-chardev", "file,id=console,path=" + c.serial_log,
-      "-serial", "chardev:console",
-      "-kernel", c.kernel,
-      "-initrd", c.initramfs,
-      "-append", kernel_cmdline(c),
-      "-drive", "id=root,file=" + c.root_disk + ",format=raw,if=none,snapshot=on,cache=unsafe",
-      "-device", "virtio-blk-device,drive=root",
+      "-M",
+      std::string("microvm,accel=") + accel_name(c.accel) + ",x-option-roms=off",
+      "-cpu",
+      c.accel == Accel::kKvm ? "host" : "max",
+      "-smp",
+      std::to_string(c.vcpus),
+      "-m",
+      std::to_string(c.memory_mib) + "M",
+      "-nodefaults",
+      "-no-user-config",
+      "-display",
+      "none",
+      "-no-reboot",
+      "-chardev",
+      "file,id=console,path=" + c.serial_log,
+      "-serial",
+      "chardev:console",
+      "-kernel",
+      c.kernel,
+      "-initrd",
+      c.initramfs,
+      "-append",
+      kernel_cmdline(c),
+      "-drive",
+      "id=root,file=" + c.root_disk + ",format=raw,if=none,snapshot=on,cache=unsafe",
+      "-device",
+      "virtio-blk-device,drive=root",
   };
   if (c.qmp_fd >= 0) {
     a.insert(a.end(), {"-chardev", "socket,id=qmp,fd=" + std::to_string(c.qmp_fd), "-mon",
@@ -173,14 +192,13 @@ std::vector<std::string> qemu_argv(const VmConfig& c) {
     a.insert(a.end(), {"-qmp", "unix:" + c.qmp_socket + ",server=on,wait=off"});
   }
   if (c.transport == Transport::kVirtioSerial) {
-    a.insert(a.end(), {"-chardev", c.channel_fd >= 0
-                                       ? "socket,id=channel,fd=" + std::to_string(c.channel_fd)
-                                       : "socket,id=channel,path=" + c.channel_socket,
-                       "-device", "virtio-serial-device,max_ports=2",
-                       "-device", "virtserialport,chardev=channel,name=benchrun.0"});
+    a.insert(a.end(), {"-chardev",
+                       c.channel_fd >= 0 ? "socket,id=channel,fd=" + std::to_string(c.channel_fd)
+                                         : "socket,id=channel,path=" + c.channel_socket,
+                       "-device", "virtio-serial-device,max_ports=2", "-device",
+                       "virtserialport,chardev=channel,name=benchrun.0"});
   } else {
-    a.insert(a.end(),
-             {"-device", "vhost-vsock-device,guest-cid=" + std::to_string(c.vsock_cid)});
+    a.insert(a.end(), {"-device", "vhost-vsock-device,guest-cid=" + std::to_string(c.vsock_cid)});
   }
   if (c.network) {
     a.insert(a.end(), {"-netdev", "user,id=net0", "-device", "virtio-net-device,netdev=net0"});

@@ -72,7 +72,8 @@ UniqueFd accept_guest(int listen_fd, VmProcess& qemu, Clock::time_point deadline
 
 std::pair<UniqueFd, UniqueFd> socket_pair(const char* what) {
   int sv[2];
-  if (::socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) != 0) throw_errno("socketpair", what);
+  if (::socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) != 0)
+    throw_errno("socketpair", what);
   return {UniqueFd(sv[0]), UniqueFd(sv[1])};
 }
 
@@ -81,10 +82,11 @@ std::pair<UniqueFd, UniqueFd> socket_pair(const char* what) {
 std::string console_tail(const std::string& path, size_t max_bytes) {
   UniqueFd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
   if (!fd) return "";
-  struct stat st{};
+  struct stat st {};
   if (::fstat(fd.get(), &st) != 0) return "";
   const off_t size = st.st_size;
-  const off_t from = size > static_cast<off_t>(max_bytes) ? size - static_cast<off_t>(max_bytes) : 0;
+  const off_t from =
+      size > static_cast<off_t>(max_bytes) ? size - static_cast<off_t>(max_bytes) : 0;
   std::string data(static_cast<size_t>(size - from), '\0');
   ssize_t n = ::pread(fd.get(), data.data(), data.size(), from);
   if (n <= 0) return "";
@@ -131,8 +133,11 @@ bool Session::boot() {
 
   // 2. Spawn QEMU, placed (cgroup) before it runs.
   const auto t_spawn = Clock::now();
-  s_->qemu.emplace(VmProcess::spawn({qemu_argv(vm), spec.run_dir, spec.run_dir + "/qemu.log",
-                                     spec.place_qemu, {channel_qemu.get(), qmp_qemu.get()}}));
+  s_->qemu.emplace(VmProcess::spawn({qemu_argv(vm),
+                                     spec.run_dir,
+                                     spec.run_dir + "/qemu.log",
+                                     spec.place_qemu,
+                                     {channel_qemu.get(), qmp_qemu.get()}}));
   VmProcess& qemu = *s_->qemu;
   channel_qemu.reset();  // QEMU's end is QEMU's alone: its exit is our EOF
   qmp_qemu.reset();
@@ -174,8 +179,7 @@ bool Session::boot() {
   if (hello_frame.type != proto::FrameType::kHello) {
     if (hello_frame.type == proto::FrameType::kError) {
       proto::ErrorReport e = proto::decode_error(hello_frame);
-      boot_failed("guest init failed at '" + e.stage + "': " + e.message, qemu, spec,
-                  spec.run_dir);
+      boot_failed("guest init failed at '" + e.stage + "': " + e.message, qemu, spec, spec.run_dir);
     }
     throw ProtocolError("vm: expected hello from the guest, got " +
                         proto::frame_type_name(static_cast<uint16_t>(hello_frame.type)));

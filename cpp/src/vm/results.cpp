@@ -17,7 +17,8 @@ uint64_t ResultCollector::max_total_bytes() const {
 }
 
 void ResultCollector::append_stream(std::string& to, bool& truncated, const std::string& data) {
-  const uint64_t room = config_.max_output_bytes > to.size() ? config_.max_output_bytes - to.size() : 0;
+  const uint64_t room =
+      config_.max_output_bytes > to.size() ? config_.max_output_bytes - to.size() : 0;
   if (data.size() > room) truncated = true;
   to.append(data, 0, static_cast<size_t>(std::min<uint64_t>(room, data.size())));
 }
@@ -62,7 +63,8 @@ void ResultCollector::take(const proto::Frame& f) {
       refuse_after_exit();
       proto::FileMissing m = proto::decode_file_missing(f);
       if (!requested_.count(m.path))
-        throw ProtocolError("guest reported file '" + printable(m.path) + "', which was not requested");
+        throw ProtocolError("guest reported file '" + printable(m.path) +
+                            "', which was not requested");
       if (outputs_.count(m.path) || missing_.count(m.path))
         throw ProtocolError("guest reported file '" + m.path + "' twice");
       missing_[m.path] = printable(m.reason.substr(0, 512));
@@ -115,7 +117,8 @@ void ResultCollector::finish(LaunchResult& r) {
   r.missing_outputs = std::move(missing_);
   for (const auto& path : requested_)
     if (!r.outputs.count(path) && !r.missing_outputs.count(path))
-      r.missing_outputs[path] = done_ ? "not sent by the guest" : "the run ended before it was collected";
+      r.missing_outputs[path] =
+          done_ ? "not sent by the guest" : "the run ended before it was collected";
 }
 
 void throw_guest_error(const proto::ErrorReport& e) {

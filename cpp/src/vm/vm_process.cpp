@@ -123,7 +123,10 @@ VmProcess VmProcess::spawn(const VmProcessOptions& o) {
 }
 
 VmProcess::VmProcess(VmProcess&& o) noexcept
-    : pid_(o.pid_), pidfd_(std::move(o.pidfd_)), reaped_(o.reaped_), status_(o.status_),
+    : pid_(o.pid_),
+      pidfd_(std::move(o.pidfd_)),
+      reaped_(o.reaped_),
+      status_(o.status_),
       usage_(o.usage_) {
   o.reaped_ = true;
   o.pid_ = -1;

@@ -25,9 +25,9 @@ TEST(RunName, ParsesOnlyRunPidDashNames) {
   EXPECT_EQ(run_name_pid("run-123-abc"), 123);
   EXPECT_EQ(run_name_pid("run-7-"), 7);  // the suffix may be anything, also empty
   EXPECT_EQ(run_name_pid("run-2147483647-x"), 2147483647);
-  for (const char* other : {"", "run-", "run-123", "run-abc-1", "run--1-x", "run-0-x", "run-+5-x",
-                            "run- 5-x", "run-99999999999-x", "xrun-1-x", "Run-1-x", "run_1-x",
-                            "benchrun", "run-12a-x"})
+  for (const char* other :
+       {"", "run-", "run-123", "run-abc-1", "run--1-x", "run-0-x", "run-+5-x", "run- 5-x",
+        "run-99999999999-x", "xrun-1-x", "Run-1-x", "run_1-x", "benchrun", "run-12a-x"})
     EXPECT_FALSE(run_name_pid(other)) << other;
 }
 
@@ -40,7 +40,7 @@ TEST(RunName, StaleOnlyWhenTheRunnerIsGone) {
   EXPECT_FALSE(run_name_is_stale(name));
   int status = 0;
   ASSERT_EQ(::waitpid(child, &status, 0), child);
-  EXPECT_TRUE(run_name_is_stale(name));  // unless the pid was recycled within microseconds
+  EXPECT_TRUE(run_name_is_stale(name));        // unless the pid was recycled within microseconds
   EXPECT_FALSE(run_name_is_stale("run-1-x"));  // init is alive (EPERM would also mean alive)
   EXPECT_FALSE(run_name_is_stale("leftover-" + std::to_string(child)));  // not a run name
 }

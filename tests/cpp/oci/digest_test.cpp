@@ -18,13 +18,13 @@ TEST(Digest, ParsesSha256AndSha512) {
 }
 
 TEST(Digest, RejectsMalformed) {
-  for (std::string bad : {std::string("sha256:") + std::string(64, 'A'),  // uppercase
-                          std::string("sha256:") + std::string(63, 'a'),  // short
-                          std::string("sha256:") + std::string(65, 'a'),  // long
-                          std::string("sha256:../../../etc/passwd"), std::string("md5:abcd"),
-                          std::string("sha256"), std::string(""),
-                          std::string("sha512:") + std::string(64, 'a'),
-                          std::string("sha256:") + std::string(62, 'a') + "/x"}) {
+  for (std::string bad :
+       {std::string("sha256:") + std::string(64, 'A'),  // uppercase
+        std::string("sha256:") + std::string(63, 'a'),  // short
+        std::string("sha256:") + std::string(65, 'a'),  // long
+        std::string("sha256:../../../etc/passwd"), std::string("md5:abcd"), std::string("sha256"),
+        std::string(""), std::string("sha512:") + std::string(64, 'a'),
+        std::string("sha256:") + std::string(62, 'a') + "/x"}) {
     EXPECT_FALSE(Digest::valid(bad)) << bad;
     EXPECT_THROW(Digest::parse(bad), ImageError) << bad;
   }
@@ -54,9 +54,9 @@ TEST(Digest, KeyIsAFileNameAndRoundTrips) {
   EXPECT_EQ(benchrun::oci::digest_from_key(benchrun::oci::key_of(d)), d);
   const Digest e = Digest::parse("sha512:" + std::string(128, 'c'));
   EXPECT_EQ(benchrun::oci::digest_from_key(benchrun::oci::key_of(e)), e);
-  for (std::string other : {std::string("sha256") + std::string(64, 'b'),        // no dash
-                            std::string("sha256-") + std::string(63, 'b'),       // short
-                            std::string("sha256:") + std::string(64, 'b'),       // the text form
+  for (std::string other : {std::string("sha256") + std::string(64, 'b'),   // no dash
+                            std::string("sha256-") + std::string(63, 'b'),  // short
+                            std::string("sha256:") + std::string(64, 'b'),  // the text form
                             std::string("md5-abcd"), std::string(""), std::string("-"),
                             std::string(".tmp-") + std::string(64, 'b')})
     EXPECT_FALSE(benchrun::oci::digest_from_key(other)) << other;

@@ -226,8 +226,9 @@ TEST(ProtoFrame, RejectsUnknownType) {
             std::string::npos);
   EXPECT_NE(header_error(header(0x31505242, kVersion, 11, 0, 0)).find("unknown frame type 11"),
             std::string::npos);
-  EXPECT_NE(header_error(header(0x31505242, kVersion, 0xffff, 0, 0)).find("unknown frame type 65535"),
-            std::string::npos);
+  EXPECT_NE(
+      header_error(header(0x31505242, kVersion, 0xffff, 0, 0)).find("unknown frame type 65535"),
+      std::string::npos);
 }
 
 TEST(ProtoFrame, RejectsEndWithPayload) {

@@ -183,9 +183,12 @@ std::vector<std::string> valid_frames() {
   proto::FileChunk fc{"/out/x", 10, 2, "abcd"};
   proto::Exit e;
   e.exit_code = 3;
-  return {proto::encode_hello(h), proto::encode_run_config(full_config()),
-          proto::encode_file(fc), proto::encode_file_missing({"/out/y", "absent"}),
-          proto::encode_exit(e),  proto::encode_error({"exec", 2, "no such file"}),
+  return {proto::encode_hello(h),
+          proto::encode_run_config(full_config()),
+          proto::encode_file(fc),
+          proto::encode_file_missing({"/out/y", "absent"}),
+          proto::encode_exit(e),
+          proto::encode_error({"exec", 2, "no such file"}),
           proto::encode_metrics({{"wall_time", {1.5, "s"}}, {"peak_memory", {4096, "bytes"}}})};
 }
 
@@ -273,9 +276,7 @@ TEST(ProtoMessages, MetricsRoundTripExactly) {
 }
 
 TEST(ProtoMessages, MetricsRulesHoldBothWays) {
-  auto refused = [](Metrics m) {
-    EXPECT_THROW(proto::encode_metrics(m), ProtocolError);
-  };
+  auto refused = [](Metrics m) { EXPECT_THROW(proto::encode_metrics(m), ProtocolError); };
   refused({{"", {1, "s"}}});
   refused({{"Wall", {1, "s"}}});
   refused({{"wall time", {1, "s"}}});

@@ -28,7 +28,8 @@ class ProcessConfigTest : public ::testing::Test {
     std::ofstream(dir_->path() / "etc/passwd")
         << "root:x:0:0:root:/root:/bin/sh\nbench:x:1000:1000::/home/bench:/bin/sh\n"
            "nobody:x:65534:65534:nobody:/nonexistent:/bin/sh\n";
-    std::ofstream(dir_->path() / "etc/group") << "root:x:0:\nbench:x:1000:\nperf:x:1200:bench,other\n";
+    std::ofstream(dir_->path() / "etc/group")
+        << "root:x:0:\nbench:x:1000:\nperf:x:1200:bench,other\n";
     rootfd_ = ::open(dir_->path().c_str(), O_PATH | O_DIRECTORY | O_CLOEXEC);
     image_.entrypoint = {"/bin/ep"};
     image_.cmd = {"default", "args"};
@@ -113,7 +114,8 @@ TEST_F(ProcessConfigTest, PasswdSymlinkOutsideRootStaysInside) {
 }
 
 TEST_F(ProcessConfigTest, HostileWorkdirsRefused) {
-  for (const char* bad : {"/../../etc", "/proc/self/fd/7", "relative", "/a/../../b", "/sys/x", "/dev"}) {
+  for (const char* bad :
+       {"/../../etc", "/proc/self/fd/7", "relative", "/a/../../b", "/sys/x", "/dev"}) {
     image_.working_dir = bad;
     EXPECT_THROW(resolve_process(image_, RunSpec{}, rootfd_), ConfigError) << bad;
   }

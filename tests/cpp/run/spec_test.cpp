@@ -29,14 +29,20 @@ const double kInf = std::numeric_limits<double>::infinity();
 
 std::vector<Case> cases() {
   return {
-      {"backend", [](RunSpec& s) { s.backend = "vm"; },
-       [](RunSpec& s) { s.backend = "docker"; }, "unknown (choose sandbox, vm)"},
+      {"backend", [](RunSpec& s) { s.backend = "vm"; }, [](RunSpec& s) { s.backend = "docker"; },
+       "unknown (choose sandbox, vm)"},
       {"entrypoint", [](RunSpec& s) { s.entrypoint = Argv{}; },
        [](RunSpec& s) { s.entrypoint = Argv{std::string("a\0b", 3)}; }, "NUL"},
-      {"command", [](RunSpec& s) { s.command = Argv{"sh", "-c", "true"}; },
+      {"command",
+       [](RunSpec& s) {
+         s.command = Argv{"sh", "-c", "true"};
+       },
        [](RunSpec& s) { s.command = Argv{std::string("\0", 1)}; }, "NUL"},
-      {"env", [](RunSpec& s) { s.env = {"A=1", "B="}; }, [](RunSpec& s) { s.env = {"=x"}; },
-       "K=V"},
+      {"env",
+       [](RunSpec& s) {
+         s.env = {"A=1", "B="};
+       },
+       [](RunSpec& s) { s.env = {"=x"}; }, "K=V"},
       {"workdir", [](RunSpec& s) { s.workdir = "/srv"; }, [](RunSpec& s) { s.workdir = "srv"; },
        "absolute"},
       {"user", [](RunSpec& s) { s.user = "1000:1000"; }, [](RunSpec& s) { s.user = ""; }, "empty"},
@@ -44,13 +50,26 @@ std::vector<Case> cases() {
        [](RunSpec& s) { s.memory = 512; }, "minimum is 6m"},
       {"pids_limit", [](RunSpec& s) { s.pids_limit = 1; }, [](RunSpec& s) { s.pids_limit = 0; },
        "at least 1"},
-      {"cpus", [](RunSpec& s) { s.cpus = {0, 1}; }, [](RunSpec& s) { s.cpus = {1, 1}; }, "twice"},
+      {"cpus",
+       [](RunSpec& s) {
+         s.cpus = {0, 1};
+       },
+       [](RunSpec& s) {
+         s.cpus = {1, 1};
+       },
+       "twice"},
       {"cpu_quota", [](RunSpec& s) { s.cpu_quota = 0.5; }, [](RunSpec& s) { s.cpu_quota = 0; },
        "positive"},
       {"timeout", [](RunSpec& s) { s.timeout = 0.001; }, [](RunSpec& s) { s.timeout = kNan; },
        "positive"},
-      {"outputs", [](RunSpec& s) { s.outputs = {"/a", "/b"}; },
-       [](RunSpec& s) { s.outputs = {"/a", "/a"}; }, "twice"},
+      {"outputs",
+       [](RunSpec& s) {
+         s.outputs = {"/a", "/b"};
+       },
+       [](RunSpec& s) {
+         s.outputs = {"/a", "/a"};
+       },
+       "twice"},
       {"max_output_bytes", [](RunSpec& s) { s.max_output_bytes = 0; }, {}},
       {"max_file_bytes", [](RunSpec& s) { s.max_file_bytes = 1; }, {}},
       {"max_files", [](RunSpec& s) { s.max_files = 1; },
@@ -86,8 +105,7 @@ std::vector<Case> cases() {
          s.backend = "vm";
          s.kernel_modules = "/lib/modules/6.1.0";
        },
-       [](RunSpec& s) { s.kernel_modules = "/lib/modules/6.1.0"; },
-       "applies to backend 'vm' only"},
+       [](RunSpec& s) { s.kernel_modules = "/lib/modules/6.1.0"; }, "applies to backend 'vm' only"},
       {"vm_memory",
        [](RunSpec& s) {
          s.backend = "vm";

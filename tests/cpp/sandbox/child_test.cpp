@@ -67,8 +67,7 @@ int run_as_init(const fs::path& root, std::vector<std::string> argv, int out) tr
                           .gid = 65534,
                           .seccomp = sandbox::build_seccomp_program(),
                           .network = true};
-  sandbox::PreparedChild prepared(spec, sandbox::read_cap_last_cap(),
-                                  sandbox::RootKind::kPrepared);
+  sandbox::PreparedChild prepared(spec, sandbox::read_cap_last_cap(), sandbox::RootKind::kPrepared);
   UniqueFd devnull(::open("/dev/null", O_RDWR | O_CLOEXEC));
   int status[2];
   if (!devnull || ::pipe2(status, O_CLOEXEC) != 0) return 101;
@@ -158,11 +157,13 @@ TEST_F(PreparedRootTest, RunsTheSandboxStepsInTheMountedRootAndKeepsItsTmp) {
   Outcome o = run({"sh", "-c",
                    "echo pid=$$ uid=$(id -u) host=$(hostname) cwd=$PWD; "
                    "grep CapEff /proc/self/status; "
-                   "echo masked=$(grep -c ' " + masked + " ' /proc/self/mountinfo); "
-                   "test -c /dev/null && test -L /dev/stdout && echo dev ok; "
-                   "echo root: $(ls /); "
-                   "grep -q ' /proc/sys ro,' /proc/self/mountinfo && echo sys read-only; "
-                   "echo hello > /tmp/left"});
+                   "echo masked=$(grep -c ' " +
+                       masked +
+                       " ' /proc/self/mountinfo); "
+                       "test -c /dev/null && test -L /dev/stdout && echo dev ok; "
+                       "echo root: $(ls /); "
+                       "grep -q ' /proc/sys ro,' /proc/self/mountinfo && echo sys read-only; "
+                       "echo hello > /tmp/left"});
   EXPECT_EQ(o.code, 0) << o.out;
   EXPECT_NE(o.out.find("pid=1 uid=65534 host=benchrun cwd=/work/dir\n"), std::string::npos)
       << o.out;

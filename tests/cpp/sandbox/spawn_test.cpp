@@ -625,7 +625,6 @@ TEST_F(SpawnTest, ClonesIntoAV2CgroupBeforeRelease) {
   EXPECT_EQ(got, "0::/\n");  // its own cgroup namespace is rooted at the run's cgroup
 }
 
-
 // As an ordinary user: a helper process drops to nobody (65534) and spawns with user_namespace,
 // as a rootless benchrun would. The suite's lower dir is 0755 under /tmp; the run's upper, work and
 // merged dirs are nobody's.
@@ -699,9 +698,9 @@ class RootlessSpawnTest : public SpawnTest {
 };
 
 TEST_F(RootlessSpawnTest, UnprivilegedUserRunsAsRootOfItsOwnUserNamespace) {
-  Outcome o = run_as_nobody(shell(
-      "id -u; id -g; cat /proc/self/uid_map | tr -s ' '; echo work > /written; cat /written; "
-      "echo $$; hostname; ls /dev/null /dev/pts/ptmx; grep CapEff /proc/self/status"));
+  Outcome o = run_as_nobody(
+      shell("id -u; id -g; cat /proc/self/uid_map | tr -s ' '; echo work > /written; cat /written; "
+            "echo $$; hostname; ls /dev/null /dev/pts/ptmx; grep CapEff /proc/self/status"));
   if (o.code == kSkip) GTEST_SKIP() << o.text;
   ASSERT_EQ(o.code, 0) << o.text;
   EXPECT_EQ(o.text,

@@ -1,5 +1,5 @@
-// interrupter.hpp: interrupts the calling thread's blocking system calls with a signal, for tests of
-// EINTR handling.
+// interrupter.hpp: interrupts the calling thread's blocking system calls with a signal, for tests
+// of EINTR handling.
 //
 // Header-only because CMakeLists.txt builds tests/cpp/**/*_test.cpp only. SIGUSR2 gets a handler
 // installed without SA_RESTART, so a blocking read, poll or nanosleep in the target thread fails

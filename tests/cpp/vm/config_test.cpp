@@ -153,8 +153,8 @@ TEST_F(AccelTest, ForcedChoices) {
 TEST_F(AccelTest, HostTscRateIsPlausible) {
   EXPECT_EQ(host_tsc_khz(cpuinfo("fpu sse")), 0u);  // no constant_tsc: not measured
   const uint64_t khz = host_tsc_khz(cpuinfo("fpu constant_tsc sse"));
-  EXPECT_GT(khz, 100'000u);      // > 100 MHz
-  EXPECT_LT(khz, 10'000'000u);   // < 10 GHz
+  EXPECT_GT(khz, 100'000u);     // > 100 MHz
+  EXPECT_LT(khz, 10'000'000u);  // < 10 GHz
 }
 
 }  // namespace

@@ -30,10 +30,15 @@ proto::RunConfig config() {
 }
 
 // A file frame built by hand, for chunks the encoder itself refuses to produce.
-std::string raw_file(const std::string& path, uint64_t size, uint64_t offset, const std::string& data) {
+std::string raw_file(const std::string& path, uint64_t size, uint64_t offset,
+                     const std::string& data) {
   std::string p;
-  auto u32 = [&p](uint32_t v) { for (int i = 0; i < 4; ++i) p += static_cast<char>(v >> (8 * i)); };
-  auto u64 = [&p](uint64_t v) { for (int i = 0; i < 8; ++i) p += static_cast<char>(v >> (8 * i)); };
+  auto u32 = [&p](uint32_t v) {
+    for (int i = 0; i < 4; ++i) p += static_cast<char>(v >> (8 * i));
+  };
+  auto u64 = [&p](uint64_t v) {
+    for (int i = 0; i < 8; ++i) p += static_cast<char>(v >> (8 * i));
+  };
   u32(static_cast<uint32_t>(path.size()));
   p += path;
   u64(size);
@@ -127,8 +132,9 @@ TEST(VmResults, HostileGuestsGetProtocolErrors) {
                   proto::encode_file(chunk("/tmp/b", 1, 0, "x")),
                   proto::encode_file(chunk("/tmp/c", 1, 0, "x"))},
                  "more files than the limit");
-  expect_refused({proto::encode_file_missing({"/tmp/a", "x"}), proto::encode_file_missing({"/tmp/a", "x"})},
-                 "twice");
+  expect_refused(
+      {proto::encode_file_missing({"/tmp/a", "x"}), proto::encode_file_missing({"/tmp/a", "x"})},
+      "twice");
   expect_refused({proto::encode_end()}, "without an exit status");
   const std::string m = metrics_frame();
   const std::string x = proto::encode_exit(ok_exit());

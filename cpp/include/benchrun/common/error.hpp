@@ -1,4 +1,5 @@
-// error.hpp: benchrun's typed exception hierarchy; bind_errors.cpp maps each type to a Python class.
+// error.hpp: benchrun's typed exception hierarchy; bind_errors.cpp maps each type to a Python
+// class.
 #pragma once
 
 #include <cstdint>
@@ -34,7 +35,8 @@ class ConfigError : public Error {
   using Error::Error;
 };
 
-// A registry answered with an error, or could not be reached. http_status is 0 for transport errors.
+// A registry answered with an error, or could not be reached. http_status is 0 for transport
+// errors.
 class RegistryError : public Error {
  public:
   RegistryError(const std::string& what, int http_status = 0)
@@ -78,7 +80,8 @@ class ImageNotFound : public ImageError {
 // Sandbox setup failed at a named stage (e.g. "pivot_root").
 class SandboxError : public Error {
  public:
-  SandboxError(const std::string& what, std::string stage) : Error(what), stage_(std::move(stage)) {}
+  SandboxError(const std::string& what, std::string stage)
+      : Error(what), stage_(std::move(stage)) {}
   const std::string& stage() const noexcept { return stage_; }
 
  private:

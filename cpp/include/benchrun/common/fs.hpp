@@ -35,7 +35,8 @@ void make_dirs(const std::filesystem::path& path, mode_t mode = 0755);
 // Removes a tree without following symlinks; missing is fine. Makes read-only dirs writable first.
 void remove_tree(const std::filesystem::path& path);
 
-// A directory created with mkdtemp under parent, removed (recursively) on destruction unless released.
+// A directory created with mkdtemp under parent, removed (recursively) on destruction unless
+// released.
 class TempDir {
  public:
   TempDir(const std::filesystem::path& parent, std::string_view prefix);

@@ -1,4 +1,5 @@
-// auth.hpp: registry credentials (docker config.json, credential helpers) and WWW-Authenticate parsing.
+// auth.hpp: registry credentials (docker config.json, credential helpers) and WWW-Authenticate
+// parsing.
 #pragma once
 
 #include <map>
@@ -21,8 +22,8 @@ struct Credentials {
 // Looks up credentials for registry (e.g. "docker.io", "localhost:5000") in a docker config.json:
 // credHelpers[registry] first, then auths (keys may be bare hosts or URLs; docker.io also matches
 // "https://index.docker.io/v1/"), then credsStore. Helpers are run as docker-credential-<name> get
-// (helper_dir, if non-empty, is searched before PATH). A missing file means no credentials; a broken
-// file or helper failure throws AuthError naming the file or helper.
+// (helper_dir, if non-empty, is searched before PATH). A missing file means no credentials; a
+// broken file or helper failure throws AuthError naming the file or helper.
 std::optional<Credentials> lookup_credentials(const std::string& registry,
                                               const std::string& docker_config_path,
                                               const std::string& helper_dir = "");

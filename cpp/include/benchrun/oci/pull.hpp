@@ -16,7 +16,15 @@
 namespace benchrun::oci {
 
 struct PullEvent {
-  enum class Kind { kResolved, kLayerStart, kLayerProgress, kLayerDone, kUnpackStart, kUnpackDone, kDone };
+  enum class Kind {
+    kResolved,
+    kLayerStart,
+    kLayerProgress,
+    kLayerDone,
+    kUnpackStart,
+    kUnpackDone,
+    kDone
+  };
   Kind kind;
   std::string digest;  // layer digest for layer events, manifest digest otherwise
   uint64_t done = 0;

@@ -1,13 +1,13 @@
 // registry_client.hpp: distribution-spec pull client over libcurl (HTTPS with system CAs).
 //
 // Design: one client per (registry, repository). Manifests are fetched with all four manifest media
-// types in Accept and validated by parse_manifest. Blobs are streamed to an fd while being hashed and
-// verified against the requested digest (never Docker-Content-Digest). Auth: anonymous or credentialed
-// Bearer token flow from the WWW-Authenticate challenge (tokens cached per scope until expiry), or
-// Basic. Redirects are followed by hand so Authorization never leaves the registry's host. 429/5xx and
-// transport errors are retried with exponential backoff (Retry-After honoured); an interrupted blob is
-// resumed with Range only when the 206 Content-Range starts at the offset we asked for, otherwise it
-// restarts from byte 0.
+// types in Accept and validated by parse_manifest. Blobs are streamed to an fd while being hashed
+// and verified against the requested digest (never Docker-Content-Digest). Auth: anonymous or
+// credentialed Bearer token flow from the WWW-Authenticate challenge (tokens cached per scope until
+// expiry), or Basic. Redirects are followed by hand so Authorization never leaves the registry's
+// host. 429/5xx and transport errors are retried with exponential backoff (Retry-After honoured);
+// an interrupted blob is resumed with Range only when the 206 Content-Range starts at the offset we
+// asked for, otherwise it restarts from byte 0.
 #pragma once
 
 #include <cstdint>
@@ -34,11 +34,11 @@ struct RegistryOptions {
   // applies); empty = system CAs.
   std::string ca_file;
   std::string user_agent = "benchrun";
-  int max_attempts = 5;              // per request, including the first
-  int backoff_initial_ms = 200;      // doubled each retry, capped at backoff_max_ms
+  int max_attempts = 5;          // per request, including the first
+  int backoff_initial_ms = 200;  // doubled each retry, capped at backoff_max_ms
   int backoff_max_ms = 10'000;
   long connect_timeout_s = 30;
-  long low_speed_timeout_s = 60;     // abort a transfer slower than 1 KiB/s for this long
+  long low_speed_timeout_s = 60;  // abort a transfer slower than 1 KiB/s for this long
 };
 
 // Called with (bytes_done, bytes_total) while a blob downloads; may be called from worker threads.
@@ -61,12 +61,14 @@ class RegistryClient {
   // "https://host" or "http://host" as decided by the options and loopback rule.
   const std::string& base_url() const;
 
-  // GET /v2/<repo>/manifests/<tag-or-digest>. When ref_or_digest is a digest, the body must hash to it.
+  // GET /v2/<repo>/manifests/<tag-or-digest>. When ref_or_digest is a digest, the body must hash to
+  // it.
   ManifestResponse get_manifest(const std::string& ref_or_digest);
 
-  // GET /v2/<repo>/blobs/<digest>, writing to fd (opened read-write, positioned at 0, empty). Verifies
-  // size and digest while streaming; throws DigestMismatch (and leaves fd content undefined) on bad bytes.
-  // Thread-safe: several blobs may be fetched concurrently from one client.
+  // GET /v2/<repo>/blobs/<digest>, writing to fd (opened read-write, positioned at 0, empty).
+  // Verifies size and digest while streaming; throws DigestMismatch (and leaves fd content
+  // undefined) on bad bytes. Thread-safe: several blobs may be fetched concurrently from one
+  // client.
   void fetch_blob(const Descriptor& blob, int fd, const ProgressFn& progress = {});
 
   // Same, into memory (configs), capped at max_bytes.

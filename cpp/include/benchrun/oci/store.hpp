@@ -32,9 +32,9 @@ struct ImageRecord {
   std::vector<Digest> diff_ids;
   std::optional<Digest> chain_id;  // set once the rootfs is unpacked
   Platform platform;
-  std::string source;              // where it was pulled from, e.g. docker://localhost:5000/x:1
-  int64_t pulled_at = 0;           // unix seconds
-  uint64_t size = 0;               // sum of layer (compressed) sizes
+  std::string source;     // where it was pulled from, e.g. docker://localhost:5000/x:1
+  int64_t pulled_at = 0;  // unix seconds
+  uint64_t size = 0;      // sum of layer (compressed) sizes
 };
 
 struct PruneStats {
@@ -57,7 +57,8 @@ class Store {
   // Verifies data hashes to d, then publishes it.
   void put_blob(const Digest& d, std::string_view data);
 
-  // A blob being written: a temp file under tmp/, published by commit() (rename), removed otherwise.
+  // A blob being written: a temp file under tmp/, published by commit() (rename), removed
+  // otherwise.
   class BlobWriter {
    public:
     BlobWriter(BlobWriter&&) noexcept;

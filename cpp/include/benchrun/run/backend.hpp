@@ -4,9 +4,9 @@
 //   backend.validate(spec)            refuse what this backend cannot do, before any work
 //   backend.prepare(ctx, result)      root filesystem, cgroup, pipes, ...: nothing runs yet
 //   execution->start()                the workload (or its VM) starts
-//   execution->wait()                 until it exits, its timeout passes, or ctx.interrupt() says so
-//   execution->collect(result)        status, output, files, metrics
-//   ~Execution                        every resource of the run released, whatever happened
+//   execution->wait()                 until it exits, its timeout passes, or ctx.interrupt() says
+//   so execution->collect(result)        status, output, files, metrics ~Execution every resource
+//   of the run released, whatever happened
 // A new backend is one file implementing Backend + one line in run/backends.cpp.
 #pragma once
 
@@ -28,16 +28,16 @@ using Interrupt = std::function<bool()>;
 // The image a run starts from: its config and its unpacked, read-only tree.
 struct RunImage {
   oci::ImageConfig config;
-  std::string rootfs;      // the unpacked tree (never modified by a run)
-  std::string chain_id;    // "sha256:..." of the tree: a cache key for derived root images
-  std::string digest;      // the manifest digest, for the result
+  std::string rootfs;    // the unpacked tree (never modified by a run)
+  std::string chain_id;  // "sha256:..." of the tree: a cache key for derived root images
+  std::string digest;    // the manifest digest, for the result
 };
 
 struct RunContext {
   const RunImage& image;
   const RunSpec& spec;
   const HostConfig& host;
-  std::string name;  // "run-<pid>-<random>": the run's directory and cgroup name
+  std::string name;     // "run-<pid>-<random>": the run's directory and cgroup name
   Interrupt interrupt;  // may be empty
 };
 

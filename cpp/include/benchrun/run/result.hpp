@@ -36,7 +36,7 @@ struct RunResult {
   double start_time = 0, end_time = 0;  // unix seconds, the workload's start and end
   Metrics metrics;                      // wall_time, cpu_user, cpu_system, peak_memory, ...
   Phases phases;
-  std::map<std::string, Fact> facts;    // backend-specific, e.g. the VM's kernel_release
+  std::map<std::string, Fact> facts;  // backend-specific, e.g. the VM's kernel_release
   // What this run could not provide and why (e.g. no cgroup as an unprivileged user), a line each.
   std::vector<std::string> notices;
   std::string backend;

@@ -20,30 +20,33 @@ using Cpus = std::vector<int>;
 
 // X(type, name, default, scope, doc): scope is the one backend that reads the option, or ""
 // for every backend; a backend-specific option set for another backend is a ConfigError.
-#define BENCHRUN_RUN_OPTIONS(X)                                                                  \
-  X(std::string, backend, "sandbox", "", "where the workload runs (a registered backend name)")      \
+#define BENCHRUN_RUN_OPTIONS(X)                                                                    \
+  X(std::string, backend, "sandbox", "", "where the workload runs (a registered backend name)")    \
   X(std::optional<Argv>, entrypoint, std::nullopt, "",                                             \
-    "replaces the image's Entrypoint and clears its Cmd; None: the image's")                     \
-  X(std::optional<Argv>, command, std::nullopt, "", "replaces the image's Cmd; None: the image's")   \
-  X(Strings, env, {}, "", "K=V entries over the image's Env (nothing from the caller's environment)") \
-  X(std::optional<std::string>, workdir, std::nullopt, "", "absolute working directory in the image") \
-  X(std::optional<std::string>, user, std::nullopt, "", "name, uid, name:group or uid:gid")          \
-  X(std::optional<uint64_t>, memory, std::nullopt, "", "memory limit in bytes, no swap (>= 6 MiB)")  \
-  X(std::optional<uint64_t>, pids_limit, std::nullopt, "", "maximum processes and threads")          \
-  X(Cpus, cpus, {}, "", "host CPUs the run is pinned to; empty: no pinning")                         \
-  X(std::optional<double>, cpu_quota, std::nullopt, "", "CPU time quota in CPUs' worth (1.5)")       \
-  X(double, timeout, 0.0, "", "wall-clock limit of the workload in seconds; 0: none")                \
-  X(Strings, outputs, {}, "", "absolute paths in the image to collect after the run")                \
-  X(uint64_t, max_output_bytes, uint64_t{64} << 20, "", "cap on each of stdout and stderr, bytes")   \
-  X(uint64_t, max_file_bytes, uint64_t{64} << 20, "", "cap on each collected file, bytes")           \
-  X(uint32_t, max_files, 64, "", "cap on the number of collected files")                             \
-  X(uint64_t, nofile, 1024, "", "RLIMIT_NOFILE of the workload")                                     \
-  X(bool, network, false, "", "network access (not supported yet: loopback only)")                  \
-  X(std::string, hostname, "benchrun", "", "the workload's hostname")                                \
+    "replaces the image's Entrypoint and clears its Cmd; None: the image's")                       \
+  X(std::optional<Argv>, command, std::nullopt, "", "replaces the image's Cmd; None: the image's") \
+  X(Strings, env, {}, "",                                                                          \
+    "K=V entries over the image's Env (nothing from the caller's environment)")                    \
+  X(std::optional<std::string>, workdir, std::nullopt, "",                                         \
+    "absolute working directory in the image")                                                     \
+  X(std::optional<std::string>, user, std::nullopt, "", "name, uid, name:group or uid:gid")        \
+  X(std::optional<uint64_t>, memory, std::nullopt, "",                                             \
+    "memory limit in bytes, no swap (>= 6 MiB)")                                                   \
+  X(std::optional<uint64_t>, pids_limit, std::nullopt, "", "maximum processes and threads")        \
+  X(Cpus, cpus, {}, "", "host CPUs the run is pinned to; empty: no pinning")                       \
+  X(std::optional<double>, cpu_quota, std::nullopt, "", "CPU time quota in CPUs' worth (1.5)")     \
+  X(double, timeout, 0.0, "", "wall-clock limit of the workload in seconds; 0: none")              \
+  X(Strings, outputs, {}, "", "absolute paths in the image to collect after the run")              \
+  X(uint64_t, max_output_bytes, uint64_t{64} << 20, "", "cap on each of stdout and stderr, bytes") \
+  X(uint64_t, max_file_bytes, uint64_t{64} << 20, "", "cap on each collected file, bytes")         \
+  X(uint32_t, max_files, 64, "", "cap on the number of collected files")                           \
+  X(uint64_t, nofile, 1024, "", "RLIMIT_NOFILE of the workload")                                   \
+  X(bool, network, false, "", "network access (not supported yet: loopback only)")                 \
+  X(std::string, hostname, "benchrun", "", "the workload's hostname")                              \
   X(std::string, accel, "auto", "vm", "auto, kvm or tcg")                                          \
   X(std::string, kernel, "", "vm", "a bzImage; empty: Debian's cloud kernel")                      \
   X(std::string, kernel_modules, "", "vm", "lib/modules/<release> of kernel; empty: next to it")   \
-  X(std::optional<uint64_t>, vm_memory, std::nullopt, "vm",                                          \
+  X(std::optional<uint64_t>, vm_memory, std::nullopt, "vm",                                        \
     "guest RAM in bytes; None: memory + 256 MiB, or 1 GiB")
 
 struct RunSpec {
@@ -68,7 +71,7 @@ uint64_t timeout_ms(const RunSpec& spec);
 struct HostConfig {
   std::string store;  // the image store root; runs live in <store>/runs
   host::CgroupConfig cgroup;
-  std::string vm_cache;     // kernels, initramfs, ext4 images; empty: <store>/vm
+  std::string vm_cache;  // kernels, initramfs, ext4 images; empty: <store>/vm
   std::string qemu = "qemu-system-x86_64";
   std::string init_binary;  // the static guest init (benchrun-init)
   std::string cpuinfo = "/proc/cpuinfo";

@@ -26,7 +26,7 @@ struct VmConfig {
   uint32_t vsock_cid = 3;      // vsock transport: the guest's CID (vhost-vsock-device)
   uint32_t vsock_port = 1024;  // vsock transport: the port the guest connects to on the host
   Transport transport = Transport::kVirtioSerial;
-  int qmp_fd = -1;          // QMP over an inherited connected socket, or
+  int qmp_fd = -1;         // QMP over an inherited connected socket, or
   std::string qmp_socket;  // a Unix socket path QEMU listens on
   std::string serial_log;  // the guest console (ttyS0) is appended here
   bool network = false;    // a user-mode NIC; none by default

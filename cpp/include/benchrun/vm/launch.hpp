@@ -22,10 +22,10 @@ namespace benchrun::vm {
 struct LaunchSpec {
   VmConfig vm;  // kernel, initramfs, root disk, accel, vcpus, memory; launch sets sockets and log
   proto::RunConfig run;
-  std::string run_dir;            // existing directory owned by this run
-  double boot_timeout_s = 60;     // QEMU start to the guest's hello
-  double timeout_s = 0;           // the workload's own limit (the guest enforces it); 0 = none
-  double grace_s = 30;            // host-side margin beyond boot + timeout before QEMU is killed
+  std::string run_dir;         // existing directory owned by this run
+  double boot_timeout_s = 60;  // QEMU start to the guest's hello
+  double timeout_s = 0;        // the workload's own limit (the guest enforces it); 0 = none
+  double grace_s = 30;         // host-side margin beyond boot + timeout before QEMU is killed
   std::function<void(pid_t)> place_qemu;  // e.g. join the run's cgroup, before QEMU execs
   std::function<bool()> interrupted;      // polled at least every 100 ms; true stops the VM
 };
@@ -33,7 +33,7 @@ struct LaunchSpec {
 struct LaunchResult {
   proto::Hello hello;
   std::optional<proto::Exit> exit;
-  Metrics metrics;  // what the guest measured (its metrics frame)
+  Metrics metrics;                          // what the guest measured (its metrics frame)
   std::optional<proto::ErrorReport> error;  // the guest init's fatal error, if any
   std::string stdout_data, stderr_data;
   bool stdout_truncated = false, stderr_truncated = false;
@@ -41,13 +41,13 @@ struct LaunchResult {
   std::map<std::string, std::string> missing_outputs;
   bool interrupted = false;
   bool host_deadline = false;  // the host's hard deadline ended the VM (guest overran timeout)
-  double start_s = 0;     // QEMU spawn to the channel being connected
-  double boot_s = 0;      // channel connected to hello (kernel boot + init to channel)
-  double run_s = 0;       // run config sent to the exit frame
-  double collect_s = 0;   // exit frame to end-of-results
-  double shutdown_s = 0;  // end-of-results to QEMU gone
-  rusage qemu_usage{};    // QEMU's own CPU time (all vCPU and I/O threads)
-  double start_time = 0;  // unix seconds when the run config was sent
+  double start_s = 0;          // QEMU spawn to the channel being connected
+  double boot_s = 0;           // channel connected to hello (kernel boot + init to channel)
+  double run_s = 0;            // run config sent to the exit frame
+  double collect_s = 0;        // exit frame to end-of-results
+  double shutdown_s = 0;       // end-of-results to QEMU gone
+  rusage qemu_usage{};         // QEMU's own CPU time (all vCPU and I/O threads)
+  double start_time = 0;       // unix seconds when the run config was sent
 };
 
 class VmProcess;

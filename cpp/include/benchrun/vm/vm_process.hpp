@@ -14,9 +14,10 @@
 namespace benchrun::vm {
 
 struct VmProcessOptions {
-  std::vector<std::string> argv;  // argv[0]: a path, or a name looked up in /usr/local/bin:/usr/bin:/bin
-  std::string tmpdir;             // QEMU's $TMPDIR: where its snapshot overlay is created
-  std::string log_path;           // QEMU's own stdout/stderr
+  std::vector<std::string>
+      argv;              // argv[0]: a path, or a name looked up in /usr/local/bin:/usr/bin:/bin
+  std::string tmpdir;    // QEMU's $TMPDIR: where its snapshot overlay is created
+  std::string log_path;  // QEMU's own stdout/stderr
   // Called with the child's pid after fork and before it execs QEMU (e.g. joining the run's
   // cgroup, so every QEMU thread is accounted and confined from its first instruction).
   std::function<void(pid_t)> before_exec;
@@ -47,7 +48,8 @@ class VmProcess {
   bool wait_exit(Deadline deadline);
   // Ends QEMU: ask_quit (e.g. a QMP quit; may throw), up to grace for QEMU to exit, then SIGKILL;
   // reaps it.
-  void stop(const std::function<void(Deadline)>& ask_quit, std::chrono::milliseconds grace) noexcept;
+  void stop(const std::function<void(Deadline)>& ask_quit,
+            std::chrono::milliseconds grace) noexcept;
   // SIGKILL and reap.
   void kill() noexcept;
 
