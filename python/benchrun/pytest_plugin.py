@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any, Callable, Optional, Sequence
 
 import pytest
 
-from benchrun.options import backends
+from benchrun.options import backends as registered_backends
 
 if TYPE_CHECKING:
     import benchrun
@@ -72,11 +72,11 @@ def pytest_configure(config: pytest.Config) -> None:
 def parse_backends(text: str) -> tuple[str, ...]:
     """``"sandbox,vm"`` -> ``("sandbox", "vm")``; unknown names are a pytest.UsageError."""
     names = tuple(dict.fromkeys(n.strip() for n in text.split(",") if n.strip()))
-    unknown = [n for n in names if n not in backends()]
+    unknown = [n for n in names if n not in registered_backends()]
     if unknown or not names:
         raise pytest.UsageError(
             f"--benchrun-backend '{text}': unknown backend {', '.join(unknown) or '(none)'} "
-            f"(hint: choose from {', '.join(backends())})"
+            f"(hint: choose from {', '.join(registered_backends())})"
         )
     return names
 
@@ -95,11 +95,11 @@ def backend_params(config: pytest.Config, node: Any) -> list[Any]:
     marked: Optional[tuple[str, ...]] = None
     for mark in node.iter_markers("benchrun_backend"):  # closest first: a test's own mark wins
         names = tuple(str(a) for a in mark.args)
-        bad = [n for n in names if n not in backends()]
+        bad = [n for n in names if n not in registered_backends()]
         if bad or not names:
             raise pytest.UsageError(
                 f"benchrun_backend marker on '{node.nodeid}': unknown backend "
-                f"{', '.join(bad) or '(none)'} (hint: choose from {', '.join(backends())})"
+                f"{', '.join(bad) or '(none)'} (hint: choose from {', '.join(registered_backends())})"
             )
         marked = names
         break

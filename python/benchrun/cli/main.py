@@ -201,6 +201,14 @@ def run_options(args: argparse.Namespace) -> dict[str, Any]:
     return {k: v for k, v in given.items() if v is not None}
 
 
+def _with_flag(message: str) -> str:
+    """"--memory: memory '12x': ..." for an error that names an option of the table (both the
+    parsers and the native validation start their messages with the option's name)."""
+    name = message.replace(":", " ").split(" ", 1)[0]
+    opt = next((o for o in OPTIONS if o.name == name and o.flags), None)
+    return f"{opt.flags[-1]}: {message}" if opt else message
+
+
 def _entrypoint(value: Optional[str]) -> Optional[list[str]]:
     """As docker's --entrypoint: one executable, not split; "" = no entrypoint; None = the image's."""
     if value is None:
@@ -434,7 +442,7 @@ def cmd_run(args: argparse.Namespace) -> int:
             options["env"] = env_files + list(options.get("env", []))
         spec = make_spec(image, command, store=args.store, **options, **_registry_kwargs(args))
     except ConfigError as e:  # a bad option value is a usage error: nothing was pulled or run
-        args.run_parser.error(str(e))
+        args.run_parser.error(_with_flag(str(e)))
     # Pull once, with progress bars that are gone before the workload runs; the image is loaded
     # once and every iteration runs that same image.
     with pull_progress(not args.json) as progress:
