@@ -201,7 +201,11 @@ def _md(cell: str) -> str:
 
 def markdown_table(summary_df: Any) -> str:
     """A GitHub-flavoured Markdown table of a summary frame (pipes in names escaped)."""
-    head, rows = _cells(summary_df)
+    return markdown_cells(*_cells(summary_df))
+
+
+def markdown_cells(head: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
+    """A GitHub-flavoured Markdown table of display cells (pipes and newlines escaped)."""
     lines = ["| " + " | ".join(_md(h) for h in head) + " |"]
     lines.append("|" + "|".join("---" for _ in head) + "|")
     lines += ["| " + " | ".join(_md(c) for c in r) + " |" for r in rows]

@@ -314,3 +314,72 @@ def summarize_frame(
         rows.append(row)
     cols = [*by, *(["unit"] if "unit" in df.columns and "unit" not in by else []), *SUMMARY_FIELDS]
     return pd.DataFrame(rows, columns=cols)
+
+
+COMPARISON_COLUMNS = (
+    "benchmark", "measure", "unit", "change", "ci_low", "ci_high", "p_value", "significant",
+    "bimodal", "baseline_mean", "candidate_mean",
+)
+
+
+def compare_frame(
+    df: Any,
+    baseline: str,
+    candidate: str,
+    *,
+    by: str = "variant",
+    measure: Any = None,
+    alpha: float = 0.05,
+    confidence: float = 0.95,
+    seed: int = 0,
+) -> Any:
+    """compare() of ``candidate`` against ``baseline`` (values of column ``by``) for each benchmark
+    and measure both have, in a tidy frame: one row each, columns COMPARISON_COLUMNS (change =
+    mean(candidate) / mean(baseline) - 1). Non-finite values are left out; ``measure`` keeps only
+    that measure. The one comparison behind the report's tables and the comparison plot."""
+    import pandas as pd
+
+    missing = [c for c in (by, "benchmark", "measure", "value") if c not in df.columns]
+    if missing:
+        raise ConfigError(
+            f"results frame: missing column(s) {', '.join(missing)} "
+            "(hint: pass the frame benchrun.results.load() returns)"
+        )
+    sel = df if measure is None else df[df["measure"] == measure]
+    sel = sel[np.isfinite(sel["value"].astype(float))]
+    if sel.empty:
+        have = sorted(set(zip(df["benchmark"], df["measure"])))
+        raise ConfigError(
+            f"no values for benchmark (any) measure {measure or '(any)'} "
+            f"(the frame has: {', '.join(f'{b}/{m}' for b, m in have) or 'nothing'})"
+        )
+    present = set(sel[by].unique())
+    for name in (baseline, candidate):
+        if name not in present:
+            raise ConfigError(
+                f"{by} '{name}': not in the results (have: {', '.join(sorted(map(str, present)))})"
+            )
+    rows = []
+    for (bench, meas), group in sel.groupby(["benchmark", "measure"], sort=True):
+        b = group.loc[group[by] == baseline, "value"].to_numpy(dtype=float)
+        c = group.loc[group[by] == candidate, "value"].to_numpy(dtype=float)
+        if len(b) == 0 or len(c) == 0:
+            continue
+        cmp = compare(b, c, alpha=alpha, confidence=confidence, seed=seed)
+        units = group["unit"].dropna().unique() if "unit" in group.columns else ()
+        rows.append(
+            {
+                "benchmark": bench,
+                "measure": meas,
+                "unit": units[0] if len(units) == 1 and units[0] else None,
+                "change": cmp.change,
+                "ci_low": cmp.ci_low,
+                "ci_high": cmp.ci_high,
+                "p_value": cmp.p_value,
+                "significant": cmp.significant,
+                "bimodal": cmp.bimodal,
+                "baseline_mean": cmp.baseline.mean,
+                "candidate_mean": cmp.candidate.mean,
+            }
+        )
+    return pd.DataFrame(rows, columns=list(COMPARISON_COLUMNS))

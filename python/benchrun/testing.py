@@ -147,7 +147,7 @@ def _sha256(data: bytes) -> str:
     return "sha256:" + hashlib.sha256(data).hexdigest()
 
 
-def _put_blob(layout: Path, data: bytes) -> dict[str, object]:
+def _put_blob(layout: Path, data: bytes) -> dict[str, Any]:
     digest = _sha256(data)
     path = layout / "blobs" / "sha256" / digest.split(":", 1)[1]
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -22,9 +22,9 @@ from typing import Any, Callable, Optional, Sequence
 
 import benchrun
 from benchrun import image as img
-from benchrun import report
-from benchrun.campaign import cli as campaign_cli
+from benchrun.cli import campaign as campaign_cli
 from benchrun.cli import jobs as jobs_cli
+from benchrun.cli import report as report_cli
 from benchrun.cli.progress import pull_progress
 from benchrun.errors import BenchrunError, ConfigError
 from benchrun.runner import (
@@ -133,7 +133,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_run_parser(sub)
     jobs_cli.add_parsers(sub)
     campaign_cli.add_parser(sub)
-    report.add_parser(sub)
+    report_cli.add_parser(sub)
     return parser
 
 

@@ -18,15 +18,21 @@ from dataclasses import dataclass, field
 from typing import Any, Mapping, Optional
 
 from benchrun.errors import ProtocolError
+from benchrun.jobs.status import (  # noqa: F401 (re-exported: the protocol's status numbers)
+    CANCELED,
+    CLAIMED,
+    COMPLETED,
+    FAILED,
+    PENDING,
+    PROCESSED,
+    RUNNING,
+    STATUS_NAMES,
+    TERMINAL_STATUSES,
+)
 
 RUNNER_EVENTS = ("ready", "running", "heartbeat", "completed", "failed", "canceled")
 SERVER_EVENTS = ("ack", "job", "no_job", "cancel", "update")
 TERMINAL_EVENTS = ("completed", "failed", "canceled")
-
-# Job status numbers, as upstream (lib/bencher_json/src/runner/job_status.rs).
-PENDING, CLAIMED, RUNNING, COMPLETED, PROCESSED, FAILED, CANCELED = range(7)
-STATUS_NAMES = ("pending", "claimed", "running", "completed", "processed", "failed", "canceled")
-TERMINAL_STATUSES = (COMPLETED, PROCESSED, FAILED, CANCELED)
 
 # Upstream collection limits (lib/bencher_json/src/lib.rs).
 MAX_ENTRYPOINT = 64

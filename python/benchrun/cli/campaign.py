@@ -1,14 +1,15 @@
 """`benchrun campaign run|show|export`: run a campaign file, list what a results store holds, export
-it as a tidy CSV or Parquet table. Wired into benchrun.cli.main with add_parser(sub)."""
+it as a tidy CSV or Parquet table. Wired into benchrun.cli.main with add_parser(sub); the campaign
+machinery is imported only when the command runs."""
 
 from __future__ import annotations
 
 import argparse
 import datetime as dt
-import os
 from pathlib import Path
 from typing import Any
 
+from benchrun.cli.common import add_server_options, client_from_args, project_from_args
 from benchrun.errors import ConfigError
 
 EXIT_RUNS_FAILED = 1  # the campaign ran, and some of its runs failed (they are stored)
@@ -26,10 +27,9 @@ def add_parser(sub: Any) -> None:
                    help="results store (default: the file's [campaign] store)")
     r.add_argument("--image-store", metavar="DIR", help="image store (default: benchrun's cache)")
     r.add_argument("--no-progress", action="store_true", help="no progress bar")
-    r.add_argument("--server", default=os.environ.get("BENCHRUN_SERVER"), metavar="URL",
-                   help="run through this job server (default $BENCHRUN_SERVER; none: locally)")
-    r.add_argument("--token-file", metavar="FILE",
-                   help="file holding the API token (default $BENCHRUN_TOKEN)")
+    add_server_options(
+        r, help_server="run through this job server (default $BENCHRUN_SERVER; none: locally)"
+    )
     r.add_argument("--project", metavar="ID", help="job server project (default $BENCHRUN_PROJECT)")
     r.add_argument("--batch", type=int, default=8, metavar="N",
                    help="jobs submitted ahead through a job server (default 8)")
@@ -62,10 +62,8 @@ def _run(args: argparse.Namespace) -> int:
     client = None
     project = None
     if args.server:
-        from benchrun.cli.jobs import _client, _project
-
-        client = _client(args)
-        project = _project(args)
+        client = client_from_args(args)
+        project = project_from_args(args)
     store = args.store or campaign.store
     # Checked before any run: the store opens (and is created) or we stop here.
     from benchrun.campaign.store import ResultsStore
