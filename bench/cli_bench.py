@@ -18,6 +18,7 @@ reason and the other contenders still run. The script installs nothing.
 from __future__ import annotations
 
 import argparse
+import compileall
 import io
 import json
 import os
@@ -135,18 +136,30 @@ class Docker:
         self.daemon = None
 
 
-def timed(cmd: list[str]) -> tuple[float, int]:
-    """(wall seconds from fork to reaped, peak RSS of the process in bytes)."""
+def timed(cmd: list[str], env: Optional[dict[str, str]] = None) -> float:
+    """Wall seconds from fork to exit of ``cmd`` (which must succeed)."""
     t0 = time.perf_counter()
-    p = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    assert p.stderr is not None
-    err = p.stderr.read()
-    _, status, usage = os.wait4(p.pid, 0)
+    p = subprocess.run(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env)
     dt = time.perf_counter() - t0
-    p.returncode = os.waitstatus_to_exitcode(status)
     if p.returncode != 0:
-        raise RuntimeError(f"{cmd}: exit {p.returncode}: {err.decode(errors='replace')[-500:]}")
-    return dt, usage.ru_maxrss * 1024
+        raise RuntimeError(f"{cmd}: exit {p.returncode}: {p.stderr.decode(errors='replace')[-500:]}")
+    return dt
+
+
+def peak_rss(cmd: list[str], times: int = 5) -> Optional[float]:
+    """Median peak RSS (bytes) of ``cmd``, measured by GNU time. Not from this process's wait4:
+    a child forked from this (large) interpreter inherits its RSS high-water mark across exec."""
+    gnu_time = "/usr/bin/time"
+    if not os.access(gnu_time, os.X_OK):
+        return None
+    kib = []
+    with tempfile.NamedTemporaryFile("r") as out:
+        for _ in range(times):
+            subprocess.run([gnu_time, "-f", "%M", "-o", out.name, *cmd], check=True,
+                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            out.seek(0)
+            kib.append(int(out.read().split()[-1]))
+    return statistics.median(kib) * 1024.0
 
 
 def stats(xs: list[float]) -> dict[str, float]:
@@ -159,10 +172,16 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--rounds", type=int, default=30)
     ap.add_argument("--no-docker", action="store_true", help="skip docker")
+    ap.add_argument("--before", metavar="DIR",
+                    help="also time `python -m benchrun.cli run` from the python/ directory of "
+                    "another checkout (e.g. the commit before a change; it needs its _core .so)")
     args = ap.parse_args()
     cli = Path(sys.executable).with_name("benchrun")
     if not cli.exists():
         cli = Path(shutil.which("benchrun") or "benchrun")
+    # As pip leaves an installed package: byte-compiled. (An editable install under
+    # PYTHONDONTWRITEBYTECODE=1 would otherwise compile every module from source on every start.)
+    compileall.compile_dir(str(Path(benchrun.__file__).parent), quiet=1)
     load0 = os.getloadavg()[0]
     with tempfile.TemporaryDirectory(prefix="benchrun-clibench-") as tmp:
         work = Path(tmp)
@@ -170,18 +189,24 @@ def main() -> int:
         store = work / "store"
         img = benchrun.pull(ref, store=store)
         bwrap = shutil.which("bwrap")
-        runs: dict[str, Callable[[], tuple[float, Optional[int]]]] = {}
+        runs: dict[str, Callable[[], float]] = {}
         cmd_cli = [str(cli), "run", "--store", str(store), ref, "/bin/true"]
         runs["benchrun_cli"] = lambda: timed(cmd_cli)
 
-        def api() -> tuple[float, Optional[int]]:
+        def api() -> float:
             t0 = time.perf_counter()
             r = benchrun.run(ref, ["/bin/true"], store=store)
             dt = time.perf_counter() - t0
             assert r.exit_code == 0, r
-            return dt, None
+            return dt
 
         runs["benchrun_run_api"] = api
+        if args.before:
+            before = str(Path(args.before).resolve())
+            compileall.compile_dir(str(Path(before) / "benchrun"), quiet=1)
+            env_before = dict(os.environ, PYTHONPATH=before)
+            cmd_before = [sys.executable, "-m", "benchrun.cli", *cmd_cli[1:]]
+            runs["benchrun_cli_before"] = lambda: timed(cmd_before, env_before)
         cmd_help = [str(cli), "--help"]
         runs["benchrun_help"] = lambda: timed(cmd_help)
         cmd_python = [sys.executable, "-c", "pass"]
@@ -210,20 +235,23 @@ def main() -> int:
                     fn()
             names = list(runs)
             times: dict[str, list[float]] = {n: [] for n in names}
-            rss: list[int] = []
             for i in range(args.rounds):
                 k = i % len(names)
                 for name in names[k:] + names[:k]:
-                    dt, peak = runs[name]()
-                    times[name].append(dt)
-                    if name == "benchrun_cli" and peak is not None:
-                        rss.append(peak)
+                    times[name].append(runs[name]())
+            api_script = ("import benchrun; benchrun.run(%r, ['/bin/true'], store=%r)"
+                          % (ref, str(store)))
+            rss = {"benchrun_cli": peak_rss(cmd_cli), "benchrun_help": peak_rss(cmd_help),
+                   "benchrun_run_api_process": peak_rss([sys.executable, "-c", api_script]),
+                   "python_startup": peak_rss(cmd_python)}
         finally:
             docker.stop()
     result: dict[str, Any] = {
         "machine": {"nproc": os.cpu_count(), "kernel": platform.release(),
                     "loadavg_1min_start": load0, "loadavg_1min_end": os.getloadavg()[0],
                     "python": sys.version.split()[0], "docker": docker_version,
+                    "bwrap": bwrap and subprocess.run([bwrap, "--version"], capture_output=True,
+                                                      text=True).stdout.strip(),
                     "docker_skipped": docker.skipped or None},
         "rounds": args.rounds,
         "commands": {"benchrun_cli": "benchrun run --store STORE oci:LAYOUT:latest /bin/true",
@@ -231,9 +259,11 @@ def main() -> int:
                      "benchrun_run_api": "benchrun.run(ref, ['/bin/true'], store=STORE)",
                      "bwrap": "bwrap --unshare-all --die-with-parent --ro-bind ROOTFS / --proc "
                               "/proc --dev /dev --tmpfs /tmp /bin/true",
-                     "benchrun_help": "benchrun --help", "python_startup": "python -c pass"},
+                     "benchrun_help": "benchrun --help", "python_startup": "python -c pass",
+                     "benchrun_cli_before": f"PYTHONPATH={args.before} python -m benchrun.cli run "
+                                            "--store STORE oci:LAYOUT:latest /bin/true"},
         "seconds": {n: stats(v) for n, v in times.items()},
-        "benchrun_cli_peak_rss_bytes": {"median": statistics.median(rss), "max": max(rss)},
+        "peak_rss_bytes_median": rss,
     }
     if "docker_run" in times:
         d = result["seconds"]["docker_run"]["median"]
@@ -252,8 +282,8 @@ def main() -> int:
         ratio = result.get("ratio_to_docker_median", {}).get(n)
         print(f"| {n} | {s['median'] * 1e3:.1f} ms | {s['min'] * 1e3:.1f} ms | "
               f"{s['p90'] * 1e3:.1f} ms | {'' if ratio is None else f'{ratio:.2f}'} |")
-    r = result["benchrun_cli_peak_rss_bytes"]
-    print(f"benchrun CLI peak RSS: median {r['median'] / 2**20:.1f} MiB, max {r['max'] / 2**20:.1f} MiB")
+    print("peak RSS (median of 5, GNU time): " + ", ".join(
+        f"{n} {v / 2**20:.1f} MiB" for n, v in rss.items() if v is not None))
     if docker.skipped:
         print(f"docker skipped: {docker.skipped}")
     return 0
