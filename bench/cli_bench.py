@@ -87,8 +87,9 @@ class Docker:
         return [self.cli, *self.host, *args]
 
     def _answers(self) -> bool:
-        p = subprocess.run(self.cmd("version", "--format", "{{.Server.Version}}"),
-                           capture_output=True, timeout=20)
+        p = subprocess.run(
+            self.cmd("version", "--format", "{{.Server.Version}}"), capture_output=True, timeout=20
+        )
         return p.returncode == 0
 
     def start(self) -> bool:
@@ -106,10 +107,25 @@ class Docker:
         sock = d / "docker.sock"
         self.log = d / "dockerd.log"
         self.daemon = subprocess.Popen(
-            [dockerd, "--host", f"unix://{sock}", "--data-root", str(d / "data"),
-             "--exec-root", str(d / "exec"), "--pidfile", str(d / "dockerd.pid"),
-             "--bridge", "none", "--iptables=false", "--ip-masq=false"],
-            stdout=self.log.open("wb"), stderr=subprocess.STDOUT, start_new_session=True)
+            [
+                dockerd,
+                "--host",
+                f"unix://{sock}",
+                "--data-root",
+                str(d / "data"),
+                "--exec-root",
+                str(d / "exec"),
+                "--pidfile",
+                str(d / "dockerd.pid"),
+                "--bridge",
+                "none",
+                "--iptables=false",
+                "--ip-masq=false",
+            ],
+            stdout=self.log.open("wb"),
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
         self.host = ["--host", f"unix://{sock}"]
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
@@ -142,7 +158,9 @@ def timed(cmd: list[str], env: Optional[dict[str, str]] = None) -> float:
     p = subprocess.run(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env)
     dt = time.perf_counter() - t0
     if p.returncode != 0:
-        raise RuntimeError(f"{cmd}: exit {p.returncode}: {p.stderr.decode(errors='replace')[-500:]}")
+        raise RuntimeError(
+            f"{cmd}: exit {p.returncode}: {p.stderr.decode(errors='replace')[-500:]}"
+        )
     return dt
 
 
@@ -155,8 +173,12 @@ def peak_rss(cmd: list[str], times: int = 5) -> Optional[float]:
     kib = []
     with tempfile.NamedTemporaryFile("r") as out:
         for _ in range(times):
-            subprocess.run([gnu_time, "-f", "%M", "-o", out.name, *cmd], check=True,
-                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            subprocess.run(
+                [gnu_time, "-f", "%M", "-o", out.name, *cmd],
+                check=True,
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+            )
             out.seek(0)
             kib.append(int(out.read().split()[-1]))
     return statistics.median(kib) * 1024.0
@@ -164,17 +186,26 @@ def peak_rss(cmd: list[str], times: int = 5) -> Optional[float]:
 
 def stats(xs: list[float]) -> dict[str, float]:
     qs = statistics.quantiles(xs, n=10) if len(xs) > 1 else [xs[0]] * 9
-    return {"n": len(xs), "median": statistics.median(xs), "mean": statistics.mean(xs),
-            "min": min(xs), "p90": qs[8], "max": max(xs)}
+    return {
+        "n": len(xs),
+        "median": statistics.median(xs),
+        "mean": statistics.mean(xs),
+        "min": min(xs),
+        "p90": qs[8],
+        "max": max(xs),
+    }
 
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--rounds", type=int, default=30)
     ap.add_argument("--no-docker", action="store_true", help="skip docker")
-    ap.add_argument("--before", metavar="DIR",
-                    help="also time `python -m benchrun.cli run` from the python/ directory of "
-                    "another checkout (e.g. the commit before a change; it needs its _core .so)")
+    ap.add_argument(
+        "--before",
+        metavar="DIR",
+        help="also time `python -m benchrun.cli run` from the python/ directory of "
+        "another checkout (e.g. the commit before a change; it needs its _core .so)",
+    )
     args = ap.parse_args()
     cli = Path(sys.executable).with_name("benchrun")
     if not cli.exists():
@@ -212,8 +243,21 @@ def main() -> int:
         cmd_python = [sys.executable, "-c", "pass"]
         runs["python_startup"] = lambda: timed(cmd_python)
         if bwrap:
-            cmd_bwrap = [bwrap, "--unshare-all", "--die-with-parent", "--ro-bind", str(img.rootfs),
-                         "/", "--proc", "/proc", "--dev", "/dev", "--tmpfs", "/tmp", "/bin/true"]
+            cmd_bwrap = [
+                bwrap,
+                "--unshare-all",
+                "--die-with-parent",
+                "--ro-bind",
+                str(img.rootfs),
+                "/",
+                "--proc",
+                "/proc",
+                "--dev",
+                "/dev",
+                "--tmpfs",
+                "/tmp",
+                "/bin/true",
+            ]
             runs["bwrap"] = lambda: timed(cmd_bwrap)
         docker = Docker(work)
         docker_version = None
@@ -221,11 +265,17 @@ def main() -> int:
             if args.no_docker:
                 docker.skipped = "--no-docker"
             elif docker.start():
-                subprocess.run(docker.cmd("load", "-q", "-i", str(archive)), check=True,
-                               capture_output=True, timeout=120)
+                subprocess.run(
+                    docker.cmd("load", "-q", "-i", str(archive)),
+                    check=True,
+                    capture_output=True,
+                    timeout=120,
+                )
                 docker_version = subprocess.run(
                     docker.cmd("version", "--format", "{{.Server.Version}}"),
-                    capture_output=True, text=True).stdout.strip()
+                    capture_output=True,
+                    text=True,
+                ).stdout.strip()
                 cmd_docker = docker.cmd("run", "--rm", "--network", "none", DOCKER_TAG, "/bin/true")
                 runs["docker_run"] = lambda: timed(cmd_docker)
             if docker.skipped:
@@ -239,51 +289,72 @@ def main() -> int:
                 k = i % len(names)
                 for name in names[k:] + names[:k]:
                     times[name].append(runs[name]())
-            api_script = ("import benchrun; benchrun.run(%r, ['/bin/true'], store=%r)"
-                          % (ref, str(store)))
-            rss = {"benchrun_cli": peak_rss(cmd_cli), "benchrun_help": peak_rss(cmd_help),
-                   "benchrun_run_api_process": peak_rss([sys.executable, "-c", api_script]),
-                   "python_startup": peak_rss(cmd_python)}
+            api_script = "import benchrun; benchrun.run(%r, ['/bin/true'], store=%r)" % (
+                ref,
+                str(store),
+            )
+            rss = {
+                "benchrun_cli": peak_rss(cmd_cli),
+                "benchrun_help": peak_rss(cmd_help),
+                "benchrun_run_api_process": peak_rss([sys.executable, "-c", api_script]),
+                "python_startup": peak_rss(cmd_python),
+            }
         finally:
             docker.stop()
     result: dict[str, Any] = {
-        "machine": {"nproc": os.cpu_count(), "kernel": platform.release(),
-                    "loadavg_1min_start": load0, "loadavg_1min_end": os.getloadavg()[0],
-                    "python": sys.version.split()[0], "docker": docker_version,
-                    "bwrap": bwrap and subprocess.run([bwrap, "--version"], capture_output=True,
-                                                      text=True).stdout.strip(),
-                    "docker_skipped": docker.skipped or None},
+        "machine": {
+            "nproc": os.cpu_count(),
+            "kernel": platform.release(),
+            "loadavg_1min_start": load0,
+            "loadavg_1min_end": os.getloadavg()[0],
+            "python": sys.version.split()[0],
+            "docker": docker_version,
+            "bwrap": bwrap
+            and subprocess.run([bwrap, "--version"], capture_output=True, text=True).stdout.strip(),
+            "docker_skipped": docker.skipped or None,
+        },
         "rounds": args.rounds,
-        "commands": {"benchrun_cli": "benchrun run --store STORE oci:LAYOUT:latest /bin/true",
-                     "docker_run": f"docker run --rm --network none {DOCKER_TAG} /bin/true",
-                     "benchrun_run_api": "benchrun.run(ref, ['/bin/true'], store=STORE)",
-                     "bwrap": "bwrap --unshare-all --die-with-parent --ro-bind ROOTFS / --proc "
-                              "/proc --dev /dev --tmpfs /tmp /bin/true",
-                     "benchrun_help": "benchrun --help", "python_startup": "python -c pass",
-                     "benchrun_cli_before": f"PYTHONPATH={args.before} python -m benchrun.cli run "
-                                            "--store STORE oci:LAYOUT:latest /bin/true"},
+        "commands": {
+            "benchrun_cli": "benchrun run --store STORE oci:LAYOUT:latest /bin/true",
+            "docker_run": f"docker run --rm --network none {DOCKER_TAG} /bin/true",
+            "benchrun_run_api": "benchrun.run(ref, ['/bin/true'], store=STORE)",
+            "bwrap": "bwrap --unshare-all --die-with-parent --ro-bind ROOTFS / --proc "
+            "/proc --dev /dev --tmpfs /tmp /bin/true",
+            "benchrun_help": "benchrun --help",
+            "python_startup": "python -c pass",
+            "benchrun_cli_before": f"PYTHONPATH={args.before} python -m benchrun.cli run "
+            "--store STORE oci:LAYOUT:latest /bin/true",
+        },
         "seconds": {n: stats(v) for n, v in times.items()},
         "peak_rss_bytes_median": rss,
     }
     if "docker_run" in times:
         d = result["seconds"]["docker_run"]["median"]
         result["ratio_to_docker_median"] = {
-            n: result["seconds"][n]["median"] / d for n in times if n != "docker_run"}
+            n: result["seconds"][n]["median"] / d for n in times if n != "docker_run"
+        }
         result["benchrun_cli_over_docker_per_round"] = [
-            c / d_ for c, d_ in zip(times["benchrun_cli"], times["docker_run"])]
+            c / d_ for c, d_ in zip(times["benchrun_cli"], times["docker_run"])
+        ]
     out = HERE / "out"
     out.mkdir(exist_ok=True)
     (out / "cli_bench.json").write_text(json.dumps(result, indent=2) + "\n")
-    print(f"{args.rounds} rounds, load average {load0:.2f} -> {os.getloadavg()[0]:.2f}; "
-          f"bench/out/cli_bench.json")
+    print(
+        f"{args.rounds} rounds, load average {load0:.2f} -> {os.getloadavg()[0]:.2f}; "
+        f"bench/out/cli_bench.json"
+    )
     print("| contender | median | min | p90 | ratio to docker (medians) |")
     print("|---|---:|---:|---:|---:|")
     for n, s in result["seconds"].items():
         ratio = result.get("ratio_to_docker_median", {}).get(n)
-        print(f"| {n} | {s['median'] * 1e3:.1f} ms | {s['min'] * 1e3:.1f} ms | "
-              f"{s['p90'] * 1e3:.1f} ms | {'' if ratio is None else f'{ratio:.2f}'} |")
-    print("peak RSS (median of 5, GNU time): " + ", ".join(
-        f"{n} {v / 2**20:.1f} MiB" for n, v in rss.items() if v is not None))
+        print(
+            f"| {n} | {s['median'] * 1e3:.1f} ms | {s['min'] * 1e3:.1f} ms | "
+            f"{s['p90'] * 1e3:.1f} ms | {'' if ratio is None else f'{ratio:.2f}'} |"
+        )
+    print(
+        "peak RSS (median of 5, GNU time): "
+        + ", ".join(f"{n} {v / 2**20:.1f} MiB" for n, v in rss.items() if v is not None)
+    )
     if docker.skipped:
         print(f"docker skipped: {docker.skipped}")
     return 0

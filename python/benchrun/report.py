@@ -115,8 +115,20 @@ def comparisons(df: pd.DataFrame, baseline: Optional[str] = None) -> Optional[pd
     return pd.concat(tables, ignore_index=True)
 
 
-COMPARISON_HEAD = ["baseline", "candidate", "benchmark", "measure", "unit", "baseline mean",
-                   "candidate mean", "change", "95% CI", "p", "significant", "bimodal"]
+COMPARISON_HEAD = [
+    "baseline",
+    "candidate",
+    "benchmark",
+    "measure",
+    "unit",
+    "baseline mean",
+    "candidate mean",
+    "change",
+    "95% CI",
+    "p",
+    "significant",
+    "bimodal",
+]
 
 
 def comparison_rows(t: pd.DataFrame) -> list[list[str]]:
@@ -126,11 +138,20 @@ def comparison_rows(t: pd.DataFrame) -> list[list[str]]:
         return "–" if v is None or math.isnan(v) else f"{100 * v:+.2f}%"
 
     return [
-        [str(r["baseline"]), str(r["candidate"]), str(r["benchmark"]), str(r["measure"]),
-         "" if r["unit"] is None else str(r["unit"]), _num(r["baseline_mean"]),
-         _num(r["candidate_mean"]), pct(r["change"]), f"[{pct(r['ci_low'])}, {pct(r['ci_high'])}]",
-         _num(r["p_value"]), "yes" if r["significant"] else "no",
-         "yes" if r["bimodal"] else "no"]
+        [
+            str(r["baseline"]),
+            str(r["candidate"]),
+            str(r["benchmark"]),
+            str(r["measure"]),
+            "" if r["unit"] is None else str(r["unit"]),
+            _num(r["baseline_mean"]),
+            _num(r["candidate_mean"]),
+            pct(r["change"]),
+            f"[{pct(r['ci_low'])}, {pct(r['ci_high'])}]",
+            _num(r["p_value"]),
+            "yes" if r["significant"] else "no",
+            "yes" if r["bimodal"] else "no",
+        ]
         for r in t.to_dict("records")
     ]
 
@@ -217,9 +238,7 @@ def html_report(
     ]
     for c in camps.to_dict("records"):
         created = dt.datetime.fromtimestamp(float(c["created"] or 0), dt.timezone.utc)
-        host = ", ".join(
-            f"{k[5:]}={c[k]}" for k in c if k.startswith("host_") and c[k] is not None
-        )
+        host = ", ".join(f"{k[5:]}={c[k]}" for k in c if k.startswith("host_") and c[k] is not None)
         parts.append(
             f'<p class="meta">Campaign <b>{html.escape(str(c["name"]))}</b> '
             f"({html.escape(str(c['id']))}), created {created:%Y-%m-%d %H:%M:%S} UTC, "

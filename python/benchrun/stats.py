@@ -175,7 +175,7 @@ def _kde_modes(x: np.ndarray) -> int:
     spread = min(sd, (q3 - q1) / 1.34) if q3 > q1 else sd
     if spread <= 0:
         return 1
-    bw = 0.9 * spread * n ** -0.2
+    bw = 0.9 * spread * n**-0.2
     grid = np.linspace(x.min() - 3 * bw, x.max() + 3 * bw, 512)
     # Gaussian KDE evaluated directly (n x 512 is small for benchmark series).
     dens = np.exp(-0.5 * ((grid[:, None] - x[None, :]) / bw) ** 2).sum(axis=1)
@@ -308,8 +308,12 @@ def summarize_frame(
         if "unit" in group.columns and "unit" not in row:
             units = group["unit"].dropna()
             row["unit"] = units.iloc[0] if len(units) else None
-        s = summarize(group[value].to_numpy(dtype=float), confidence=confidence,
-                      resamples=resamples, seed=seed)
+        s = summarize(
+            group[value].to_numpy(dtype=float),
+            confidence=confidence,
+            resamples=resamples,
+            seed=seed,
+        )
         row.update(asdict(s))
         rows.append(row)
     cols = [*by, *(["unit"] if "unit" in df.columns and "unit" not in by else []), *SUMMARY_FIELDS]
@@ -317,8 +321,17 @@ def summarize_frame(
 
 
 COMPARISON_COLUMNS = (
-    "benchmark", "measure", "unit", "change", "ci_low", "ci_high", "p_value", "significant",
-    "bimodal", "baseline_mean", "candidate_mean",
+    "benchmark",
+    "measure",
+    "unit",
+    "change",
+    "ci_low",
+    "ci_high",
+    "p_value",
+    "significant",
+    "bimodal",
+    "baseline_mean",
+    "candidate_mean",
 )
 
 

@@ -23,16 +23,22 @@ def add_parser(sub: Any) -> None:
 
     r = csub.add_parser("run", help="run (or resume) the campaign described by a TOML file")
     r.add_argument("file", help="campaign file (docs/campaigns.md)")
-    r.add_argument("--store", metavar="DB",
-                   help="results store (default: the file's [campaign] store)")
+    r.add_argument(
+        "--store", metavar="DB", help="results store (default: the file's [campaign] store)"
+    )
     r.add_argument("--image-store", metavar="DIR", help="image store (default: benchrun's cache)")
     r.add_argument("--no-progress", action="store_true", help="no progress bar")
     add_server_options(
         r, help_server="run through this job server (default $BENCHRUN_SERVER; none: locally)"
     )
     r.add_argument("--project", metavar="ID", help="job server project (default $BENCHRUN_PROJECT)")
-    r.add_argument("--batch", type=int, default=8, metavar="N",
-                   help="jobs submitted ahead through a job server (default 8)")
+    r.add_argument(
+        "--batch",
+        type=int,
+        default=8,
+        metavar="N",
+        help="jobs submitted ahead through a job server (default 8)",
+    )
     r.set_defaults(func=cmd_campaign)
 
     s = csub.add_parser("show", help="list the campaigns of a results store and their runs")
@@ -69,10 +75,18 @@ def _run(args: argparse.Namespace) -> int:
     from benchrun.campaign.store import ResultsStore
 
     ResultsStore(store).close()
-    res = campaign.run(client=client, project=project, progress=not args.no_progress,
-                       store=store, image_store=args.image_store, batch=args.batch)
-    print(f"campaign {res.campaign_id}: {res.done}/{res.planned} runs done, {res.failed} failed "
-          f"({res.skipped} already done) in {res.elapsed:.1f} s; results in {res.store}")
+    res = campaign.run(
+        client=client,
+        project=project,
+        progress=not args.no_progress,
+        store=store,
+        image_store=args.image_store,
+        batch=args.batch,
+    )
+    print(
+        f"campaign {res.campaign_id}: {res.done}/{res.planned} runs done, {res.failed} failed "
+        f"({res.skipped} already done) in {res.elapsed:.1f} s; results in {res.store}"
+    )
     return 0 if res.failed == 0 else EXIT_RUNS_FAILED
 
 
@@ -86,9 +100,11 @@ def _show(args: argparse.Namespace) -> int:
             counts = db.counts(c["id"])
             planned = len(c["spec"].get("plan", []))
             when = dt.datetime.fromtimestamp(c["created"]).strftime("%Y-%m-%d %H:%M:%S")
-            print(f"{c['id']}  created {when}  seed {c['seed']}  "
-                  f"{counts.get('done', 0)}/{planned} done, {counts.get('failed', 0)} failed  "
-                  f"host {c['host'].get('hostname', '?')} ({c['host'].get('cpu_model', '?')})")
+            print(
+                f"{c['id']}  created {when}  seed {c['seed']}  "
+                f"{counts.get('done', 0)}/{planned} done, {counts.get('failed', 0)} failed  "
+                f"host {c['host'].get('hostname', '?')} ({c['host'].get('cpu_model', '?')})"
+            )
             for v in c["spec"].get("variants", []):
                 print(f"    {v['name']}: {v['image']} {' '.join(v['command'] or [])}".rstrip())
     return 0

@@ -12,11 +12,29 @@ import sys
 import pytest
 
 # Imported only by the subcommands that need them (and by the Python API for analysis).
-HEAVY = ("pandas", "numpy", "matplotlib", "scipy", "seaborn", "aiohttp", "asyncpg", "requests",
-         "rich")
-LAZY_BENCHRUN = ("benchrun.report", "benchrun.results", "benchrun.stats", "benchrun.plots",
-                 "benchrun.export", "benchrun.campaign", "benchrun.agent", "benchrun.server",
-                 "benchrun.client", "benchrun.jobs.protocol")
+HEAVY = (
+    "pandas",
+    "numpy",
+    "matplotlib",
+    "scipy",
+    "seaborn",
+    "aiohttp",
+    "asyncpg",
+    "requests",
+    "rich",
+)
+LAZY_BENCHRUN = (
+    "benchrun.report",
+    "benchrun.results",
+    "benchrun.stats",
+    "benchrun.plots",
+    "benchrun.export",
+    "benchrun.campaign",
+    "benchrun.agent",
+    "benchrun.server",
+    "benchrun.client",
+    "benchrun.jobs.protocol",
+)
 
 PROBE = """
 import json, sys
@@ -31,16 +49,18 @@ print("\\n" + json.dumps(sorted(sys.modules)))
 
 
 def loaded_after(argv: list[str]) -> tuple[set[str], str]:
-    p = subprocess.run([sys.executable, "-c", PROBE, json.dumps(argv)], capture_output=True,
-                       text=True, timeout=60)
+    p = subprocess.run(
+        [sys.executable, "-c", PROBE, json.dumps(argv)], capture_output=True, text=True, timeout=60
+    )
     assert p.returncode == 0, p.stderr
     text, _, modules = p.stdout.rpartition("\n[")
     return set(json.loads("[" + modules)), text
 
 
 def offending(modules: set[str]) -> list[str]:
-    return sorted(m for m in modules
-                  if any(m == h or m.startswith(h + ".") for h in HEAVY + LAZY_BENCHRUN))
+    return sorted(
+        m for m in modules if any(m == h or m.startswith(h + ".") for h in HEAVY + LAZY_BENCHRUN)
+    )
 
 
 def test_run_arguments_parse_without_heavy_imports():
@@ -51,9 +71,17 @@ def test_run_arguments_parse_without_heavy_imports():
 
 @pytest.mark.parametrize(
     "argv",
-    [["--help"], ["run", "--help"], ["pull", "--help"], ["report", "--help"],
-     ["campaign", "run", "--help"], ["submit", "--help"], ["jobs", "--help"], ["serve", "--help"],
-     ["agent", "--help"]],
+    [
+        ["--help"],
+        ["run", "--help"],
+        ["pull", "--help"],
+        ["report", "--help"],
+        ["campaign", "run", "--help"],
+        ["submit", "--help"],
+        ["jobs", "--help"],
+        ["serve", "--help"],
+        ["agent", "--help"],
+    ],
     ids=lambda a: " ".join(a),
 )
 def test_help_without_heavy_imports(argv):
@@ -64,8 +92,25 @@ def test_help_without_heavy_imports(argv):
 
 def test_every_subcommand_is_listed_in_the_top_level_help():
     _, text = loaded_after(["--help"])
-    for command in ("pull", "inspect", "images", "rmi", "prune", "run", "serve", "agent", "submit",
-                    "jobs", "job", "cancel", "project", "token", "runner", "campaign", "report"):
+    for command in (
+        "pull",
+        "inspect",
+        "images",
+        "rmi",
+        "prune",
+        "run",
+        "serve",
+        "agent",
+        "submit",
+        "jobs",
+        "job",
+        "cancel",
+        "project",
+        "token",
+        "runner",
+        "campaign",
+        "report",
+    ):
         assert f"    {command} " in text, command
 
 
@@ -73,6 +118,8 @@ def test_the_probe_sees_heavy_imports():
     """The check above can fail: the report's implementation does import pandas."""
     p = subprocess.run(
         [sys.executable, "-c", "import sys, benchrun.report; print('pandas' in sys.modules)"],
-        capture_output=True, text=True, timeout=60,
+        capture_output=True,
+        text=True,
+        timeout=60,
     )
     assert p.stdout.strip() == "True", p.stderr

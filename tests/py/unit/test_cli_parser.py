@@ -27,14 +27,21 @@ def test_one_command_parser_parses_as_the_full_parser(argv):
     lean = vars(one.parse_args(argv))
     # Defaults that are parser objects (run_parser) differ by identity only.
     assert {k: v for k, v in lean.items() if k != "run_parser"} == {
-        k: v for k, v in full.items() if k != "run_parser"}
+        k: v for k, v in full.items() if k != "run_parser"
+    }
 
 
 @pytest.mark.parametrize(
     "argv, command",
-    [([], None), (["--help"], None), (["-h", "run"], None), (["--version"], None),
-     (["-v", "report", "x"], "report"), (["--verbose", "run", "-e", "A", "i"], "run"),
-     (["--", "run"], None)],
+    [
+        ([], None),
+        (["--help"], None),
+        (["-h", "run"], None),
+        (["--version"], None),
+        (["-v", "report", "x"], "report"),
+        (["--verbose", "run", "-e", "A", "i"], "run"),
+        (["--", "run"], None),
+    ],
 )
 def test_command_of(argv, command):
     assert cli._command_of(argv) == command
