@@ -16,7 +16,7 @@ import os
 import shutil
 import tarfile
 from pathlib import Path
-from typing import Iterable, Optional, Union
+from typing import Any, Iterable, Optional, Union
 
 from benchrun.runner import Result
 
