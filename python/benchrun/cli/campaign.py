@@ -1,5 +1,5 @@
 """`benchrun campaign run|show|export`: run a campaign file, list what a results store holds, export
-it as a tidy CSV or Parquet table. Wired into benchrun.cli.main with add_parser(sub); the campaign
+it as a tidy CSV or Parquet table. Registered by benchrun.cli.main (add_parsers); the campaign
 machinery is imported only when the command runs."""
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from benchrun.errors import ConfigError
 EXIT_RUNS_FAILED = 1  # the campaign ran, and some of its runs failed (they are stored)
 
 
-def add_parser(sub: Any) -> None:
+def add_parsers(sub: Any) -> None:
     """Adds the `campaign` command (with run, show and export) to a subparsers object."""
     p = sub.add_parser("campaign", help="run benchmark campaigns and read their results store")
     csub = p.add_subparsers(dest="campaign_command", metavar="ACTION")
@@ -119,4 +119,4 @@ def _export(args: argparse.Namespace) -> int:
     return 0
 
 
-__all__ = ["EXIT_RUNS_FAILED", "add_parser", "cmd_campaign"]
+__all__ = ["EXIT_RUNS_FAILED", "add_parsers", "cmd_campaign"]

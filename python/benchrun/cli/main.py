@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import datetime as dt
+import importlib
 import json
 import os
 import sys
@@ -22,9 +23,6 @@ from typing import Any, Callable, Optional, Sequence
 
 import benchrun
 from benchrun import image as img
-from benchrun.cli import campaign as campaign_cli
-from benchrun.cli import jobs as jobs_cli
-from benchrun.cli import report as report_cli
 from benchrun.cli.progress import pull_progress
 from benchrun.errors import BenchrunError, ConfigError
 from benchrun.runner import (
@@ -112,6 +110,17 @@ class _OneCommand:
         return self._sub.add_parser(name, **kwargs)
 
 
+# The subcommands whose parsers and cmd_* functions live in other modules: each module's
+# add_parsers(sub) is imported and called only to run one of its commands, or for the full parser
+# (--help). tests/py/unit/test_cli_parser.py checks this table against what the modules register.
+_JOB_COMMANDS = "serve agent submit jobs job cancel project token runner"
+SUBCOMMAND_MODULES = {
+    "benchrun.cli.jobs": tuple(_JOB_COMMANDS.split()),
+    "benchrun.cli.campaign": ("campaign",),
+    "benchrun.cli.report": ("report",),
+}
+
+
 def _command_of(argv: Sequence[str]) -> Optional[str]:
     """The subcommand named in argv (the first word after the top-level flags), or None when the
     top-level parser itself has to answer (--help, --version, no command)."""
@@ -171,9 +180,9 @@ def build_parser(command: Optional[str] = None) -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="print JSON")
     p.set_defaults(func=cmd_prune)
     _add_run_parser(sub)
-    jobs_cli.add_parsers(sub)
-    campaign_cli.add_parser(sub)
-    report_cli.add_parser(sub)
+    for module, commands in SUBCOMMAND_MODULES.items():
+        if command is None or command in commands:
+            importlib.import_module(module).add_parsers(sub)
     if isinstance(sub, _OneCommand) and not sub.found:
         return build_parser()
     return parser

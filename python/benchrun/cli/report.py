@@ -1,7 +1,7 @@
 """`benchrun report STORE`: the per-variant summary and the comparison with a baseline variant, as
 a terminal table or Markdown, and optionally a self-contained HTML report with plots.
 
-Registered from benchrun.cli.main with add_parser(sub); pandas, the statistics and the plots are
+Registered by benchrun.cli.main (add_parsers); pandas, the statistics and the plots are
 imported only when the command runs (benchrun.report).
 """
 
@@ -15,7 +15,7 @@ from typing import Any
 from benchrun.errors import ConfigError
 
 
-def add_parser(sub: Any) -> argparse.ArgumentParser:
+def add_parsers(sub: Any) -> None:
     """Adds the `report` subcommand to the CLI's subparsers; it runs cmd_report()."""
     p = sub.add_parser(
         "report",
@@ -41,7 +41,6 @@ def add_parser(sub: Any) -> argparse.ArgumentParser:
         "--include-warmup", action="store_true", help="count warm-up runs in the statistics"
     )
     p.set_defaults(func=cmd_report)
-    return p
 
 
 def cmd_report(args: argparse.Namespace) -> int:

@@ -189,7 +189,7 @@ def test_trend(store):
 
 def _report(argv):
     parser = argparse.ArgumentParser(prog="benchrun")
-    report_cli.add_parser(parser.add_subparsers(dest="command"))
+    report_cli.add_parsers(parser.add_subparsers(dest="command"))
     args = parser.parse_args(["report", *argv])
     return args.func(args)
 

@@ -54,3 +54,17 @@ def test_an_unknown_command_gets_the_full_parser_and_its_error(capsys):
         cli.main(["nosuch"])
     assert e.value.code == 2
     assert "invalid choice: 'nosuch' (choose from 'pull'," in capsys.readouterr().err
+
+
+def test_subcommand_modules_table_matches_what_the_modules_register():
+    import argparse
+    import importlib
+
+    for module, commands in cli.SUBCOMMAND_MODULES.items():
+        parser = argparse.ArgumentParser()
+        importlib.import_module(module).add_parsers(parser.add_subparsers())
+        assert tuple(parser._subparsers._group_actions[0].choices) == commands, module
+    full = cli.build_parser()._subparsers._group_actions[0].choices
+    listed = [c for commands in cli.SUBCOMMAND_MODULES.values() for c in commands]
+    own = ["pull", "inspect", "images", "rmi", "prune", "run"]  # main.py's own
+    assert list(full) == own + listed
