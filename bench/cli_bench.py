@@ -23,7 +23,6 @@ import io
 import json
 import os
 import platform
-import resource
 import shutil
 import signal
 import statistics
@@ -164,7 +163,9 @@ def timed(cmd: list[str], env: Optional[dict[str, str]] = None) -> float:
     return dt
 
 
-def peak_rss(cmd: list[str], times: int = 5) -> Optional[float]:
+def peak_rss(
+    cmd: list[str], times: int = 5, env: Optional[dict[str, str]] = None
+) -> Optional[float]:
     """Median peak RSS (bytes) of ``cmd``, measured by GNU time. Not from this process's wait4:
     a child forked from this (large) interpreter inherits its RSS high-water mark across exec."""
     gnu_time = "/usr/bin/time"
@@ -178,6 +179,7 @@ def peak_rss(cmd: list[str], times: int = 5) -> Optional[float]:
                 check=True,
                 stdout=subprocess.DEVNULL,
                 stderr=subprocess.DEVNULL,
+                env=env,
             )
             out.seek(0)
             kib.append(int(out.read().split()[-1]))
@@ -299,6 +301,8 @@ def main() -> int:
                 "benchrun_run_api_process": peak_rss([sys.executable, "-c", api_script]),
                 "python_startup": peak_rss(cmd_python),
             }
+            if args.before:
+                rss["benchrun_cli_before"] = peak_rss(cmd_before, env=env_before)
         finally:
             docker.stop()
     result: dict[str, Any] = {
