@@ -65,3 +65,7 @@ def __getattr__(name: str) -> Any:
 
         return Client
     raise AttributeError(f"module 'benchrun' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | {"Client"})

@@ -125,3 +125,37 @@ def test_the_probe_sees_heavy_imports():
         timeout=60,
     )
     assert p.stdout.strip() == "True", p.stderr
+
+
+PROGRESS_PROBE = """
+import io, sys
+class Terminal(io.StringIO):
+    def isatty(self):
+        return True
+sys.stderr = Terminal()
+from benchrun.cli.progress import pull_progress
+with pull_progress(True) as progress:
+    assert progress is not None
+    progress("resolved", "sha256:" + "ab" * 32, 0, 0)  # a cached image sends only these
+    progress("done", "sha256:" + "ab" * 32, 0, 0)
+    print("rich" in sys.modules)
+    progress("layer_start", "sha256:" + "cd" * 32, 0, 100)
+    print("rich.progress" in sys.modules)
+"""
+
+
+def test_pull_progress_imports_rich_on_the_first_layer_event_only():
+    p = subprocess.run(
+        [sys.executable, "-c", PROGRESS_PROBE], capture_output=True, text=True, timeout=60
+    )
+    assert p.returncode == 0, p.stderr
+    assert p.stdout.split()[-2:] == ["False", "True"]
+
+
+def test_benchrun_client_is_imported_on_first_use():
+    code = (
+        "import sys, benchrun; a = 'benchrun.client' in sys.modules; c = benchrun.Client; "
+        "print(a, 'benchrun.client' in sys.modules, c.__module__, 'Client' in dir(benchrun))"
+    )
+    p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert p.stdout.split() == ["False", "True", "benchrun.client", "True"], p.stderr
