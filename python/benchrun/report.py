@@ -178,13 +178,14 @@ def print_comparisons(t: pd.DataFrame, file: Optional[TextIO] = None) -> None:
     console.print(table)
 
 
-def markdown_report(s: pd.DataFrame, comparisons: Optional[pd.DataFrame]) -> str:
-    """The summary table, then (with two variants or more) the comparison table, in Markdown."""
+def markdown_report(s: pd.DataFrame, comparison_table: Optional[pd.DataFrame]) -> str:
+    """The summary table, then (given comparisons(), None with fewer than two variants) the
+    comparison table, in Markdown, separated by a blank line."""
     from benchrun import export
 
     text = export.markdown_table(s)
-    if comparisons is not None:
-        text += "\n" + export.markdown_cells(COMPARISON_HEAD, comparison_rows(comparisons))
+    if comparison_table is not None:
+        text += "\n" + export.markdown_cells(COMPARISON_HEAD, comparison_rows(comparison_table))
     return text
 
 

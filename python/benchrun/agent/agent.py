@@ -324,8 +324,8 @@ class Agent:
                 wait = None
                 if job.cancel_at is not None:
                     wait = max(0.0, job.cancel_at + self.config.cancel_grace - time.monotonic())
-                pending: set[asyncio.Future[Any]] = {job.future, messages, canceled}
-                await asyncio.wait(pending, timeout=wait,
+                awaited: set[asyncio.Future[Any]] = {job.future, messages, canceled}
+                await asyncio.wait(awaited, timeout=wait,
                                    return_when=asyncio.FIRST_COMPLETED)
                 if messages.done():
                     messages.result()  # raises ConnectionLost: the job goes on, we reconnect

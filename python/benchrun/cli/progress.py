@@ -60,12 +60,12 @@ def pull_progress(enabled: bool) -> Iterator[Optional[ProgressFn]]:
             if progress is None:
                 return
             short = digest.split(":", 1)[-1][:12]
-            if kind != "unpack_start":
-                if digest not in tasks:
-                    tasks[digest] = progress.add_task(f"layer {short}", total=total or None)
-                progress.update(tasks[digest], completed=done, total=total or None)
-            elif kind == "unpack_start":
+            if kind == "unpack_start":
                 progress.console.print(f"unpacking layer {done + 1}/{total} {short}", style="dim")
+                return
+            if digest not in tasks:
+                tasks[digest] = progress.add_task(f"layer {short}", total=total or None)
+            progress.update(tasks[digest], completed=done, total=total or None)
 
     try:
         yield on_event
