@@ -7,7 +7,6 @@ rich is imported on the first layer event, not before: a run whose image is alre
 from __future__ import annotations
 
 import sys
-import threading
 from contextlib import contextmanager
 from typing import Any, Iterator, Optional
 
@@ -45,6 +44,8 @@ def pull_progress(enabled: bool) -> Iterator[Optional[ProgressFn]]:
     if not enabled or not sys.stderr.isatty():
         yield None
         return
+    import threading  # here: a run that is not on a terminal does not need it
+
     lock = threading.Lock()  # events may come from the pull's worker threads
     state: dict[str, Any] = {"progress": None, "started": False}
     tasks: dict[str, int] = {}
