@@ -80,6 +80,7 @@ class Docker:
         self.cli = self.cli or shutil.which("docker")
         self.host: list[str] = []
         self.skipped = ""
+        self.log = work / "docker" / "dockerd.log"
 
     def cmd(self, *args: str) -> list[str]:
         assert self.cli is not None
@@ -104,7 +105,6 @@ class Docker:
         d = self.work / "docker"
         d.mkdir()
         sock = d / "docker.sock"
-        self.log = d / "dockerd.log"
         self.daemon = subprocess.Popen(
             [
                 dockerd,
