@@ -10,6 +10,7 @@ PKGS=(
   pybind11-dev python3-pybind11 python3-dev python3-venv python3-pip python3-setuptools python3-wheel
   # tests
   libgtest-dev libgmock-dev python3-pytest python3-jwt python3-cryptography python3-bcrypt
+  black mypy
   # runtime helpers and test peers
   python3-rich ca-certificates skopeo umoci docker-registry busybox-static zstd bubblewrap iproute2
   python3-asyncpg python3-aiohttp python3-requests postgresql

@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# test.sh: set everything up and run all tests (GoogleTest via ctest, then pytest).
+# test.sh: set everything up and run all tests (GoogleTest via ctest, then pytest), then the Python
+# linters (black --check, mypy: scripts/lint.sh). Any failure fails the script, the linters' too.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -17,3 +18,5 @@ UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 ./build/asan/benchrun_tests --g
 
 echo "== Python tests (pytest)"
 python -m pytest -q -p no:cacheprovider "$@"
+
+./scripts/lint.sh

@@ -14,14 +14,13 @@ import time
 from typing import Any, Iterable, Mapping, Optional, Sequence, Union
 
 from benchrun.errors import AuthError, ConfigError, DeadlineExceeded, JobNotFound, ServerError
-from benchrun.jobs.protocol import STATUS_NAMES, TERMINAL_STATUSES
+from benchrun.jobs.status import STATUS_NAMES, TERMINAL_STATUSES, status_name
 
 TERMINAL = frozenset(STATUS_NAMES[s] for s in TERMINAL_STATUSES)
 
 
 def _status_name(job: Mapping[str, Any]) -> str:
-    s = job.get("status")
-    return STATUS_NAMES[s] if isinstance(s, int) and 0 <= s < len(STATUS_NAMES) else str(s)
+    return status_name(job.get("status"))
 
 
 class Client:

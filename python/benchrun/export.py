@@ -64,7 +64,7 @@ def to_bmf(metrics_by_benchmark: Union[Sequence[Metric], Mapping[str, Mapping[st
                     put(bench, measure, _entry(v.value, v.lower, v.upper, where))
                 elif isinstance(v, Mapping):
                     if "value" not in v:
-                        raise ConfigError(f"BMF export {where}: missing \"value\"")
+                        raise ConfigError(f'BMF export {where}: missing "value"')
                     lo = v.get("lower_value", v.get("lower"))
                     hi = v.get("upper_value", v.get("upper"))
                     put(bench, measure, _entry(v["value"], lo, hi, where))
@@ -74,8 +74,11 @@ def to_bmf(metrics_by_benchmark: Union[Sequence[Metric], Mapping[str, Mapping[st
         for m in metrics_by_benchmark:
             if not isinstance(m, Metric):
                 raise ConfigError(f"BMF export: expected Metric objects, got {type(m).__name__}")
-            put(m.benchmark, m.measure,
-                _entry(m.value, m.lower, m.upper, f"{m.benchmark!r} / {m.measure!r}"))
+            put(
+                m.benchmark,
+                m.measure,
+                _entry(m.value, m.lower, m.upper, f"{m.benchmark!r} / {m.measure!r}"),
+            )
     return doc
 
 
@@ -136,8 +139,16 @@ def bmf_by_variant(df: Any, *, stat: str = "mean", bounds: str = "auto") -> dict
 # --- tables -------------------------------------------------------------------------------------
 
 _HEAD = {
-    "n": "n", "mean": "mean", "median": "median", "stddev": "stddev", "cv": "cv",
-    "ci": "CI of mean", "min": "min", "max": "max", "outliers": "outliers", "warmup": "warm-up",
+    "n": "n",
+    "mean": "mean",
+    "median": "median",
+    "stddev": "stddev",
+    "cv": "cv",
+    "ci": "CI of mean",
+    "min": "min",
+    "max": "max",
+    "outliers": "outliers",
+    "warmup": "warm-up",
     "bimodal": "bimodal",
 }
 
@@ -158,10 +169,26 @@ def _cells(df: Any) -> tuple[list[str], list[list[str]]]:
     """Header and display cells of a summary frame (other frames: every column as is)."""
     if "mean" not in df.columns:
         cols = [str(c) for c in df.columns]
-        return cols, [[_num(v) if isinstance(v, float) else str(v) for v in r]
-                      for r in df.itertuples(index=False)]
-    stat_cols = {"n", "mean", "median", "stddev", "cv", "min", "max", "ci_low", "ci_high",
-                 "outliers", "mad_outliers", "warmup", "bimodal", "unit"}
+        return cols, [
+            [_num(v) if isinstance(v, float) else str(v) for v in r]
+            for r in df.itertuples(index=False)
+        ]
+    stat_cols = {
+        "n",
+        "mean",
+        "median",
+        "stddev",
+        "cv",
+        "min",
+        "max",
+        "ci_low",
+        "ci_high",
+        "outliers",
+        "mad_outliers",
+        "warmup",
+        "bimodal",
+        "unit",
+    }
     keys = [str(c) for c in df.columns if c not in stat_cols]
     unit = "unit" in df.columns
     head = keys + (["unit"] if unit else [])
@@ -201,7 +228,11 @@ def _md(cell: str) -> str:
 
 def markdown_table(summary_df: Any) -> str:
     """A GitHub-flavoured Markdown table of a summary frame (pipes in names escaped)."""
-    head, rows = _cells(summary_df)
+    return markdown_cells(*_cells(summary_df))
+
+
+def markdown_cells(head: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
+    """A GitHub-flavoured Markdown table of display cells (pipes and newlines escaped)."""
     lines = ["| " + " | ".join(_md(h) for h in head) + " |"]
     lines.append("|" + "|".join("---" for _ in head) + "|")
     lines += ["| " + " | ".join(_md(c) for c in r) + " |" for r in rows]

@@ -121,41 +121,8 @@ def comparisons(
     """stats.compare() of ``candidate`` against ``baseline`` for each benchmark and measure both
     have: columns benchmark, measure, unit, change, ci_low, ci_high, p_value, significant,
     bimodal, baseline_mean, candidate_mean (change = candidate/baseline - 1)."""
-    _require(df, [by])
-    sel = _select(df, None, measure)
-    variants = set(sel[by].unique())
-    for name in (baseline, candidate):
-        if name not in variants:
-            raise ConfigError(
-                f"{by} '{name}': not in the results (have: {', '.join(sorted(map(str, variants)))})"
-            )
-    rows = []
-    for (bench, meas), group in sel.groupby(["benchmark", "measure"], sort=True):
-        b = group.loc[group[by] == baseline, "value"].to_numpy(dtype=float)
-        c = group.loc[group[by] == candidate, "value"].to_numpy(dtype=float)
-        if len(b) == 0 or len(c) == 0:
-            continue
-        cmp = stats.compare(b, c, alpha=alpha, confidence=confidence, seed=seed)
-        rows.append(
-            {
-                "benchmark": bench,
-                "measure": meas,
-                "unit": _unit(group).strip(" ()") or None,
-                "change": cmp.change,
-                "ci_low": cmp.ci_low,
-                "ci_high": cmp.ci_high,
-                "p_value": cmp.p_value,
-                "significant": cmp.significant,
-                "bimodal": cmp.bimodal,
-                "baseline_mean": cmp.baseline.mean,
-                "candidate_mean": cmp.candidate.mean,
-            }
-        )
-    return pd.DataFrame(
-        rows,
-        columns=["benchmark", "measure", "unit", "change", "ci_low", "ci_high", "p_value",
-                 "significant", "bimodal", "baseline_mean", "candidate_mean"],
-    )
+    return stats.compare_frame(df, baseline, candidate, by=by, measure=measure, alpha=alpha,
+                               confidence=confidence, seed=seed)
 
 
 def comparison(

@@ -106,7 +106,7 @@ def backend_params(config: pytest.Config, node: Any) -> list[Any]:
     backends = marked or selected or DEFAULT_BACKENDS
     params = []
     for b in backends:
-        marks = ()
+        marks: tuple[Any, ...] = ()
         if selected is not None and b not in selected:
             marks = (pytest.mark.skip(reason=f"backend {b} not selected by --benchrun-backend"),)
         params.append(pytest.param(b, id=b, marks=marks))

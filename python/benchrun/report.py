@@ -1,12 +1,13 @@
-"""`benchrun report STORE`: a summary of a results store as a terminal table, Markdown or HTML.
+"""The report of a results store (`benchrun report`, benchrun.cli.report): the per-variant summary
+and the comparison of every variant with the baseline, as terminal tables, Markdown or HTML.
 
-The HTML report is one self-contained file: the summary table, the comparison of every variant
-with the baseline, and the plots (distribution, comparison, trend) embedded as base64 PNG.
+The comparison table is computed once (stats.compare_frame, as the comparison plot) and rendered
+by every format from the same cells. The HTML report is one self-contained file: the summary
+table, the comparisons, and the plots (distribution, comparison, trend) embedded as base64 PNG.
 """
 
 from __future__ import annotations
 
-import argparse
 import base64
 import datetime as dt
 import html
@@ -17,7 +18,6 @@ from typing import Any, Optional, TextIO
 
 import pandas as pd
 
-from benchrun.errors import ConfigError
 
 _CSS = """
 body { font-family: system-ui, sans-serif; margin: 2em; color: #222; }
@@ -27,34 +27,6 @@ th { background: #f0f0f0; } td:first-child, td:nth-child(2), td:nth-child(3) { t
 img { max-width: 100%; display: block; margin: 1em 0; }
 .meta { color: #555; font-size: 0.9em; }
 """
-
-
-def add_parser(sub: Any) -> argparse.ArgumentParser:
-    """Adds the `report` subcommand to the CLI's subparsers; it runs cmd_report()."""
-    p = sub.add_parser(
-        "report",
-        help="summarize a results store: terminal table, Markdown, or an HTML report with plots",
-    )
-    p.add_argument("store", metavar="STORE", help="results store (SQLite file) of a campaign")
-    p.add_argument("--campaign", metavar="ID", help="only this campaign (id or name)")
-    p.add_argument(
-        "--html", metavar="FILE", help="also write a self-contained HTML report with the plots"
-    )
-    p.add_argument(
-        "--markdown",
-        action="store_true",
-        help="print a Markdown table instead of the terminal table",
-    )
-    p.add_argument(
-        "--baseline",
-        metavar="VARIANT",
-        help="variant the others are compared with (default: the first in name order)",
-    )
-    p.add_argument(
-        "--include-warmup", action="store_true", help="count warm-up runs in the statistics"
-    )
-    p.set_defaults(func=cmd_report)
-    return p
 
 
 def summary(df: pd.DataFrame) -> pd.DataFrame:
@@ -116,53 +88,148 @@ def print_table(s: pd.DataFrame, title: str, file: Optional[TextIO] = None) -> N
     console.print(table)
 
 
-def _figures(df: pd.DataFrame, baseline: Optional[str]) -> tuple[list[tuple[str, Any]], Any]:
+def _variants(df: pd.DataFrame, baseline: Optional[str]) -> tuple[Optional[str], list[str]]:
+    """(baseline, candidates): the baseline defaults to the first variant in name order."""
+    variants = sorted(df["variant"].dropna().unique(), key=str)
+    if len(variants) < 2:
+        return None, []
+    base = baseline if baseline is not None else variants[0]
+    return base, [v for v in variants if v != base]
+
+
+def comparisons(df: pd.DataFrame, baseline: Optional[str] = None) -> Optional[pd.DataFrame]:
+    """Every other variant against ``baseline`` (stats.compare_frame), one row per candidate,
+    benchmark and measure, columns baseline, candidate + stats.COMPARISON_COLUMNS; None when the
+    frame holds fewer than two variants."""
+    from benchrun import stats
+
+    base, candidates = _variants(df, baseline)
+    if base is None:
+        return None
+    tables = []
+    for cand in candidates:
+        t = stats.compare_frame(df, base, cand)
+        t.insert(0, "candidate", cand)
+        t.insert(0, "baseline", base)
+        tables.append(t)
+    return pd.concat(tables, ignore_index=True)
+
+
+COMPARISON_HEAD = [
+    "baseline",
+    "candidate",
+    "benchmark",
+    "measure",
+    "unit",
+    "baseline mean",
+    "candidate mean",
+    "change",
+    "95% CI",
+    "p",
+    "significant",
+    "bimodal",
+]
+
+
+def comparison_rows(t: pd.DataFrame) -> list[list[str]]:
+    """The display cells of a comparisons() table (COMPARISON_HEAD), for every format."""
+
+    def pct(v: Any) -> str:
+        return "–" if v is None or math.isnan(v) else f"{100 * v:+.2f}%"
+
+    return [
+        [
+            str(r["baseline"]),
+            str(r["candidate"]),
+            str(r["benchmark"]),
+            str(r["measure"]),
+            "" if r["unit"] is None else str(r["unit"]),
+            _num(r["baseline_mean"]),
+            _num(r["candidate_mean"]),
+            pct(r["change"]),
+            f"[{pct(r['ci_low'])}, {pct(r['ci_high'])}]",
+            _num(r["p_value"]),
+            "yes" if r["significant"] else "no",
+            "yes" if r["bimodal"] else "no",
+        ]
+        for r in t.to_dict("records")
+    ]
+
+
+def print_comparisons(t: pd.DataFrame, file: Optional[TextIO] = None) -> None:
+    """The comparisons as a rich table (plain text when ``file`` is not a terminal); significant
+    changes in bold."""
+    from rich.console import Console
+    from rich.table import Table
+
+    out = file or sys.stdout
+    console = Console(file=out, width=None if out.isatty() else 200)
+    base = ", ".join(sorted(map(str, t["baseline"].unique())))
+    table = Table(
+        title=f"compared with {base} (change of the mean; significant: p < 0.05 and the 95% CI "
+        "excludes 0)",
+        title_justify="left",
+    )
+    for h in COMPARISON_HEAD:
+        left = h in ("baseline", "candidate", "benchmark", "measure", "unit")
+        table.add_column(h, justify="left" if left else "right")
+    for r in comparison_rows(t):
+        table.add_row(*r, style="bold" if r[-2] == "yes" else None)
+    console.print(table)
+
+
+def markdown_report(s: pd.DataFrame, comparison_table: Optional[pd.DataFrame]) -> str:
+    """The summary table, then (given comparisons(), None with fewer than two variants) the
+    comparison table, in Markdown, separated by a blank line."""
+    from benchrun import export
+
+    text = export.markdown_table(s)
+    if comparison_table is not None:
+        text += "\n" + export.markdown_cells(COMPARISON_HEAD, comparison_rows(comparison_table))
+    return text
+
+
+def _figures(df: pd.DataFrame, baseline: Optional[str]) -> list[tuple[str, Any]]:
     from benchrun import plots
 
-    figs: list[tuple[str, Any]] = []
-    comparisons = []
-    figs.append(("Distributions", plots.distribution(df, measure=None, kind="violin")))
-    variants = sorted(df["variant"].dropna().unique(), key=str)
-    if len(variants) > 1:
-        base = baseline if baseline is not None else variants[0]
-        for cand in variants:
-            if cand == base:
-                continue
-            figs.append((f"{cand} vs {base}", plots.comparison(df, base, cand)))
-            t = plots.comparisons(df, base, cand)
-            t.insert(0, "candidate", cand)
-            t.insert(0, "baseline", base)
-            comparisons.append(t)
+    figs: list[tuple[str, Any]] = [
+        ("Distributions", plots.distribution(df, measure=None, kind="violin"))
+    ]
+    base, candidates = _variants(df, baseline)
+    for cand in candidates:
+        figs.append((f"{cand} vs {base}", plots.comparison(df, str(base), cand)))
     figs.append(("Trend over the campaign", plots.trend(df, measure=None)))
-    table = pd.concat(comparisons, ignore_index=True) if comparisons else None
-    return figs, table
+    return figs
 
 
 def _comparison_html(t: pd.DataFrame) -> str:
-    head = ["baseline", "candidate", "benchmark", "measure", "change", "95% CI", "p", "significant",
-            "bimodal"]
     out = ['<table class="benchrun-comparison"><thead><tr>']
-    out += [f"<th>{html.escape(h)}</th>" for h in head]
+    out += [f"<th>{html.escape(h)}</th>" for h in COMPARISON_HEAD]
     out.append("</tr></thead><tbody>")
-    for r in t.to_dict("records"):
-        cells = [r["baseline"], r["candidate"], r["benchmark"], r["measure"],
-                 f"{100 * r['change']:+.2f}%",
-                 f"[{100 * r['ci_low']:+.2f}%, {100 * r['ci_high']:+.2f}%]",
-                 _num(r["p_value"]), "yes" if r["significant"] else "no",
-                 "yes" if r["bimodal"] else "no"]
-        out.append("<tr>" + "".join(f"<td>{html.escape(str(c))}</td>" for c in cells) + "</tr>")
+    for cells in comparison_rows(t):
+        out.append("<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in cells) + "</tr>")
     out.append("</tbody></table>")
     return "\n".join(out)
 
 
-def html_report(store: str, df: pd.DataFrame, s: pd.DataFrame, baseline: Optional[str]) -> str:
-    """The self-contained HTML report (plots embedded as base64 PNG)."""
+def html_report(
+    store: str,
+    df: pd.DataFrame,
+    s: pd.DataFrame,
+    baseline: Optional[str],
+    *,
+    comparison_table: Optional[pd.DataFrame] = None,
+) -> str:
+    """The self-contained HTML report (plots embedded as base64 PNG); ``comparison_table`` is
+    comparisons(df, baseline) when the caller has it already."""
     from benchrun import export, plots, results
+
+    table = comparison_table if comparison_table is not None else comparisons(df, baseline)
 
     camps = results.campaigns(store)
     if df["campaign"].nunique() == 1:
         camps = camps[camps["id"] == df["campaign"].iloc[0]]
-    figs, comparisons = _figures(df, baseline)
+    figs = _figures(df, baseline)
     parts = [
         "<!DOCTYPE html>",
         '<html lang="en"><head><meta charset="utf-8">',
@@ -172,9 +239,7 @@ def html_report(store: str, df: pd.DataFrame, s: pd.DataFrame, baseline: Optiona
     ]
     for c in camps.to_dict("records"):
         created = dt.datetime.fromtimestamp(float(c["created"] or 0), dt.timezone.utc)
-        host = ", ".join(
-            f"{k[5:]}={c[k]}" for k in c if k.startswith("host_") and c[k] is not None
-        )
+        host = ", ".join(f"{k[5:]}={c[k]}" for k in c if k.startswith("host_") and c[k] is not None)
         parts.append(
             f'<p class="meta">Campaign <b>{html.escape(str(c["name"]))}</b> '
             f"({html.escape(str(c['id']))}), created {created:%Y-%m-%d %H:%M:%S} UTC, "
@@ -184,8 +249,8 @@ def html_report(store: str, df: pd.DataFrame, s: pd.DataFrame, baseline: Optiona
             + "</p>"
         )
     parts += ["<h2>Summary</h2>", export.html_table(s)]
-    if comparisons is not None:
-        parts += ["<h2>Comparisons</h2>", _comparison_html(comparisons)]
+    if table is not None:
+        parts += ["<h2>Comparisons</h2>", _comparison_html(table)]
     parts.append("<h2>Plots</h2>")
     for title, fig in figs:
         png = base64.b64encode(plots.to_png(fig)).decode("ascii")
@@ -193,43 +258,3 @@ def html_report(store: str, df: pd.DataFrame, s: pd.DataFrame, baseline: Optiona
         parts.append(f'<img alt="{html.escape(title)}" src="data:image/png;base64,{png}">')
     parts.append("</body></html>")
     return "\n".join(parts) + "\n"
-
-
-def cmd_report(args: argparse.Namespace) -> int:
-    """`benchrun report`: load, summarize, print; with --html also write the HTML report."""
-    from benchrun import export, results
-
-    store = str(args.store)
-    df = results.load(store, args.campaign, include_warmup=args.include_warmup)
-    if df.empty:
-        where = f"campaign '{args.campaign}' in " if args.campaign else ""
-        raise ConfigError(f"results store '{store}': {where}no completed run has metrics to report")
-    if args.baseline is not None and args.baseline not in set(df["variant"]):
-        raise ConfigError(
-            f"--baseline '{args.baseline}': no such variant "
-            f"(have: {', '.join(sorted(map(str, df['variant'].unique())))})"
-        )
-    out_file = None
-    if args.html:
-        try:  # created before any work, so a bad path fails fast
-            out_file = open(args.html, "w", encoding="utf-8")
-        except OSError as e:
-            raise ConfigError(f"open '{args.html}': {e.strerror}") from e
-    try:
-        s = summary(df)
-        if args.markdown:
-            sys.stdout.write(export.markdown_table(s))
-        else:
-            names = ", ".join(sorted(map(str, df["campaign_name"].dropna().unique())))
-            print_table(s, f"{names or store}: {df['run'].nunique()} runs")
-        if out_file is not None:
-            out_file.write(html_report(store, df, s, args.baseline))
-    except BaseException:
-        if out_file is not None:
-            out_file.close()
-            Path(args.html).unlink(missing_ok=True)
-        raise
-    if out_file is not None:
-        out_file.close()
-        print(f"wrote {args.html}", file=sys.stderr)
-    return 0

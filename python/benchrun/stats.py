@@ -175,7 +175,7 @@ def _kde_modes(x: np.ndarray) -> int:
     spread = min(sd, (q3 - q1) / 1.34) if q3 > q1 else sd
     if spread <= 0:
         return 1
-    bw = 0.9 * spread * n ** -0.2
+    bw = 0.9 * spread * n**-0.2
     grid = np.linspace(x.min() - 3 * bw, x.max() + 3 * bw, 512)
     # Gaussian KDE evaluated directly (n x 512 is small for benchmark series).
     dens = np.exp(-0.5 * ((grid[:, None] - x[None, :]) / bw) ** 2).sum(axis=1)
@@ -308,9 +308,91 @@ def summarize_frame(
         if "unit" in group.columns and "unit" not in row:
             units = group["unit"].dropna()
             row["unit"] = units.iloc[0] if len(units) else None
-        s = summarize(group[value].to_numpy(dtype=float), confidence=confidence,
-                      resamples=resamples, seed=seed)
+        s = summarize(
+            group[value].to_numpy(dtype=float),
+            confidence=confidence,
+            resamples=resamples,
+            seed=seed,
+        )
         row.update(asdict(s))
         rows.append(row)
     cols = [*by, *(["unit"] if "unit" in df.columns and "unit" not in by else []), *SUMMARY_FIELDS]
     return pd.DataFrame(rows, columns=cols)
+
+
+COMPARISON_COLUMNS = (
+    "benchmark",
+    "measure",
+    "unit",
+    "change",
+    "ci_low",
+    "ci_high",
+    "p_value",
+    "significant",
+    "bimodal",
+    "baseline_mean",
+    "candidate_mean",
+)
+
+
+def compare_frame(
+    df: Any,
+    baseline: str,
+    candidate: str,
+    *,
+    by: str = "variant",
+    measure: Any = None,
+    alpha: float = 0.05,
+    confidence: float = 0.95,
+    seed: int = 0,
+) -> Any:
+    """compare() of ``candidate`` against ``baseline`` (values of column ``by``) for each benchmark
+    and measure both have, in a tidy frame: one row each, columns COMPARISON_COLUMNS (change =
+    mean(candidate) / mean(baseline) - 1). Non-finite values are left out; ``measure`` keeps only
+    that measure. The one comparison behind the report's tables and the comparison plot."""
+    import pandas as pd
+
+    missing = [c for c in (by, "benchmark", "measure", "value") if c not in df.columns]
+    if missing:
+        raise ConfigError(
+            f"results frame: missing column(s) {', '.join(missing)} "
+            "(hint: pass the frame benchrun.results.load() returns)"
+        )
+    sel = df if measure is None else df[df["measure"] == measure]
+    sel = sel[np.isfinite(sel["value"].astype(float))]
+    if sel.empty:
+        have = sorted(set(zip(df["benchmark"], df["measure"])))
+        raise ConfigError(
+            f"no values for benchmark (any) measure {measure or '(any)'} "
+            f"(the frame has: {', '.join(f'{b}/{m}' for b, m in have) or 'nothing'})"
+        )
+    present = set(sel[by].unique())
+    for name in (baseline, candidate):
+        if name not in present:
+            raise ConfigError(
+                f"{by} '{name}': not in the results (have: {', '.join(sorted(map(str, present)))})"
+            )
+    rows = []
+    for (bench, meas), group in sel.groupby(["benchmark", "measure"], sort=True):
+        b = group.loc[group[by] == baseline, "value"].to_numpy(dtype=float)
+        c = group.loc[group[by] == candidate, "value"].to_numpy(dtype=float)
+        if len(b) == 0 or len(c) == 0:
+            continue
+        cmp = compare(b, c, alpha=alpha, confidence=confidence, seed=seed)
+        units = group["unit"].dropna().unique() if "unit" in group.columns else ()
+        rows.append(
+            {
+                "benchmark": bench,
+                "measure": meas,
+                "unit": units[0] if len(units) == 1 and units[0] else None,
+                "change": cmp.change,
+                "ci_low": cmp.ci_low,
+                "ci_high": cmp.ci_high,
+                "p_value": cmp.p_value,
+                "significant": cmp.significant,
+                "bimodal": cmp.bimodal,
+                "baseline_mean": cmp.baseline.mean,
+                "candidate_mean": cmp.candidate.mean,
+            }
+        )
+    return pd.DataFrame(rows, columns=list(COMPARISON_COLUMNS))

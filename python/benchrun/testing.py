@@ -16,7 +16,7 @@ import os
 import shutil
 import tarfile
 from pathlib import Path
-from typing import Iterable, Optional, Union
+from typing import Any, Iterable, Optional, Union
 
 from benchrun.runner import Result
 
@@ -147,7 +147,7 @@ def _sha256(data: bytes) -> str:
     return "sha256:" + hashlib.sha256(data).hexdigest()
 
 
-def _put_blob(layout: Path, data: bytes) -> dict[str, object]:
+def _put_blob(layout: Path, data: bytes) -> dict[str, Any]:
     digest = _sha256(data)
     path = layout / "blobs" / "sha256" / digest.split(":", 1)[1]
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -265,7 +265,8 @@ class Agent:
         finally:
             stop.cancel()
 
-    def _no_job_in_time(self) -> None:
+    def _no_job_in_time(self) -> Optional[ClaimedJob]:
+        """None, the poll's answer when --once-wait passed without a job."""
         log.info("--once: no job within %g s", self.config.once_wait)
         self._once_finished = True
         return None
@@ -323,7 +324,8 @@ class Agent:
                 wait = None
                 if job.cancel_at is not None:
                     wait = max(0.0, job.cancel_at + self.config.cancel_grace - time.monotonic())
-                await asyncio.wait({job.future, messages, canceled}, timeout=wait,
+                awaited: set[asyncio.Future[Any]] = {job.future, messages, canceled}
+                await asyncio.wait(awaited, timeout=wait,
                                    return_when=asyncio.FIRST_COMPLETED)
                 if messages.done():
                     messages.result()  # raises ConnectionLost: the job goes on, we reconnect

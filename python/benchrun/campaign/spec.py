@@ -167,7 +167,9 @@ def _matrix_variants(images: Union[Mapping[str, str], Sequence[str]],
         if "command" in cfg and cmds:
             raise ConfigError(f"matrix config '{label}': sets 'command' and the matrix has "
                               "commands; give the command in one place")
-    for what, labels in (("image", imgs), ("command", cmds), ("config", cfgs)):
+    named: tuple[tuple[str, Mapping[str, Any]], ...] = (
+        ("image", imgs), ("command", cmds), ("config", cfgs))
+    for what, labels in named:
         for label in labels:
             if not isinstance(label, str) or not label or "/" in label:
                 raise ConfigError(f"matrix {what} label {label!r}: expected a name without '/'")

@@ -13,36 +13,14 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from benchrun.client import TERMINAL, Client
+from benchrun.cli.common import add_server_options as _add_server
+from benchrun.cli.common import client_from_args as _client
+from benchrun.cli.common import project_from_args as _project
 from benchrun.errors import ConfigError
-from benchrun.jobs.protocol import STATUS_NAMES
-from benchrun.options import parse_env
+from benchrun.jobs.status import STATUS_NAMES, status_name
 
-
-def _add_server(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--server", default=os.environ.get("BENCHRUN_SERVER"), metavar="URL",
-                   help="job server URL (default $BENCHRUN_SERVER)")
-    p.add_argument("--token-file", metavar="FILE",
-                   help="file holding the API token (default $BENCHRUN_TOKEN)")
-
-
-def _client(args: argparse.Namespace) -> Client:
-    if not args.server:
-        raise ConfigError("no job server: pass --server URL or set BENCHRUN_SERVER")
-    if args.token_file:
-        token = Path(args.token_file).read_text().strip()
-    else:
-        token = os.environ.get("BENCHRUN_TOKEN", "")
-    if not token:
-        raise ConfigError("no API token: pass --token-file FILE or set BENCHRUN_TOKEN")
-    return Client(args.server, token)
-
-
-def _project(args: argparse.Namespace) -> str:
-    project = args.project or os.environ.get("BENCHRUN_PROJECT")
-    if not project:
-        raise ConfigError("no project: pass --project ID or set BENCHRUN_PROJECT")
-    return project
+# Only light modules above: every `benchrun` invocation builds these parsers. The client, the
+# server and the agent are imported by the commands that use them.
 
 
 def _when(t: Any) -> str:
@@ -52,8 +30,7 @@ def _when(t: Any) -> str:
 
 
 def _status(job: dict[str, Any]) -> str:
-    s = job.get("status")
-    return STATUS_NAMES[s] if isinstance(s, int) and 0 <= s < len(STATUS_NAMES) else str(s)
+    return status_name(job.get("status"))
 
 
 def _print(doc: Any) -> None:
@@ -159,6 +136,7 @@ def add_parsers(sub: Any) -> None:
 
 def cmd_submit(args: argparse.Namespace) -> int:
     from benchrun.cli.main import _entrypoint
+    from benchrun.options import parse_env
 
     env = dict(e.split("=", 1) for e in parse_env(args.env))
     command = list(args.command)
@@ -207,6 +185,8 @@ def cmd_jobs(args: argparse.Namespace) -> int:
 
 
 def cmd_job(args: argparse.Namespace) -> int:
+    from benchrun.client import TERMINAL
+
     with _client(args) as c:
         job = c.wait(args.id) if args.wait else c.job(args.id)
         if _status(job) in TERMINAL:

@@ -18,15 +18,18 @@ from dataclasses import dataclass, field
 from typing import Any, Mapping, Optional
 
 from benchrun.errors import ProtocolError
+from benchrun.jobs import status as _status
 
 RUNNER_EVENTS = ("ready", "running", "heartbeat", "completed", "failed", "canceled")
 SERVER_EVENTS = ("ack", "job", "no_job", "cancel", "update")
 TERMINAL_EVENTS = ("completed", "failed", "canceled")
 
-# Job status numbers, as upstream (lib/bencher_json/src/runner/job_status.rs).
-PENDING, CLAIMED, RUNNING, COMPLETED, PROCESSED, FAILED, CANCELED = range(7)
-STATUS_NAMES = ("pending", "claimed", "running", "completed", "processed", "failed", "canceled")
-TERMINAL_STATUSES = (COMPLETED, PROCESSED, FAILED, CANCELED)
+# Job status numbers and names, as upstream: defined in benchrun.jobs.status (which the CLI can
+# import without this module), part of the protocol's namespace here.
+PENDING, CLAIMED, RUNNING = _status.PENDING, _status.CLAIMED, _status.RUNNING
+COMPLETED, PROCESSED = _status.COMPLETED, _status.PROCESSED
+FAILED, CANCELED = _status.FAILED, _status.CANCELED
+STATUS_NAMES, TERMINAL_STATUSES = _status.STATUS_NAMES, _status.TERMINAL_STATUSES
 
 # Upstream collection limits (lib/bencher_json/src/lib.rs).
 MAX_ENTRYPOINT = 64

@@ -128,7 +128,8 @@ async def start_site(app: web.Application, host: str, port: int,
     except BaseException:
         await runner.cleanup()
         raise
-    server = site._server  # aiohttp keeps the asyncio.Server here; its socket has the real port
+    # aiohttp keeps the asyncio.Server here; its socket has the real port.
+    server: Optional[asyncio.base_events.Server] = site._server  # type: ignore[assignment]
     bound = server.sockets[0].getsockname()[1] if server is not None and server.sockets else port
     return runner, bound
 

@@ -14,7 +14,7 @@ import pytest
 
 import benchrun
 from benchrun.campaign import Campaign, ResultsStore, Variant, export_csv, make_plan
-from benchrun.campaign import cli as campaign_cli
+from benchrun.cli import campaign as campaign_cli
 from benchrun.campaign.store import SCHEMA_VERSION
 from benchrun.errors import ConfigError
 from support.jobs import Fleet
@@ -228,7 +228,7 @@ env = {{ X = "1" }}
 def _cli(*argv: str) -> int:
     parser = argparse.ArgumentParser(prog="benchrun")
     parser.add_argument("-v", "--verbose", action="store_true")
-    campaign_cli.add_parser(parser.add_subparsers(dest="command"))
+    campaign_cli.add_parsers(parser.add_subparsers(dest="command"))
     args = parser.parse_args(list(argv))
     return int(args.func(args))
 

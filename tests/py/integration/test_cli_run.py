@@ -223,3 +223,23 @@ def test_run_usage_errors_exit_2_before_any_work(store, args, message):
     assert p.returncode == 2, p.stderr
     assert message in p.stderr
     assert not store.exists()  # nothing was pulled, nothing was created
+
+
+@root
+def test_run_imports_no_analysis_or_server_libraries(busybox_image, store):
+    """`benchrun run` end to end (a pull, then a warm run) loads none of the heavy libraries
+    (tests/py/unit/test_cli_imports.py checks parsing and --help)."""
+    heavy = ("pandas", "numpy", "matplotlib", "scipy", "seaborn", "aiohttp", "asyncpg", "requests",
+             "rich", "benchrun.report", "benchrun.campaign", "benchrun.agent", "benchrun.server",
+             "benchrun.client")
+    env = dict(os.environ, BENCHRUN_CACHE=str(store))
+    for _ in range(2):
+        p = subprocess.run([sys.executable, "-X", "importtime", "-m", "benchrun.cli", "run",
+                            busybox_image.ref, "echo ok"], capture_output=True, env=env,
+                           timeout=120)
+        assert (p.returncode, p.stdout) == (0, b"ok\n"), p.stderr[-2000:]
+        imported = {line.rsplit("|", 1)[1].strip() for line in p.stderr.decode().splitlines()
+                    if line.startswith("import time:") and line.count("|") == 2}
+        assert "benchrun.cli.main" in imported and "benchrun._core" in imported
+        assert sorted(m for m in imported
+                      if any(m == h or m.startswith(h + ".") for h in heavy)) == []

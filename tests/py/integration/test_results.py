@@ -16,6 +16,7 @@ import pytest
 from matplotlib.figure import Figure
 
 from benchrun import plots, report, results, stats
+from benchrun.cli import report as report_cli
 from benchrun.errors import ConfigError
 
 SCHEMA = """
@@ -188,7 +189,7 @@ def test_trend(store):
 
 def _report(argv):
     parser = argparse.ArgumentParser(prog="benchrun")
-    report.add_parser(parser.add_subparsers(dest="command"))
+    report_cli.add_parsers(parser.add_subparsers(dest="command"))
     args = parser.parse_args(["report", *argv])
     return args.func(args)
 
@@ -200,14 +201,63 @@ def test_report_terminal_table(store, capsys):
     for word in ("variant", "benchmark", "CV%", "95% CI", "outliers", "bimodal", "fast", "slow",
                  "latency", "wall_time"):
         assert word in out
-    assert len([line for line in out.splitlines() if " fast " in f" {line} "]) == 2
+    summary, _, compared = out.partition("compared with fast")
+    assert len([line for line in summary.splitlines() if " fast " in f" {line} "]) == 2
+    # Then the comparison with the baseline: slow is ~2x fast, significantly, in both measures.
+    for word in ("candidate", "change", "95% CI", "significant"):
+        assert word in compared
+    rows = [line for line in compared.splitlines() if " slow " in line]
+    assert len(rows) == 2
+    for line in rows:
+        change = re.search(r"\+(\d+\.\d\d)%", line)
+        assert change and 80 < float(change.group(1)) < 120, line
+        assert re.search(r"\[\+\d+\.\d\d%, \+\d+\.\d\d%\]", line), line
+        assert " yes " in line  # significant
+
+
+def test_report_baseline_option(store, capsys):
+    assert _report([str(store), "--baseline", "slow"]) == 0
+    out = capsys.readouterr().out
+    compared = out.partition("compared with slow")[2]
+    rows = [line for line in compared.splitlines() if " fast " in line]
+    assert len(rows) == 2 and all(re.search(r"-\d\d\.\d\d%", line) for line in rows)
 
 
 def test_report_markdown(store, capsys):
     assert _report([str(store), "--markdown"]) == 0
     out = capsys.readouterr().out
-    assert out.startswith("| variant | benchmark | measure |")
-    assert len(out.strip().splitlines()) == 2 + 4
+    summary, compared = out.split("\n\n")
+    assert summary.startswith("| variant | benchmark | measure |")
+    assert len(summary.strip().splitlines()) == 2 + 4
+    lines = compared.strip().splitlines()
+    assert lines[0] == ("| baseline | candidate | benchmark | measure | unit | baseline mean | "
+                        "candidate mean | change | 95% CI | p | significant | bimodal |")
+    assert len(lines) == 2 + 2  # slow vs fast, for latency and wall_time
+    cells = [c.strip() for c in lines[2].strip("|").split("|")]
+    assert cells[:5] == ["fast", "slow", "sleep", "latency", "ms"]
+    assert cells[7].startswith("+") and cells[7].endswith("%") and cells[10] == "yes"
+
+
+def test_report_one_variant_has_no_comparison(tmp_path, capsys):
+    path = make_store(tmp_path / "one.sqlite")
+    with sqlite3.connect(path) as conn:
+        conn.execute("DELETE FROM metrics WHERE run IN (SELECT id FROM runs WHERE variant='slow')")
+        conn.execute("DELETE FROM runs WHERE variant = 'slow'")
+    assert _report([str(path), "--markdown"]) == 0
+    out = capsys.readouterr().out
+    assert "candidate" not in out and len(out.strip().splitlines()) == 2 + 2
+    assert _report([str(path)]) == 0
+    assert "compared with" not in capsys.readouterr().out
+
+
+def test_comparison_table_is_the_plots_comparison(store):
+    """The report's table and the comparison plot come from the same computation."""
+    df = results.load(store)
+    table = report.comparisons(df, None)
+    direct = plots.comparisons(df, "fast", "slow")
+    assert list(table["baseline"].unique()) == ["fast"]
+    assert list(table["candidate"].unique()) == ["slow"]
+    assert table.drop(columns=["baseline", "candidate"]).equals(direct)
 
 
 def test_report_html(store, tmp_path, capsys):

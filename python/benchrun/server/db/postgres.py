@@ -317,9 +317,9 @@ class PostgresDatabase(Database):
         for column, value in (("results", results), ("timings", timings)):
             if value is not None:
                 sets.append(f"{column} = {p(rows.dump(value))}")
-        for column, value in (("error", error), ("reason", reason)):
-            if value is not None:
-                sets.append(f"{column} = {p(value)}")
+        for column, text in (("error", error), ("reason", reason)):
+            if text is not None:
+                sets.append(f"{column} = {p(text)}")
         where = f"id = {p(job_id)} AND status = ANY({p(list(from_))}::int[])"
         if runner is not None:
             where += f" AND runner = {p(runner)}"

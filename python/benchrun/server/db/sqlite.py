@@ -322,10 +322,10 @@ class SqliteDatabase(Database):
             if value is not None:
                 sets.append(f"{column} = ?")
                 args.append(rows.dump(value))
-        for column, value in (("error", error), ("reason", reason)):
-            if value is not None:
+        for column, text in (("error", error), ("reason", reason)):
+            if text is not None:
                 sets.append(f"{column} = ?")
-                args.append(value)
+                args.append(text)
         # An empty from_ matches nothing: the caller gets the job back unchanged.
         where = f"id = ? AND status IN ({_marks(len(from_))})" if from_ else "id = ? AND 0"
         args += [job_id, *from_]
@@ -339,8 +339,8 @@ class SqliteDatabase(Database):
                               f"RETURNING {_JOB_COLS}", args).fetchall()
                 if r:
                     return True, rows.job_from_row(r[0])
-                r = c.execute(f"SELECT {_JOB_COLS} FROM jobs WHERE id = ?", (job_id,)).fetchone()
-                return False, None if r is None else rows.job_from_row(r)
+                row = c.execute(f"SELECT {_JOB_COLS} FROM jobs WHERE id = ?", (job_id,)).fetchone()
+                return False, None if row is None else rows.job_from_row(row)
 
         changed, job = await self._run(update)
         if changed and job is not None:
@@ -355,8 +355,8 @@ class SqliteDatabase(Database):
                               (at, job_id, runner, *rows.IN_FLIGHT)).fetchall()
                 if r:
                     return True, rows.job_from_row(r[0])
-                r = c.execute(f"SELECT {_JOB_COLS} FROM jobs WHERE id = ?", (job_id,)).fetchone()
-                return False, None if r is None else rows.job_from_row(r)
+                row = c.execute(f"SELECT {_JOB_COLS} FROM jobs WHERE id = ?", (job_id,)).fetchone()
+                return False, None if row is None else rows.job_from_row(row)
 
         beat, job = await self._run(update)
         if beat and job is not None:

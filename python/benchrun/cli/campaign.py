@@ -1,20 +1,21 @@
 """`benchrun campaign run|show|export`: run a campaign file, list what a results store holds, export
-it as a tidy CSV or Parquet table. Wired into benchrun.cli.main with add_parser(sub)."""
+it as a tidy CSV or Parquet table. Registered by benchrun.cli.main (add_parsers); the campaign
+machinery is imported only when the command runs."""
 
 from __future__ import annotations
 
 import argparse
 import datetime as dt
-import os
 from pathlib import Path
 from typing import Any
 
+from benchrun.cli.common import add_server_options, client_from_args, project_from_args
 from benchrun.errors import ConfigError
 
 EXIT_RUNS_FAILED = 1  # the campaign ran, and some of its runs failed (they are stored)
 
 
-def add_parser(sub: Any) -> None:
+def add_parsers(sub: Any) -> None:
     """Adds the `campaign` command (with run, show and export) to a subparsers object."""
     p = sub.add_parser("campaign", help="run benchmark campaigns and read their results store")
     csub = p.add_subparsers(dest="campaign_command", metavar="ACTION")
@@ -22,17 +23,22 @@ def add_parser(sub: Any) -> None:
 
     r = csub.add_parser("run", help="run (or resume) the campaign described by a TOML file")
     r.add_argument("file", help="campaign file (docs/campaigns.md)")
-    r.add_argument("--store", metavar="DB",
-                   help="results store (default: the file's [campaign] store)")
+    r.add_argument(
+        "--store", metavar="DB", help="results store (default: the file's [campaign] store)"
+    )
     r.add_argument("--image-store", metavar="DIR", help="image store (default: benchrun's cache)")
     r.add_argument("--no-progress", action="store_true", help="no progress bar")
-    r.add_argument("--server", default=os.environ.get("BENCHRUN_SERVER"), metavar="URL",
-                   help="run through this job server (default $BENCHRUN_SERVER; none: locally)")
-    r.add_argument("--token-file", metavar="FILE",
-                   help="file holding the API token (default $BENCHRUN_TOKEN)")
+    add_server_options(
+        r, help_server="run through this job server (default $BENCHRUN_SERVER; none: locally)"
+    )
     r.add_argument("--project", metavar="ID", help="job server project (default $BENCHRUN_PROJECT)")
-    r.add_argument("--batch", type=int, default=8, metavar="N",
-                   help="jobs submitted ahead through a job server (default 8)")
+    r.add_argument(
+        "--batch",
+        type=int,
+        default=8,
+        metavar="N",
+        help="jobs submitted ahead through a job server (default 8)",
+    )
     r.set_defaults(func=cmd_campaign)
 
     s = csub.add_parser("show", help="list the campaigns of a results store and their runs")
@@ -62,19 +68,25 @@ def _run(args: argparse.Namespace) -> int:
     client = None
     project = None
     if args.server:
-        from benchrun.cli.jobs import _client, _project
-
-        client = _client(args)
-        project = _project(args)
+        client = client_from_args(args)
+        project = project_from_args(args)
     store = args.store or campaign.store
     # Checked before any run: the store opens (and is created) or we stop here.
     from benchrun.campaign.store import ResultsStore
 
     ResultsStore(store).close()
-    res = campaign.run(client=client, project=project, progress=not args.no_progress,
-                       store=store, image_store=args.image_store, batch=args.batch)
-    print(f"campaign {res.campaign_id}: {res.done}/{res.planned} runs done, {res.failed} failed "
-          f"({res.skipped} already done) in {res.elapsed:.1f} s; results in {res.store}")
+    res = campaign.run(
+        client=client,
+        project=project,
+        progress=not args.no_progress,
+        store=store,
+        image_store=args.image_store,
+        batch=args.batch,
+    )
+    print(
+        f"campaign {res.campaign_id}: {res.done}/{res.planned} runs done, {res.failed} failed "
+        f"({res.skipped} already done) in {res.elapsed:.1f} s; results in {res.store}"
+    )
     return 0 if res.failed == 0 else EXIT_RUNS_FAILED
 
 
@@ -88,9 +100,11 @@ def _show(args: argparse.Namespace) -> int:
             counts = db.counts(c["id"])
             planned = len(c["spec"].get("plan", []))
             when = dt.datetime.fromtimestamp(c["created"]).strftime("%Y-%m-%d %H:%M:%S")
-            print(f"{c['id']}  created {when}  seed {c['seed']}  "
-                  f"{counts.get('done', 0)}/{planned} done, {counts.get('failed', 0)} failed  "
-                  f"host {c['host'].get('hostname', '?')} ({c['host'].get('cpu_model', '?')})")
+            print(
+                f"{c['id']}  created {when}  seed {c['seed']}  "
+                f"{counts.get('done', 0)}/{planned} done, {counts.get('failed', 0)} failed  "
+                f"host {c['host'].get('hostname', '?')} ({c['host'].get('cpu_model', '?')})"
+            )
             for v in c["spec"].get("variants", []):
                 print(f"    {v['name']}: {v['image']} {' '.join(v['command'] or [])}".rstrip())
     return 0
@@ -105,4 +119,4 @@ def _export(args: argparse.Namespace) -> int:
     return 0
 
 
-__all__ = ["EXIT_RUNS_FAILED", "add_parser", "cmd_campaign"]
+__all__ = ["EXIT_RUNS_FAILED", "add_parsers", "cmd_campaign"]
