@@ -35,34 +35,54 @@ def prune(*, store: str) -> dict[str, int]: ...
 def normalize_reference(text: str) -> str: ...
 def host_platform() -> str: ...
 def _raise_for_test(kind: str) -> None: ...
+
+class RunSpec:
+    """The options of one run (run/spec.hpp BENCHRUN_RUN_OPTIONS); validate() checks every rule."""
+
+    OPTIONS: tuple[tuple[str, str, str], ...]  # (name, backend scope or "", doc)
+    backend: str
+    entrypoint: Optional[list[str]]
+    command: Optional[list[str]]
+    env: list[str]
+    workdir: Optional[str]
+    user: Optional[str]
+    memory: Optional[int]
+    pids_limit: Optional[int]
+    cpus: list[int]
+    cpu_quota: Optional[float]
+    timeout: float
+    outputs: list[str]
+    max_output_bytes: int
+    max_file_bytes: int
+    max_files: int
+    nofile: int
+    network: bool
+    hostname: str
+    accel: str
+    kernel: str
+    kernel_modules: str
+    vm_memory: Optional[int]
+    rootless: Optional[bool]
+    def __init__(self) -> None: ...
+    def validate(self) -> None: ...
+
+class RunImage:
+    digest: str
+    chain_id: str
+    rootfs: str
+
+def load_run_image(*, store: str, reference: str) -> RunImage: ...
+def backends() -> list[str]: ...
 def run(
     *,
-    image: str,
+    image: RunImage,
+    spec: RunSpec,
     store: str,
-    entrypoint: Optional[list[str]] = None,
-    command: Optional[list[str]] = None,
-    env: list[str] = ...,
-    workdir: Optional[str] = None,
-    user: Optional[str] = None,
-    memory: Optional[int] = None,
-    pids_limit: Optional[int] = None,
-    cpus: list[int] = ...,
-    cpu_quota: Optional[float] = None,
-    timeout: float = 0.0,
-    outputs: list[str] = ...,
-    max_output_bytes: int = ...,
-    network: bool = False,
     cgroup_root: str = "/sys/fs/cgroup",
-    hostname: str = "benchrun",
-    backend: str = "sandbox",
-    accel: str = "auto",
-    kernel: str = "",
-    vm_memory_mib: int = 0,
+    vm_cache: str = "",
     init_binary: str = "",
     qemu: str = "qemu-system-x86_64",
     boot_timeout: float = 60.0,
-    vm_cache: str = "",
-    kernel_modules: str = "",
     should_stop: Optional[Callable[[], bool]] = None,
 ) -> dict[str, Any]: ...
 def cleanup_leftovers(*, store: str, cgroup_root: str = "/sys/fs/cgroup") -> int: ...

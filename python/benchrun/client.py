@@ -48,11 +48,13 @@ class Client:
         self.close()
 
     # --- transport ---
-    def _request(self, method: str, path: str, body: Any = None,
-                 params: Optional[Mapping[str, Any]] = None) -> Any:
+    def _request(
+        self, method: str, path: str, body: Any = None, params: Optional[Mapping[str, Any]] = None
+    ) -> Any:
         try:
-            r = self._http.request(method, self.url + path, json=body, params=params,
-                                   timeout=self.timeout)
+            r = self._http.request(
+                method, self.url + path, json=body, params=params, timeout=self.timeout
+            )
         except self._requests.RequestException as e:
             raise ServerError(f"{method} {self.url}{path}: {e}") from None
         if r.status_code < 300:
@@ -77,10 +79,10 @@ class Client:
     def projects(self) -> list[dict[str, Any]]:
         return self._request("GET", "/v0/projects")
 
-    def create_token(self, name: str, *, admin: bool = False,
-                     projects: Iterable[str] = ()) -> str:
-        return self._request("POST", "/v0/tokens", {"name": name, "admin": admin,
-                                                    "projects": list(projects)})["token"]
+    def create_token(self, name: str, *, admin: bool = False, projects: Iterable[str] = ()) -> str:
+        return self._request(
+            "POST", "/v0/tokens", {"name": name, "admin": admin, "projects": list(projects)}
+        )["token"]
 
     def create_runner(self, name: str, projects: Iterable[str]) -> tuple[dict[str, Any], str]:
         """(runner, key): the key is shown once; the server keeps only its hash."""
@@ -114,8 +116,11 @@ class Client:
         """Submits a job; the server pins ``image`` to its current digest. Returns the job."""
         from benchrun.options import parse_memory  # the same size syntax as run()
 
-        config: dict[str, Any] = {"timeout": int(timeout), "iter": int(iterations),
-                                  "allow_failure": bool(allow_failure)}
+        config: dict[str, Any] = {
+            "timeout": int(timeout),
+            "iter": int(iterations),
+            "allow_failure": bool(allow_failure),
+        }
         if command is not None:
             config["cmd"] = list(command)
         if entrypoint is not None:
@@ -129,15 +134,18 @@ class Client:
             spec["memory"] = parse_memory(memory)
         if backend is not None:
             spec["sandbox"] = backend
-        return self._request("POST", f"/v0/projects/{project}/jobs",
-                             {"image": image, "spec": spec, "config": config,
-                              "priority": int(priority)})
+        return self._request(
+            "POST",
+            f"/v0/projects/{project}/jobs",
+            {"image": image, "spec": spec, "config": config, "priority": int(priority)},
+        )
 
     def job(self, job_id: str) -> dict[str, Any]:
         return self._request("GET", f"/v0/jobs/{job_id}")
 
-    def jobs(self, project: str, *, status: Optional[str] = None,
-             limit: int = 100) -> list[dict[str, Any]]:
+    def jobs(
+        self, project: str, *, status: Optional[str] = None, limit: int = 100
+    ) -> list[dict[str, Any]]:
         params: dict[str, Any] = {"limit": limit}
         if status is not None:
             params["status"] = status
@@ -151,8 +159,9 @@ class Client:
         d = self._request("GET", f"/v0/jobs/{job_id}/results")
         return list(d["results"] or []) if isinstance(d, dict) else list(d or [])
 
-    def wait(self, job_id: str, timeout: Optional[float] = None,
-             interval: float = 0.05) -> dict[str, Any]:
+    def wait(
+        self, job_id: str, timeout: Optional[float] = None, interval: float = 0.05
+    ) -> dict[str, Any]:
         """Polls until the job is completed, failed or canceled and returns it; DeadlineExceeded
         (a TimeoutError) after ``timeout`` seconds."""
         deadline = None if timeout is None else time.monotonic() + timeout

@@ -121,7 +121,12 @@ class Image:
                 "created": self.config.created,
             },
             "layers": [
-                {"digest": l.digest, "size": l.size, "media_type": l.media_type, "diff_id": l.diff_id}
+                {
+                    "digest": l.digest,
+                    "size": l.size,
+                    "media_type": l.media_type,
+                    "diff_id": l.diff_id,
+                }
                 for l in self.layers
             ],
         }
@@ -297,4 +302,3 @@ __all__ = [
     "pull",
     "rmi",
 ]
-

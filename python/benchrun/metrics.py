@@ -64,8 +64,10 @@ class Metric:
 def from_result(result: Any) -> list[Metric]:
     """The Result's own measurements, whatever the backend measured (its metrics map: wall_time,
     cpu_user, cpu_system, peak_memory, and e.g. boot_time on a VM): benchmark "run"."""
-    return [Metric("run", name, float(m.value), unit=m.unit, source="result")
-            for name, m in result.metrics.items()]
+    return [
+        Metric("run", name, float(m.value), unit=m.unit, source="result")
+        for name, m in result.metrics.items()
+    ]
 
 
 # --- JSON helpers -------------------------------------------------------------------------------
@@ -156,7 +158,7 @@ def parse_bmf(text_or_obj: Union[str, bytes, dict]) -> list[Metric]:
                 raise ConfigError(f"BMF {_path(bench, measure)}: measure names must be non-empty")
             if not isinstance(m, dict):
                 raise ConfigError(
-                    f"BMF {_path(bench, measure)}: expected an object with \"value\", "
+                    f'BMF {_path(bench, measure)}: expected an object with "value", '
                     f"got {_kind(m)}"
                 )
             unknown = sorted(set(m) - {"value", "lower_value", "upper_value"})
@@ -166,7 +168,7 @@ def parse_bmf(text_or_obj: Union[str, bytes, dict]) -> list[Metric]:
                     "(allowed: value, lower_value, upper_value)"
                 )
             if "value" not in m:
-                raise ConfigError(f"BMF {_path(bench, measure)}: missing \"value\"")
+                raise ConfigError(f'BMF {_path(bench, measure)}: missing "value"')
             value = _number(m["value"], "BMF", bench, measure, "value")
             lower = upper = None
             if m.get("lower_value") is not None:
@@ -189,7 +191,7 @@ def parse_gbench(text: Union[str, bytes, dict]) -> list[Metric]:
     doc = _load(text, "Google Benchmark JSON")
     what = "Google Benchmark JSON"
     if not isinstance(doc, dict) or not isinstance(doc.get("benchmarks"), list):
-        raise ConfigError(f"{what} $: expected an object with a \"benchmarks\" array")
+        raise ConfigError(f'{what} $: expected an object with a "benchmarks" array')
     # name -> measure -> (unit, [samples]); insertion order = the tool's order.
     runs: dict[str, dict[str, tuple[str, list[float]]]] = {}
     means: dict[str, dict[str, tuple[str, float]]] = {}
@@ -248,7 +250,7 @@ def parse_hyperfine(text: Union[str, bytes, dict]) -> list[Metric]:
     what = "hyperfine JSON"
     doc = _load(text, what)
     if not isinstance(doc, dict) or not isinstance(doc.get("results"), list):
-        raise ConfigError(f"{what} $: expected an object with a \"results\" array")
+        raise ConfigError(f'{what} $: expected an object with a "results" array')
     metrics: list[Metric] = []
     for i, row in enumerate(doc["results"]):
         if not isinstance(row, dict):

@@ -124,7 +124,9 @@ def parse_env_file(
         key, eq, value = line.partition("=")
         key = key.lstrip()  # docker trims leading whitespace of the name only
         if not key or " " in key or "\t" in key or "\0" in key or "\0" in value:
-            raise ConfigError(f"env file '{os.fspath(path)}' line {n}: invalid variable name '{key}'")
+            raise ConfigError(
+                f"env file '{os.fspath(path)}' line {n}: invalid variable name '{key}'"
+            )
         if eq:
             entries.append(f"{key}={value}")
         elif key in caller:
@@ -255,40 +257,121 @@ class Option:
 
 
 OPTIONS: tuple[Option, ...] = (
-    Option("backend", _text, "where to run: sandbox (namespaces, the default) or vm (a QEMU "
-           "microVM); benchrun.backends() lists them", ("--backend",), "NAME"),
+    Option(
+        "backend",
+        _text,
+        "where to run: sandbox (namespaces, the default) or vm (a QEMU "
+        "microVM); benchrun.backends() lists them",
+        ("--backend",),
+        "NAME",
+    ),
     Option("command", argv, "replaces the image's Cmd (a str is split like a shell would)"),
-    Option("entrypoint", argv, "replace the image's entrypoint (and clear its Cmd); '' = none",
-           ("--entrypoint",), "CMD"),
-    Option("env", lambda v, what: parse_env(v), "set an environment variable (K alone: take benchrun's own value "
-           "of K); nothing else of the caller's environment reaches the workload",
-           ("-e", "--env"), "K[=V]", repeat=True),
-    Option("workdir", _text, "working directory inside the image (default: the image's, else /)",
-           ("-w", "--workdir"), "DIR"),
-    Option("user", _text, "name, uid, name:group or uid:gid, resolved in the image",
-           ("-u", "--user"), "USER[:GROUP]"),
-    Option("memory", parse_memory, "memory limit, no swap (512m, 1g; binary units; min 6m)",
-           ("-m", "--memory"), "SIZE"),
+    Option(
+        "entrypoint",
+        argv,
+        "replace the image's entrypoint (and clear its Cmd); '' = none",
+        ("--entrypoint",),
+        "CMD",
+    ),
+    Option(
+        "env",
+        lambda v, what: parse_env(v),
+        "set an environment variable (K alone: take benchrun's own value "
+        "of K); nothing else of the caller's environment reaches the workload",
+        ("-e", "--env"),
+        "K[=V]",
+        repeat=True,
+    ),
+    Option(
+        "workdir",
+        _text,
+        "working directory inside the image (default: the image's, else /)",
+        ("-w", "--workdir"),
+        "DIR",
+    ),
+    Option(
+        "user",
+        _text,
+        "name, uid, name:group or uid:gid, resolved in the image",
+        ("-u", "--user"),
+        "USER[:GROUP]",
+    ),
+    Option(
+        "memory",
+        parse_memory,
+        "memory limit, no swap (512m, 1g; binary units; min 6m)",
+        ("-m", "--memory"),
+        "SIZE",
+    ),
     Option("pids_limit", whole, "maximum number of processes/threads", ("--pids-limit",), "N"),
-    Option("vcpus", lambda v, what: list(select_cpus(whole(v, what))),
-           "pin the run to N CPUs (the lowest-numbered ones benchrun may use); vm: N vCPUs",
-           ("--vcpus",), "N", core="cpus"),
-    Option("cpu_quota", number, "CPU time quota in CPUs' worth (1.5 = one and a half CPUs), "
-           "as docker's --cpus", ("--cpus",), "N"),
-    Option("network", _network, "network mode; only none (loopback only) is supported",
-           ("--network",), "MODE", choices=("none",)),
-    Option("timeout", seconds, "wall-clock limit in seconds; then the whole run is killed "
-           "(exit 124)", ("--timeout",), "SECONDS"),
-    Option("outputs", _paths, "file in the image's filesystem to collect after the run "
-           "(repeatable; in the --json document)", ("--output",), "PATH", repeat=True),
-    Option("max_output_bytes", parse_size, "cap on each of stdout and stderr (default 64m)",
-           ("--max-output",), "SIZE"),
-    Option("accel", _text, "vm: KVM when the CPU has vmx/svm and /dev/kvm works (auto), or "
-           "force one", ("--accel",), "ACCEL", choices=("auto", "kvm", "tcg")),
-    Option("kernel", _host_file, "vm: the guest kernel (default: Debian's cloud kernel, "
-           "fetched once into the store)", ("--kernel",), "BZIMAGE"),
-    Option("vm_memory", parse_memory, "vm: the guest's RAM (default: --memory + 256m, or 1g)",
-           ("--vm-memory",), "SIZE"),
+    Option(
+        "vcpus",
+        lambda v, what: list(select_cpus(whole(v, what))),
+        "pin the run to N CPUs (the lowest-numbered ones benchrun may use); vm: N vCPUs",
+        ("--vcpus",),
+        "N",
+        core="cpus",
+    ),
+    Option(
+        "cpu_quota",
+        number,
+        "CPU time quota in CPUs' worth (1.5 = one and a half CPUs), " "as docker's --cpus",
+        ("--cpus",),
+        "N",
+    ),
+    Option(
+        "network",
+        _network,
+        "network mode; only none (loopback only) is supported",
+        ("--network",),
+        "MODE",
+        choices=("none",),
+    ),
+    Option(
+        "timeout",
+        seconds,
+        "wall-clock limit in seconds; then the whole run is killed " "(exit 124)",
+        ("--timeout",),
+        "SECONDS",
+    ),
+    Option(
+        "outputs",
+        _paths,
+        "file in the image's filesystem to collect after the run "
+        "(repeatable; in the --json document)",
+        ("--output",),
+        "PATH",
+        repeat=True,
+    ),
+    Option(
+        "max_output_bytes",
+        parse_size,
+        "cap on each of stdout and stderr (default 64m)",
+        ("--max-output",),
+        "SIZE",
+    ),
+    Option(
+        "accel",
+        _text,
+        "vm: KVM when the CPU has vmx/svm and /dev/kvm works (auto), or " "force one",
+        ("--accel",),
+        "ACCEL",
+        choices=("auto", "kvm", "tcg"),
+    ),
+    Option(
+        "kernel",
+        _host_file,
+        "vm: the guest kernel (default: Debian's cloud kernel, " "fetched once into the store)",
+        ("--kernel",),
+        "BZIMAGE",
+    ),
+    Option(
+        "vm_memory",
+        parse_memory,
+        "vm: the guest's RAM (default: --memory + 256m, or 1g)",
+        ("--vm-memory",),
+        "SIZE",
+    ),
 )
 
 BY_NAME: dict[str, Option] = {o.name: o for o in OPTIONS}

@@ -93,13 +93,25 @@ def distribution(
     fig, axes = _grid(len(panels))
     for ax, ((bench, meas), group) in zip(axes, panels):
         if kind == "violin":
-            sns.violinplot(data=group, x=by, y="value", order=order, ax=ax, inner=None, cut=0,
-                           color="0.85")
+            sns.violinplot(
+                data=group, x=by, y="value", order=order, ax=ax, inner=None, cut=0, color="0.85"
+            )
         elif kind == "box":
-            sns.boxplot(data=group, x=by, y="value", order=order, ax=ax, color="0.85",
-                        showfliers=False)
-        sns.stripplot(data=group, x=by, y="value", order=order, ax=ax, hue=by, hue_order=order,
-                      size=4, jitter=0.15, legend=False)
+            sns.boxplot(
+                data=group, x=by, y="value", order=order, ax=ax, color="0.85", showfliers=False
+            )
+        sns.stripplot(
+            data=group,
+            x=by,
+            y="value",
+            order=order,
+            ax=ax,
+            hue=by,
+            hue_order=order,
+            size=4,
+            jitter=0.15,
+            legend=False,
+        )
         ax.set_title(f"{bench}: {meas}")
         ax.set_xlabel(by)
         ax.set_ylabel(f"{meas}{_unit(group)}")
@@ -121,8 +133,16 @@ def comparisons(
     """stats.compare() of ``candidate`` against ``baseline`` for each benchmark and measure both
     have: columns benchmark, measure, unit, change, ci_low, ci_high, p_value, significant,
     bimodal, baseline_mean, candidate_mean (change = candidate/baseline - 1)."""
-    return stats.compare_frame(df, baseline, candidate, by=by, measure=measure, alpha=alpha,
-                               confidence=confidence, seed=seed)
+    return stats.compare_frame(
+        df,
+        baseline,
+        candidate,
+        by=by,
+        measure=measure,
+        alpha=alpha,
+        confidence=confidence,
+        seed=seed,
+    )
 
 
 def comparison(
@@ -138,8 +158,16 @@ def comparison(
 ) -> Figure:
     """Relative change of ``candidate`` vs ``baseline`` per benchmark/measure, with its bootstrap
     confidence interval; significant changes (stats.compare) are drawn filled and starred."""
-    table = comparisons(df, baseline, candidate, by=by, measure=measure, alpha=alpha,
-                        confidence=confidence, seed=seed)
+    table = comparisons(
+        df,
+        baseline,
+        candidate,
+        by=by,
+        measure=measure,
+        alpha=alpha,
+        confidence=confidence,
+        seed=seed,
+    )
     if table.empty:
         raise ConfigError(f"'{baseline}' and '{candidate}' share no benchmark/measure to compare")
     labels = [f"{b} / {m}" for b, m in zip(table["benchmark"], table["measure"])]
@@ -152,18 +180,38 @@ def comparison(
     ax.axvline(0, color="0.5", lw=1)
     for i, sig in enumerate(table["significant"]):
         if not np.isfinite(change[i]):  # a zero baseline mean: no relative change exists
-            ax.annotate("n/a (baseline mean 0)", (0, y[i]), xytext=(6, 0),
-                        textcoords="offset points", va="center", fontsize=9, color="0.4")
+            ax.annotate(
+                "n/a (baseline mean 0)",
+                (0, y[i]),
+                xytext=(6, 0),
+                textcoords="offset points",
+                va="center",
+                fontsize=9,
+                color="0.4",
+            )
             continue
         color = ("tab:red" if change[i] > 0 else "tab:green") if sig else "0.4"
         err = np.nan_to_num([[max(change[i] - lo[i], 0)], [max(hi[i] - change[i], 0)]])
-        ax.errorbar(change[i], y[i], xerr=err, fmt="o", color=color, capsize=4,
-                    mfc=color if sig else "white")
+        ax.errorbar(
+            change[i],
+            y[i],
+            xerr=err,
+            fmt="o",
+            color=color,
+            capsize=4,
+            mfc=color if sig else "white",
+        )
         note = f"{change[i]:+.1f}%" + (" *" if sig else "")
         if table["bimodal"].iloc[i]:
             note += " (bimodal)"
-        ax.annotate(note, (hi[i] if np.isfinite(hi[i]) else change[i], y[i]),
-                    xytext=(6, 0), textcoords="offset points", va="center", fontsize=9)
+        ax.annotate(
+            note,
+            (hi[i] if np.isfinite(hi[i]) else change[i], y[i]),
+            xytext=(6, 0),
+            textcoords="offset points",
+            va="center",
+            fontsize=9,
+        )
     ax.set_yticks(y, labels)
     ax.invert_yaxis()
     ax.set_xlabel(f"change of the mean, {candidate} vs {baseline} (%), {confidence:.0%} CI")
@@ -191,8 +239,17 @@ def trend(
     panels = list(sel.groupby(["benchmark", "measure"], sort=True))
     fig, axes = _grid(len(panels), cols=2)
     for ax, ((bench, meas), group) in zip(axes, panels):
-        sns.lineplot(data=group, x=x, y="value", hue=by, hue_order=order, ax=ax, marker="o",
-                     estimator=None, sort=True)
+        sns.lineplot(
+            data=group,
+            x=x,
+            y="value",
+            hue=by,
+            hue_order=order,
+            ax=ax,
+            marker="o",
+            estimator=None,
+            sort=True,
+        )
         ax.set_title(f"{bench}: {meas}")
         ax.set_ylabel(f"{meas}{_unit(group)}")
         ax.set_xlabel("run start" if x == "started" else x)

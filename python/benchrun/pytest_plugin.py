@@ -164,7 +164,7 @@ def benchrun_image(
         if mark is None or not mark.args:
             raise pytest.UsageError(
                 f"'{request.node.nodeid}' uses benchrun_image but names no image "
-                "(hint: @pytest.mark.benchrun_image(\"oci:PATH:TAG\") or "
+                '(hint: @pytest.mark.benchrun_image("oci:PATH:TAG") or '
                 "parametrize('benchrun_image', [...], indirect=True))"
             )
         ref = mark.args[0]

@@ -187,8 +187,18 @@ def campaigns(store: StorePath) -> pd.DataFrame:
                 **host_columns(host),
             }
         )
-    base = ["id", "name", "seed", "created", "benchrun_version", "runs", "done", "failed",
-            "warmup", "spec"]
+    base = [
+        "id",
+        "name",
+        "seed",
+        "created",
+        "benchrun_version",
+        "runs",
+        "done",
+        "failed",
+        "warmup",
+        "spec",
+    ]
     df = pd.DataFrame.from_records(records)
     host_cols = sorted(c for c in df.columns if c not in base)
     return df.reindex(columns=[*base, *host_cols])

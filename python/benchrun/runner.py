@@ -70,8 +70,12 @@ READABLE_SCHEMAS = (1, 2)
 DEFAULT_MAX_OUTPUT_BYTES = 64 << 20
 PHASES = ("pull", "prepare", "start", "run", "collect")
 # The metrics every backend produces, also Result attributes (as in schema 1).
-STANDARD_METRICS = (("wall_time", "s"), ("cpu_user", "s"), ("cpu_system", "s"),
-                    ("peak_memory", "bytes"))
+STANDARD_METRICS = (
+    ("wall_time", "s"),
+    ("cpu_user", "s"),
+    ("cpu_system", "s"),
+    ("peak_memory", "bytes"),
+)
 
 
 class Metric(NamedTuple):
@@ -225,16 +229,20 @@ class Result:
         if schema == 1:
             metrics = {name: Metric(float(doc[name]), unit) for name, unit in STANDARD_METRICS}
             vm = doc.get("vm") or {}
-            facts = {k: v for k, v in vm.items() if k in
-                     ("kernel_release", "accel", "vcpus", "memory_mib", "rootfs_cached")}
+            facts = {
+                k: v
+                for k, v in vm.items()
+                if k in ("kernel_release", "accel", "vcpus", "memory_mib", "rootfs_cached")
+            }
             for k in ("boot_time", "guest_boot_time", "rootfs_time", "vmm_cpu"):
                 if k in vm:
                     metrics[k] = Metric(float(vm[k]), "s")
             if "vmm_peak_memory" in vm:
                 metrics["vmm_peak_memory"] = Metric(float(vm["vmm_peak_memory"]), "bytes")
         else:
-            metrics = {k: Metric(float(m["value"]), str(m["unit"]))
-                       for k, m in doc["metrics"].items()}
+            metrics = {
+                k: Metric(float(m["value"]), str(m["unit"])) for k, m in doc["metrics"].items()
+            }
             facts = dict(doc.get("facts") or {})
         outputs_b64 = doc.get("outputs_base64") or {}
         return cls(
@@ -327,8 +335,14 @@ def make_spec(
     given = {k: v for k, v in kwargs.items() if v is not None}
     if command is not None:
         given["command"] = command
-    return RunSpec(image=image, store=resolve_store(store), pull=bool(pull), options=given,
-                   core=_options.core_spec(given), pull_kwargs=pull_kwargs)
+    return RunSpec(
+        image=image,
+        store=resolve_store(store),
+        pull=bool(pull),
+        options=given,
+        core=_options.core_spec(given),
+        pull_kwargs=pull_kwargs,
+    )
 
 
 def load_image(spec: RunSpec) -> tuple[Any, float]:
@@ -352,8 +366,13 @@ def ensure_image(spec: RunSpec) -> tuple[str, float]:
     return str(loaded.digest), pull_s
 
 
-def execute(spec: RunSpec, should_stop: Optional[Callable[[], bool]] = None, *,
-            image: Any = None, pull_s: float = 0.0) -> Result:
+def execute(
+    spec: RunSpec,
+    should_stop: Optional[Callable[[], bool]] = None,
+    *,
+    image: Any = None,
+    pull_s: float = 0.0,
+) -> Result:
     """Runs a validated spec: pull and load the image if needed (or run ``image``, a loaded
     image from load_image(), as often as wanted), then the backend. Releases the GIL while it
     runs. ``should_stop`` is polled about every 100 ms while the workload runs (from the running
@@ -396,22 +415,22 @@ def run(
     **options: Any,
 ) -> Result:
     """Run ``image`` (a reference, ``oci:PATH[:TAG]``, ``docker-archive:PATH`` or digest) and return
-    its Result. Every option is checked before anything happens (ConfigError).
+        its Result. Every option is checked before anything happens (ConfigError).
 
-    Options (benchrun.options.OPTIONS, the same as `benchrun run`'s flags):
-{options}
+        Options (benchrun.options.OPTIONS, the same as `benchrun run`'s flags):
+    {options}
 
-    Process, as ``docker run``: ``entrypoint`` replaces the image's Entrypoint and clears its Cmd
-    (``""`` or ``[]`` = none); ``command`` replaces Cmd; ``env`` (dict, or list of ``K=V`` / bare
-    ``K`` = the caller's value) overrides the image's Env; ``workdir`` and ``user`` override the
-    image's. A timed-out run is killed (``timed_out`` set, partial output kept); a missing output
-    file is listed in ``missing_outputs``; capped streams set ``stdout_truncated`` /
-    ``stderr_truncated``.
+        Process, as ``docker run``: ``entrypoint`` replaces the image's Entrypoint and clears its Cmd
+        (``""`` or ``[]`` = none); ``command`` replaces Cmd; ``env`` (dict, or list of ``K=V`` / bare
+        ``K`` = the caller's value) overrides the image's Env; ``workdir`` and ``user`` override the
+        image's. A timed-out run is killed (``timed_out`` set, partial output kept); a missing output
+        file is listed in ``missing_outputs``; capped streams set ``stdout_truncated`` /
+        ``stderr_truncated``.
 
-    ``pull``: pull the image first if the store lacks it (benchrun.pull's keywords, e.g.
-    ``platform`` or credentials, pass through); the time spent is ``phases["pull"]`` (0 when
-    cached). Raises ConfigError, ImageNotFound (pull=False), SandboxError, VmError, ProtocolError,
-    and pull's errors.
+        ``pull``: pull the image first if the store lacks it (benchrun.pull's keywords, e.g.
+        ``platform`` or credentials, pass through); the time spent is ``phases["pull"]`` (0 when
+        cached). Raises ConfigError, ImageNotFound (pull=False), SandboxError, VmError, ProtocolError,
+        and pull's errors.
     """
     return execute(make_spec(image, command, store=store, pull=pull, **options))
 
@@ -424,8 +443,11 @@ def _signature_and_doc() -> None:
         inspect.Parameter("store", inspect.Parameter.KEYWORD_ONLY, default=None),
         inspect.Parameter("pull", inspect.Parameter.KEYWORD_ONLY, default=True),
     ]
-    params += [inspect.Parameter(o.name, inspect.Parameter.KEYWORD_ONLY, default=None)
-               for o in _options.OPTIONS if o.name != "command"]
+    params += [
+        inspect.Parameter(o.name, inspect.Parameter.KEYWORD_ONLY, default=None)
+        for o in _options.OPTIONS
+        if o.name != "command"
+    ]
     params.append(inspect.Parameter("pull_kwargs", inspect.Parameter.VAR_KEYWORD))
     for fn in (run, make_spec):
         fn.__signature__ = inspect.Signature(params)  # type: ignore[attr-defined]

@@ -24,9 +24,38 @@ TAIL_LINES = 20
 
 # busybox applets linked in busybox_image(): what shell scripts and benchmarks commonly use.
 APPLETS = (
-    "sh", "echo", "cat", "ls", "true", "false", "sleep", "env", "id", "pwd", "nproc", "yes",
-    "head", "tail", "base64", "dd", "wc", "touch", "mkdir", "rm", "test", "grep", "awk", "sed",
-    "seq", "sha256sum", "date", "printf", "tr", "cut", "sort", "uname",
+    "sh",
+    "echo",
+    "cat",
+    "ls",
+    "true",
+    "false",
+    "sleep",
+    "env",
+    "id",
+    "pwd",
+    "nproc",
+    "yes",
+    "head",
+    "tail",
+    "base64",
+    "dd",
+    "wc",
+    "touch",
+    "mkdir",
+    "rm",
+    "test",
+    "grep",
+    "awk",
+    "sed",
+    "seq",
+    "sha256sum",
+    "date",
+    "printf",
+    "tr",
+    "cut",
+    "sort",
+    "uname",
 )
 
 
@@ -159,8 +188,9 @@ def _busybox_tar(busybox: Path, applets: Iterable[str]) -> bytes:
     buf = io.BytesIO()
     with tarfile.open(fileobj=buf, mode="w", format=tarfile.PAX_FORMAT) as tf:
 
-        def add(name: str, kind: bytes, mode: int, data: Optional[bytes] = None,
-                link: str = "") -> None:
+        def add(
+            name: str, kind: bytes, mode: int, data: Optional[bytes] = None, link: str = ""
+        ) -> None:
             ti = tarfile.TarInfo(name)
             ti.type, ti.mode, ti.mtime, ti.linkname = kind, mode, _MTIME, link
             ti.size = len(data) if data is not None else 0
@@ -171,8 +201,12 @@ def _busybox_tar(busybox: Path, applets: Iterable[str]) -> bytes:
         add("bin/busybox", tarfile.REGTYPE, 0o755, busybox.read_bytes())
         for applet in applets:
             add(f"bin/{applet}", tarfile.SYMTYPE, 0o777, link="busybox")
-        add("etc/passwd", tarfile.REGTYPE, 0o644,
-            b"root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534:nobody:/nonexistent:/bin/sh\n")
+        add(
+            "etc/passwd",
+            tarfile.REGTYPE,
+            0o644,
+            b"root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534:nobody:/nonexistent:/bin/sh\n",
+        )
         add("etc/group", tarfile.REGTYPE, 0o644, b"root:x:0:\nnogroup:x:65534:\n")
     return buf.getvalue()
 
@@ -227,11 +261,15 @@ def busybox_image(
     index = (
         json.loads(index_path.read_text())
         if index_path.exists()
-        else {"schemaVersion": 2, "mediaType": "application/vnd.oci.image.index.v1+json",
-              "manifests": []}
+        else {
+            "schemaVersion": 2,
+            "mediaType": "application/vnd.oci.image.index.v1+json",
+            "manifests": [],
+        }
     )
     index["manifests"] = [
-        m for m in index["manifests"]
+        m
+        for m in index["manifests"]
         if m.get("annotations", {}).get("org.opencontainers.image.ref.name") != tag
     ] + [mdesc]
     index_path.write_text(json.dumps(index, sort_keys=True))

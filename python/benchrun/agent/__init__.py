@@ -9,8 +9,14 @@ import logging
 import sys
 
 from .agent import EXIT_FATAL, EXIT_OK, Agent, run_agent_async, runner_info
-from .config import DEFAULT_MAX_MESSAGE, DEFAULT_POLL_TIMEOUT, KEY_ENV, AgentConfig, load_key, \
-    make_config
+from .config import (
+    DEFAULT_MAX_MESSAGE,
+    DEFAULT_POLL_TIMEOUT,
+    KEY_ENV,
+    AgentConfig,
+    load_key,
+    make_config,
+)
 from .executor import JobExecutor, Outcome
 
 LOG_FORMAT = "%(asctime)s.%(msecs)03d %(levelname)s %(name)s: %(message)s"

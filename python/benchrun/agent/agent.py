@@ -42,8 +42,9 @@ def runner_info() -> dict[str, str]:
     """ready.runner: os, arch (upstream's spellings) and this benchrun's version."""
     from benchrun import __version__
 
-    arch = {"amd64": "x86_64", "arm64": "aarch64"}.get(platform.machine().lower(),
-                                                        platform.machine().lower())
+    arch = {"amd64": "x86_64", "arm64": "aarch64"}.get(
+        platform.machine().lower(), platform.machine().lower()
+    )
     return {"os": platform.system().lower(), "arch": arch, "version": __version__}
 
 
@@ -75,8 +76,10 @@ class Agent:
     def __init__(self, config: AgentConfig, executor: Optional[JobExecutor] = None) -> None:
         self.config = config
         self.executor = executor or JobExecutor(
-            store=config.store, default_backend=config.backend,
-            insecure_registries=config.insecure_registries)
+            store=config.store,
+            default_backend=config.backend,
+            insecure_registries=config.insecure_registries,
+        )
         self._backoff = Backoff(config.backoff_initial, config.backoff_max)
         self._stop = asyncio.Event()
         self._stops = 0
@@ -105,10 +108,15 @@ class Agent:
             log.info("%s: canceling job %s", signame, job.claimed.uuid)
             self._cancel(job, "agent stopping")
         else:
-            log.info("%s: letting job %s finish within %.1f s", signame, job.claimed.uuid,
-                     self.config.drain_timeout)
-            asyncio.get_running_loop().call_later(self.config.drain_timeout, self._cancel, job,
-                                                  "drain timeout")
+            log.info(
+                "%s: letting job %s finish within %.1f s",
+                signame,
+                job.claimed.uuid,
+                self.config.drain_timeout,
+            )
+            asyncio.get_running_loop().call_later(
+                self.config.drain_timeout, self._cancel, job, "drain timeout"
+            )
 
     def _cancel(self, job: _Job, why: str) -> None:
         if job.future.done() or job.cancel.is_set():
@@ -162,8 +170,9 @@ class Agent:
                     log.error("stopping: the server stayed unreachable")
                     return None
             try:
-                conn = await Connection.open(self.config.channel_url, self.config.key,
-                                             self.config.max_message)
+                conn = await Connection.open(
+                    self.config.channel_url, self.config.key, self.config.max_message
+                )
                 self._conn = conn
                 self._unanswered = 0
                 log.info("connected to %s", self.config.channel_url)
@@ -190,8 +199,9 @@ class Agent:
             except asyncio.TimeoutError:
                 log.warning("job %s: still running at exit", job.claimed.uuid)
         if self._pending is not None:
-            log.error("job %s: %s result not delivered", self._pending.job,
-                      self._pending.message["event"])
+            log.error(
+                "job %s: %s result not delivered", self._pending.job, self._pending.message["event"]
+            )
             self._lost_results += 1
 
     # --- one connection ----------------------------------------------------------------------
@@ -255,9 +265,12 @@ class Agent:
                     return None
                 if event == "update":
                     self._send_runner_info = False
-                    log.warning("the server offers runner version %s (%s); benchrun's agent does "
-                                "not self-update, and stops sending runner metadata in ready",
-                                msg.get("version"), msg.get("url"))
+                    log.warning(
+                        "the server offers runner version %s (%s); benchrun's agent does "
+                        "not self-update, and stops sending runner metadata in ready",
+                        msg.get("version"),
+                        msg.get("url"),
+                    )
                     continue
                 if event == "cancel":
                     log.warning("ignoring cancel while idle (no job is running)")
@@ -278,8 +291,14 @@ class Agent:
         if self._stop.is_set():
             self._cancel(job, "agent stopping")
         c = claimed.config
-        log.info("job %s: claimed (iter %d, timeout %d s, cpu %d, memory %d)", claimed.uuid,
-                 c.iter, claimed.timeout, claimed.spec.cpu, claimed.spec.memory)
+        log.info(
+            "job %s: claimed (iter %d, timeout %d s, cpu %d, memory %d)",
+            claimed.uuid,
+            c.iter,
+            claimed.timeout,
+            claimed.spec.cpu,
+            claimed.spec.memory,
+        )
 
         def on_running() -> None:  # job thread: send `running` before the workload starts
             try:
@@ -325,14 +344,20 @@ class Agent:
                 if job.cancel_at is not None:
                     wait = max(0.0, job.cancel_at + self.config.cancel_grace - time.monotonic())
                 awaited: set[asyncio.Future[Any]] = {job.future, messages, canceled}
-                await asyncio.wait(awaited, timeout=wait,
-                                   return_when=asyncio.FIRST_COMPLETED)
+                await asyncio.wait(awaited, timeout=wait, return_when=asyncio.FIRST_COMPLETED)
                 if messages.done():
                     messages.result()  # raises ConnectionLost: the job goes on, we reconnect
-                if not job.future.done() and job.cancel_at is not None and \
-                        time.monotonic() >= job.cancel_at + self.config.cancel_grace:
-                    log.warning("job %s: did not stop within %.1f s of the cancel; abandoning "
-                                "its thread", job.claimed.uuid, self.config.cancel_grace)
+                if (
+                    not job.future.done()
+                    and job.cancel_at is not None
+                    and time.monotonic() >= job.cancel_at + self.config.cancel_grace
+                ):
+                    log.warning(
+                        "job %s: did not stop within %.1f s of the cancel; abandoning "
+                        "its thread",
+                        job.claimed.uuid,
+                        self.config.cancel_grace,
+                    )
                     _set_result(job.future, Outcome("canceled"))
         finally:
             for task in (beats, messages, canceled):
@@ -349,12 +374,18 @@ class Agent:
             error = f"results exceed the {limit} message limit; outputs truncated"
             if outcome.event == "failed" and outcome.error:
                 error = f"{outcome.error}; {error}"
-            msg = protocol.failed(job.claimed.uuid, msg["results"], error,
-                                  timings=msg.get("timings"))
+            msg = protocol.failed(
+                job.claimed.uuid, msg["results"], error, timings=msg.get("timings")
+            )
             log.error("job %s: %s", job.claimed.uuid, error)
-        log.info("job %s: %s%s (pull %.3f s, prepare %.3f s)", job.claimed.uuid, msg["event"],
-                 f": {msg['error']}" if msg.get("error") else "",
-                 outcome.timings.get("pull", 0.0), outcome.timings.get("prepare", 0.0))
+        log.info(
+            "job %s: %s%s (pull %.3f s, prepare %.3f s)",
+            job.claimed.uuid,
+            msg["event"],
+            f": {msg['error']}" if msg.get("error") else "",
+            outcome.timings.get("pull", 0.0),
+            outcome.timings.get("prepare", 0.0),
+        )
         self._pending = _Pending(job.claimed.uuid, msg)
         # Replies to the last heartbeats may still be on their way: let them arrive first, so
         # the ack taken for the terminal message is really its own.
@@ -401,8 +432,13 @@ class Agent:
             return
         p.sends += 1
         if p.sends > 1:
-            log.info("job %s: resending %s (%d/%d)", p.job, p.message["event"], p.sends - 1,
-                     self.config.max_resends)
+            log.info(
+                "job %s: resending %s (%d/%d)",
+                p.job,
+                p.message["event"],
+                p.sends - 1,
+                self.config.max_resends,
+            )
         await conn.send(p.message)
         deadline = time.monotonic() + self.config.ack_timeout
         while (left := deadline - time.monotonic()) > 0:
@@ -414,14 +450,19 @@ class Agent:
         if p.sends > self.config.max_resends:
             self._drop_pending()
             return
-        raise ConnectionLost(f"job {p.job}: no ack for {p.message['event']} within "
-                             f"{self.config.ack_timeout:g} s")
+        raise ConnectionLost(
+            f"job {p.job}: no ack for {p.message['event']} within " f"{self.config.ack_timeout:g} s"
+        )
 
     def _drop_pending(self) -> None:
         p = self._pending
         assert p is not None
-        log.error("job %s: %s not acknowledged after %d sends; dropping it", p.job,
-                  p.message["event"], p.sends)
+        log.error(
+            "job %s: %s not acknowledged after %d sends; dropping it",
+            p.job,
+            p.message["event"],
+            p.sends,
+        )
         self._pending = None
         self._lost_results += 1
 

@@ -88,15 +88,23 @@ def make_config(server: str, runner: str, key: str, **options) -> AgentConfig:
     if not _RUNNER.match(cfg.runner):
         raise ConfigError(f"runner '{cfg.runner}': expected a runner UUID or slug")
     lo, hi = protocol.POLL_TIMEOUT_RANGE
-    if isinstance(cfg.poll_timeout, bool) or not isinstance(cfg.poll_timeout, int) \
-            or not lo <= cfg.poll_timeout <= hi:
+    if (
+        isinstance(cfg.poll_timeout, bool)
+        or not isinstance(cfg.poll_timeout, int)
+        or not lo <= cfg.poll_timeout <= hi
+    ):
         raise ConfigError(f"poll timeout {cfg.poll_timeout!r}: expected {lo}..{hi} seconds")
     if not isinstance(cfg.max_message, int) or cfg.max_message < (1 << 20):
         raise ConfigError(f"max message {cfg.max_message!r}: expected at least 1 MiB")
     if cfg.backend not in backends():
         raise ConfigError(f"backend {cfg.backend!r}: unknown (choose {', '.join(backends())})")
-    for name in ("heartbeat_interval", "ack_timeout", "backoff_initial", "backoff_max",
-                 "cancel_grace"):
+    for name in (
+        "heartbeat_interval",
+        "ack_timeout",
+        "backoff_initial",
+        "backoff_max",
+        "cancel_grace",
+    ):
         if not getattr(cfg, name) > 0:
             raise ConfigError(f"{name.replace('_', ' ')} {getattr(cfg, name)!r}: must be positive")
     if cfg.drain_timeout < 0:

@@ -39,8 +39,13 @@ class Backoff:
     """Delays between reconnects: initial, doubling up to maximum, each scaled by a uniform
     1 +- jitter factor so a fleet does not reconnect in lockstep after a server restart."""
 
-    def __init__(self, initial: float = 0.5, maximum: float = 30.0, jitter: float = 0.5,
-                 rng: Callable[[], float] = random.random) -> None:
+    def __init__(
+        self,
+        initial: float = 0.5,
+        maximum: float = 30.0,
+        jitter: float = 0.5,
+        rng: Callable[[], float] = random.random,
+    ) -> None:
         self.initial = initial
         self.maximum = maximum
         self.jitter = jitter
@@ -59,8 +64,9 @@ class Backoff:
 class Connection:
     """One open channel. Create it with Connection.open(); close() is idempotent."""
 
-    def __init__(self, session: aiohttp.ClientSession, ws: aiohttp.ClientWebSocketResponse,
-                 max_message: int) -> None:
+    def __init__(
+        self, session: aiohttp.ClientSession, ws: aiohttp.ClientWebSocketResponse, max_message: int
+    ) -> None:
         self._session = session
         self._ws = ws
         self._max_message = max_message
@@ -72,8 +78,9 @@ class Connection:
     @classmethod
     async def open(cls, url: str, key: str, max_message: int) -> "Connection":
         """Connects and upgrades; KeyRejected on 401/403, ConnectionLost on anything else."""
-        session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=None,
-                                                                      connect=CONNECT_TIMEOUT))
+        session = aiohttp.ClientSession(
+            timeout=aiohttp.ClientTimeout(total=None, connect=CONNECT_TIMEOUT)
+        )
         try:
             ws = await session.ws_connect(
                 url,
@@ -85,8 +92,10 @@ class Connection:
         except aiohttp.WSServerHandshakeError as e:
             await session.close()
             if e.status in (401, 403):
-                raise KeyRejected(f"connect '{url}': the server refused the runner key "
-                                  f"(HTTP {e.status})", e.status) from None
+                raise KeyRejected(
+                    f"connect '{url}': the server refused the runner key " f"(HTTP {e.status})",
+                    e.status,
+                ) from None
             raise ConnectionLost(f"connect '{url}': HTTP {e.status} {e.message}") from None
         except (aiohttp.ClientError, asyncio.TimeoutError, OSError) as e:
             await session.close()

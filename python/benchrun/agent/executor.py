@@ -71,8 +71,9 @@ def image_reference(job: ClaimedJob) -> str:
     if c.image:
         name, at, digest = c.image.partition("@")
         if at and digest != c.digest:
-            raise ConfigError(f"config.image '{c.image}' names digest {digest}, "
-                              f"config.digest is {c.digest}")
+            raise ConfigError(
+                f"config.image '{c.image}' names digest {digest}, " f"config.digest is {c.digest}"
+            )
         slash = name.rfind("/")
         colon = name.rfind(":")
         if colon > slash:  # drop a tag: the digest pins the image
@@ -81,20 +82,29 @@ def image_reference(job: ClaimedJob) -> str:
     return f"{urlsplit(c.registry).netloc}/{c.project}@{c.digest}"
 
 
-def plan(job: ClaimedJob, *, default_backend: str, insecure_registries: tuple[str, ...],
-         available_cpus: Optional[int] = None) -> Plan:
+def plan(
+    job: ClaimedJob,
+    *,
+    default_backend: str,
+    insecure_registries: tuple[str, ...],
+    available_cpus: Optional[int] = None,
+) -> Plan:
     """Checks the job against this runner: ConfigError says why it cannot run here."""
     spec = job.spec
     if spec.network:
-        raise ConfigError("spec requests network access, but benchrun runs have no network "
-                          "(loopback only): use a spec with network false")
+        raise ConfigError(
+            "spec requests network access, but benchrun runs have no network "
+            "(loopback only): use a spec with network false"
+        )
     if spec.sandbox is None:
         backend = default_backend
     else:
         backend = SANDBOX_ALIASES.get(spec.sandbox, spec.sandbox)
         if backend not in backends():
-            raise ConfigError(f"spec sandbox '{spec.sandbox}': unknown (this runner offers "
-                              f"{', '.join(backends())})")
+            raise ConfigError(
+                f"spec sandbox '{spec.sandbox}': unknown (this runner offers "
+                f"{', '.join(backends())})"
+            )
     cpus = available_cpus if available_cpus is not None else len(os.sched_getaffinity(0))
     if spec.cpu > cpus:
         raise ConfigError(f"spec asks for {spec.cpu} CPUs; this runner has {cpus}")
@@ -111,20 +121,29 @@ def plan(job: ClaimedJob, *, default_backend: str, insecure_registries: tuple[st
 class JobExecutor:
     """Runs claimed jobs with the run pipeline; one job at a time per executor call."""
 
-    def __init__(self, *, store: Optional[str] = None, default_backend: str = "sandbox",
-                 insecure_registries: tuple[str, ...] = ()) -> None:
+    def __init__(
+        self,
+        *,
+        store: Optional[str] = None,
+        default_backend: str = "sandbox",
+        insecure_registries: tuple[str, ...] = (),
+    ) -> None:
         self.store = store
         self.default_backend = default_backend
         self.insecure_registries = insecure_registries
 
-    def run(self, job: ClaimedJob, cancel: threading.Event,
-            on_running: Callable[[], None]) -> Outcome:
+    def run(
+        self, job: ClaimedJob, cancel: threading.Event, on_running: Callable[[], None]
+    ) -> Outcome:
         """Pull, then on_running(), then the iterations. Never raises for the job's own failures:
         they come back as a failed Outcome with the error text."""
         timings = {"pull": 0.0, "prepare": 0.0}
         try:
-            p = plan(job, default_backend=self.default_backend,
-                     insecure_registries=self.insecure_registries)
+            p = plan(
+                job,
+                default_backend=self.default_backend,
+                insecure_registries=self.insecure_registries,
+            )
         except ConfigError as e:
             return Outcome("failed", error=str(e), timings=timings)
         if cancel.is_set():
@@ -168,8 +187,14 @@ class JobExecutor:
         on_running()
         return self._iterations(job, spec, image, cancel, timings)
 
-    def _iterations(self, job: ClaimedJob, spec: runner.RunSpec, image: Any,
-                    cancel: threading.Event, timings: dict[str, float]) -> Outcome:
+    def _iterations(
+        self,
+        job: ClaimedJob,
+        spec: runner.RunSpec,
+        image: Any,
+        cancel: threading.Event,
+        timings: dict[str, float],
+    ) -> Outcome:
         done: list[dict[str, Any]] = []
         deadline = time.monotonic() + job.timeout  # the job's timeout covers every iteration
         for i in range(job.config.iter):
@@ -177,11 +202,13 @@ class JobExecutor:
                 return Outcome("canceled", timings=timings)
             remaining = deadline - time.monotonic()
             if remaining <= 0:
-                return Outcome("failed", done, f"Benchmark timed out after {job.timeout} s",
-                               timings)
+                return Outcome(
+                    "failed", done, f"Benchmark timed out after {job.timeout} s", timings
+                )
             try:
-                res = runner.execute(spec.with_options(timeout=remaining),
-                                     should_stop=cancel.is_set, image=image)
+                res = runner.execute(
+                    spec.with_options(timeout=remaining), should_stop=cancel.is_set, image=image
+                )
             except BenchrunError as e:
                 return Outcome("failed", done, f"iteration {i + 1}: {e}", timings)
             timings["prepare"] += res.phases.get("prepare", 0.0) + res.phases.get("start", 0.0)
@@ -189,15 +216,24 @@ class JobExecutor:
                 return Outcome("canceled", timings=timings)
             done.append(_results.iteration_output(res))
             for path, why in res.missing_outputs.items():
-                log.warning("job %s iteration %d: output '%s' not collected: %s", job.uuid,
-                            i + 1, path, why)
+                log.warning(
+                    "job %s iteration %d: output '%s' not collected: %s", job.uuid, i + 1, path, why
+                )
             code = _results.exit_code(res)
-            log.info("job %s: iteration %d/%d exit %d in %.3f s", job.uuid, i + 1,
-                     job.config.iter, code, res.wall_time)
+            log.info(
+                "job %s: iteration %d/%d exit %d in %.3f s",
+                job.uuid,
+                i + 1,
+                job.config.iter,
+                code,
+                res.wall_time,
+            )
             if res.timed_out:
-                return Outcome("failed", done, f"Benchmark timed out after {job.timeout} s",
-                               timings)
+                return Outcome(
+                    "failed", done, f"Benchmark timed out after {job.timeout} s", timings
+                )
             if code != 0 and not job.config.allow_failure:
-                return Outcome("failed", done, f"Benchmark exited with non-zero exit code: {code}",
-                               timings)
+                return Outcome(
+                    "failed", done, f"Benchmark exited with non-zero exit code: {code}", timings
+                )
         return Outcome("completed", done, timings=timings)

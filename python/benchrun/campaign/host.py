@@ -32,7 +32,7 @@ def cpu_model(proc: Path = Path("/proc")) -> str:
 
 
 def turbo(sys_cpu: Path = Path("/sys/devices/system/cpu")) -> str:
-    """"on"/"off" from intel_pstate's no_turbo (inverted) or cpufreq's boost, else unknown."""
+    """ "on"/"off" from intel_pstate's no_turbo (inverted) or cpufreq's boost, else unknown."""
     no_turbo = _read(sys_cpu / "intel_pstate" / "no_turbo")
     if no_turbo in ("0", "1"):
         return "off" if no_turbo == "1" else "on"
@@ -57,13 +57,18 @@ def _static_facts(proc: Path) -> tuple[tuple[str, Any], ...]:
     """What cannot change while benchrun runs (read once: /proc/cpuinfo is slow on big hosts)."""
     from benchrun import __version__
 
-    return (("hostname", socket.gethostname()), ("cpu_model", cpu_model(proc)),
-            ("cpu_count", os.cpu_count() or 0), ("kernel", platform.release() or UNKNOWN),
-            ("benchrun_version", __version__))
+    return (
+        ("hostname", socket.gethostname()),
+        ("cpu_model", cpu_model(proc)),
+        ("cpu_count", os.cpu_count() or 0),
+        ("kernel", platform.release() or UNKNOWN),
+        ("benchrun_version", __version__),
+    )
 
 
-def machine_facts(*, proc: Path = Path("/proc"),
-                  sys_cpu: Path = Path("/sys/devices/system/cpu")) -> dict[str, Any]:
+def machine_facts(
+    *, proc: Path = Path("/proc"), sys_cpu: Path = Path("/sys/devices/system/cpu")
+) -> dict[str, Any]:
     """The machine's facts (no per-run ones). Paths are parameters so tests can point elsewhere.
     Governor, SMT, turbo and ASLR are read every time: an administrator may change them."""
     return {

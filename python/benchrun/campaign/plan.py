@@ -45,8 +45,9 @@ def plan_from_json(doc: Sequence[Sequence[Any]]) -> list[PlannedRun]:
     try:
         return [PlannedRun(i, str(v), int(r), bool(w)) for i, (v, r, w) in enumerate(doc)]
     except (TypeError, ValueError):
-        raise ConfigError("stored plan: malformed (expected [[variant, repetition, warmup]])") \
-            from None
+        raise ConfigError(
+            "stored plan: malformed (expected [[variant, repetition, warmup]])"
+        ) from None
 
 
 __all__ = ["PlannedRun", "make_plan", "plan_from_json"]

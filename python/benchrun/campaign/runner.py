@@ -78,6 +78,7 @@ def run_campaign(
         done = db.done_indices(cid)
         todo = [p for p in plan if p.index not in done]
         with _progress_bar(progress, campaign.name, len(plan), len(done)) as advance:
+
             def stored(p: PlannedRun, rec: RunRecord) -> None:
                 advance(rec)
                 if on_run is not None:
@@ -89,21 +90,37 @@ def run_campaign(
             elif todo:
                 _run_remote(db, campaign, cid, todo, client, project or "", batch, stored)
         counts = db.counts(cid)
-    return CampaignResult(store=path, campaign_id=cid, planned=len(plan), skipped=len(done),
-                          done=counts.get("done", 0), failed=counts.get("failed", 0),
-                          elapsed=time.monotonic() - t0, pull_time=pull_time)
+    return CampaignResult(
+        store=path,
+        campaign_id=cid,
+        planned=len(plan),
+        skipped=len(done),
+        done=counts.get("done", 0),
+        failed=counts.get("failed", 0),
+        elapsed=time.monotonic() - t0,
+        pull_time=pull_time,
+    )
 
 
-def _local_specs(campaign: Campaign,
-                 image_store: Union[str, "os.PathLike[str]", None]) -> dict[str, _runner.RunSpec]:
+def _local_specs(
+    campaign: Campaign, image_store: Union[str, "os.PathLike[str]", None]
+) -> dict[str, _runner.RunSpec]:
     """Every variant's RunSpec: all options checked before the first run."""
     out = {}
     for v in campaign.variants:
         try:
             out[v.name] = _runner.make_spec(
-                v.image, v.command, entrypoint=v.entrypoint, env=dict(v.env), backend=v.backend,
-                vcpus=v.vcpus, memory=v.memory, timeout=v.timeout, outputs=v.outputs,
-                store=image_store)
+                v.image,
+                v.command,
+                entrypoint=v.entrypoint,
+                env=dict(v.env),
+                backend=v.backend,
+                vcpus=v.vcpus,
+                memory=v.memory,
+                timeout=v.timeout,
+                outputs=v.outputs,
+                store=image_store,
+            )
         except ConfigError as e:
             raise ConfigError(f"variant '{v.name}': {e}") from None
     return out
@@ -112,22 +129,34 @@ def _local_specs(campaign: Campaign,
 def _record_campaign(db: ResultsStore, campaign: Campaign, plan: list[PlannedRun]) -> str:
     """The campaign's id; records it (spec, plan, host) on first use, else checks the plan."""
     cid = campaign.id
-    spec = {**campaign.to_dict(), "spec_hash": campaign.spec_hash(),
-            "plan": [p.to_json() for p in plan]}
+    spec = {
+        **campaign.to_dict(),
+        "spec_hash": campaign.spec_hash(),
+        "plan": [p.to_json() for p in plan],
+    }
     found = db.campaign(cid)
     if found is None:
         facts = _host.machine_facts()
         db.add_campaign(cid, campaign.name, campaign.seed, spec, facts["benchrun_version"], facts)
     elif plan_from_json(found["spec"].get("plan", [])) != plan:
-        raise ConfigError(f"results store: campaign '{cid}' was recorded with another plan "
-                          "(a different benchrun version?); use another store or campaign name")
+        raise ConfigError(
+            f"results store: campaign '{cid}' was recorded with another plan "
+            "(a different benchrun version?); use another store or campaign name"
+        )
     return cid
 
 
 def _record(campaign_id: str, p: PlannedRun, v: Variant, **kw: Any) -> RunRecord:
-    return RunRecord(id=f"{campaign_id}#{p.index}", campaign=campaign_id, variant=v.name,
-                     variant_spec=v.to_dict(), repetition=p.repetition, warmup=p.warmup,
-                     plan_index=p.index, **kw)
+    return RunRecord(
+        id=f"{campaign_id}#{p.index}",
+        campaign=campaign_id,
+        variant=v.name,
+        variant_spec=v.to_dict(),
+        repetition=p.repetition,
+        warmup=p.warmup,
+        plan_index=p.index,
+        **kw,
+    )
 
 
 def _metrics_of(result: _runner.Result, sources: tuple[str, ...]) -> tuple[list[Any], str]:
@@ -141,8 +170,14 @@ def _metrics_of(result: _runner.Result, sources: tuple[str, ...]) -> tuple[list[
 # --- local ------------------------------------------------------------------------------------
 
 
-def _run_local(db: ResultsStore, campaign: Campaign, cid: str, todo: list[PlannedRun],
-               specs: dict[str, _runner.RunSpec], stored: OnRun) -> float:
+def _run_local(
+    db: ResultsStore,
+    campaign: Campaign,
+    cid: str,
+    todo: list[PlannedRun],
+    specs: dict[str, _runner.RunSpec],
+    stored: OnRun,
+) -> float:
     """Runs ``todo``; returns the seconds spent pulling."""
     pull_time = 0.0
     # Each image pulled and loaded once: every run of it measures the same image.
@@ -161,10 +196,21 @@ def _run_local(db: ResultsStore, campaign: Campaign, cid: str, todo: list[Planne
         try:
             res = _runner.execute(spec, image=image)
         except BenchrunError as e:
-            rec = _record(cid, p, v, status="failed", exit_code=None, wall_time=None,
-                          started=started, ended=time.time(), backend=v.backend,
-                          image_digest=image.digest, host=_host.run_facts(v.backend, image.digest),
-                          result=None, error=f"{type(e).__name__}: {e}")
+            rec = _record(
+                cid,
+                p,
+                v,
+                status="failed",
+                exit_code=None,
+                wall_time=None,
+                started=started,
+                ended=time.time(),
+                backend=v.backend,
+                image_digest=image.digest,
+                host=_host.run_facts(v.backend, image.digest),
+                result=None,
+                error=f"{type(e).__name__}: {e}",
+            )
             db.add_run(rec)
             stored(p, rec)
             continue
@@ -173,12 +219,21 @@ def _run_local(db: ResultsStore, campaign: Campaign, cid: str, todo: list[Planne
         found, error = _metrics_of(res, v.metrics)
         if not error and not res.ok:
             error = _failure(res)
-        rec = _record(cid, p, v, status="failed" if error else "done", exit_code=res.exit_code,
-                      wall_time=res.wall_time, started=res.start_time or started,
-                      ended=res.end_time or time.time(), backend=res.backend,
-                      image_digest=res.image_digest,
-                      host=_host.run_facts(res.backend, res.image_digest),
-                      result=res.to_json(), error=error or None)
+        rec = _record(
+            cid,
+            p,
+            v,
+            status="failed" if error else "done",
+            exit_code=res.exit_code,
+            wall_time=res.wall_time,
+            started=res.start_time or started,
+            ended=res.end_time or time.time(),
+            backend=res.backend,
+            image_digest=res.image_digest,
+            host=_host.run_facts(res.backend, res.image_digest),
+            result=res.to_json(),
+            error=error or None,
+        )
         db.add_run(rec, found)
         stored(p, rec)
     return pull_time
@@ -199,12 +254,20 @@ def _failure(res: _runner.Result) -> str:
 
 def _submit(client: Any, project: str, v: Variant) -> str:
     timeout = math.ceil(v.timeout) if v.timeout is not None else REMOTE_DEFAULT_TIMEOUT
-    job = client.submit(v.image, list(v.command) if v.command is not None else None,
-                        project=project,
-                        entrypoint=list(v.entrypoint) if v.entrypoint is not None else None,
-                        env=dict(v.env) or None, timeout=timeout, outputs=list(v.outputs),
-                        iterations=1, allow_failure=True, cpus=v.vcpus or 1, memory=v.memory,
-                        backend=v.backend)
+    job = client.submit(
+        v.image,
+        list(v.command) if v.command is not None else None,
+        project=project,
+        entrypoint=list(v.entrypoint) if v.entrypoint is not None else None,
+        env=dict(v.env) or None,
+        timeout=timeout,
+        outputs=list(v.outputs),
+        iterations=1,
+        allow_failure=True,
+        cpus=v.vcpus or 1,
+        memory=v.memory,
+        backend=v.backend,
+    )
     return str(job["id"])
 
 
@@ -216,22 +279,39 @@ def remote_result(job: dict[str, Any], it: dict[str, Any], backend: str) -> _run
     timings = job.get("timings") or {}
     span = None
     if isinstance(job.get("started"), (int, float)) and isinstance(job.get("ended"), (int, float)):
-        span = max(0.0, float(job["ended"]) - float(job["started"])
-                   - float(timings.get("prepare", 0.0)))
+        span = max(
+            0.0, float(job["ended"]) - float(job["started"]) - float(timings.get("prepare", 0.0))
+        )
     return _runner.Result(
-        exit_code=int(it.get("exit_code", -1)), signal=0,
-        stdout=str(it.get("stdout", "")).encode(), stderr=str(it.get("stderr", "")).encode(),
-        stdout_truncated=False, stderr_truncated=False,
+        exit_code=int(it.get("exit_code", -1)),
+        signal=0,
+        stdout=str(it.get("stdout", "")).encode(),
+        stderr=str(it.get("stderr", "")).encode(),
+        stdout_truncated=False,
+        stderr_truncated=False,
         outputs={p: str(t).encode() for p, t in (it.get("output") or {}).items()},
-        missing_outputs={}, timed_out=False, oom_killed=False,
+        missing_outputs={},
+        timed_out=False,
+        oom_killed=False,
         metrics={"wall_time": _runner.Metric(span, "s")} if span is not None else {},
-        image_digest=str((job.get("config") or {}).get("digest", "")), backend=backend,
-        start_time=float(job.get("started") or 0.0), end_time=float(job.get("ended") or 0.0),
-        phases={k: float(x) for k, x in timings.items()})
+        image_digest=str((job.get("config") or {}).get("digest", "")),
+        backend=backend,
+        start_time=float(job.get("started") or 0.0),
+        end_time=float(job.get("ended") or 0.0),
+        phases={k: float(x) for k, x in timings.items()},
+    )
 
 
-def _run_remote(db: ResultsStore, campaign: Campaign, cid: str, todo: list[PlannedRun],
-                client: Any, project: str, batch: int, stored: OnRun) -> None:
+def _run_remote(
+    db: ResultsStore,
+    campaign: Campaign,
+    cid: str,
+    todo: list[PlannedRun],
+    client: Any,
+    project: str,
+    batch: int,
+    stored: OnRun,
+) -> None:
     # Jobs are submitted in plan order, `batch` ahead of the one awaited: a runner picks them up
     # in order, and the server never holds more than `batch` of this campaign's jobs.
     pending: list[tuple[PlannedRun, str]] = []
@@ -251,25 +331,65 @@ def _run_remote(db: ResultsStore, campaign: Campaign, cid: str, todo: list[Plann
                 pass
 
 
-def _store_job(db: ResultsStore, campaign: Campaign, cid: str, p: PlannedRun, client: Any,
-               job_id: str, stored: OnRun) -> None:
+def _store_job(
+    db: ResultsStore,
+    campaign: Campaign,
+    cid: str,
+    p: PlannedRun,
+    client: Any,
+    job_id: str,
+    stored: OnRun,
+) -> None:
     v = campaign.variant(p.variant)
     job = client.wait(job_id)
     results = client.results(job_id)
-    facts = {"remote": True, "server": getattr(client, "url", ""), "job": job_id,
-             "runner": job.get("runner"), "backend": v.backend,
-             "image_digest": (job.get("config") or {}).get("digest", ""),
-             "benchrun_version": _host.machine_facts()["benchrun_version"]}
-    doc = {"job": {k: job.get(k) for k in ("id", "status", "status_name", "runner", "created",
-                                           "started", "ended", "timings", "error", "reason")},
-           "results": results}
-    base = dict(started=float(job.get("started") or job.get("created") or time.time()),
-                ended=float(job.get("ended") or time.time()), backend=v.backend,
-                image_digest=facts["image_digest"], host=facts, result=doc)
+    facts = {
+        "remote": True,
+        "server": getattr(client, "url", ""),
+        "job": job_id,
+        "runner": job.get("runner"),
+        "backend": v.backend,
+        "image_digest": (job.get("config") or {}).get("digest", ""),
+        "benchrun_version": _host.machine_facts()["benchrun_version"],
+    }
+    doc = {
+        "job": {
+            k: job.get(k)
+            for k in (
+                "id",
+                "status",
+                "status_name",
+                "runner",
+                "created",
+                "started",
+                "ended",
+                "timings",
+                "error",
+                "reason",
+            )
+        },
+        "results": results,
+    }
+    base = dict(
+        started=float(job.get("started") or job.get("created") or time.time()),
+        ended=float(job.get("ended") or time.time()),
+        backend=v.backend,
+        image_digest=facts["image_digest"],
+        host=facts,
+        result=doc,
+    )
     if job.get("status_name") != "completed" or not results:
         error = job.get("error") or job.get("reason") or f"job {job.get('status_name')}"
-        rec = _record(cid, p, v, status="failed", exit_code=None, wall_time=None,
-                      error=f"job {job_id}: {error}", **base)
+        rec = _record(
+            cid,
+            p,
+            v,
+            status="failed",
+            exit_code=None,
+            wall_time=None,
+            error=f"job {job_id}: {error}",
+            **base,
+        )
         db.add_run(rec)
         stored(p, rec)
         return
@@ -277,9 +397,16 @@ def _store_job(db: ResultsStore, campaign: Campaign, cid: str, p: PlannedRun, cl
     found, error = _metrics_of(res, v.metrics)  # of "result": wall_time only (remote_result)
     if not error and res.exit_code != 0:
         error = f"exit code {res.exit_code}"
-    rec = _record(cid, p, v, status="failed" if error else "done", exit_code=res.exit_code,
-                  wall_time=res.metrics["wall_time"].value if "wall_time" in res.metrics else None,
-                  error=error or None, **base)
+    rec = _record(
+        cid,
+        p,
+        v,
+        status="failed" if error else "done",
+        exit_code=res.exit_code,
+        wall_time=res.metrics["wall_time"].value if "wall_time" in res.metrics else None,
+        error=error or None,
+        **base,
+    )
     db.add_run(rec, found)
     stored(p, rec)
 
@@ -288,23 +415,37 @@ def _store_job(db: ResultsStore, campaign: Campaign, cid: str, p: PlannedRun, cl
 
 
 @contextmanager
-def _progress_bar(enabled: bool, name: str, total: int,
-                  already: int) -> Iterator[Callable[[RunRecord], None]]:
+def _progress_bar(
+    enabled: bool, name: str, total: int, already: int
+) -> Iterator[Callable[[RunRecord], None]]:
     """A rich progress bar with ETA on stderr when enabled and stderr is a terminal."""
     if not enabled or not sys.stderr.isatty():
         yield lambda rec: None
         return
     try:
         from rich.console import Console
-        from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TextColumn,
-                                   TimeElapsedColumn, TimeRemainingColumn)
+        from rich.progress import (
+            BarColumn,
+            MofNCompleteColumn,
+            Progress,
+            TextColumn,
+            TimeElapsedColumn,
+            TimeRemainingColumn,
+        )
     except ImportError:  # rich is optional
         yield lambda rec: None
         return
-    bar = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-                   TimeElapsedColumn(), TextColumn("ETA"), TimeRemainingColumn(),
-                   TextColumn("{task.fields[last]}"), console=Console(stderr=True),
-                   transient=False)
+    bar = Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        TextColumn("ETA"),
+        TimeRemainingColumn(),
+        TextColumn("{task.fields[last]}"),
+        console=Console(stderr=True),
+        transient=False,
+    )
     task = bar.add_task(f"campaign {name}", total=total, completed=already, last="")
 
     def advance(rec: RunRecord) -> None:

@@ -23,8 +23,17 @@ if TYPE_CHECKING:
 
 DEFAULT_STORE = "benchrun-results.db"
 # What a matrix config (and a [[variant]] table, besides name and image) may set.
-CONFIG_KEYS = ("command", "entrypoint", "env", "backend", "vcpus", "memory", "timeout", "outputs",
-               "metrics")
+CONFIG_KEYS = (
+    "command",
+    "entrypoint",
+    "env",
+    "backend",
+    "vcpus",
+    "memory",
+    "timeout",
+    "outputs",
+    "metrics",
+)
 
 ArgvLike = Union[str, Sequence[str], None]
 
@@ -32,8 +41,10 @@ ArgvLike = Union[str, Sequence[str], None]
 def _check_keys(doc: Mapping[str, Any], allowed: Iterable[str], where: str) -> None:
     unknown = sorted(set(doc) - set(allowed))
     if unknown:
-        raise ConfigError(f"{where}: unknown key(s) {', '.join(unknown)} "
-                          f"(allowed: {', '.join(sorted(allowed))})")
+        raise ConfigError(
+            f"{where}: unknown key(s) {', '.join(unknown)} "
+            f"(allowed: {', '.join(sorted(allowed))})"
+        )
 
 
 def _whole(value: Any, what: str, minimum: int) -> int:
@@ -78,15 +89,20 @@ class Variant:
             parse_env(self.env)  # checks names and values
             set_(self, "env", dict(self.env))
         if self.backend not in backends():
-            raise ConfigError(f"{where}: backend {self.backend!r}: unknown (choose "
-                              f"{', '.join(backends())})")
+            raise ConfigError(
+                f"{where}: backend {self.backend!r}: unknown (choose " f"{', '.join(backends())})"
+            )
         if self.vcpus is not None:
             _whole(self.vcpus, f"{where}: vcpus", 1)
         if self.memory is not None:
             set_(self, "memory", parse_memory(self.memory))
         if self.timeout is not None:
-            if isinstance(self.timeout, bool) or not isinstance(self.timeout, (int, float)) or \
-                    not math.isfinite(self.timeout) or self.timeout <= 0:
+            if (
+                isinstance(self.timeout, bool)
+                or not isinstance(self.timeout, (int, float))
+                or not math.isfinite(self.timeout)
+                or self.timeout <= 0
+            ):
                 raise ConfigError(f"{where}: timeout {self.timeout!r}: expected positive seconds")
             set_(self, "timeout", float(self.timeout))
         if isinstance(self.outputs, (str, bytes)):
@@ -100,8 +116,10 @@ class Variant:
             set_(self, "metrics", (self.metrics,))
         mets = tuple(self.metrics)
         if not mets or not all(isinstance(m, str) and m for m in mets):
-            raise ConfigError(f"{where}: metrics {list(mets)!r}: expected a list of sources "
-                              "such as 'auto', 'result', 'stdout:bmf'")
+            raise ConfigError(
+                f"{where}: metrics {list(mets)!r}: expected a list of sources "
+                "such as 'auto', 'result', 'stdout:bmf'"
+            )
         set_(self, "metrics", mets)
 
     def to_dict(self) -> dict[str, Any]:
@@ -147,9 +165,11 @@ def _image_labels(images: Union[Mapping[str, str], Sequence[str]]) -> dict[str, 
     return labels
 
 
-def _matrix_variants(images: Union[Mapping[str, str], Sequence[str]],
-                     commands: Union[Mapping[str, ArgvLike], Sequence[ArgvLike], None],
-                     configs: Optional[Mapping[str, Mapping[str, Any]]]) -> list[Variant]:
+def _matrix_variants(
+    images: Union[Mapping[str, str], Sequence[str]],
+    commands: Union[Mapping[str, ArgvLike], Sequence[ArgvLike], None],
+    configs: Optional[Mapping[str, Mapping[str, Any]]],
+) -> list[Variant]:
     imgs = _image_labels(images)
     if not imgs:
         raise ConfigError("matrix: at least one image is required")
@@ -165,10 +185,15 @@ def _matrix_variants(images: Union[Mapping[str, str], Sequence[str]],
             raise ConfigError(f"matrix config '{label}': expected a table of options")
         _check_keys(cfg, CONFIG_KEYS, f"matrix config '{label}'")
         if "command" in cfg and cmds:
-            raise ConfigError(f"matrix config '{label}': sets 'command' and the matrix has "
-                              "commands; give the command in one place")
+            raise ConfigError(
+                f"matrix config '{label}': sets 'command' and the matrix has "
+                "commands; give the command in one place"
+            )
     named: tuple[tuple[str, Mapping[str, Any]], ...] = (
-        ("image", imgs), ("command", cmds), ("config", cfgs))
+        ("image", imgs),
+        ("command", cmds),
+        ("config", cfgs),
+    )
     for what, labels in named:
         for label in labels:
             if not isinstance(label, str) or not label or "/" in label:
@@ -252,8 +277,14 @@ class Campaign:
         {label: ref} or a list of refs (labelled by their last path component); ``commands``
         {label: argv} or a list (labelled cmd0, cmd1, ...); ``configs`` {label: {backend, vcpus,
         memory, env, timeout, entrypoint, outputs, metrics}}."""
-        return cls(name, _matrix_variants(images, commands, configs),  # type: ignore[arg-type]
-                   repetitions=repetitions, warmup=warmup, seed=seed, store=os.fspath(store))
+        return cls(
+            name,
+            _matrix_variants(images, commands, configs),  # type: ignore[arg-type]
+            repetitions=repetitions,
+            warmup=warmup,
+            seed=seed,
+            store=os.fspath(store),
+        )
 
     @classmethod
     def from_dict(cls, doc: Mapping[str, Any], base_dir: Optional[Path] = None) -> "Campaign":
@@ -347,8 +378,16 @@ class Campaign:
         """Runs what is left of the plan (see benchrun.campaign.runner.run_campaign)."""
         from benchrun.campaign.runner import run_campaign
 
-        return run_campaign(self, client=client, project=project, progress=progress,
-                            store=store, image_store=image_store, on_run=on_run, batch=batch)
+        return run_campaign(
+            self,
+            client=client,
+            project=project,
+            progress=progress,
+            store=store,
+            image_store=image_store,
+            on_run=on_run,
+            batch=batch,
+        )
 
 
 __all__ = ["CONFIG_KEYS", "DEFAULT_STORE", "Campaign", "Variant"]

@@ -39,35 +39,75 @@ def _print(doc: Any) -> None:
 
 def add_parsers(sub: Any) -> None:
     p = sub.add_parser("serve", help="run the job server (REST API + runner channel)")
-    p.add_argument("--db", default="sqlite:///" + str(Path.cwd() / "benchrun-jobs.db"),
-                   metavar="URL", help="sqlite:///PATH (default ./benchrun-jobs.db) or "
-                   "postgresql://USER@HOST:PORT/DB")
+    p.add_argument(
+        "--db",
+        default="sqlite:///" + str(Path.cwd() / "benchrun-jobs.db"),
+        metavar="URL",
+        help="sqlite:///PATH (default ./benchrun-jobs.db) or " "postgresql://USER@HOST:PORT/DB",
+    )
     p.add_argument("--listen", default="127.0.0.1:8080", metavar="HOST:PORT")
     p.add_argument("--heartbeat-timeout", type=float, default=90.0, metavar="S")
-    p.add_argument("--grace", type=float, default=60.0, metavar="S",
-                   help="hard timeout margin beyond a job's own timeout")
-    p.add_argument("--admin-token-file", metavar="FILE",
-                   help="where the first start writes the admin token (mode 0600)")
-    p.add_argument("--max-message", default="64m", metavar="SIZE",
-                   help="largest WebSocket message accepted (default 64m)")
-    p.add_argument("--insecure-registry", action="append", default=[], metavar="HOST[:PORT]",
-                   help="a registry reached over plain HTTP (loopback ones always are)")
+    p.add_argument(
+        "--grace",
+        type=float,
+        default=60.0,
+        metavar="S",
+        help="hard timeout margin beyond a job's own timeout",
+    )
+    p.add_argument(
+        "--admin-token-file",
+        metavar="FILE",
+        help="where the first start writes the admin token (mode 0600)",
+    )
+    p.add_argument(
+        "--max-message",
+        default="64m",
+        metavar="SIZE",
+        help="largest WebSocket message accepted (default 64m)",
+    )
+    p.add_argument(
+        "--insecure-registry",
+        action="append",
+        default=[],
+        metavar="HOST[:PORT]",
+        help="a registry reached over plain HTTP (loopback ones always are)",
+    )
     p.set_defaults(func=cmd_serve)
 
     p = sub.add_parser("agent", help="serve jobs from a job server (Bencher runner protocol)")
-    p.add_argument("--server", default=os.environ.get("BENCHRUN_SERVER"), metavar="URL",
-                   required=not os.environ.get("BENCHRUN_SERVER"))
+    p.add_argument(
+        "--server",
+        default=os.environ.get("BENCHRUN_SERVER"),
+        metavar="URL",
+        required=not os.environ.get("BENCHRUN_SERVER"),
+    )
     p.add_argument("--runner", required=True, metavar="NAME", help="runner name or UUID")
-    p.add_argument("--key-file", metavar="FILE",
-                   help="file holding the runner key (default $BENCHRUN_RUNNER_KEY)")
+    p.add_argument(
+        "--key-file",
+        metavar="FILE",
+        help="file holding the runner key (default $BENCHRUN_RUNNER_KEY)",
+    )
     p.add_argument("--once", action="store_true", help="run one job, then exit")
-    p.add_argument("--once-wait", type=float, metavar="S",
-                   help="with --once: give up (exit 0) when no job came within S seconds")
-    p.add_argument("--backend", default="sandbox", metavar="NAME",
-                   help="backend for jobs whose spec names none (default sandbox; "
-                   "benchrun.backends() lists them)")
-    p.add_argument("--drain-timeout", type=float, default=0.0, metavar="S",
-                   help="on SIGTERM, let the current job finish for up to S seconds, then cancel")
+    p.add_argument(
+        "--once-wait",
+        type=float,
+        metavar="S",
+        help="with --once: give up (exit 0) when no job came within S seconds",
+    )
+    p.add_argument(
+        "--backend",
+        default="sandbox",
+        metavar="NAME",
+        help="backend for jobs whose spec names none (default sandbox; "
+        "benchrun.backends() lists them)",
+    )
+    p.add_argument(
+        "--drain-timeout",
+        type=float,
+        default=0.0,
+        metavar="S",
+        help="on SIGTERM, let the current job finish for up to S seconds, then cancel",
+    )
     p.add_argument("--poll-timeout", type=int, default=55, metavar="S")
     p.add_argument("--max-message", default="64m", metavar="SIZE")
     p.add_argument("--store", metavar="DIR", help="image store (default: benchrun's cache)")
@@ -143,11 +183,21 @@ def cmd_submit(args: argparse.Namespace) -> int:
     if command[:1] == ["--"]:
         command.pop(0)
     with _client(args) as c:
-        job = c.submit(args.image, command or None, project=_project(args),
-                       entrypoint=_entrypoint(args.entrypoint), env=env, timeout=args.timeout,
-                       outputs=args.output, iterations=args.iterations,
-                       allow_failure=args.allow_failure, cpus=args.vcpus, memory=args.memory,
-                       backend=args.backend, priority=args.priority)
+        job = c.submit(
+            args.image,
+            command or None,
+            project=_project(args),
+            entrypoint=_entrypoint(args.entrypoint),
+            env=env,
+            timeout=args.timeout,
+            outputs=args.output,
+            iterations=args.iterations,
+            allow_failure=args.allow_failure,
+            cpus=args.vcpus,
+            memory=args.memory,
+            backend=args.backend,
+            priority=args.priority,
+        )
         if args.wait:
             job = c.wait(job["id"])
             job["results"] = c.results(job["id"])
@@ -161,8 +211,10 @@ def cmd_submit(args: argparse.Namespace) -> int:
 
 
 def _print_results(job: dict[str, Any]) -> None:
-    print(f"status {_status(job)}" + (f": {job['error']}" if job.get("error") else ""),
-          file=sys.stderr)
+    print(
+        f"status {_status(job)}" + (f": {job['error']}" if job.get("error") else ""),
+        file=sys.stderr,
+    )
     for i, it in enumerate(job.get("results") or []):
         print(f"--- iteration {i + 1}: exit {it.get('exit_code')}", file=sys.stderr)
         sys.stdout.write(it.get("stdout", ""))
@@ -247,10 +299,17 @@ def cmd_serve(args: argparse.Namespace) -> int:
     from benchrun.server.app import run_server
     from benchrun.server.config import ServerConfig
 
-    return run_server(ServerConfig.from_options(
-        db=args.db, listen=args.listen, heartbeat_timeout=args.heartbeat_timeout,
-        grace=args.grace, admin_token_file=args.admin_token_file, max_message=args.max_message,
-        insecure_registries=args.insecure_registry))
+    return run_server(
+        ServerConfig.from_options(
+            db=args.db,
+            listen=args.listen,
+            heartbeat_timeout=args.heartbeat_timeout,
+            grace=args.grace,
+            admin_token_file=args.admin_token_file,
+            max_message=args.max_message,
+            insecure_registries=args.insecure_registry,
+        )
+    )
 
 
 def cmd_agent(args: argparse.Namespace) -> int:
@@ -258,9 +317,17 @@ def cmd_agent(args: argparse.Namespace) -> int:
     from benchrun.options import parse_size
 
     configure_logging(verbose=bool(getattr(args, "verbose", False)))
-    cfg = make_config(args.server, args.runner, load_key(args.key_file), store=args.store,
-                      poll_timeout=args.poll_timeout, once=args.once, once_wait=args.once_wait,
-                      max_message=parse_size(args.max_message, "--max-message"),
-                      backend=args.backend, insecure_registries=tuple(args.insecure_registry),
-                      drain_timeout=args.drain_timeout)
+    cfg = make_config(
+        args.server,
+        args.runner,
+        load_key(args.key_file),
+        store=args.store,
+        poll_timeout=args.poll_timeout,
+        once=args.once,
+        once_wait=args.once_wait,
+        max_message=parse_size(args.max_message, "--max-message"),
+        backend=args.backend,
+        insecure_registries=tuple(args.insecure_registry),
+        drain_timeout=args.drain_timeout,
+    )
     return run_agent(cfg)

@@ -70,8 +70,11 @@ def _add_registry(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument("--registry-token", metavar="TOKEN", help="bearer token to send to the registry")
     p.add_argument("--docker-config", metavar="FILE", help="docker config.json with credentials")
-    p.add_argument("--ca-file", metavar="FILE",
-                   help="CA bundle file for the registry's TLS (instead of the default bundle file)")
+    p.add_argument(
+        "--ca-file",
+        metavar="FILE",
+        help="CA bundle file for the registry's TLS (instead of the default bundle file)",
+    )
 
 
 class _Ignored:
@@ -241,8 +244,13 @@ def add_run_options(p: argparse.ArgumentParser) -> None:
         if not o.flags:
             continue
         help_text = o.help + (f" ({', '.join(o.choices)})" if o.choices else "")
-        p.add_argument(*o.flags, dest=o.name, metavar=o.metavar, help=help_text,
-                       action="append" if o.repeat else "store")
+        p.add_argument(
+            *o.flags,
+            dest=o.name,
+            metavar=o.metavar,
+            help=help_text,
+            action="append" if o.repeat else "store",
+        )
 
 
 def run_options(args: argparse.Namespace) -> dict[str, Any]:
@@ -253,7 +261,7 @@ def run_options(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def _with_flag(message: str) -> str:
-    """"--memory: memory '12x': ..." for an error that names an option of the table (both the
+    """ "--memory: memory '12x': ..." for an error that names an option of the table (both the
     parsers and the native validation start their messages with the option's name)."""
     name = message.replace(":", " ").split(" ", 1)[0]
     opt = next((o for o in OPTIONS if o.name == name and o.flags), None)

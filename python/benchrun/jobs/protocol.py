@@ -112,23 +112,25 @@ def _with_timings(msg: dict, timings: Optional[Mapping[str, float]]) -> dict:
     return msg
 
 
-def completed(job: str, results: list[dict],
-              timings: Optional[Mapping[str, float]] = None) -> dict:
+def completed(job: str, results: list[dict], timings: Optional[Mapping[str, float]] = None) -> dict:
     return _with_timings({"event": "completed", "job": job, "results": results}, timings)
 
 
-def failed(job: str, results: list[dict], error: str,
-           timings: Optional[Mapping[str, float]] = None) -> dict:
-    return _with_timings({"event": "failed", "job": job, "results": results, "error": error},
-                         timings)
+def failed(
+    job: str, results: list[dict], error: str, timings: Optional[Mapping[str, float]] = None
+) -> dict:
+    return _with_timings(
+        {"event": "failed", "job": job, "results": results, "error": error}, timings
+    )
 
 
 def canceled(job: str) -> dict:
     return {"event": "canceled", "job": job}
 
 
-def iteration_output(exit_code: int, stdout: str = "", stderr: str = "",
-                     output: Optional[Mapping[str, str]] = None) -> dict:
+def iteration_output(
+    exit_code: int, stdout: str = "", stderr: str = "", output: Optional[Mapping[str, str]] = None
+) -> dict:
     """JsonIterationOutput: empty stdout/stderr/output are left out, as upstream does."""
     out: dict[str, Any] = {"exit_code": int(exit_code)}
     if stdout:
@@ -214,8 +216,12 @@ class JobConfig:
     allow_failure: bool = False
 
     def to_json(self) -> dict[str, Any]:
-        d: dict[str, Any] = {"registry": self.registry, "project": self.project,
-                             "digest": self.digest, "timeout": self.timeout}
+        d: dict[str, Any] = {
+            "registry": self.registry,
+            "project": self.project,
+            "digest": self.digest,
+            "timeout": self.timeout,
+        }
         if self.image is not None:
             d["image"] = self.image
         if self.entrypoint is not None:
@@ -238,7 +244,9 @@ def parse_config(c: Any, where: str = "config") -> JobConfig:
         raise ProtocolError(f"{where}: expected an object")
     registry = c.get("registry")
     if not isinstance(registry, str) or not re.match(r"^https?://[^/\s]+/?$", registry):
-        raise ProtocolError(f"{where}.registry: expected an http(s) URL of a registry, got {registry!r:.80}")
+        raise ProtocolError(
+            f"{where}.registry: expected an http(s) URL of a registry, got {registry!r:.80}"
+        )
     project = _uuid_str(c.get("project"), f"{where}.project")
     digest = c.get("digest")
     if not isinstance(digest, str) or not _DIGEST.match(digest):
@@ -265,7 +273,8 @@ def parse_config(c: Any, where: str = "config") -> JobConfig:
         digest=digest,
         image=c.get("image"),
         entrypoint=_str_list(c["entrypoint"], f"{where}.entrypoint", MAX_ENTRYPOINT)
-        if c.get("entrypoint") is not None else None,
+        if c.get("entrypoint") is not None
+        else None,
         cmd=_str_list(c["cmd"], f"{where}.cmd", MAX_CMD) if c.get("cmd") is not None else None,
         env=dict(env),
         timeout=_int(c.get("timeout", 60), f"{where}.timeout", 1, 7 * 24 * 3600),
@@ -283,12 +292,20 @@ class JobSpec:
     memory: int = 1 << 30
     disk: int = 10 << 30
     network: bool = False
-    sandbox: Optional[str] = None  # upstream "firecracker" | null; benchrun: "sandbox" | "vm" | null
+    sandbox: Optional[
+        str
+    ] = None  # upstream "firecracker" | null; benchrun: "sandbox" | "vm" | null
     extra: dict[str, Any] = field(default_factory=dict)  # uuid, name, slug, ... passed through
 
     def to_json(self) -> dict[str, Any]:
-        return {**self.extra, "cpu": self.cpu, "memory": self.memory, "disk": self.disk,
-                "network": self.network, "sandbox": self.sandbox}
+        return {
+            **self.extra,
+            "cpu": self.cpu,
+            "memory": self.memory,
+            "disk": self.disk,
+            "network": self.network,
+            "sandbox": self.sandbox,
+        }
 
 
 def parse_spec(s: Any, where: str = "spec") -> JobSpec:
@@ -323,9 +340,14 @@ class ClaimedJob:
     created: Optional[str] = None
 
     def to_message(self) -> dict[str, Any]:
-        msg = {"event": "job", "uuid": self.uuid, "spec": self.spec.to_json(),
-               "config": self.config.to_json(), "oci_token": self.oci_token,
-               "timeout": self.timeout}
+        msg = {
+            "event": "job",
+            "uuid": self.uuid,
+            "spec": self.spec.to_json(),
+            "config": self.config.to_json(),
+            "oci_token": self.oci_token,
+            "timeout": self.timeout,
+        }
         if self.created is not None:
             msg["created"] = self.created
         return msg

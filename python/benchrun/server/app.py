@@ -37,6 +37,7 @@ SHUTDOWN_REASON = b"server shutting down"
 def _version() -> str:
     try:
         from benchrun import __version__
+
         return str(__version__)
     except ImportError:  # the compiled core is missing: the server itself does not need it
         return "0"
@@ -49,9 +50,15 @@ async def openapi_document(request: web.Request) -> web.Response:
 ROUTES: list[Route] = [
     *rest.ROUTES,
     sse.ROUTE,
-    Route("GET", "/v0/runners/{runner}/channel", channel.channel_handler,
-          "Runner channel: WebSocket upgrade (Bencher's runner protocol)", "runner",
-          media="websocket", errors=(503,)),
+    Route(
+        "GET",
+        "/v0/runners/{runner}/channel",
+        channel.channel_handler,
+        "Runner channel: WebSocket upgrade (Bencher's runner protocol)",
+        "runner",
+        media="websocket",
+        errors=(503,),
+    ),
     Route("GET", "/v0/openapi.json", openapi_document, "This OpenAPI document", "none"),
 ]
 
@@ -76,6 +83,7 @@ def _cancel_listener(state: ServerState) -> Callable[[Event], None]:
         # executing it in this process.
         if ev.kind == "job" and ev.status == CANCELED:
             state.request_cancel(ev.job)
+
     return on_event
 
 
@@ -84,9 +92,12 @@ async def _start_background(app: web.Application) -> None:
     state.hub.add_listener(_cancel_listener(state))
     state.hub.start()
     app[_TASKS_KEY] = [asyncio.create_task(sweeper(state), name="sweeper")]
-    log.info("heartbeat timeout %g s, job timeout grace %g s, max message %d bytes",
-             state.config.heartbeat_timeout, state.config.job_timeout_grace,
-             state.config.max_message_bytes)
+    log.info(
+        "heartbeat timeout %g s, job timeout grace %g s, max message %d bytes",
+        state.config.heartbeat_timeout,
+        state.config.job_timeout_grace,
+        state.config.max_message_bytes,
+    )
 
 
 async def _shutdown(app: web.Application) -> None:
@@ -101,8 +112,9 @@ async def _shutdown(app: web.Application) -> None:
     chans = list(state.channels)
     if chans:
         log.info("closing %d runner channel(s): server shutting down", len(chans))
-    await asyncio.gather(*(ch.close(WSCloseCode.GOING_AWAY, SHUTDOWN_REASON) for ch in chans),
-                         return_exceptions=True)
+    await asyncio.gather(
+        *(ch.close(WSCloseCode.GOING_AWAY, SHUTDOWN_REASON) for ch in chans), return_exceptions=True
+    )
     await state.hub.stop()  # ends the SSE streams
 
 
@@ -116,8 +128,9 @@ async def _stop_background(app: web.Application) -> None:
     await state.hub.stop()
 
 
-async def start_site(app: web.Application, host: str, port: int,
-                     shutdown_timeout: float = 10.0) -> tuple[web.AppRunner, int]:
+async def start_site(
+    app: web.Application, host: str, port: int, shutdown_timeout: float = 10.0
+) -> tuple[web.AppRunner, int]:
     """Starts app on host:port (0 = any free port); returns the runner (call .cleanup() to stop)
     and the bound port."""
     runner = web.AppRunner(app, handle_signals=False)
@@ -209,19 +222,25 @@ def cmd_serve(args: argparse.Namespace) -> int:
     --admin-token-file, --max-message (and, when the parser has them, --insecure-registry,
     --oci-token, --poll-timeout). ConfigError for a bad value, before anything starts."""
     config = ServerConfig.from_options(
-        db=args.db, listen=args.listen, heartbeat_timeout=args.heartbeat_timeout,
-        grace=args.grace, admin_token_file=args.admin_token_file, max_message=args.max_message,
+        db=args.db,
+        listen=args.listen,
+        heartbeat_timeout=args.heartbeat_timeout,
+        grace=args.grace,
+        admin_token_file=args.admin_token_file,
+        max_message=args.max_message,
         insecure_registries=getattr(args, "insecure_registry", None) or (),
         oci_token=getattr(args, "oci_token", None) or "",
-        **({"poll_timeout": args.poll_timeout} if getattr(args, "poll_timeout", None) else {}))
+        **({"poll_timeout": args.poll_timeout} if getattr(args, "poll_timeout", None) else {}),
+    )
     return run_server(config)
 
 
 def setup_logging(level: int = logging.INFO) -> None:
     root = logging.getLogger()
     if not root.handlers:
-        logging.basicConfig(level=level, stream=sys.stderr,
-                            format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+        logging.basicConfig(
+            level=level, stream=sys.stderr, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+        )
 
 
 def _host_for_url(host: str) -> str:

@@ -83,8 +83,9 @@ def claimed_job_message(job: Job, oci_token: str) -> dict[str, Any]:
 
 
 class RunnerChannel:
-    def __init__(self, state: ServerState, runner: Runner, ws: web.WebSocketResponse,
-                 peer: str) -> None:
+    def __init__(
+        self, state: ServerState, runner: Runner, ws: web.WebSocketResponse, peer: str
+    ) -> None:
         self.state = state
         self.db = state.db
         self.cfg = state.config
@@ -172,8 +173,9 @@ class RunnerChannel:
             log.warning("%s: %s", self, frame.data)
             raise _Done
         if frame.type != WSMsgType.TEXT:
-            log.warning("%s: ignored a %s frame (the protocol is JSON text)", self,
-                        frame.type.name.lower())
+            log.warning(
+                "%s: ignored a %s frame (the protocol is JSON text)", self, frame.type.name.lower()
+            )
             return None
         try:
             return p.parse_runner_message(frame.data, self.cfg.max_message_bytes)
@@ -286,18 +288,29 @@ class RunnerChannel:
             return  # another connection of this runner took the job over
         del self.state.executing[job_id]
         if disconnected:
-            log.info("%s: disconnected while executing job %s; it fails in %g s unless the "
-                     "runner comes back", self, job_id, self.cfg.heartbeat_timeout)
+            log.info(
+                "%s: disconnected while executing job %s; it fails in %g s unless the "
+                "runner comes back",
+                self,
+                job_id,
+                self.cfg.heartbeat_timeout,
+            )
             arm_disconnect_timer(self.state, job_id)
 
     async def _resume(self, msg: dict[str, Any]) -> None:
         """`running`/`heartbeat` while idle: the runner reconnected mid-job. If it has exactly one
         in-flight job, this connection takes it over; otherwise the message is ignored."""
-        jobs = [j for status in IN_FLIGHT for j in await self.db.list_jobs(
-            projects=None, status=status, runner=self.runner.id, limit=2)]
+        jobs = [
+            j
+            for status in IN_FLIGHT
+            for j in await self.db.list_jobs(
+                projects=None, status=status, runner=self.runner.id, limit=2
+            )
+        ]
         if len(jobs) != 1:
-            log.warning("%s: ignored %s while idle (%d in-flight jobs)", self, msg["event"],
-                        len(jobs))
+            log.warning(
+                "%s: ignored %s while idle (%d in-flight jobs)", self, msg["event"], len(jobs)
+            )
             return
         old = self.state.executing.get(jobs[0].id)
         if old is not None and old is not self:
@@ -346,14 +359,16 @@ class RunnerChannel:
         event, job_id, now = msg["event"], self.job, time.time()
         if event in p.TERMINAL_EVENTS:
             if msg["job"] != job_id:
-                raise _Violation(f"{event} for job {msg['job']}, but this channel executes "
-                                 f"{job_id}")
+                raise _Violation(
+                    f"{event} for job {msg['job']}, but this channel executes " f"{job_id}"
+                )
             await self._terminal(msg)
             self._release_job()
             return
         if event == "running":
-            changed, job = await self.db.transition(job_id, p.RUNNING, from_=(p.CLAIMED,),
-                                                    runner=self.runner.id, at=now)
+            changed, job = await self.db.transition(
+                job_id, p.RUNNING, from_=(p.CLAIMED,), runner=self.runner.id, at=now
+            )
             if changed and job is not None:
                 log.info("%s: job %s claimed -> running", self, job_id)
             elif job is not None and job.status == p.RUNNING:
@@ -391,8 +406,13 @@ class RunnerChannel:
                 job = await expire_silent(self.state, job, time.time())
                 if job is not None and job.reason == "job_timeout_exceeded":
                     reason = "job_timeout_exceeded"
-        log.info("%s: no message for %g s while executing job %s; closing (%s)", self,
-                 self.cfg.heartbeat_timeout, job_id, reason)
+        log.info(
+            "%s: no message for %g s while executing job %s; closing (%s)",
+            self,
+            self.cfg.heartbeat_timeout,
+            job_id,
+            reason,
+        )
         self._release_job()
         await self.close(WSCloseCode.OK, _close_reason(reason))
         raise _Done
@@ -408,35 +428,80 @@ class RunnerChannel:
         mine = self.runner.id
         if event == "completed":
             changed, cur = await self.db.transition(
-                job_id, p.COMPLETED, from_=IN_FLIGHT, runner=mine, at=now,
-                results=msg["results"], timings=timings)
-            if not changed and cur is not None and cur.status == p.FAILED \
-                    and cur.reason == "heartbeat_timeout":
+                job_id,
+                p.COMPLETED,
+                from_=IN_FLIGHT,
+                runner=mine,
+                at=now,
+                results=msg["results"],
+                timings=timings,
+            )
+            if (
+                not changed
+                and cur is not None
+                and cur.status == p.FAILED
+                and cur.reason == "heartbeat_timeout"
+            ):
                 # The runner is the authority: its result beats our guess that it died.
                 changed, cur = await self.db.transition(
-                    job_id, p.COMPLETED, from_=(p.FAILED,), runner=mine, at=now,
-                    results=msg["results"], timings=timings, error="",
-                    reason="completed_after_heartbeat_timeout")
+                    job_id,
+                    p.COMPLETED,
+                    from_=(p.FAILED,),
+                    runner=mine,
+                    at=now,
+                    results=msg["results"],
+                    timings=timings,
+                    error="",
+                    reason="completed_after_heartbeat_timeout",
+                )
         elif event == "failed":
             changed, cur = await self.db.transition(
-                job_id, p.FAILED, from_=IN_FLIGHT, runner=mine, at=now, results=msg["results"],
-                error=msg["error"], timings=timings)
-            if not changed and cur is not None and cur.status == p.FAILED \
-                    and cur.reason == "heartbeat_timeout":
+                job_id,
+                p.FAILED,
+                from_=IN_FLIGHT,
+                runner=mine,
+                at=now,
+                results=msg["results"],
+                error=msg["error"],
+                timings=timings,
+            )
+            if (
+                not changed
+                and cur is not None
+                and cur.status == p.FAILED
+                and cur.reason == "heartbeat_timeout"
+            ):
                 changed, cur = await self.db.transition(
-                    job_id, p.FAILED, from_=(p.FAILED,), runner=mine, at=now,
-                    results=msg["results"], error=msg["error"], timings=timings,
-                    reason="failed_after_heartbeat_timeout")
+                    job_id,
+                    p.FAILED,
+                    from_=(p.FAILED,),
+                    runner=mine,
+                    at=now,
+                    results=msg["results"],
+                    error=msg["error"],
+                    timings=timings,
+                    reason="failed_after_heartbeat_timeout",
+                )
         else:
             changed, cur = await self.db.transition(
-                job_id, p.CANCELED, from_=IN_FLIGHT, runner=mine, at=now,
-                reason="job_canceled_by_runner")
+                job_id,
+                p.CANCELED,
+                from_=IN_FLIGHT,
+                runner=mine,
+                at=now,
+                reason="job_canceled_by_runner",
+            )
         status = p.STATUS_NAMES[cur.status] if cur is not None else "gone"
         if changed:
             log.info("%s: job %s %s -> %s", self, job_id, p.STATUS_NAMES[job.status], status)
         else:
-            log.info("%s: job %s: %s ignored, the job is already %s (acknowledged again)", self,
-                     job_id, event, status)
+            log.info(
+                "%s: job %s: %s ignored, the job is already %s (acknowledged again)",
+                self,
+                job_id,
+                event,
+                status,
+            )
         await self._send(p.ack(job_id))
 
 
@@ -446,19 +511,24 @@ def _timings(msg: dict[str, Any]) -> Optional[dict[str, float]]:
     t = msg.get("timings")
     if not isinstance(t, dict):
         return None
-    out = {k: float(v) for k, v in t.items()
-           if isinstance(k, str) and isinstance(v, (int, float)) and not isinstance(v, bool)}
+    out = {
+        k: float(v)
+        for k, v in t.items()
+        if isinstance(k, str) and isinstance(v, (int, float)) and not isinstance(v, bool)
+    }
     return out or None
 
 
 async def channel_handler(request: web.Request) -> web.StreamResponse:
     state: ServerState = request.app[STATE_KEY]
     if state.shutting_down:
-        raise web.HTTPServiceUnavailable(text='{"error":"server shutting down"}',
-                                         content_type="application/json")
+        raise web.HTTPServiceUnavailable(
+            text='{"error":"server shutting down"}', content_type="application/json"
+        )
     runner = await auth.runner(request, state.db, request.match_info["runner"])
-    ws = web.WebSocketResponse(max_msg_size=state.config.max_message_bytes + 1, autoping=True,
-                               timeout=5.0)
+    ws = web.WebSocketResponse(
+        max_msg_size=state.config.max_message_bytes + 1, autoping=True, timeout=5.0
+    )
     await ws.prepare(request)
     ch = RunnerChannel(state, runner, ws, request.remote or "?")
     state.channels.add(ch)

@@ -13,8 +13,18 @@ MiB = 1 << 20
 # Upstream's ranges for heartbeat_timeout and job_timeout_grace_period are 1..900 s
 # (lib/bencher_json/src/system/config/plus/runners.rs); fractions are allowed so tests can be fast.
 _TIMEOUT_RANGE = (0.1, 900.0)
-_SIZE_UNITS = {"": 1, "k": 1 << 10, "kib": 1 << 10, "kb": 1000, "m": MiB, "mib": MiB,
-               "mb": 1000**2, "g": 1 << 30, "gib": 1 << 30, "gb": 1000**3}
+_SIZE_UNITS = {
+    "": 1,
+    "k": 1 << 10,
+    "kib": 1 << 10,
+    "kb": 1000,
+    "m": MiB,
+    "mib": MiB,
+    "mb": 1000**2,
+    "g": 1 << 30,
+    "gib": 1 << 30,
+    "gb": 1000**3,
+}
 
 
 @dataclass(frozen=True)
@@ -46,8 +56,9 @@ class ServerConfig:
 
     def __post_init__(self) -> None:
         if not self.db_url:
-            raise ConfigError("--db: a database URL is required "
-                              "(sqlite:///PATH or postgresql://...)")
+            raise ConfigError(
+                "--db: a database URL is required " "(sqlite:///PATH or postgresql://...)"
+            )
         if not 0 <= self.port <= 65535:
             raise ConfigError(f"--listen: port {self.port} is out of range")
         for name in ("heartbeat_timeout", "job_timeout_grace"):
@@ -56,8 +67,9 @@ class ServerConfig:
                 lo, hi = _TIMEOUT_RANGE
                 raise ConfigError(f"{name}: {v} s is outside [{lo}, {hi}]")
         if not 4096 <= self.max_message_bytes <= 1 << 31:
-            raise ConfigError(f"--max-message: {self.max_message_bytes} bytes is outside "
-                              "[4 KiB, 2 GiB]")
+            raise ConfigError(
+                f"--max-message: {self.max_message_bytes} bytes is outside " "[4 KiB, 2 GiB]"
+            )
         lo, hi = POLL_TIMEOUT_RANGE
         if not lo <= self.poll_timeout <= hi:
             raise ConfigError(f"poll_timeout: {self.poll_timeout} is outside [{lo}, {hi}]")
@@ -72,18 +84,34 @@ class ServerConfig:
         return self.sweep_interval or min(5.0, self.heartbeat_timeout / 4)
 
     @classmethod
-    def from_options(cls, *, db: str, listen: str = "127.0.0.1:8080",
-                     heartbeat_timeout: float = 90.0, grace: float = 60.0,
-                     admin_token_file: Optional[str] = None, max_message: str | int = 64 * MiB,
-                     insecure_registries: Iterable[str] = (), oci_token: str = "",
-                     **more: object) -> "ServerConfig":
+    def from_options(
+        cls,
+        *,
+        db: str,
+        listen: str = "127.0.0.1:8080",
+        heartbeat_timeout: float = 90.0,
+        grace: float = 60.0,
+        admin_token_file: Optional[str] = None,
+        max_message: str | int = 64 * MiB,
+        insecure_registries: Iterable[str] = (),
+        oci_token: str = "",
+        **more: object,
+    ) -> "ServerConfig":
         """What `benchrun serve` flags give; raises ConfigError naming the bad flag."""
         host, port = parse_listen(listen)
         size = max_message if isinstance(max_message, int) else parse_size(max_message)
-        return cls(db_url=db, host=host, port=port, heartbeat_timeout=float(heartbeat_timeout),
-                   job_timeout_grace=float(grace), admin_token_file=admin_token_file,
-                   max_message_bytes=size, insecure_registries=tuple(insecure_registries),
-                   oci_token=oci_token, **more)  # type: ignore[arg-type]
+        return cls(
+            db_url=db,
+            host=host,
+            port=port,
+            heartbeat_timeout=float(heartbeat_timeout),
+            job_timeout_grace=float(grace),
+            admin_token_file=admin_token_file,
+            max_message_bytes=size,
+            insecure_registries=tuple(insecure_registries),
+            oci_token=oci_token,
+            **more,  # type: ignore[arg-type]
+        )
 
 
 def parse_listen(text: str) -> tuple[str, int]:

@@ -17,8 +17,9 @@ JSON = "application/json"
 
 
 def json_response(doc: Any, status: int = 200) -> web.Response:
-    return web.Response(text=json.dumps(doc, separators=(",", ":")), status=status,
-                        content_type=JSON)
+    return web.Response(
+        text=json.dumps(doc, separators=(",", ":")), status=status, content_type=JSON
+    )
 
 
 def http_error(status: int, message: str, **headers: str) -> web.HTTPException:
@@ -27,8 +28,9 @@ def http_error(status: int, message: str, **headers: str) -> web.HTTPException:
     if cls is None:
         # aiohttp's own classes for 405/413 need extra constructor arguments; one small class per
         # status keeps every error the same shape.
-        cls = _ERROR_CLASSES[status] = type(f"HTTPError{status}", (web.HTTPException,),
-                                            {"status_code": status})
+        cls = _ERROR_CLASSES[status] = type(
+            f"HTTPError{status}", (web.HTTPException,), {"status_code": status}
+        )
     return cls(text=json.dumps({"error": message}), content_type=JSON, headers=headers or None)
 
 

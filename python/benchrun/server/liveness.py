@@ -44,9 +44,14 @@ def past_hard_deadline(job: Job, grace: float, now: float) -> bool:
 async def cancel_overdue(state: ServerState, job: Job, now: float) -> Optional[Job]:
     """Hard timeout: canceled/job_timeout_exceeded; the channel executing it sends `cancel`."""
     changed, cur = await state.db.transition(
-        job.id, CANCELED, from_=IN_FLIGHT, at=now, reason="job_timeout_exceeded",
+        job.id,
+        CANCELED,
+        from_=IN_FLIGHT,
+        at=now,
+        reason="job_timeout_exceeded",
         error=f"job exceeded its timeout of {job.timeout} s plus a grace of "
-              f"{state.config.job_timeout_grace:g} s")
+        f"{state.config.job_timeout_grace:g} s",
+    )
     if changed:
         log.info("job %s: %s -> canceled (job_timeout_exceeded)", job.id, STATUS_NAMES[job.status])
         state.request_cancel(job.id)
@@ -58,11 +63,20 @@ async def expire_silent(state: ServerState, job: Job, now: float) -> Optional[Jo
     if past_hard_deadline(job, state.config.job_timeout_grace, now):
         return await cancel_overdue(state, job, now)
     changed, cur = await state.db.transition(
-        job.id, FAILED, from_=IN_FLIGHT, at=now, reason="heartbeat_timeout",
-        error=f"no message from runner for {state.config.heartbeat_timeout:g} s")
+        job.id,
+        FAILED,
+        from_=IN_FLIGHT,
+        at=now,
+        reason="heartbeat_timeout",
+        error=f"no message from runner for {state.config.heartbeat_timeout:g} s",
+    )
     if changed:
-        log.info("job %s: %s -> failed (heartbeat_timeout, runner %s)", job.id,
-                 STATUS_NAMES[job.status], job.runner)
+        log.info(
+            "job %s: %s -> failed (heartbeat_timeout, runner %s)",
+            job.id,
+            STATUS_NAMES[job.status],
+            job.runner,
+        )
     return cur
 
 
@@ -73,8 +87,9 @@ def arm_disconnect_timer(state: ServerState, job_id: str) -> None:
         return
     task = asyncio.create_task(_disconnect_timer(state, job_id), name=f"disconnect-{job_id}")
     state.timers[job_id] = task
-    task.add_done_callback(lambda t: state.timers.pop(job_id, None) if state.timers.get(job_id) is t
-                           else None)
+    task.add_done_callback(
+        lambda t: state.timers.pop(job_id, None) if state.timers.get(job_id) is t else None
+    )
 
 
 def disarm_disconnect_timer(state: ServerState, job_id: str) -> None:

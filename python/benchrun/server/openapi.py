@@ -29,12 +29,22 @@ class Route:
     errors: tuple[int, ...] = field(default=())
 
 
-_SECURITY = {"admin": [{"userToken": []}], "user": [{"userToken": []}],
-             "runner": [{"runnerKey": []}], "none": []}
-_ERROR_TEXT = {400: "Invalid request", 401: "Missing or invalid credentials",
-               403: "Needs an admin token", 404: "Not found (or not visible to this token)",
-               409: "Conflicts with the job's state", 413: "Request body too large",
-               422: "The image could not be resolved", 503: "Server shutting down"}
+_SECURITY = {
+    "admin": [{"userToken": []}],
+    "user": [{"userToken": []}],
+    "runner": [{"runnerKey": []}],
+    "none": [],
+}
+_ERROR_TEXT = {
+    400: "Invalid request",
+    401: "Missing or invalid credentials",
+    403: "Needs an admin token",
+    404: "Not found (or not visible to this token)",
+    409: "Conflicts with the job's state",
+    413: "Request body too large",
+    422: "The image could not be resolved",
+    503: "Server shutting down",
+}
 
 
 def _operation(r: Route) -> dict[str, Any]:
@@ -42,8 +52,10 @@ def _operation(r: Route) -> dict[str, Any]:
         {"name": name, "in": "path", "required": True, "schema": {"type": "string"}}
         for name in re.findall(r"\{(\w+)\}", r.path)
     ]
-    params += [{"name": n, "in": "query", "required": False, "schema": {"type": t},
-                "description": d} for n, t, d in r.query]
+    params += [
+        {"name": n, "in": "query", "required": False, "schema": {"type": t}, "description": d}
+        for n, t, d in r.query
+    ]
     op: dict[str, Any] = {
         "operationId": r.handler.__name__,
         "summary": r.summary,
@@ -53,12 +65,18 @@ def _operation(r: Route) -> dict[str, Any]:
     if r.auth == "admin":
         op["description"] = "Admin token only."
     if r.request:
-        op["requestBody"] = {"required": True, "content": {
-            "application/json": {"schema": {"$ref": f"#/components/schemas/{r.request}"}}}}
+        op["requestBody"] = {
+            "required": True,
+            "content": {
+                "application/json": {"schema": {"$ref": f"#/components/schemas/{r.request}"}}
+            },
+        }
     ok: dict[str, Any] = {"description": "OK" if r.status == 200 else "Created"}
     if r.media == "websocket":
-        ok = {"description": "Switching Protocols: Bencher's runner protocol over WebSocket "
-                             "(JSON text frames with an `event` tag; see docs/jobs.md)"}
+        ok = {
+            "description": "Switching Protocols: Bencher's runner protocol over WebSocket "
+            "(JSON text frames with an `event` tag; see docs/jobs.md)"
+        }
         status = 101
     else:
         status = r.status
@@ -76,8 +94,10 @@ def _operation(r: Route) -> dict[str, Any]:
     if r.auth == "admin":
         codes.add(403)
     for code in sorted(codes):
-        responses[str(code)] = {"description": _ERROR_TEXT.get(code, "Error"), "content": {
-            "application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}}
+        responses[str(code)] = {
+            "description": _ERROR_TEXT.get(code, "Error"),
+            "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}},
+        }
     op["responses"] = responses
     return op
 
@@ -88,18 +108,33 @@ def build_document(routes: list[Route], schemas: dict[str, Any], version: str) -
         paths.setdefault(r.path, {})[r.method.lower()] = _operation(r)
     return {
         "openapi": "3.0.3",
-        "info": {"title": "benchrun job server", "version": version,
-                 "description": "Submit benchmark jobs, read their results, administer runners. "
-                                "Runners speak Bencher's runner protocol on the channel route."},
+        "info": {
+            "title": "benchrun job server",
+            "version": version,
+            "description": "Submit benchmark jobs, read their results, administer runners. "
+            "Runners speak Bencher's runner protocol on the channel route.",
+        },
         "paths": paths,
         "components": {
             "securitySchemes": {
-                "userToken": {"type": "http", "scheme": "bearer",
-                              "description": "API token (benchrun_user_...)"},
-                "runnerKey": {"type": "http", "scheme": "bearer",
-                              "description": "Runner key (bencher_runner_...)"},
+                "userToken": {
+                    "type": "http",
+                    "scheme": "bearer",
+                    "description": "API token (benchrun_user_...)",
+                },
+                "runnerKey": {
+                    "type": "http",
+                    "scheme": "bearer",
+                    "description": "Runner key (bencher_runner_...)",
+                },
             },
-            "schemas": {"Error": {"type": "object", "required": ["error"],
-                                  "properties": {"error": {"type": "string"}}}, **schemas},
+            "schemas": {
+                "Error": {
+                    "type": "object",
+                    "required": ["error"],
+                    "properties": {"error": {"type": "string"}},
+                },
+                **schemas,
+            },
         },
     }

@@ -26,8 +26,22 @@ from benchrun.server.state import STATE_KEY, ServerState
 
 _CONFIG_KEYS = {"entrypoint", "cmd", "env", "timeout", "file_paths", "iter", "allow_failure"}
 # Resources, plus the descriptive fields of upstream's JsonSpec, passed through to runners.
-_SPEC_KEYS = {"cpu", "memory", "disk", "network", "sandbox", "uuid", "name", "slug", "os",
-              "architecture", "fallback", "created", "modified", "archived"}
+_SPEC_KEYS = {
+    "cpu",
+    "memory",
+    "disk",
+    "network",
+    "sandbox",
+    "uuid",
+    "name",
+    "slug",
+    "os",
+    "architecture",
+    "fallback",
+    "created",
+    "modified",
+    "archived",
+}
 _RUNNER_NAME = re.compile(r"^[a-z0-9][a-z0-9-]{0,62}$")
 PRIORITY_RANGE = (0, 1000)
 MAX_LIST = 1000
@@ -43,12 +57,23 @@ def _state(request: web.Request) -> ServerState:
 def job_json(job: Job, *, results: bool = False) -> dict[str, Any]:
     d: dict[str, Any] = {
         # status is upstream's integer enum (0 pending ... 6 canceled); status_name spells it.
-        "id": job.id, "project": job.project, "status": job.status,
-        "status_name": p.STATUS_NAMES[job.status], "priority": job.priority,
-        "image": job.config.get("image"), "spec": job.spec,
-        "config": job.config, "timeout": job.timeout, "created": job.created,
-        "runner": job.runner, "claimed": job.claimed, "started": job.started, "ended": job.ended,
-        "last_heartbeat": job.last_heartbeat, "error": job.error or None, "reason": job.reason,
+        "id": job.id,
+        "project": job.project,
+        "status": job.status,
+        "status_name": p.STATUS_NAMES[job.status],
+        "priority": job.priority,
+        "image": job.config.get("image"),
+        "spec": job.spec,
+        "config": job.config,
+        "timeout": job.timeout,
+        "created": job.created,
+        "runner": job.runner,
+        "claimed": job.claimed,
+        "started": job.started,
+        "ended": job.ended,
+        "last_heartbeat": job.last_heartbeat,
+        "error": job.error or None,
+        "reason": job.reason,
         "timings": job.timings,
     }
     if results:
@@ -61,8 +86,14 @@ def project_json(pr: Project) -> dict[str, Any]:
 
 
 def runner_json(r: Runner) -> dict[str, Any]:
-    return {"id": r.id, "name": r.name, "projects": list(r.projects), "created": r.created,
-            "last_seen": r.last_seen, "archived": r.archived}
+    return {
+        "id": r.id,
+        "name": r.name,
+        "projects": list(r.projects),
+        "created": r.created,
+        "last_seen": r.last_seen,
+        "archived": r.archived,
+    }
 
 
 # --- helpers ----------------------------------------------------------------------------------
@@ -94,15 +125,17 @@ async def _job(state: ServerState, principal: Principal, job_id: str) -> Job:
 def _check_keys(doc: dict[str, Any], allowed: set[str], where: str) -> None:
     unknown = set(doc) - allowed
     if unknown:
-        raise ConfigError(f"{where}: unknown field(s) {sorted(unknown)}; "
-                          f"allowed: {sorted(allowed)}")
+        raise ConfigError(
+            f"{where}: unknown field(s) {sorted(unknown)}; " f"allowed: {sorted(allowed)}"
+        )
 
 
 def _str_field(doc: dict[str, Any], key: str, where: str, *, max_len: int = 128) -> str:
     v = doc.get(key)
     if not isinstance(v, str) or not v.strip() or len(v) > max_len:
-        raise ConfigError(f"{where}.{key}: expected a non-empty string of at most {max_len} "
-                          "characters")
+        raise ConfigError(
+            f"{where}.{key}: expected a non-empty string of at most {max_len} " "characters"
+        )
     return v.strip()
 
 
@@ -158,7 +191,7 @@ async def _project_ids(state: ServerState, ids: Any, where: str) -> tuple[str, .
 
 
 def _is_loopback(host: str) -> bool:
-    h = host[1:host.index("]")] if host.startswith("[") else host.rsplit(":", 1)[0]
+    h = host[1 : host.index("]")] if host.startswith("[") else host.rsplit(":", 1)[0]
     if h == "localhost":
         return True
     try:
@@ -180,19 +213,25 @@ async def pin_image(ref: str, cfg: ServerConfig) -> tuple[str, str, str]:
     """ref -> (registry URL, manifest digest, repository@digest). Tags are resolved against the
     registry now, so every run of the job uses the same image."""
     if ref.startswith("docker://"):
-        ref = ref[len("docker://"):]
+        ref = ref[len("docker://") :]
     if re.match(r"^(oci|oci-archive|docker-archive|containers-storage):", ref):
-        raise ConfigError(f"image '{ref[:128]}': jobs need a registry reference, "
-                          "not a local transport")
+        raise ConfigError(
+            f"image '{ref[:128]}': jobs need a registry reference, " "not a local transport"
+        )
     normalized = _image.normalize_reference(ref)
     name, _, digest = normalized.partition("@")
     last = name.rsplit("/", 1)[-1]
     repo = name.rsplit(":", 1)[0] if ":" in last else name
     if not digest:
         digest = await asyncio.to_thread(
-            _image.resolve_digest, normalized, insecure_registries=cfg.insecure_registries,
-            username=cfg.registry_username, password=cfg.registry_password,
-            registry_token=cfg.registry_token, docker_config=cfg.docker_config)
+            _image.resolve_digest,
+            normalized,
+            insecure_registries=cfg.insecure_registries,
+            username=cfg.registry_username,
+            password=cfg.registry_password,
+            registry_token=cfg.registry_token,
+            docker_config=cfg.docker_config,
+        )
     host = repo.split("/", 1)[0]
     return registry_url(host, cfg.insecure_registries), digest, f"{repo}@{digest}"
 
@@ -212,8 +251,9 @@ async def create_project(request: web.Request) -> web.Response:
 async def list_projects(request: web.Request) -> web.Response:
     state = _state(request)
     principal = await auth.user(request, state.db)
-    return json_response([project_json(pr) for pr in await state.db.list_projects()
-                          if principal.can_see(pr.id)])
+    return json_response(
+        [project_json(pr) for pr in await state.db.list_projects() if principal.can_see(pr.id)]
+    )
 
 
 async def create_token(request: web.Request) -> web.Response:
@@ -227,8 +267,9 @@ async def create_token(request: web.Request) -> web.Response:
         raise ConfigError("token.admin: expected a boolean")
     projects = await _project_ids(state, body.get("projects", []), "token.projects")
     secret = await state.db.create_token(name, admin=admin, projects=projects)
-    return json_response({"token": secret, "name": name, "admin": admin,
-                          "projects": list(projects)}, 201)
+    return json_response(
+        {"token": secret, "name": name, "admin": admin, "projects": list(projects)}, 201
+    )
 
 
 async def create_runner(request: web.Request) -> web.Response:
@@ -280,20 +321,45 @@ async def submit_job(request: web.Request) -> web.Response:
         raise ConfigError("job.config: expected an object")
     _check_keys(cfg_in, _CONFIG_KEYS, "job.config")
     priority = body.get("priority", 0)
-    if isinstance(priority, bool) or not isinstance(priority, int) \
-            or not PRIORITY_RANGE[0] <= priority <= PRIORITY_RANGE[1]:
+    if (
+        isinstance(priority, bool)
+        or not isinstance(priority, int)
+        or not PRIORITY_RANGE[0] <= priority <= PRIORITY_RANGE[1]
+    ):
         raise ConfigError(f"job.priority: expected an integer in {list(PRIORITY_RANGE)}")
     cfg = state.config
     timeout = cfg_in.get("timeout", cfg.default_job_timeout)
     # Validate what the user wrote before asking a registry anything.
-    p.parse_config({**cfg_in, "timeout": timeout, "registry": "https://x", "project": project.id,
-                    "digest": "sha256:" + "0" * 64}, "job.config")
+    p.parse_config(
+        {
+            **cfg_in,
+            "timeout": timeout,
+            "registry": "https://x",
+            "project": project.id,
+            "digest": "sha256:" + "0" * 64,
+        },
+        "job.config",
+    )
     registry, digest, pinned = await pin_image(ref, cfg)
-    config = p.parse_config({**cfg_in, "timeout": timeout, "registry": registry,
-                             "project": project.id, "digest": digest, "image": pinned},
-                            "job.config")
-    job = await state.db.submit_job(project.id, spec, config.to_json(), priority=priority,
-                                    timeout=config.timeout, at=time.time())
+    config = p.parse_config(
+        {
+            **cfg_in,
+            "timeout": timeout,
+            "registry": registry,
+            "project": project.id,
+            "digest": digest,
+            "image": pinned,
+        },
+        "job.config",
+    )
+    job = await state.db.submit_job(
+        project.id,
+        spec,
+        config.to_json(),
+        priority=priority,
+        timeout=config.timeout,
+        at=time.time(),
+    )
     return json_response(job_json(job), 201)
 
 
@@ -301,9 +367,12 @@ async def _list(request: web.Request, projects: Optional[tuple[str, ...]]) -> we
     state = _state(request)
     runner = request.query.get("runner") or None
     jobs = await state.db.list_jobs(
-        projects=projects, status=_status_filter(request.query.get("status")), runner=runner,
+        projects=projects,
+        status=_status_filter(request.query.get("status")),
+        runner=runner,
         limit=_query_int(request, "limit", 100, 1, MAX_LIST),
-        before=_before(request.query.get("before")))
+        before=_before(request.query.get("before")),
+    )
     return json_response([job_json(j) for j in jobs])
 
 
@@ -331,14 +400,20 @@ async def cancel_job(request: web.Request) -> web.Response:
     principal = await auth.user(request, state.db)
     job = await _job(state, principal, request.match_info["job"])
     changed, cur = await state.db.transition(
-        job.id, p.CANCELED, from_=(p.PENDING, p.CLAIMED, p.RUNNING), at=time.time(),
-        reason="canceled_by_user", error=f"canceled by {principal.name}")
+        job.id,
+        p.CANCELED,
+        from_=(p.PENDING, p.CLAIMED, p.RUNNING),
+        at=time.time(),
+        reason="canceled_by_user",
+        error=f"canceled by {principal.name}",
+    )
     if cur is None:
         raise http_error(404, f"job '{job.id}' not found")
     if changed:
         state.request_cancel(job.id)  # the channel executing it here sends `cancel` at once
-        request.app.logger.info("job %s: %s -> canceled by %s", job.id,
-                                p.STATUS_NAMES[job.status], principal.name)
+        request.app.logger.info(
+            "job %s: %s -> canceled by %s", job.id, p.STATUS_NAMES[job.status], principal.name
+        )
     elif cur.status != p.CANCELED:
         raise http_error(409, f"job '{job.id}' is already {p.STATUS_NAMES[cur.status]}")
     return json_response(job_json(cur))
@@ -348,107 +423,302 @@ async def job_results(request: web.Request) -> web.Response:
     state = _state(request)
     principal = await auth.user(request, state.db)
     job = await _job(state, principal, request.match_info["job"])
-    return json_response({"id": job.id, "status": job.status,
-                          "status_name": p.STATUS_NAMES[job.status], "results": job.results,
-                          "error": job.error or None,
-                          "reason": job.reason, "timings": job.timings})
+    return json_response(
+        {
+            "id": job.id,
+            "status": job.status,
+            "status_name": p.STATUS_NAMES[job.status],
+            "results": job.results,
+            "error": job.error or None,
+            "reason": job.reason,
+            "timings": job.timings,
+        }
+    )
 
 
 _STATUS_Q = ("status", "string", "pending|claimed|running|completed|processed|failed|canceled")
-_LIST_Q = (_STATUS_Q, ("limit", "integer", f"at most this many (1..{MAX_LIST}, default 100)"),
-           ("before", "number", "only jobs created before these unix seconds (paging)"),
-           ("runner", "string", "only jobs claimed by this runner id"))
+_LIST_Q = (
+    _STATUS_Q,
+    ("limit", "integer", f"at most this many (1..{MAX_LIST}, default 100)"),
+    ("before", "number", "only jobs created before these unix seconds (paging)"),
+    ("runner", "string", "only jobs claimed by this runner id"),
+)
 
 ROUTES = [
-    Route("POST", "/v0/projects", create_project, "Create a project", "admin", 201,
-          request="ProjectCreate", response="Project", errors=(400,)),
-    Route("GET", "/v0/projects", list_projects, "List the projects this token can see", "user",
-          response="Project", response_array=True),
-    Route("POST", "/v0/tokens", create_token, "Create an API token (admin or project-scoped)",
-          "admin", 201, request="TokenCreate", response="Token", errors=(400,)),
-    Route("POST", "/v0/runners", create_runner, "Register a runner; returns its key once",
-          "admin", 201, request="RunnerCreate", response="RunnerWithKey", errors=(400, 409)),
-    Route("GET", "/v0/runners", list_runners, "List runners", "admin", response="Runner",
-          response_array=True),
-    Route("POST", "/v0/runners/{runner}/key", rotate_runner_key,
-          "Rotate a runner's key (the old one stops working at once)", "admin",
-          response="RunnerWithKey", errors=(404,)),
-    Route("POST", "/v0/projects/{project}/jobs", submit_job,
-          "Submit a job (the image is pinned to a digest now)", "user", 201,
-          request="JobSubmit", response="Job", errors=(400, 404, 422)),
-    Route("GET", "/v0/projects/{project}/jobs", list_project_jobs,
-          "List a project's jobs, newest first", "user", response="Job", response_array=True,
-          query=_LIST_Q, errors=(400, 404)),
-    Route("GET", "/v0/jobs", list_jobs, "List jobs of every project this token can see",
-          "user", response="Job", response_array=True, query=_LIST_Q, errors=(400,)),
+    Route(
+        "POST",
+        "/v0/projects",
+        create_project,
+        "Create a project",
+        "admin",
+        201,
+        request="ProjectCreate",
+        response="Project",
+        errors=(400,),
+    ),
+    Route(
+        "GET",
+        "/v0/projects",
+        list_projects,
+        "List the projects this token can see",
+        "user",
+        response="Project",
+        response_array=True,
+    ),
+    Route(
+        "POST",
+        "/v0/tokens",
+        create_token,
+        "Create an API token (admin or project-scoped)",
+        "admin",
+        201,
+        request="TokenCreate",
+        response="Token",
+        errors=(400,),
+    ),
+    Route(
+        "POST",
+        "/v0/runners",
+        create_runner,
+        "Register a runner; returns its key once",
+        "admin",
+        201,
+        request="RunnerCreate",
+        response="RunnerWithKey",
+        errors=(400, 409),
+    ),
+    Route(
+        "GET",
+        "/v0/runners",
+        list_runners,
+        "List runners",
+        "admin",
+        response="Runner",
+        response_array=True,
+    ),
+    Route(
+        "POST",
+        "/v0/runners/{runner}/key",
+        rotate_runner_key,
+        "Rotate a runner's key (the old one stops working at once)",
+        "admin",
+        response="RunnerWithKey",
+        errors=(404,),
+    ),
+    Route(
+        "POST",
+        "/v0/projects/{project}/jobs",
+        submit_job,
+        "Submit a job (the image is pinned to a digest now)",
+        "user",
+        201,
+        request="JobSubmit",
+        response="Job",
+        errors=(400, 404, 422),
+    ),
+    Route(
+        "GET",
+        "/v0/projects/{project}/jobs",
+        list_project_jobs,
+        "List a project's jobs, newest first",
+        "user",
+        response="Job",
+        response_array=True,
+        query=_LIST_Q,
+        errors=(400, 404),
+    ),
+    Route(
+        "GET",
+        "/v0/jobs",
+        list_jobs,
+        "List jobs of every project this token can see",
+        "user",
+        response="Job",
+        response_array=True,
+        query=_LIST_Q,
+        errors=(400,),
+    ),
     Route("GET", "/v0/jobs/{job}", get_job, "Get a job", "user", response="Job", errors=(404,)),
-    Route("POST", "/v0/jobs/{job}/cancel", cancel_job,
-          "Cancel a pending, claimed or running job", "user", response="Job", errors=(404, 409)),
-    Route("GET", "/v0/jobs/{job}/results", job_results, "Get a job's results", "user",
-          response="JobResults", errors=(404,)),
+    Route(
+        "POST",
+        "/v0/jobs/{job}/cancel",
+        cancel_job,
+        "Cancel a pending, claimed or running job",
+        "user",
+        response="Job",
+        errors=(404, 409),
+    ),
+    Route(
+        "GET",
+        "/v0/jobs/{job}/results",
+        job_results,
+        "Get a job's results",
+        "user",
+        response="JobResults",
+        errors=(404,),
+    ),
 ]
 
 _TS = {"type": "number", "description": "unix seconds", "nullable": True}
-_STATUS = {"type": "integer", "minimum": 0, "maximum": 6,
-           "description": "0 pending, 1 claimed, 2 running, 3 completed, 4 processed, 5 failed, "
-                          "6 canceled"}
+_STATUS = {
+    "type": "integer",
+    "minimum": 0,
+    "maximum": 6,
+    "description": "0 pending, 1 claimed, 2 running, 3 completed, 4 processed, 5 failed, "
+    "6 canceled",
+}
 _STRS = {"type": "array", "items": {"type": "string"}}
-_ITERATION = {"type": "object", "required": ["exit_code"], "properties": {
-    "exit_code": {"type": "integer"}, "stdout": {"type": "string"}, "stderr": {"type": "string"},
-    "output": {"type": "object", "additionalProperties": {"type": "string"}}}}
+_ITERATION = {
+    "type": "object",
+    "required": ["exit_code"],
+    "properties": {
+        "exit_code": {"type": "integer"},
+        "stdout": {"type": "string"},
+        "stderr": {"type": "string"},
+        "output": {"type": "object", "additionalProperties": {"type": "string"}},
+    },
+}
 
 SCHEMAS: dict[str, Any] = {
-    "ProjectCreate": {"type": "object", "required": ["name"], "additionalProperties": False,
-                      "properties": {"name": {"type": "string"}}},
-    "Project": {"type": "object", "properties": {
-        "id": {"type": "string", "format": "uuid"}, "name": {"type": "string"}, "created": _TS}},
-    "TokenCreate": {"type": "object", "required": ["name"], "additionalProperties": False,
-                    "properties": {"name": {"type": "string"}, "admin": {"type": "boolean"},
-                                   "projects": _STRS}},
-    "Token": {"type": "object", "properties": {
-        "token": {"type": "string"}, "name": {"type": "string"}, "admin": {"type": "boolean"},
-        "projects": _STRS}},
-    "RunnerCreate": {"type": "object", "required": ["name"], "additionalProperties": False,
-                     "properties": {"name": {"type": "string", "pattern": _RUNNER_NAME.pattern},
-                                    "projects": _STRS}},
-    "Runner": {"type": "object", "properties": {
-        "id": {"type": "string", "format": "uuid"}, "name": {"type": "string"},
-        "projects": _STRS, "created": _TS, "last_seen": _TS, "archived": {"type": "boolean"}}},
-    "RunnerWithKey": {"type": "object", "properties": {
-        "runner": {"$ref": "#/components/schemas/Runner"}, "key": {"type": "string"}}},
-    "JobSubmit": {"type": "object", "required": ["image"], "additionalProperties": False,
-                  "properties": {
-                      "image": {"type": "string", "description": "registry reference; a tag is "
-                                "resolved to a digest at submission"},
-                      "priority": {"type": "integer", "minimum": PRIORITY_RANGE[0],
-                                   "maximum": PRIORITY_RANGE[1]},
-                      "spec": {"type": "object", "properties": {
-                          "cpu": {"type": "integer"}, "memory": {"type": "integer"},
-                          "disk": {"type": "integer"}, "network": {"type": "boolean"},
-                          "sandbox": {"type": "string", "nullable": True}}},
-                      "config": {"type": "object", "additionalProperties": False, "properties": {
-                          "entrypoint": _STRS, "cmd": _STRS,
-                          "env": {"type": "object", "additionalProperties": {"type": "string"}},
-                          "timeout": {"type": "integer"}, "file_paths": _STRS,
-                          "iter": {"type": "integer"}, "allow_failure": {"type": "boolean"}}}}},
-    "Job": {"type": "object", "properties": {
-        "id": {"type": "string", "format": "uuid"}, "project": {"type": "string"},
-        "status": _STATUS, "status_name": {"type": "string", "enum": list(p.STATUS_NAMES)},
-        "priority": {"type": "integer"}, "image": {"type": "string"},
-        "spec": {"type": "object"}, "config": {"type": "object"}, "timeout": {"type": "integer"},
-        "created": _TS, "runner": {"type": "string", "nullable": True}, "claimed": _TS,
-        "started": _TS, "ended": _TS, "last_heartbeat": _TS,
-        "error": {"type": "string", "nullable": True},
-        "reason": {"type": "string", "nullable": True},
-        "timings": {"type": "object", "additionalProperties": {"type": "number"}}}},
-    "JobResults": {"type": "object", "properties": {
-        "id": {"type": "string"}, "status": _STATUS, "status_name": {"type": "string"},
-        "results": {"type": "array", "items": _ITERATION, "nullable": True},
-        "error": {"type": "string", "nullable": True},
-        "reason": {"type": "string", "nullable": True},
-        "timings": {"type": "object", "additionalProperties": {"type": "number"}}}},
-    "Event": {"type": "object", "properties": {
-        "kind": {"type": "string", "enum": ["job", "heartbeat", "submitted"]},
-        "job": {"type": "string"}, "project": {"type": "string"},
-        "status": _STATUS, "status_name": {"type": "string"}, "at": {"type": "number"}}},
+    "ProjectCreate": {
+        "type": "object",
+        "required": ["name"],
+        "additionalProperties": False,
+        "properties": {"name": {"type": "string"}},
+    },
+    "Project": {
+        "type": "object",
+        "properties": {
+            "id": {"type": "string", "format": "uuid"},
+            "name": {"type": "string"},
+            "created": _TS,
+        },
+    },
+    "TokenCreate": {
+        "type": "object",
+        "required": ["name"],
+        "additionalProperties": False,
+        "properties": {"name": {"type": "string"}, "admin": {"type": "boolean"}, "projects": _STRS},
+    },
+    "Token": {
+        "type": "object",
+        "properties": {
+            "token": {"type": "string"},
+            "name": {"type": "string"},
+            "admin": {"type": "boolean"},
+            "projects": _STRS,
+        },
+    },
+    "RunnerCreate": {
+        "type": "object",
+        "required": ["name"],
+        "additionalProperties": False,
+        "properties": {
+            "name": {"type": "string", "pattern": _RUNNER_NAME.pattern},
+            "projects": _STRS,
+        },
+    },
+    "Runner": {
+        "type": "object",
+        "properties": {
+            "id": {"type": "string", "format": "uuid"},
+            "name": {"type": "string"},
+            "projects": _STRS,
+            "created": _TS,
+            "last_seen": _TS,
+            "archived": {"type": "boolean"},
+        },
+    },
+    "RunnerWithKey": {
+        "type": "object",
+        "properties": {
+            "runner": {"$ref": "#/components/schemas/Runner"},
+            "key": {"type": "string"},
+        },
+    },
+    "JobSubmit": {
+        "type": "object",
+        "required": ["image"],
+        "additionalProperties": False,
+        "properties": {
+            "image": {
+                "type": "string",
+                "description": "registry reference; a tag is " "resolved to a digest at submission",
+            },
+            "priority": {
+                "type": "integer",
+                "minimum": PRIORITY_RANGE[0],
+                "maximum": PRIORITY_RANGE[1],
+            },
+            "spec": {
+                "type": "object",
+                "properties": {
+                    "cpu": {"type": "integer"},
+                    "memory": {"type": "integer"},
+                    "disk": {"type": "integer"},
+                    "network": {"type": "boolean"},
+                    "sandbox": {"type": "string", "nullable": True},
+                },
+            },
+            "config": {
+                "type": "object",
+                "additionalProperties": False,
+                "properties": {
+                    "entrypoint": _STRS,
+                    "cmd": _STRS,
+                    "env": {"type": "object", "additionalProperties": {"type": "string"}},
+                    "timeout": {"type": "integer"},
+                    "file_paths": _STRS,
+                    "iter": {"type": "integer"},
+                    "allow_failure": {"type": "boolean"},
+                },
+            },
+        },
+    },
+    "Job": {
+        "type": "object",
+        "properties": {
+            "id": {"type": "string", "format": "uuid"},
+            "project": {"type": "string"},
+            "status": _STATUS,
+            "status_name": {"type": "string", "enum": list(p.STATUS_NAMES)},
+            "priority": {"type": "integer"},
+            "image": {"type": "string"},
+            "spec": {"type": "object"},
+            "config": {"type": "object"},
+            "timeout": {"type": "integer"},
+            "created": _TS,
+            "runner": {"type": "string", "nullable": True},
+            "claimed": _TS,
+            "started": _TS,
+            "ended": _TS,
+            "last_heartbeat": _TS,
+            "error": {"type": "string", "nullable": True},
+            "reason": {"type": "string", "nullable": True},
+            "timings": {"type": "object", "additionalProperties": {"type": "number"}},
+        },
+    },
+    "JobResults": {
+        "type": "object",
+        "properties": {
+            "id": {"type": "string"},
+            "status": _STATUS,
+            "status_name": {"type": "string"},
+            "results": {"type": "array", "items": _ITERATION, "nullable": True},
+            "error": {"type": "string", "nullable": True},
+            "reason": {"type": "string", "nullable": True},
+            "timings": {"type": "object", "additionalProperties": {"type": "number"}},
+        },
+    },
+    "Event": {
+        "type": "object",
+        "properties": {
+            "kind": {"type": "string", "enum": ["job", "heartbeat", "submitted"]},
+            "job": {"type": "string"},
+            "project": {"type": "string"},
+            "status": _STATUS,
+            "status_name": {"type": "string"},
+            "at": {"type": "number"},
+        },
+    },
 }

@@ -18,12 +18,15 @@ from benchrun.server.openapi import Route
 from benchrun.server.state import STATE_KEY, ServerState
 
 
-
 def format_event(ev: Event) -> bytes:
-    data = {"kind": ev.kind, "job": ev.job, "project": ev.project,
-            "status": ev.status,
-            "status_name": STATUS_NAMES[ev.status] if 0 <= ev.status < len(STATUS_NAMES) else None,
-            "at": ev.at}
+    data = {
+        "kind": ev.kind,
+        "job": ev.job,
+        "project": ev.project,
+        "status": ev.status,
+        "status_name": STATUS_NAMES[ev.status] if 0 <= ev.status < len(STATUS_NAMES) else None,
+        "at": ev.at,
+    }
     return f"event: {ev.kind}\ndata: {json.dumps(data, separators=(',', ':'))}\n\n".encode()
 
 
@@ -33,11 +36,17 @@ async def events(request: web.Request) -> web.StreamResponse:
     project = request.query.get("project") or None
     if project is not None and not principal.can_see(project):
         raise http_error(404, f"project '{project[:64]}' not found")
-    visible: Optional[set[str]] = {project} if project else (
-        None if principal.admin else set(principal.projects))
+    visible: Optional[set[str]] = (
+        {project} if project else (None if principal.admin else set(principal.projects))
+    )
 
-    resp = web.StreamResponse(headers={"Content-Type": "text/event-stream",
-                                       "Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
+    resp = web.StreamResponse(
+        headers={
+            "Content-Type": "text/event-stream",
+            "Cache-Control": "no-cache",
+            "X-Accel-Buffering": "no",
+        }
+    )
     sub = state.hub.subscribe()
     try:
         await resp.prepare(request)
@@ -61,7 +70,13 @@ async def events(request: web.Request) -> web.StreamResponse:
     return resp
 
 
-ROUTE = Route("GET", "/v0/events", events,
-              "Live job status changes and heartbeats (Server-Sent Events)", "user",
-              media="text/event-stream", errors=(404,),
-              query=(("project", "string", "only this project's events"),))
+ROUTE = Route(
+    "GET",
+    "/v0/events",
+    events,
+    "Live job status changes and heartbeats (Server-Sent Events)",
+    "user",
+    media="text/event-stream",
+    errors=(404,),
+    query=(("project", "string", "only this project's events"),),
+)

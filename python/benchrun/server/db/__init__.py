@@ -19,8 +19,10 @@ from benchrun.server.db.base import Database, Event, Job, Principal, Project, Ru
 
 __all__ = ["Database", "Event", "Job", "Principal", "Project", "Runner", "open_database"]
 
-_USAGE = ("use sqlite:///absolute/path.db, sqlite://:memory:, or "
-          "postgresql://user[:password]@host[:port]/database")
+_USAGE = (
+    "use sqlite:///absolute/path.db, sqlite://:memory:, or "
+    "postgresql://user[:password]@host[:port]/database"
+)
 
 
 def open_database(url: str, *, pool_size: int = 10) -> Database:

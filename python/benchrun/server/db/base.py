@@ -92,10 +92,12 @@ class Database(abc.ABC):
 
     # --- projects and user tokens ---
     @abc.abstractmethod
-    async def create_project(self, name: str) -> Project: ...
+    async def create_project(self, name: str) -> Project:
+        ...
 
     @abc.abstractmethod
-    async def list_projects(self) -> list[Project]: ...
+    async def list_projects(self) -> list[Project]:
+        ...
 
     @abc.abstractmethod
     async def get_project(self, project: str) -> Optional[Project]:
@@ -107,7 +109,8 @@ class Database(abc.ABC):
         stored."""
 
     @abc.abstractmethod
-    async def auth_token(self, secret: str) -> Optional[Principal]: ...
+    async def auth_token(self, secret: str) -> Optional[Principal]:
+        ...
 
     @abc.abstractmethod
     async def count_tokens(self) -> int:
@@ -131,25 +134,41 @@ class Database(abc.ABC):
         archived (one query: hash AND runner)."""
 
     @abc.abstractmethod
-    async def list_runners(self) -> list[Runner]: ...
+    async def list_runners(self) -> list[Runner]:
+        ...
 
     @abc.abstractmethod
     async def get_runner(self, runner: str) -> Optional[Runner]:
         """runner = id or name; archived runners too."""
 
     @abc.abstractmethod
-    async def update_runner(self, runner: str, *, projects: Optional[tuple[str, ...]] = None,
-                            archived: Optional[bool] = None, at: float) -> Optional[Runner]:
+    async def update_runner(
+        self,
+        runner: str,
+        *,
+        projects: Optional[tuple[str, ...]] = None,
+        archived: Optional[bool] = None,
+        at: float,
+    ) -> Optional[Runner]:
         """Changes what is given (archived=True stamps `at` unless already archived; False
         restores); returns the runner as it is now, None if there is no such runner."""
 
     @abc.abstractmethod
-    async def touch_runner(self, runner_id: str, at: float) -> None: ...
+    async def touch_runner(self, runner_id: str, at: float) -> None:
+        ...
 
     # --- jobs ---
     @abc.abstractmethod
-    async def submit_job(self, project: str, spec: dict[str, Any], config: dict[str, Any], *,
-                         priority: int, timeout: int, at: float) -> Job:
+    async def submit_job(
+        self,
+        project: str,
+        spec: dict[str, Any],
+        config: dict[str, Any],
+        *,
+        priority: int,
+        timeout: int,
+        at: float,
+    ) -> Job:
         """Inserts a pending job and wakes idle runners (notify)."""
 
     @abc.abstractmethod
@@ -160,11 +179,19 @@ class Database(abc.ABC):
         SQLite: BEGIN IMMEDIATE)."""
 
     @abc.abstractmethod
-    async def transition(self, job_id: str, to: int, *, from_: tuple[int, ...],
-                         runner: Optional[str] = None, at: float,
-                         results: Optional[list[dict[str, Any]]] = None,
-                         error: Optional[str] = None, reason: Optional[str] = None,
-                         timings: Optional[dict[str, float]] = None) -> tuple[bool, Optional[Job]]:
+    async def transition(
+        self,
+        job_id: str,
+        to: int,
+        *,
+        from_: tuple[int, ...],
+        runner: Optional[str] = None,
+        at: float,
+        results: Optional[list[dict[str, Any]]] = None,
+        error: Optional[str] = None,
+        reason: Optional[str] = None,
+        timings: Optional[dict[str, float]] = None,
+    ) -> tuple[bool, Optional[Job]]:
         """One conditional UPDATE: status in from_ (and runner matches, when given) -> to, setting
         started (to RUNNING; kept if already set), ended (terminal), results/error/reason/timings
         when given (timings replace). Returns (changed, the job as it is now; None if no such
@@ -175,12 +202,19 @@ class Database(abc.ABC):
         """Records liveness of an in-flight job of this runner; returns the job (None if unknown)."""
 
     @abc.abstractmethod
-    async def get_job(self, job_id: str) -> Optional[Job]: ...
+    async def get_job(self, job_id: str) -> Optional[Job]:
+        ...
 
     @abc.abstractmethod
-    async def list_jobs(self, *, projects: Optional[tuple[str, ...]], status: Optional[int] = None,
-                        runner: Optional[str] = None, limit: int = 100,
-                        before: Optional[float] = None) -> list[Job]:
+    async def list_jobs(
+        self,
+        *,
+        projects: Optional[tuple[str, ...]],
+        status: Optional[int] = None,
+        runner: Optional[str] = None,
+        limit: int = 100,
+        before: Optional[float] = None,
+    ) -> list[Job]:
         """Newest first; projects None = all."""
 
     @abc.abstractmethod

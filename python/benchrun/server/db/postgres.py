@@ -38,8 +38,10 @@ _POLL_WITHOUT_LISTENER = 1.0
 
 def _event_notify(kind: str, at: str) -> str:
     """A select-list item that NOTIFYs the Event for the row `u` (a CTE of changed jobs)."""
-    return (f"pg_notify('{rows.EVENTS_CHANNEL}', json_build_object('kind', '{kind}', 'job', u.id, "
-            f"'project', u.project, 'status', u.status, 'at', {at}::float8)::text)")
+    return (
+        f"pg_notify('{rows.EVENTS_CHANNEL}', json_build_object('kind', '{kind}', 'job', u.id, "
+        f"'project', u.project, 'status', u.status, 'at', {at}::float8)::text)"
+    )
 
 
 _WORK_NOTIFY = f"pg_notify('{rows.WORK_CHANNEL}', u.project)"
@@ -135,8 +137,9 @@ class PostgresDatabase(Database):
         self._work.wake()
 
     async def _job(self, job_id: str) -> Optional[Job]:
-        r = await (await self._ready()).fetchrow(f"SELECT {_JOB_COLS} FROM jobs WHERE id = $1",
-                                                 job_id)
+        r = await (await self._ready()).fetchrow(
+            f"SELECT {_JOB_COLS} FROM jobs WHERE id = $1", job_id
+        )
         return None if r is None else rows.job_from_row(r)
 
     # --- lifecycle ---
@@ -151,8 +154,13 @@ class PostgresDatabase(Database):
                 for m in schema.pending(current):
                     for sql in m.statements("postgresql"):
                         await c.execute(sql)
-                    await c.execute("INSERT INTO schema_version (version, name, applied) "
-                                    "VALUES ($1, $2, $3)", m.version, m.name, time.time())
+                    await c.execute(
+                        "INSERT INTO schema_version (version, name, applied) "
+                        "VALUES ($1, $2, $3)",
+                        m.version,
+                        m.name,
+                        time.time(),
+                    )
                     current = m.version
         return current
 
@@ -183,7 +191,10 @@ class PostgresDatabase(Database):
         try:
             await (await self._ready()).execute(
                 "INSERT INTO projects (id, name, created) VALUES ($1, $2, $3)",
-                project.id, project.name, project.created)
+                project.id,
+                project.name,
+                project.created,
+            )
         except asyncpg.UniqueViolationError:
             raise ConfigError(f"create project '{name}': a project with that name exists") from None
         return project
@@ -194,22 +205,30 @@ class PostgresDatabase(Database):
 
     async def get_project(self, project: str) -> Optional[Project]:
         r = await (await self._ready()).fetchrow(
-            "SELECT * FROM projects WHERE id = $1 OR name = $1", project)
+            "SELECT * FROM projects WHERE id = $1 OR name = $1", project
+        )
         return None if r is None else rows.project_from_row(r)
 
     async def create_token(self, name: str, *, admin: bool, projects: tuple[str, ...] = ()) -> str:
         secret = keys.new_user_token()
         await (await self._ready()).execute(
             "INSERT INTO tokens (id, name, token_hash, admin, projects, created) "
-            "VALUES ($1, $2, $3, $4, $5, $6)", rows.new_id(), name, keys.secret_hash(secret),
-            bool(admin), rows.dump(list(rows.check_projects(projects))), time.time())
+            "VALUES ($1, $2, $3, $4, $5, $6)",
+            rows.new_id(),
+            name,
+            keys.secret_hash(secret),
+            bool(admin),
+            rows.dump(list(rows.check_projects(projects))),
+            time.time(),
+        )
         return secret
 
     async def auth_token(self, secret: str) -> Optional[Principal]:
         if not keys.is_user_token(secret):
             return None
-        r = await (await self._ready()).fetchrow("SELECT * FROM tokens WHERE token_hash = $1",
-                                                 keys.secret_hash(secret))
+        r = await (await self._ready()).fetchrow(
+            "SELECT * FROM tokens WHERE token_hash = $1", keys.secret_hash(secret)
+        )
         return None if r is None else rows.principal_from_row(r)
 
     async def count_tokens(self) -> int:
@@ -218,13 +237,22 @@ class PostgresDatabase(Database):
     # --- runners ---
     async def create_runner(self, name: str, projects: tuple[str, ...]) -> tuple[Runner, str]:
         key = keys.new_runner_key()
-        runner = Runner(id=rows.new_id(), name=rows.check_runner_name(name),
-                        projects=rows.check_projects(projects), created=time.time())
+        runner = Runner(
+            id=rows.new_id(),
+            name=rows.check_runner_name(name),
+            projects=rows.check_projects(projects),
+            created=time.time(),
+        )
         try:
             await (await self._ready()).execute(
                 "INSERT INTO runners (id, name, key_hash, projects, created) "
-                "VALUES ($1, $2, $3, $4, $5)", runner.id, runner.name, keys.secret_hash(key),
-                rows.dump(list(runner.projects)), runner.created)
+                "VALUES ($1, $2, $3, $4, $5)",
+                runner.id,
+                runner.name,
+                keys.secret_hash(key),
+                rows.dump(list(runner.projects)),
+                runner.created,
+            )
         except asyncpg.UniqueViolationError:
             raise ConfigError(f"create runner '{name}': a runner with that name exists") from None
         return runner, key
@@ -233,7 +261,9 @@ class PostgresDatabase(Database):
         key = keys.new_runner_key()
         status = await (await self._ready()).execute(
             "UPDATE runners SET key_hash = $1 WHERE id = $2 OR name = $2",
-            keys.secret_hash(key), runner)
+            keys.secret_hash(key),
+            runner,
+        )
         return key if status == "UPDATE 1" else None
 
     async def auth_runner(self, runner: str, key: str) -> Optional[Runner]:
@@ -241,7 +271,10 @@ class PostgresDatabase(Database):
             return None
         r = await (await self._ready()).fetchrow(
             "SELECT * FROM runners WHERE key_hash = $1 AND (id = $2 OR name = $2) "
-            "AND archived IS NULL", keys.secret_hash(key), runner)
+            "AND archived IS NULL",
+            keys.secret_hash(key),
+            runner,
+        )
         return None if r is None else rows.runner_from_row(r)
 
     async def list_runners(self) -> list[Runner]:
@@ -250,40 +283,74 @@ class PostgresDatabase(Database):
 
     async def get_runner(self, runner: str) -> Optional[Runner]:
         r = await (await self._ready()).fetchrow(
-            "SELECT * FROM runners WHERE id = $1 OR name = $1", runner)
+            "SELECT * FROM runners WHERE id = $1 OR name = $1", runner
+        )
         return None if r is None else rows.runner_from_row(r)
 
-    async def update_runner(self, runner: str, *, projects: Optional[tuple[str, ...]] = None,
-                            archived: Optional[bool] = None, at: float) -> Optional[Runner]:
+    async def update_runner(
+        self,
+        runner: str,
+        *,
+        projects: Optional[tuple[str, ...]] = None,
+        archived: Optional[bool] = None,
+        at: float,
+    ) -> Optional[Runner]:
         p = _Params()
         sets: list[str] = []
         if projects is not None:
             sets.append(f"projects = {p(rows.dump(list(rows.check_projects(projects))))}")
         if archived is not None:
-            sets.append(f"archived = COALESCE(archived, {p(at)}::float8)" if archived
-                        else "archived = NULL")
+            sets.append(
+                f"archived = COALESCE(archived, {p(at)}::float8)" if archived else "archived = NULL"
+            )
         if not sets:
             return await self.get_runner(runner)
         name = p(runner)
         r = await (await self._ready()).fetchrow(
             f"UPDATE runners SET {', '.join(sets)} WHERE id = {name} OR name = {name} RETURNING *",
-            *p.values)
+            *p.values,
+        )
         return None if r is None else rows.runner_from_row(r)
 
     async def touch_runner(self, runner_id: str, at: float) -> None:
-        await (await self._ready()).execute("UPDATE runners SET last_seen = $1 WHERE id = $2",
-                                            at, runner_id)
+        await (await self._ready()).execute(
+            "UPDATE runners SET last_seen = $1 WHERE id = $2", at, runner_id
+        )
 
     # --- jobs ---
-    async def submit_job(self, project: str, spec: dict[str, Any], config: dict[str, Any], *,
-                         priority: int, timeout: int, at: float) -> Job:
+    async def submit_job(
+        self,
+        project: str,
+        spec: dict[str, Any],
+        config: dict[str, Any],
+        *,
+        priority: int,
+        timeout: int,
+        at: float,
+    ) -> Job:
         marks = ", ".join(f"${i}" for i in range(1, 18))
         try:
             r = await (await self._ready()).fetchrow(
                 f"WITH u AS (INSERT INTO jobs ({_JOB_COLS}) VALUES ({marks}) {_RETURNING_JOB}) "
                 f"SELECT u.*, {_WORK_NOTIFY}, {_event_notify('submitted', '$8')} FROM u",
-                rows.new_id(), project, PENDING, int(priority), rows.dump(spec), rows.dump(config),
-                int(timeout), at, None, None, None, None, None, None, None, None, rows.dump({}))
+                rows.new_id(),
+                project,
+                PENDING,
+                int(priority),
+                rows.dump(spec),
+                rows.dump(config),
+                int(timeout),
+                at,
+                None,
+                None,
+                None,
+                None,
+                None,
+                None,
+                None,
+                None,
+                rows.dump({}),
+            )
         except asyncpg.ForeignKeyViolationError:
             raise ConfigError(f"submit job: no project '{project}'") from None
         return rows.job_from_row(r)
@@ -297,14 +364,25 @@ class PostgresDatabase(Database):
             f" u AS (UPDATE jobs SET status = {CLAIMED}, runner = $2, claimed = $3 FROM c"
             f"  WHERE jobs.id = c.id AND jobs.status = {PENDING} {_RETURNING_JOB})"
             f" SELECT u.*, {_event_notify('job', '$3')} FROM u",
-            list(runner.projects), runner.id, at)
+            list(runner.projects),
+            runner.id,
+            at,
+        )
         return None if r is None else rows.job_from_row(r)
 
-    async def transition(self, job_id: str, to: int, *, from_: tuple[int, ...],
-                         runner: Optional[str] = None, at: float,
-                         results: Optional[list[dict[str, Any]]] = None,
-                         error: Optional[str] = None, reason: Optional[str] = None,
-                         timings: Optional[dict[str, float]] = None) -> tuple[bool, Optional[Job]]:
+    async def transition(
+        self,
+        job_id: str,
+        to: int,
+        *,
+        from_: tuple[int, ...],
+        runner: Optional[str] = None,
+        at: float,
+        results: Optional[list[dict[str, Any]]] = None,
+        error: Optional[str] = None,
+        reason: Optional[str] = None,
+        timings: Optional[dict[str, float]] = None,
+    ) -> tuple[bool, Optional[Job]]:
         if not from_:
             return False, await self._job(job_id)
         p = _Params()
@@ -326,7 +404,9 @@ class PostgresDatabase(Database):
         notify = _event_notify("job", at_mark) + (f", {_WORK_NOTIFY}" if to == PENDING else "")
         r = await (await self._ready()).fetchrow(
             f"WITH u AS (UPDATE jobs SET {', '.join(sets)} WHERE {where} {_RETURNING_JOB}) "
-            f"SELECT u.*, {notify} FROM u", *p.values)
+            f"SELECT u.*, {notify} FROM u",
+            *p.values,
+        )
         if r is not None:
             return True, rows.job_from_row(r)
         return False, await self._job(job_id)
@@ -335,15 +415,25 @@ class PostgresDatabase(Database):
         r = await (await self._ready()).fetchrow(
             f"WITH u AS (UPDATE jobs SET last_heartbeat = $1 WHERE id = $2 AND runner = $3"
             f"  AND status IN ({CLAIMED}, {RUNNING}) {_RETURNING_JOB})"
-            f" SELECT u.*, {_event_notify('heartbeat', '$1')} FROM u", at, job_id, runner)
+            f" SELECT u.*, {_event_notify('heartbeat', '$1')} FROM u",
+            at,
+            job_id,
+            runner,
+        )
         return rows.job_from_row(r) if r is not None else await self._job(job_id)
 
     async def get_job(self, job_id: str) -> Optional[Job]:
         return await self._job(job_id)
 
-    async def list_jobs(self, *, projects: Optional[tuple[str, ...]], status: Optional[int] = None,
-                        runner: Optional[str] = None, limit: int = 100,
-                        before: Optional[float] = None) -> list[Job]:
+    async def list_jobs(
+        self,
+        *,
+        projects: Optional[tuple[str, ...]],
+        status: Optional[int] = None,
+        runner: Optional[str] = None,
+        limit: int = 100,
+        before: Optional[float] = None,
+    ) -> list[Job]:
         p = _Params()
         where: list[str] = []
         if projects is not None:
@@ -365,7 +455,8 @@ class PostgresDatabase(Database):
     async def in_flight_jobs(self) -> list[Job]:
         rs = await (await self._ready()).fetch(
             f"SELECT {_JOB_COLS} FROM jobs WHERE status IN ({CLAIMED}, {RUNNING}) "
-            f"ORDER BY created, id")
+            f"ORDER BY created, id"
+        )
         return [rows.job_from_row(r) for r in rs]
 
     # --- wakeups and events ---

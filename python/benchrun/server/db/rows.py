@@ -12,9 +12,25 @@ from benchrun.errors import ConfigError
 from benchrun.jobs.protocol import CLAIMED, RUNNING, TERMINAL_STATUSES
 from benchrun.server.db.base import Event, Job, Principal, Project, Runner
 
-JOB_COLUMNS = ("id", "project", "status", "priority", "spec", "config", "timeout", "created",
-               "runner", "claimed", "started", "ended", "last_heartbeat", "results", "error",
-               "reason", "timings")
+JOB_COLUMNS = (
+    "id",
+    "project",
+    "status",
+    "priority",
+    "spec",
+    "config",
+    "timeout",
+    "created",
+    "runner",
+    "claimed",
+    "started",
+    "ended",
+    "last_heartbeat",
+    "results",
+    "error",
+    "reason",
+    "timings",
+)
 IN_FLIGHT = (CLAIMED, RUNNING)
 RUNNER_NAME = re.compile(r"^[a-z0-9-]{1,64}$")
 
@@ -63,24 +79,46 @@ def project_from_row(r: Mapping[str, Any]) -> Project:
 
 
 def principal_from_row(r: Mapping[str, Any]) -> Principal:
-    return Principal(token_id=r["id"], name=r["name"], admin=bool(r["admin"]),
-                     projects=tuple(json.loads(r["projects"])))
+    return Principal(
+        token_id=r["id"],
+        name=r["name"],
+        admin=bool(r["admin"]),
+        projects=tuple(json.loads(r["projects"])),
+    )
 
 
 def runner_from_row(r: Mapping[str, Any]) -> Runner:
-    return Runner(id=r["id"], name=r["name"], projects=tuple(json.loads(r["projects"])),
-                  created=r["created"], last_seen=r["last_seen"],
-                  archived=r["archived"] is not None)
+    return Runner(
+        id=r["id"],
+        name=r["name"],
+        projects=tuple(json.loads(r["projects"])),
+        created=r["created"],
+        last_seen=r["last_seen"],
+        archived=r["archived"] is not None,
+    )
 
 
 def job_from_row(r: Mapping[str, Any]) -> Job:
     results = r["results"]
-    return Job(id=r["id"], project=r["project"], status=r["status"], priority=r["priority"],
-               spec=json.loads(r["spec"]), config=json.loads(r["config"]), timeout=r["timeout"],
-               created=r["created"], runner=r["runner"], claimed=r["claimed"],
-               started=r["started"], ended=r["ended"], last_heartbeat=r["last_heartbeat"],
-               results=None if results is None else json.loads(results), error=r["error"],
-               reason=r["reason"], timings=json.loads(r["timings"]))
+    return Job(
+        id=r["id"],
+        project=r["project"],
+        status=r["status"],
+        priority=r["priority"],
+        spec=json.loads(r["spec"]),
+        config=json.loads(r["config"]),
+        timeout=r["timeout"],
+        created=r["created"],
+        runner=r["runner"],
+        claimed=r["claimed"],
+        started=r["started"],
+        ended=r["ended"],
+        last_heartbeat=r["last_heartbeat"],
+        results=None if results is None else json.loads(results),
+        error=r["error"],
+        reason=r["reason"],
+        timings=json.loads(r["timings"]),
+    )
 
 
 def event_of(kind: str, job: Job, at: float) -> Event:
@@ -88,15 +126,27 @@ def event_of(kind: str, job: Job, at: float) -> Event:
 
 
 def event_to_json(event: Event) -> str:
-    return dump({"kind": event.kind, "job": event.job, "project": event.project,
-                 "status": event.status, "at": event.at})
+    return dump(
+        {
+            "kind": event.kind,
+            "job": event.job,
+            "project": event.project,
+            "status": event.status,
+            "at": event.at,
+        }
+    )
 
 
 def event_from_json(payload: str) -> Optional[Event]:
     """None for a payload this version does not understand (a newer server sharing the database)."""
     try:
         d = json.loads(payload)
-        return Event(kind=str(d["kind"]), job=str(d["job"]), project=str(d["project"]),
-                     status=int(d["status"]), at=float(d["at"]))
+        return Event(
+            kind=str(d["kind"]),
+            job=str(d["job"]),
+            project=str(d["project"]),
+            status=int(d["status"]),
+            at=float(d["at"]),
+        )
     except (ValueError, KeyError, TypeError):
         return None

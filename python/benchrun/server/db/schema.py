@@ -49,13 +49,16 @@ class Migration:
 
 
 MIGRATIONS: tuple[Migration, ...] = (
-    Migration(1, "projects, tokens, runners, jobs", (
-        """CREATE TABLE projects (
+    Migration(
+        1,
+        "projects, tokens, runners, jobs",
+        (
+            """CREATE TABLE projects (
             id TEXT PRIMARY KEY,
             name TEXT NOT NULL UNIQUE,
             created DOUBLE PRECISION NOT NULL
         )""",
-        """CREATE TABLE tokens (
+            """CREATE TABLE tokens (
             id TEXT PRIMARY KEY,
             name TEXT NOT NULL,
             token_hash TEXT NOT NULL UNIQUE,
@@ -63,7 +66,7 @@ MIGRATIONS: tuple[Migration, ...] = (
             projects TEXT NOT NULL,
             created DOUBLE PRECISION NOT NULL
         )""",
-        """CREATE TABLE runners (
+            """CREATE TABLE runners (
             id TEXT PRIMARY KEY,
             name TEXT NOT NULL UNIQUE,
             key_hash TEXT NOT NULL UNIQUE,
@@ -72,7 +75,7 @@ MIGRATIONS: tuple[Migration, ...] = (
             last_seen DOUBLE PRECISION,
             archived DOUBLE PRECISION
         )""",
-        """CREATE TABLE jobs (
+            """CREATE TABLE jobs (
             id TEXT PRIMARY KEY,
             project TEXT NOT NULL REFERENCES projects (id),
             status INTEGER NOT NULL,
@@ -91,12 +94,13 @@ MIGRATIONS: tuple[Migration, ...] = (
             reason TEXT,
             timings TEXT NOT NULL
         )""",
-        # The claim query's order: the best pending job is the first index entry of status 0.
-        "CREATE INDEX jobs_claim ON jobs (status, priority DESC, created, id)",
-        # Listing a project's jobs newest first; in-flight sweeps use jobs_claim (status).
-        "CREATE INDEX jobs_project_created ON jobs (project, created DESC)",
-        "CREATE INDEX jobs_runner ON jobs (runner)",
-    )),
+            # The claim query's order: the best pending job is the first index entry of status 0.
+            "CREATE INDEX jobs_claim ON jobs (status, priority DESC, created, id)",
+            # Listing a project's jobs newest first; in-flight sweeps use jobs_claim (status).
+            "CREATE INDEX jobs_project_created ON jobs (project, created DESC)",
+            "CREATE INDEX jobs_runner ON jobs (runner)",
+        ),
+    ),
 )
 
 LATEST_VERSION = MIGRATIONS[-1].version

@@ -52,8 +52,12 @@ class SqliteDatabase(Database):
     def _db(self) -> sqlite3.Connection:
         if self._conn is None:
             try:
-                conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False,
-                                       timeout=BUSY_TIMEOUT_MS / 1000)
+                conn = sqlite3.connect(
+                    self.path,
+                    isolation_level=None,
+                    check_same_thread=False,
+                    timeout=BUSY_TIMEOUT_MS / 1000,
+                )
             except sqlite3.Error as e:
                 raise ConfigError(f"open database '{self.path}': {e}") from None
             conn.row_factory = sqlite3.Row
@@ -90,13 +94,16 @@ class SqliteDatabase(Database):
     def _migrate(self) -> int:
         with self._write() as c:
             c.execute(schema.SCHEMA_VERSION_TABLE)
-            current = c.execute(
-                "SELECT COALESCE(MAX(version), 0) FROM schema_version").fetchone()[0]
+            current = c.execute("SELECT COALESCE(MAX(version), 0) FROM schema_version").fetchone()[
+                0
+            ]
             for m in schema.pending(current):
                 for sql in m.statements("sqlite"):
                     c.execute(sql)
-                c.execute("INSERT INTO schema_version (version, name, applied) VALUES (?, ?, ?)",
-                          (m.version, m.name, time.time()))
+                c.execute(
+                    "INSERT INTO schema_version (version, name, applied) VALUES (?, ?, ?)",
+                    (m.version, m.name, time.time()),
+                )
                 current = m.version
             return current
 
@@ -122,11 +129,14 @@ class SqliteDatabase(Database):
         def insert() -> None:
             try:
                 with self._write() as c:
-                    c.execute("INSERT INTO projects (id, name, created) VALUES (?, ?, ?)",
-                              (project.id, project.name, project.created))
+                    c.execute(
+                        "INSERT INTO projects (id, name, created) VALUES (?, ?, ?)",
+                        (project.id, project.name, project.created),
+                    )
             except sqlite3.IntegrityError:
                 raise ConfigError(
-                    f"create project '{name}': a project with that name exists") from None
+                    f"create project '{name}': a project with that name exists"
+                ) from None
 
         await self._run(insert)
         return project
@@ -140,8 +150,11 @@ class SqliteDatabase(Database):
 
     async def get_project(self, project: str) -> Optional[Project]:
         def q() -> Optional[Project]:
-            r = self._db().execute("SELECT * FROM projects WHERE id = ? OR name = ?",
-                                   (project, project)).fetchone()
+            r = (
+                self._db()
+                .execute("SELECT * FROM projects WHERE id = ? OR name = ?", (project, project))
+                .fetchone()
+            )
             return None if r is None else rows.project_from_row(r)
 
         return await self._run(q)
@@ -152,10 +165,18 @@ class SqliteDatabase(Database):
 
         def insert() -> None:
             with self._write() as c:
-                c.execute("INSERT INTO tokens (id, name, token_hash, admin, projects, created) "
-                          "VALUES (?, ?, ?, ?, ?, ?)",
-                          (rows.new_id(), name, keys.secret_hash(secret), bool(admin),
-                           rows.dump(list(projects)), time.time()))
+                c.execute(
+                    "INSERT INTO tokens (id, name, token_hash, admin, projects, created) "
+                    "VALUES (?, ?, ?, ?, ?, ?)",
+                    (
+                        rows.new_id(),
+                        name,
+                        keys.secret_hash(secret),
+                        bool(admin),
+                        rows.dump(list(projects)),
+                        time.time(),
+                    ),
+                )
 
         await self._run(insert)
         return secret
@@ -165,8 +186,11 @@ class SqliteDatabase(Database):
             return None
 
         def q() -> Optional[Principal]:
-            r = self._db().execute("SELECT * FROM tokens WHERE token_hash = ?",
-                                   (keys.secret_hash(secret),)).fetchone()
+            r = (
+                self._db()
+                .execute("SELECT * FROM tokens WHERE token_hash = ?", (keys.secret_hash(secret),))
+                .fetchone()
+            )
             return None if r is None else rows.principal_from_row(r)
 
         return await self._run(q)
@@ -180,19 +204,31 @@ class SqliteDatabase(Database):
     # --- runners ---
     async def create_runner(self, name: str, projects: tuple[str, ...]) -> tuple[Runner, str]:
         key = keys.new_runner_key()
-        runner = Runner(id=rows.new_id(), name=rows.check_runner_name(name),
-                        projects=rows.check_projects(projects), created=time.time())
+        runner = Runner(
+            id=rows.new_id(),
+            name=rows.check_runner_name(name),
+            projects=rows.check_projects(projects),
+            created=time.time(),
+        )
 
         def insert() -> None:
             try:
                 with self._write() as c:
-                    c.execute("INSERT INTO runners (id, name, key_hash, projects, created) "
-                              "VALUES (?, ?, ?, ?, ?)",
-                              (runner.id, runner.name, keys.secret_hash(key),
-                               rows.dump(list(runner.projects)), runner.created))
+                    c.execute(
+                        "INSERT INTO runners (id, name, key_hash, projects, created) "
+                        "VALUES (?, ?, ?, ?, ?)",
+                        (
+                            runner.id,
+                            runner.name,
+                            keys.secret_hash(key),
+                            rows.dump(list(runner.projects)),
+                            runner.created,
+                        ),
+                    )
             except sqlite3.IntegrityError:
                 raise ConfigError(
-                    f"create runner '{name}': a runner with that name exists") from None
+                    f"create runner '{name}': a runner with that name exists"
+                ) from None
 
         await self._run(insert)
         return runner, key
@@ -202,8 +238,10 @@ class SqliteDatabase(Database):
 
         def update() -> bool:
             with self._write() as c:
-                cur = c.execute("UPDATE runners SET key_hash = ? WHERE id = ? OR name = ?",
-                                (keys.secret_hash(key), runner, runner))
+                cur = c.execute(
+                    "UPDATE runners SET key_hash = ? WHERE id = ? OR name = ?",
+                    (keys.secret_hash(key), runner, runner),
+                )
                 return cur.rowcount == 1
 
         return key if await self._run(update) else None
@@ -213,9 +251,15 @@ class SqliteDatabase(Database):
             return None
 
         def q() -> Optional[Runner]:
-            r = self._db().execute(
-                "SELECT * FROM runners WHERE key_hash = ? AND (id = ? OR name = ?) "
-                "AND archived IS NULL", (keys.secret_hash(key), runner, runner)).fetchone()
+            r = (
+                self._db()
+                .execute(
+                    "SELECT * FROM runners WHERE key_hash = ? AND (id = ? OR name = ?) "
+                    "AND archived IS NULL",
+                    (keys.secret_hash(key), runner, runner),
+                )
+                .fetchone()
+            )
             return None if r is None else rows.runner_from_row(r)
 
         return await self._run(q)
@@ -229,14 +273,23 @@ class SqliteDatabase(Database):
 
     async def get_runner(self, runner: str) -> Optional[Runner]:
         def q() -> Optional[Runner]:
-            r = self._db().execute("SELECT * FROM runners WHERE id = ? OR name = ?",
-                                   (runner, runner)).fetchone()
+            r = (
+                self._db()
+                .execute("SELECT * FROM runners WHERE id = ? OR name = ?", (runner, runner))
+                .fetchone()
+            )
             return None if r is None else rows.runner_from_row(r)
 
         return await self._run(q)
 
-    async def update_runner(self, runner: str, *, projects: Optional[tuple[str, ...]] = None,
-                            archived: Optional[bool] = None, at: float) -> Optional[Runner]:
+    async def update_runner(
+        self,
+        runner: str,
+        *,
+        projects: Optional[tuple[str, ...]] = None,
+        archived: Optional[bool] = None,
+        at: float,
+    ) -> Optional[Runner]:
         sets: list[str] = []
         args: list[Any] = []
         if projects is not None:
@@ -250,10 +303,13 @@ class SqliteDatabase(Database):
         def update() -> Optional[Runner]:
             with self._write() as c:
                 if sets:
-                    c.execute(f"UPDATE runners SET {', '.join(sets)} WHERE id = ? OR name = ?",
-                              (*args, runner, runner))
-                r = c.execute("SELECT * FROM runners WHERE id = ? OR name = ?",
-                              (runner, runner)).fetchone()
+                    c.execute(
+                        f"UPDATE runners SET {', '.join(sets)} WHERE id = ? OR name = ?",
+                        (*args, runner, runner),
+                    )
+                r = c.execute(
+                    "SELECT * FROM runners WHERE id = ? OR name = ?", (runner, runner)
+                ).fetchone()
                 return None if r is None else rows.runner_from_row(r)
 
         return await self._run(update)
@@ -266,18 +322,52 @@ class SqliteDatabase(Database):
         await self._run(update)
 
     # --- jobs ---
-    async def submit_job(self, project: str, spec: dict[str, Any], config: dict[str, Any], *,
-                         priority: int, timeout: int, at: float) -> Job:
-        job = Job(id=rows.new_id(), project=project, status=PENDING, priority=int(priority),
-                  spec=spec, config=config, timeout=int(timeout), created=at)
+    async def submit_job(
+        self,
+        project: str,
+        spec: dict[str, Any],
+        config: dict[str, Any],
+        *,
+        priority: int,
+        timeout: int,
+        at: float,
+    ) -> Job:
+        job = Job(
+            id=rows.new_id(),
+            project=project,
+            status=PENDING,
+            priority=int(priority),
+            spec=spec,
+            config=config,
+            timeout=int(timeout),
+            created=at,
+        )
 
         def insert() -> None:
             try:
                 with self._write() as c:
-                    c.execute(f"INSERT INTO jobs ({_JOB_COLS}) VALUES ({_marks(17)})",
-                              (job.id, job.project, job.status, job.priority, rows.dump(spec),
-                               rows.dump(config), job.timeout, job.created, None, None, None,
-                               None, None, None, None, None, rows.dump({})))
+                    c.execute(
+                        f"INSERT INTO jobs ({_JOB_COLS}) VALUES ({_marks(17)})",
+                        (
+                            job.id,
+                            job.project,
+                            job.status,
+                            job.priority,
+                            rows.dump(spec),
+                            rows.dump(config),
+                            job.timeout,
+                            job.created,
+                            None,
+                            None,
+                            None,
+                            None,
+                            None,
+                            None,
+                            None,
+                            None,
+                            rows.dump({}),
+                        ),
+                    )
             except sqlite3.IntegrityError:
                 raise ConfigError(f"submit job: no project '{project}'") from None
 
@@ -297,7 +387,8 @@ class SqliteDatabase(Database):
                     f" SELECT id FROM jobs WHERE status = ?"
                     f" AND project IN ({_marks(len(projects))})"
                     f" ORDER BY priority DESC, created, id LIMIT 1) RETURNING {_JOB_COLS}",
-                    (CLAIMED, runner.id, at, PENDING, *projects)).fetchall()
+                    (CLAIMED, runner.id, at, PENDING, *projects),
+                ).fetchall()
                 return rows.job_from_row(r[0]) if r else None
 
         job = await self._run(claim)
@@ -305,11 +396,19 @@ class SqliteDatabase(Database):
             self._publish([rows.event_of("job", job, at)])
         return job
 
-    async def transition(self, job_id: str, to: int, *, from_: tuple[int, ...],
-                         runner: Optional[str] = None, at: float,
-                         results: Optional[list[dict[str, Any]]] = None,
-                         error: Optional[str] = None, reason: Optional[str] = None,
-                         timings: Optional[dict[str, float]] = None) -> tuple[bool, Optional[Job]]:
+    async def transition(
+        self,
+        job_id: str,
+        to: int,
+        *,
+        from_: tuple[int, ...],
+        runner: Optional[str] = None,
+        at: float,
+        results: Optional[list[dict[str, Any]]] = None,
+        error: Optional[str] = None,
+        reason: Optional[str] = None,
+        timings: Optional[dict[str, float]] = None,
+    ) -> tuple[bool, Optional[Job]]:
         sets = ["status = ?"]
         args: list[Any] = [to]
         if to == RUNNING:
@@ -335,8 +434,10 @@ class SqliteDatabase(Database):
 
         def update() -> tuple[bool, Optional[Job]]:
             with self._write() as c:
-                r = c.execute(f"UPDATE jobs SET {', '.join(sets)} WHERE {where} "
-                              f"RETURNING {_JOB_COLS}", args).fetchall()
+                r = c.execute(
+                    f"UPDATE jobs SET {', '.join(sets)} WHERE {where} " f"RETURNING {_JOB_COLS}",
+                    args,
+                ).fetchall()
                 if r:
                     return True, rows.job_from_row(r[0])
                 row = c.execute(f"SELECT {_JOB_COLS} FROM jobs WHERE id = ?", (job_id,)).fetchone()
@@ -350,9 +451,11 @@ class SqliteDatabase(Database):
     async def heartbeat(self, job_id: str, runner: str, at: float) -> Optional[Job]:
         def update() -> tuple[bool, Optional[Job]]:
             with self._write() as c:
-                r = c.execute(f"UPDATE jobs SET last_heartbeat = ? WHERE id = ? AND runner = ? "
-                              f"AND status IN (?, ?) RETURNING {_JOB_COLS}",
-                              (at, job_id, runner, *rows.IN_FLIGHT)).fetchall()
+                r = c.execute(
+                    f"UPDATE jobs SET last_heartbeat = ? WHERE id = ? AND runner = ? "
+                    f"AND status IN (?, ?) RETURNING {_JOB_COLS}",
+                    (at, job_id, runner, *rows.IN_FLIGHT),
+                ).fetchall()
                 if r:
                     return True, rows.job_from_row(r[0])
                 row = c.execute(f"SELECT {_JOB_COLS} FROM jobs WHERE id = ?", (job_id,)).fetchone()
@@ -365,15 +468,24 @@ class SqliteDatabase(Database):
 
     async def get_job(self, job_id: str) -> Optional[Job]:
         def q() -> Optional[Job]:
-            r = self._db().execute(f"SELECT {_JOB_COLS} FROM jobs WHERE id = ?",
-                                   (job_id,)).fetchone()
+            r = (
+                self._db()
+                .execute(f"SELECT {_JOB_COLS} FROM jobs WHERE id = ?", (job_id,))
+                .fetchone()
+            )
             return None if r is None else rows.job_from_row(r)
 
         return await self._run(q)
 
-    async def list_jobs(self, *, projects: Optional[tuple[str, ...]], status: Optional[int] = None,
-                        runner: Optional[str] = None, limit: int = 100,
-                        before: Optional[float] = None) -> list[Job]:
+    async def list_jobs(
+        self,
+        *,
+        projects: Optional[tuple[str, ...]],
+        status: Optional[int] = None,
+        runner: Optional[str] = None,
+        limit: int = 100,
+        before: Optional[float] = None,
+    ) -> list[Job]:
         where: list[str] = []
         args: list[Any] = []
         if projects is not None:
@@ -381,8 +493,11 @@ class SqliteDatabase(Database):
                 return []
             where.append(f"project IN ({_marks(len(projects))})")
             args += projects
-        for cond, value in (("status = ?", status), ("runner = ?", runner),
-                            ("created < ?", before)):
+        for cond, value in (
+            ("status = ?", status),
+            ("runner = ?", runner),
+            ("created < ?", before),
+        ):
             if value is not None:
                 where.append(cond)
                 args.append(value)
@@ -399,8 +514,10 @@ class SqliteDatabase(Database):
 
     async def in_flight_jobs(self) -> list[Job]:
         def q() -> list[Job]:
-            cur = self._db().execute(f"SELECT {_JOB_COLS} FROM jobs WHERE status IN (?, ?) "
-                                     f"ORDER BY created, id", rows.IN_FLIGHT)
+            cur = self._db().execute(
+                f"SELECT {_JOB_COLS} FROM jobs WHERE status IN (?, ?) " f"ORDER BY created, id",
+                rows.IN_FLIGHT,
+            )
             return [rows.job_from_row(r) for r in cur.fetchall()]
 
         return await self._run(q)
