@@ -7,13 +7,13 @@
 #include <cerrno>
 #include <vector>
 
+#include "benchrun/common/clock.hpp"
 #include "benchrun/common/error.hpp"
 
 namespace benchrun::run {
 
 namespace {
 
-using Clock = std::chrono::steady_clock;
 // After the run tree is killed, the pipes close at once; this only bounds a kernel surprise.
 constexpr auto kDrainGrace = std::chrono::seconds(5);
 constexpr int kInterruptPollMs = 100;
@@ -57,11 +57,7 @@ CaptureOutcome capture_until_exit(CapturedStream& out, CapturedStream& err, int 
     }
     if (exited && now >= drain_deadline) break;
     Clock::time_point until = std::min(killed ? drain_deadline : deadline, drain_deadline);
-    int timeout_ms = -1;
-    if (until != Clock::time_point::max()) {
-      auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(until - now).count();
-      timeout_ms = static_cast<int>(std::max<int64_t>(0, std::min<int64_t>(ms + 1, 60'000)));
-    }
+    int timeout_ms = poll_timeout_ms(until, now);
     if (interrupted && !killed && (timeout_ms < 0 || timeout_ms > kInterruptPollMs))
       timeout_ms = kInterruptPollMs;
     struct pollfd fds[3];

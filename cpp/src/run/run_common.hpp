@@ -8,16 +8,17 @@
 #include "benchrun/common/clock.hpp"
 #include "benchrun/common/error.hpp"
 #include "benchrun/common/run_name.hpp"
+#include "benchrun/common/fs.hpp"
+#include "benchrun/run/backend.hpp"
 #include "benchrun/run/spec.hpp"
 
 namespace benchrun::run {
 
-// "0,2,3" for a cpuset (run::validate has checked the CPUs).
-inline std::string cpu_list(const std::vector<int>& cpus) {
-  std::string out;
-  for (int c : cpus) out += (out.empty() ? "" : ",") + std::to_string(c);
-  return out;
-}
+// The run's CPU limits for its cgroup: the pinned CPUs as a cpuset ("0,2,3") and the quota.
+host::CgroupLimits cpu_limits(const RunSpec& spec);
+
+// The run's own directory, <store>/runs/<name>-XXXXXX (removed with everything in it).
+TempDir make_run_dir(const RunContext& ctx);
 
 // Removes the run dirs under host.run_dir() and the run cgroups whose runner (the pid in
 // "run-<pid>-") is dead: what a SIGKILLed runner left. Returns how many. (run/run_image.cpp)

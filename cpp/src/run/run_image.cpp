@@ -46,6 +46,21 @@ RunResult run_image(const RunImage& image, const RunSpec& spec, const HostConfig
   return r;
 }
 
+host::CgroupLimits cpu_limits(const RunSpec& spec) {
+  host::CgroupLimits limits;
+  for (int c : spec.cpus)
+    limits.cpuset_cpus += (limits.cpuset_cpus.empty() ? "" : ",") + std::to_string(c);
+  if (spec.cpu_quota)
+    limits.cpu_quota_us =
+        static_cast<uint64_t>(*spec.cpu_quota * static_cast<double>(limits.cpu_period_us));
+  return limits;
+}
+
+TempDir make_run_dir(const RunContext& ctx) {
+  make_dirs(ctx.host.run_dir());
+  return TempDir(ctx.host.run_dir(), ctx.name + "-");
+}
+
 int cleanup_leftovers(const HostConfig& host) {
   int removed = 0;
   for (const auto& name : backend_names()) removed += backend(name).sweep(host);

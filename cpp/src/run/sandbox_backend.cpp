@@ -143,13 +143,9 @@ class SandboxExecution final : public Execution {
     for (const auto& o : spec_.outputs) outputs_.push_back(checked_image_path(o, "output path"));
     for (const char* sub : {"upper", "work", "merged"}) make_dirs(dir_.path() / sub);
 
-    host::CgroupLimits limits;
+    host::CgroupLimits limits = cpu_limits(spec_);
     limits.memory_bytes = spec_.memory;
     limits.pids_max = spec_.pids_limit;
-    limits.cpuset_cpus = cpu_list(spec_.cpus);
-    if (spec_.cpu_quota)
-      limits.cpu_quota_us =
-          static_cast<uint64_t>(*spec_.cpu_quota * static_cast<double>(limits.cpu_period_us));
     cgroup_ = create_cgroup(ctx.host, ctx.name, limits, rootless_, r);
 
     auto [out_r, out_w] = make_pipe();
@@ -261,11 +257,6 @@ class SandboxExecution final : public Execution {
   }
 
  private:
-  static TempDir make_run_dir(const RunContext& ctx) {
-    make_dirs(ctx.host.run_dir());
-    return TempDir(ctx.host.run_dir(), ctx.name + "-");
-  }
-
   const RunSpec& spec_;
   Interrupt interrupt_;
   TempDir dir_;  // declared before the rest: upper/work outlive every mount of them

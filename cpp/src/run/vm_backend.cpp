@@ -199,18 +199,9 @@ class VmExecution final : public Execution {
   }
 
  private:
-  static TempDir make_run_dir(const RunContext& ctx) {
-    make_dirs(ctx.host.run_dir());
-    return TempDir(ctx.host.run_dir(), ctx.name + "-");
-  }
   // QEMU's cgroup: where its threads run and how much CPU they get.
   static host::Cgroup make_cgroup(const RunContext& ctx) {
-    host::CgroupLimits limits;
-    limits.cpuset_cpus = cpu_list(ctx.spec.cpus);
-    if (ctx.spec.cpu_quota)
-      limits.cpu_quota_us =
-          static_cast<uint64_t>(*ctx.spec.cpu_quota * static_cast<double>(limits.cpu_period_us));
-    return host::Cgroup::create(ctx.host.cgroup, ctx.name, limits);
+    return host::Cgroup::create(ctx.host.cgroup, ctx.name, cpu_limits(ctx.spec));
   }
 
   TempDir dir_;  // sockets, console log, QEMU's snapshot overlay: removed after QEMU is gone

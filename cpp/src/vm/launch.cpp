@@ -12,6 +12,7 @@
 #include <chrono>
 #include <optional>
 
+#include "benchrun/common/clock.hpp"
 #include "benchrun/common/error.hpp"
 #include "benchrun/common/text.hpp"
 #include "benchrun/proto/channel.hpp"
@@ -24,18 +25,12 @@ namespace benchrun::vm {
 
 namespace {
 
-using Clock = std::chrono::steady_clock;
-
 Clock::time_point after(Clock::time_point t, double seconds) {
   return t + std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(seconds));
 }
 
 double secs(Clock::time_point a, Clock::time_point b) {
   return std::chrono::duration<double>(b - a).count();
-}
-
-double unix_now() {
-  return std::chrono::duration<double>(std::chrono::system_clock::now().time_since_epoch()).count();
 }
 
 // Why the VM ended before talking to us, with what it printed: the error every boot failure gets.
