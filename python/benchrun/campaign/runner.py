@@ -70,6 +70,8 @@ def run_campaign(
         raise ConfigError("campaign through a job server: a project is required")
     if batch < 1:
         raise ConfigError(f"batch {batch}: must be at least 1")
+    if client is not None:
+        _check_remote(campaign)
     specs = _local_specs(campaign, image_store) if client is None else {}
     plan = make_plan(campaign)
     path = os.fspath(store) if store is not None else campaign.store
@@ -120,6 +122,7 @@ def _local_specs(
                 timeout=v.timeout,
                 outputs=v.outputs,
                 store=image_store,
+                **v.options,
             )
         except ConfigError as e:
             raise ConfigError(f"variant '{v.name}': {e}") from None
@@ -250,6 +253,17 @@ def _failure(res: _runner.Result) -> str:
 
 
 # --- through a job server ---------------------------------------------------------------------
+
+
+def _check_remote(campaign: Campaign) -> None:
+    """ConfigError before any job is submitted for a variant a job server cannot run as given."""
+    for v in campaign.variants:
+        if v.options:
+            raise ConfigError(
+                f"variant '{v.name}': option(s) {', '.join(sorted(v.options))} cannot be run "
+                "through a job server (Bencher's job spec has no field for them); run the "
+                "campaign locally"
+            )
 
 
 def _submit(client: Any, project: str, v: Variant) -> str:

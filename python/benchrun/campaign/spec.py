@@ -16,14 +16,15 @@ from typing import TYPE_CHECKING, Any, Callable, Iterable, Mapping, Optional, Se
 
 from benchrun.errors import ConfigError
 from benchrun.options import argv as _argv
-from benchrun.options import backends, parse_env, parse_memory
+from benchrun.options import BY_NAME, OPTIONS, backends, parse_env, parse_memory
 
 if TYPE_CHECKING:
     from benchrun.campaign.runner import CampaignResult
 
 DEFAULT_STORE = "benchrun-results.db"
-# What a matrix config (and a [[variant]] table, besides name and image) may set.
-CONFIG_KEYS = (
+# The run options a Variant has as fields (what a job server can run too); every other option of
+# the run option table (benchrun.options.OPTIONS) goes into Variant.options.
+VARIANT_FIELDS = (
     "command",
     "entrypoint",
     "env",
@@ -32,8 +33,10 @@ CONFIG_KEYS = (
     "memory",
     "timeout",
     "outputs",
-    "metrics",
 )
+# What a matrix config (and a [[variant]] table, besides name and image) may set: every run
+# option, and the metric sources.
+CONFIG_KEYS = tuple(dict.fromkeys(VARIANT_FIELDS + tuple(o.name for o in OPTIONS) + ("metrics",)))
 
 ArgvLike = Union[str, Sequence[str], None]
 
@@ -71,6 +74,8 @@ class Variant:
     timeout: Optional[float] = None  # seconds
     outputs: tuple[str, ...] = ()
     metrics: tuple[str, ...] = ("auto",)
+    # Any other run option of the table (pids_limit, cpu_quota, user, accel, ...), as given.
+    options: Mapping[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         set_ = object.__setattr__  # frozen: normalise the inputs once, here
@@ -121,6 +126,15 @@ class Variant:
                 "such as 'auto', 'result', 'stdout:bmf'"
             )
         set_(self, "metrics", mets)
+        if not isinstance(self.options, Mapping):
+            raise ConfigError(f"{where}: options: expected a table of run options")
+        for key, value in self.options.items():
+            if key not in BY_NAME or key in VARIANT_FIELDS:
+                raise ConfigError(
+                    f"{where}: option '{key}': not a run option (or one with its own field)"
+                )
+            BY_NAME[key].parse(value, f"{where}: {key}")  # a bad value fails here, before a run
+        set_(self, "options", dict(self.options))
 
     def to_dict(self) -> dict[str, Any]:
         """Plain JSON (the form stored in the results store and accepted by from_dict)."""
@@ -136,15 +150,28 @@ class Variant:
             "timeout": self.timeout,
             "outputs": list(self.outputs),
             "metrics": list(self.metrics),
+            **({"options": dict(self.options)} if self.options else {}),
         }
 
     @classmethod
     def from_dict(cls, doc: Mapping[str, Any], where: str = "variant") -> "Variant":
-        _check_keys(doc, [f.name for f in fields(cls)], where)
+        """A variant from to_dict()'s form, or from a table that sets run options directly
+        (``pids_limit = 64`` next to ``image``)."""
+        _check_keys(doc, [f.name for f in fields(cls)] + list(CONFIG_KEYS), where)
         for key in ("name", "image"):
             if key not in doc:
                 raise ConfigError(f"{where}: '{key}' is required")
-        return cls(**dict(doc))
+        return cls(**_split_options(doc))
+
+
+def _split_options(doc: Mapping[str, Any]) -> dict[str, Any]:
+    """Variant's keyword arguments: its own fields as they are, other run options in options."""
+    own = {f.name for f in fields(Variant)}
+    out = {k: v for k, v in doc.items() if k in own}
+    extra = {k: v for k, v in doc.items() if k not in own}
+    if extra:
+        out["options"] = {**dict(out.get("options") or {}), **extra}
+    return out
 
 
 def _image_labels(images: Union[Mapping[str, str], Sequence[str]]) -> dict[str, str]:
@@ -207,7 +234,7 @@ def _matrix_variants(
         opts = dict(cfg)
         if cl is not None:
             opts["command"] = cmd
-        variants.append(Variant(name=name, image=ref, **opts))
+        variants.append(Variant(name=name, image=ref, **_split_options(opts)))
     return variants
 
 

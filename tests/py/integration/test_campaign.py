@@ -225,6 +225,44 @@ env = {{ X = "1" }}
         Campaign.from_toml(bad)
 
 
+def test_variants_take_every_run_option(tmp_path: Path, store: Path, image: str):
+    # Options without a Variant field of their own (user, pids_limit, ...) come from the run
+    # option table, in Python and TOML alike, and reach the run.
+    f = tmp_path / "o.toml"
+    f.write_text(f"""
+[campaign]
+name = "o"
+repetitions = 1
+warmup = 0
+[[variant]]
+name = "nobody"
+image = "{image}"
+command = ["id", "-u"]
+user = "65534"
+pids_limit = 64
+metrics = ["result"]
+""")
+    c = Campaign.from_toml(f)
+    v = c.variant("nobody")
+    assert v.options == {"user": "65534", "pids_limit": 64}
+    assert Variant.from_dict(v.to_dict()) == v  # the stored form reads back
+    res = c.run(progress=False, image_store=store)
+    assert (res.done, res.failed) == (1, 0)
+    with ResultsStore(res.store) as db:
+        (run,) = db.runs(res.campaign_id)
+    assert run["result"]["stdout"] == "65534\n"
+
+    with pytest.raises(ConfigError, match="pids_limit"):
+        Variant("x", image, options={"pids_limit": "many"})
+    with pytest.raises(ConfigError, match="not a run option"):
+        Variant("x", image, options={"colour": "red"})
+    # A job server's job spec cannot carry them: refused before anything is submitted.
+    from benchrun.campaign.runner import _check_remote
+
+    with pytest.raises(ConfigError, match="cannot be run through a job server"):
+        _check_remote(c)
+
+
 def _cli(*argv: str) -> int:
     parser = argparse.ArgumentParser(prog="benchrun")
     parser.add_argument("-v", "--verbose", action="store_true")
