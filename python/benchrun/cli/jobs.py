@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import json
+import math
 import os
 import sys
 from pathlib import Path
@@ -16,6 +17,7 @@ from typing import Any
 from benchrun.cli.common import add_server_options as _add_server
 from benchrun.cli.common import client_from_args as _client
 from benchrun.cli.common import project_from_args as _project
+from benchrun.cli.run_options import JOB_OPTIONS, add_run_options, run_options, with_flag
 from benchrun.errors import ConfigError
 from benchrun.jobs.status import STATUS_NAMES, status_name
 
@@ -117,21 +119,17 @@ def add_parsers(sub: Any) -> None:
     p = sub.add_parser("submit", help="submit a job to the job server")
     _add_server(p)
     p.add_argument("--project", metavar="ID", help="project (default $BENCHRUN_PROJECT)")
-    p.add_argument("-e", "--env", action="append", default=[], metavar="K=V")
-    p.add_argument("--entrypoint", metavar="CMD")
-    p.add_argument("--timeout", type=int, default=60, metavar="S")
-    p.add_argument("--output", action="append", default=[], metavar="PATH")
+    # The run options a job spec carries, with `benchrun run`'s flags (--timeout default 60 s,
+    # --vcpus default 1: the runner's CPUs, not this machine's).
+    add_run_options(p, only=JOB_OPTIONS)
     p.add_argument("--iterations", type=int, default=1, metavar="N")
     p.add_argument("--allow-failure", action="store_true")
-    p.add_argument("--vcpus", type=int, default=1, metavar="N")
-    p.add_argument("-m", "--memory", metavar="SIZE")
-    p.add_argument("--backend", metavar="NAME", help="sandbox or vm (benchrun.backends())")
     p.add_argument("--priority", type=int, default=0)
     p.add_argument("--wait", action="store_true", help="wait for the job and print its results")
     p.add_argument("--json", action="store_true")
     p.add_argument("image", metavar="IMAGE")
     p.add_argument("command", nargs=argparse.REMAINDER, metavar="COMMAND")
-    p.set_defaults(func=cmd_submit)
+    p.set_defaults(func=cmd_submit, submit_parser=p)
 
     p = sub.add_parser("jobs", help="list a project's jobs")
     _add_server(p)
@@ -175,10 +173,19 @@ def add_parsers(sub: Any) -> None:
 
 
 def cmd_submit(args: argparse.Namespace) -> int:
-    from benchrun.cli.main import _entrypoint
-    from benchrun.options import parse_env
+    from benchrun import options as o
 
-    env = dict(e.split("=", 1) for e in parse_env(args.env))
+    given = run_options(args)
+    try:
+        env = dict(e.split("=", 1) for e in o.parse_env(given.get("env")))
+        timeout = math.ceil(o.seconds(given.get("timeout", 60), "timeout"))
+        cpus = o.whole(given.get("vcpus", 1), "vcpus")
+        memory = o.parse_memory(given["memory"]) if "memory" in given else None
+        backend = given.get("backend")
+        if backend is not None and backend not in o.backends():
+            raise ConfigError(f"backend '{backend}': unknown (choose {', '.join(o.backends())})")
+    except ConfigError as e:  # a bad option value is a usage error: nothing was submitted
+        args.submit_parser.error(with_flag(str(e)))
     command = list(args.command)
     if command[:1] == ["--"]:
         command.pop(0)
@@ -187,15 +194,15 @@ def cmd_submit(args: argparse.Namespace) -> int:
             args.image,
             command or None,
             project=_project(args),
-            entrypoint=_entrypoint(args.entrypoint),
+            entrypoint=given.get("entrypoint"),
             env=env,
-            timeout=args.timeout,
-            outputs=args.output,
+            timeout=timeout,
+            outputs=given.get("outputs", []),
             iterations=args.iterations,
             allow_failure=args.allow_failure,
-            cpus=args.vcpus,
-            memory=args.memory,
-            backend=args.backend,
+            cpus=cpus,
+            memory=memory,
+            backend=backend,
             priority=args.priority,
         )
         if args.wait:

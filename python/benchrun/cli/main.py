@@ -25,7 +25,8 @@ import benchrun
 from benchrun import image as img
 from benchrun.cli.progress import pull_progress
 from benchrun.errors import BenchrunError, ConfigError
-from benchrun.options import OPTIONS, parse_env_file
+from benchrun.cli.run_options import add_run_options, run_options, with_flag
+from benchrun.options import parse_env_file
 from benchrun.runner import SCHEMA, Result, execute, load_image, make_spec
 
 EXIT_USAGE = 2
@@ -235,44 +236,6 @@ def _add_run_parser(sub: Any) -> None:
         help="the image, then the command replacing its Cmd",
     )
     p.set_defaults(func=cmd_run, run_parser=p)
-
-
-def add_run_options(p: argparse.ArgumentParser) -> None:
-    """A flag per option of the table that has one; values stay text (None = not given) until
-    make_spec parses and validates them all."""
-    for o in OPTIONS:
-        if not o.flags:
-            continue
-        help_text = o.help + (f" ({', '.join(o.choices)})" if o.choices else "")
-        p.add_argument(
-            *o.flags,
-            dest=o.name,
-            metavar=o.metavar,
-            help=help_text,
-            action="append" if o.repeat else "store",
-        )
-
-
-def run_options(args: argparse.Namespace) -> dict[str, Any]:
-    """The table's options as given on the command line (by add_run_options)."""
-    given = {o.name: getattr(args, o.name) for o in OPTIONS if o.flags}
-    given["entrypoint"] = _entrypoint(given.get("entrypoint"))
-    return {k: v for k, v in given.items() if v is not None}
-
-
-def _with_flag(message: str) -> str:
-    """ "--memory: memory '12x': ..." for an error that names an option of the table (both the
-    parsers and the native validation start their messages with the option's name)."""
-    name = message.replace(":", " ").split(" ", 1)[0]
-    opt = next((o for o in OPTIONS if o.name == name and o.flags), None)
-    return f"{opt.flags[-1]}: {message}" if opt else message
-
-
-def _entrypoint(value: Optional[str]) -> Optional[list[str]]:
-    """As docker's --entrypoint: one executable, not split; "" = no entrypoint; None = the image's."""
-    if value is None:
-        return None
-    return [value] if value else []
 
 
 def _registry_kwargs(args: argparse.Namespace) -> dict[str, Any]:
@@ -501,7 +464,7 @@ def cmd_run(args: argparse.Namespace) -> int:
             options["env"] = env_files + list(options.get("env", []))
         spec = make_spec(image, command, store=args.store, **options, **_registry_kwargs(args))
     except ConfigError as e:  # a bad option value is a usage error: nothing was pulled or run
-        args.run_parser.error(_with_flag(str(e)))
+        args.run_parser.error(with_flag(str(e)))
     # Pull once, with progress bars that are gone before the workload runs; the image is loaded
     # once and every iteration runs that same image.
     with pull_progress(not args.json) as progress:
