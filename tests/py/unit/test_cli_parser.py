@@ -25,9 +25,10 @@ def test_one_command_parser_parses_as_the_full_parser(argv):
     assert list(one._subparsers._group_actions[0].choices) == [command]  # only that one built
     full = vars(cli.build_parser().parse_args(argv))
     lean = vars(one.parse_args(argv))
-    # Defaults that are parser objects (run_parser) differ by identity only.
-    assert {k: v for k, v in lean.items() if k != "run_parser"} == {
-        k: v for k, v in full.items() if k != "run_parser"
+    # Defaults that are parser objects (run_parser, submit_parser) differ by identity only.
+    parsers = ("run_parser", "submit_parser")
+    assert {k: v for k, v in lean.items() if k not in parsers} == {
+        k: v for k, v in full.items() if k not in parsers
     }
 
 
@@ -68,3 +69,54 @@ def test_subcommand_modules_table_matches_what_the_modules_register():
     listed = [c for commands in cli.SUBCOMMAND_MODULES.values() for c in commands]
     own = ["pull", "inspect", "images", "rmi", "prune", "run"]  # main.py's own
     assert list(full) == own + listed
+
+
+class FakeClient:
+    def __init__(self) -> None:
+        self.submitted: list[tuple[tuple, dict]] = []
+
+    def __enter__(self) -> "FakeClient":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        pass
+
+    def submit(self, *args: object, **kw: object) -> dict:
+        self.submitted.append((args, kw))
+        return {"id": "job-1"}
+
+
+def test_submit_takes_the_run_flags_a_job_spec_carries(monkeypatch, capsys):
+    from benchrun.cli import jobs
+
+    fake = FakeClient()
+    monkeypatch.setattr(jobs, "_client", lambda args: fake)
+    argv = ["submit", "--project", "p", "-e", "A=1", "--entrypoint", "/bin/sh", "--timeout",
+            "1.5", "--output", "/o", "--vcpus", "2", "-m", "64m", "--backend", "vm", "img", "--",
+            "echo", "hi"]
+    assert cli.main(argv) == 0
+    ((args, kw),) = fake.submitted
+    assert args == ("img", ["echo", "hi"])
+    assert kw["env"] == {"A": "1"} and kw["entrypoint"] == ["/bin/sh"]
+    assert kw["timeout"] == 2 and kw["outputs"] == ["/o"] and kw["cpus"] == 2  # whole seconds
+    assert kw["memory"] == 64 << 20 and kw["backend"] == "vm"
+    assert capsys.readouterr().out == "job-1\n"
+    # Defaults of a job: 60 s, 1 CPU (the runner's, not this machine's).
+    assert cli.main(["submit", "--project", "p", "img"]) == 0
+    kw = fake.submitted[-1][1]
+    assert kw["timeout"] == 60 and kw["cpus"] == 1 and kw["backend"] is None
+
+
+@pytest.mark.parametrize(
+    "flags, message",
+    [(["--backend", "qemu"], "--backend"), (["--timeout", "0"], "--timeout"),
+     (["-m", "lots"], "--memory"), (["--vcpus", "0"], "--vcpus")],
+)
+def test_submit_bad_values_are_usage_errors(monkeypatch, capsys, flags, message):
+    from benchrun.cli import jobs
+
+    fake = FakeClient()
+    monkeypatch.setattr(jobs, "_client", lambda args: fake)
+    with pytest.raises(SystemExit) as e:
+        cli.main(["submit", "--project", "p", *flags, "img"])
+    assert e.value.code == 2 and message in capsys.readouterr().err and fake.submitted == []
