@@ -34,6 +34,21 @@ def _marks(n: int) -> str:
     return ", ".join("?" * n)
 
 
+def _set_wal(conn: sqlite3.Connection) -> None:
+    """journal_mode = WAL. Switching a fresh database's mode needs its exclusive lock, and SQLite
+    answers "database is locked" at once (without the busy handler) while another connection
+    (a server starting at the same time) switches it: retry within the busy timeout."""
+    deadline = time.monotonic() + BUSY_TIMEOUT_MS / 1000
+    while True:
+        try:
+            conn.execute("PRAGMA journal_mode = WAL")
+            return
+        except sqlite3.OperationalError as e:
+            if "locked" not in str(e) or time.monotonic() >= deadline:
+                raise
+            time.sleep(0.01)
+
+
 class SqliteDatabase(Database):
     def __init__(self, path: str) -> None:
         self.path = path  # a file path or ":memory:"
@@ -63,7 +78,7 @@ class SqliteDatabase(Database):
             conn.row_factory = sqlite3.Row
             conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
             if self.path != ":memory:":
-                conn.execute("PRAGMA journal_mode = WAL")
+                _set_wal(conn)
                 conn.execute("PRAGMA synchronous = NORMAL")  # durable at checkpoints; WAL is safe
             conn.execute("PRAGMA foreign_keys = ON")
             self._conn = conn
