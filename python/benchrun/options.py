@@ -222,6 +222,8 @@ def _paths(value: Any, what: str) -> list[str]:
 
 
 def _host_file(value: Any, what: str) -> str:
+    if not isinstance(value, (str, os.PathLike)):
+        raise ConfigError(f"{what} {value!r}: expected a file path")
     p = os.fspath(value)
     if not isinstance(p, str) or not os.path.isfile(p):
         raise ConfigError(f"{what} {p!r}: no such file")
@@ -375,6 +377,9 @@ OPTIONS: tuple[Option, ...] = (
 )
 
 BY_NAME: dict[str, Option] = {o.name: o for o in OPTIONS}
+
+# The options a Bencher job spec can carry (`benchrun submit`, campaigns through a job server).
+JOB_OPTIONS = ("backend", "entrypoint", "env", "vcpus", "memory", "timeout", "outputs")
 
 
 def core_spec(options: Mapping[str, Any]) -> Any:

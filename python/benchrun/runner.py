@@ -360,12 +360,6 @@ def load_image(spec: RunSpec) -> tuple[Any, float]:
     return loaded, time.perf_counter() - t0
 
 
-def ensure_image(spec: RunSpec) -> tuple[str, float]:
-    """(manifest digest, seconds spent pulling): see load_image."""
-    loaded, pull_s = load_image(spec)
-    return str(loaded.digest), pull_s
-
-
 def execute(
     spec: RunSpec,
     should_stop: Optional[Callable[[], bool]] = None,
@@ -464,7 +458,6 @@ __all__ = [
     "Metric",
     "Result",
     "RunSpec",
-    "ensure_image",
     "execute",
     "load_image",
     "make_spec",

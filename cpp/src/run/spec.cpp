@@ -38,20 +38,14 @@ void check_seconds(const std::string& option, double v, bool zero_ok) {
     bad(option, std::to_string(v) + " must be a positive number of seconds");
 }
 
-// Whether an option holds its default value (a backend-specific option may only be set for its
-// backend).
-template <class T>
-bool is_default(const T& value, const T& init) {
-  return value == init;
-}
-
 }  // namespace
 
 void validate(const RunSpec& s) {
-  backend(s.backend);  // ConfigError naming the registered backends
-#define BENCHRUN_CHECK_SCOPE(type, name, init, scope, doc)                               \
-  if (std::string(scope) != "" && s.backend != scope && !is_default<type>(s.name, init)) \
-    bad(#name,                                                                           \
+  const Backend& b = backend(s.backend);  // ConfigError naming the registered backends
+  // A backend-specific option may only differ from its default for its backend.
+#define BENCHRUN_CHECK_SCOPE(type, name, init, scope, doc)                    \
+  if (std::string(scope) != "" && s.backend != scope && s.name != type(init)) \
+    bad(#name,                                                                \
         std::string("applies to backend '") + scope + "' only (backend is '" + s.backend + "')");
   BENCHRUN_RUN_OPTIONS(BENCHRUN_CHECK_SCOPE)
 #undef BENCHRUN_CHECK_SCOPE
@@ -94,7 +88,7 @@ void validate(const RunSpec& s) {
     bad("hostname", "'" + printable(s.hostname) + "' must be 1 to 64 bytes");
   if (s.vm_memory && *s.vm_memory < (uint64_t{64} << 20))
     bad("vm_memory", std::to_string(*s.vm_memory) + " bytes: a guest needs at least 64m");
-  backend(s.backend).validate(s);
+  b.validate(s);
 }
 
 uint64_t timeout_ms(const RunSpec& spec) {

@@ -185,7 +185,9 @@ class VmExecution final : public Execution {
       r.signal = lr.exit->signal;
       r.timed_out = lr.exit->timed_out;
       r.oom_killed = lr.exit->oom_killed;
-      for (auto& [name, metric] : lr.metrics) r.metrics[name] = std::move(metric);
+      // The guest's own measurements; never in place of one the host made (a guest could
+      // otherwise report its VMM's cost or boot time as it liked).
+      for (auto& [name, metric] : lr.metrics) r.metrics.emplace(name, std::move(metric));
     } else {  // the host ended the VM (deadline, interrupt): the workload did not report
       r.timed_out = lr.host_deadline;
       r.signal = 9;

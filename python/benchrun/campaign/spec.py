@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any, Callable, Iterable, Mapping, Optional, Se
 
 from benchrun.errors import ConfigError
 from benchrun.options import argv as _argv
-from benchrun.options import BY_NAME, OPTIONS, backends, parse_env, parse_memory
+from benchrun.options import BY_NAME, JOB_OPTIONS, OPTIONS, backends, parse_env, parse_memory
 
 if TYPE_CHECKING:
     from benchrun.campaign.runner import CampaignResult
@@ -24,16 +24,7 @@ if TYPE_CHECKING:
 DEFAULT_STORE = "benchrun-results.db"
 # The run options a Variant has as fields (what a job server can run too); every other option of
 # the run option table (benchrun.options.OPTIONS) goes into Variant.options.
-VARIANT_FIELDS = (
-    "command",
-    "entrypoint",
-    "env",
-    "backend",
-    "vcpus",
-    "memory",
-    "timeout",
-    "outputs",
-)
+VARIANT_FIELDS = ("command",) + JOB_OPTIONS
 # What a matrix config (and a [[variant]] table, besides name and image) may set: every run
 # option, and the metric sources.
 CONFIG_KEYS = tuple(dict.fromkeys(VARIANT_FIELDS + tuple(o.name for o in OPTIONS) + ("metrics",)))

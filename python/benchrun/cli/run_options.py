@@ -7,10 +7,9 @@ from __future__ import annotations
 import argparse
 from typing import Any, Iterable, Optional
 
-from benchrun.options import OPTIONS
+from benchrun.options import JOB_OPTIONS, OPTIONS
 
-# The options a Bencher job spec can carry (`benchrun submit`, campaigns through a job server).
-JOB_OPTIONS = ("backend", "entrypoint", "env", "vcpus", "memory", "timeout", "outputs")
+__all__ = ["JOB_OPTIONS", "add_run_options", "entrypoint_arg", "run_options", "with_flag"]
 
 
 def add_run_options(p: argparse.ArgumentParser, only: Optional[Iterable[str]] = None) -> None:
