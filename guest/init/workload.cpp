@@ -99,6 +99,9 @@ Workload start_workload(const proto::RunConfig& config, const std::string& root,
                (cgroup ? CLONE_INTO_CGROUP : 0);
   args.exit_signal = SIGCHLD;
   if (cgroup) args.cgroup = static_cast<uint64_t>(cgroup->dir_fd());
+  // The wall clock starts before clone, as fork+exec does for hyperfine: starting it once exec is
+  // confirmed (the status pipe's EOF) would miss the workload's first moments.
+  const auto start = std::chrono::steady_clock::now();
   long pid = ::syscall(SYS_clone3, &args, sizeof args);
   if (pid < 0) throw_errno("clone3", "workload");
   if (pid == 0) sandbox::child_main(plan);
@@ -125,7 +128,7 @@ Workload start_workload(const proto::RunConfig& config, const std::string& root,
   w.pid = static_cast<pid_t>(pid);
   w.stdout_fd = std::move(out.read);
   w.stderr_fd = std::move(err.read);
-  w.exec_time = std::chrono::steady_clock::now();
+  w.exec_time = start;
   return w;
 }
 

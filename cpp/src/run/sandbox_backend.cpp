@@ -206,9 +206,9 @@ class SandboxExecution final : public Execution {
     mount_ns_ = open_file("/proc/" + std::to_string(child_->pid()) + "/ns/mnt", O_RDONLY);
     if (cgroup_ && cgroup_->version() == host::CgroupVersion::kV1)
       cgroup_->add_process(child_->pid());
-    child_->release();
-    t_exec_ = Clock::now();
     start_time_ = unix_now();
+    child_->release();
+    t_exec_ = child_->released_at();
   }
 
   // 3. Run: drain output until exit or deadline; the whole run tree is killed either way.

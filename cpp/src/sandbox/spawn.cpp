@@ -171,6 +171,7 @@ SandboxedChild::SandboxedChild(SandboxedChild&& o) noexcept
       status_fd_(std::move(o.status_fd_)),
       sock_fd_(std::move(o.sock_fd_)),
       root_fd_(std::move(o.root_fd_)),
+      released_at_(o.released_at_),
       reaped_(o.reaped_),
       status_(o.status_),
       rusage_(o.rusage_),
@@ -194,6 +195,7 @@ void SandboxedChild::release() {
   root_fd_ = receive_fd(sock_fd_.get());
   if (root_fd_) {
     const char go = 'g';
+    released_at_ = std::chrono::steady_clock::now();
     ssize_t n;
     do n = ::send(sock_fd_.get(), &go, 1, MSG_NOSIGNAL);
     while (n < 0 && errno == EINTR);

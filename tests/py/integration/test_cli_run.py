@@ -64,6 +64,16 @@ def test_run_json_document(busybox_image, store):
 
 
 @root
+def test_run_wall_time_covers_the_whole_workload(busybox_image, store):
+    # The clock starts before the workload is released, never after its exec was confirmed: a
+    # workload that sleeps 0.2 s has a wall time of at least 0.2 s, every time.
+    p = benchrun("run", "--json", "--iterations", "5", busybox_image.ref, "sleep 0.2", store=store)
+    assert p.returncode == 0, p.stderr
+    walls = [i["wall_time"] for i in json.loads(p.stdout)["iterations"]]
+    assert len(walls) == 5 and all(0.2 <= w < 5 for w in walls), walls
+
+
+@root
 def test_run_timeout_exit_124(busybox_image, store):
     t0 = time.monotonic()
     p = benchrun("run", "--timeout", "2", busybox_image.ref, "echo started; sleep 60", store=store)

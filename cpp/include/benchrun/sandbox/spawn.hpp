@@ -9,6 +9,7 @@
 #include <sys/resource.h>
 #include <sys/types.h>
 
+#include <chrono>
 #include <string>
 #include <vector>
 
@@ -63,6 +64,10 @@ class SandboxedChild {
   int pidfd() const noexcept { return pidfd_.get(); }
   // Lets the child continue to exec. Throws SandboxError{stage} if setup failed in the child.
   void release();
+  // When release() sent the "go" byte: the start of the workload's wall time. The child's last
+  // steps (rlimits, credentials, seccomp) and execve count as part of the run, as fork+exec does
+  // for hyperfine; taking the time after exec was confirmed would start the clock late.
+  std::chrono::steady_clock::time_point released_at() const noexcept { return released_at_; }
   // Waits for exit (blocking); returns the raw wait status (later calls return it again).
   int wait();
   // Resource usage of the child and the descendants reaped in its pid namespace (wait4's rusage),
@@ -80,6 +85,7 @@ class SandboxedChild {
   UniqueFd status_fd_;  // child writes {stage, errno, detail} on failure; EOF at exec = success
   UniqueFd sock_fd_;    // SOCK_SEQPACKET: receives root_fd, then carries the parent's "go" byte
   UniqueFd root_fd_;
+  std::chrono::steady_clock::time_point released_at_{};
   bool reaped_ = false;
   int status_ = 0;  // the wait status, once reaped
   struct rusage rusage_ {};
