@@ -205,6 +205,12 @@ std::vector<std::string> qemu_argv(const VmConfig& c) {
   } else {
     a.insert(a.end(), {"-net", "none"});
   }
+  // QEMU installs its filter before it drops root, so with -runas set*id stays allowed (after the
+  // drop every id is the user's: there is nothing left to regain); without it, set*id is denied.
+  if (c.confine)
+    a.insert(a.end(), {"-sandbox", std::string("on,obsolete=deny,spawn=deny,resourcecontrol=deny") +
+                                       (c.run_as.empty() ? ",elevateprivileges=deny" : "")});
+  if (!c.run_as.empty()) a.insert(a.end(), {"-runas", c.run_as});
   return a;
 }
 

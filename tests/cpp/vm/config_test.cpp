@@ -58,6 +58,10 @@ TEST(VmConfig, MicrovmCommandLine) {
   EXPECT_EQ(arg_after(a, "-chardev", 2), "socket,id=channel,fd=3");
   EXPECT_TRUE(has(a, "virtserialport,chardev=channel,name=benchrun.0"));
   EXPECT_EQ(arg_after(a, "-net"), "none");  // no NIC unless networking is asked for
+  // QEMU filters itself; it keeps root only when nobody asked it to drop it.
+  EXPECT_EQ(arg_after(a, "-sandbox"),
+            "on,obsolete=deny,spawn=deny,resourcecontrol=deny,elevateprivileges=deny");
+  EXPECT_FALSE(has(a, "-runas"));
   const std::string cmdline = arg_after(a, "-append");
   EXPECT_NE(cmdline.find("console=ttyS0"), std::string::npos);
   EXPECT_NE(cmdline.find("panic=-1"), std::string::npos);
@@ -78,6 +82,13 @@ TEST(VmConfig, KvmVsockAndNetwork) {
   EXPECT_TRUE(has(a, "vhost-vsock-device,guest-cid=7"));
   EXPECT_FALSE(has(a, "virtserialport,chardev=channel,name=benchrun.0"));
   EXPECT_TRUE(has(a, "virtio-net-device,netdev=net0"));
+  c.run_as = "nobody";
+  a = qemu_argv(c);
+  EXPECT_EQ(arg_after(a, "-runas"), "nobody");
+  EXPECT_EQ(arg_after(a, "-sandbox"), "on,obsolete=deny,spawn=deny,resourcecontrol=deny");
+  c.confine = false;
+  a = qemu_argv(c);
+  EXPECT_FALSE(has(a, "-sandbox"));
   const std::string cmdline = arg_after(a, "-append");
   EXPECT_EQ(cmdline.find("tsc_early_khz"), std::string::npos);  // KVM has kvm-clock
   EXPECT_NE(cmdline.find("benchrun.transport=vsock benchrun.port=1024"), std::string::npos);

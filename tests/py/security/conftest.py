@@ -27,8 +27,9 @@ def attacker_image(tmp_path_factory: pytest.TempPathFactory) -> Callable[..., Im
     built: dict[str, ImageInfo] = {}
     work = tmp_path_factory.mktemp("attacker")
 
-    def build(programs: dict[str, str], *, config: Optional[dict] = None,
-              layers: tuple[Layer, ...] = ()) -> ImageInfo:
+    def build(
+        programs: dict[str, str], *, config: Optional[dict] = None, layers: tuple[Layer, ...] = ()
+    ) -> ImageInfo:
         key = hashlib.sha256(repr((sorted(programs.items()), config, len(layers))).encode())
         name = key.hexdigest()[:16]
         if name in built and not layers:
@@ -38,8 +39,9 @@ def attacker_image(tmp_path_factory: pytest.TempPathFactory) -> Callable[..., Im
             src = work / f"{name}-{prog}.c"
             src.write_text(source)
             exe = work / f"{name}-{prog}"
-            subprocess.run(["gcc", "-static", "-O1", "-o", str(exe), str(src)], check=True,
-                           capture_output=True)
+            subprocess.run(
+                ["gcc", "-static", "-O1", "-o", str(exe), str(src)], check=True, capture_output=True
+            )
             app.file(f"attack/{prog}", exe.read_bytes(), mode=0o755)
         cfg = {"Env": ["PATH=/attack:/bin"], "WorkingDir": "/"}
         cfg.update(config or {})

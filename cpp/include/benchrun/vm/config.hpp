@@ -30,6 +30,12 @@ struct VmConfig {
   std::string qmp_socket;  // a Unix socket path QEMU listens on
   std::string serial_log;  // the guest console (ttyS0) is appended here
   bool network = false;    // a user-mode NIC; none by default
+  // QEMU confines itself once its devices are open: its own seccomp filter (-sandbox: no
+  // obsolete syscalls, no fork/exec, no scheduler or resource changes, no set*id beyond its own
+  // drop), and, when run_as names a user, it drops root for that user (-runas). A guest that
+  // escapes into the emulator then holds an unprivileged, filtered process, not host root.
+  bool confine = true;
+  std::string run_as;
   std::string extra_cmdline;
   // TCG: the guest's TSC is the host's, but a loaded host makes the guest's own calibration
   // against the emulated PIT fail, and the kernel then hangs early in boot. Passing the host's
