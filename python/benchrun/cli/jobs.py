@@ -172,7 +172,9 @@ def add_parsers(sub: Any) -> None:
     p.add_argument("--project", action="append", default=[], metavar="ID")
     p.set_defaults(func=cmd_token)
 
-    p = sub.add_parser("runner", help="register runners, list them, rotate keys, delete them (admin)")
+    p = sub.add_parser(
+        "runner", help="register runners, list them, rotate keys, delete them (admin)"
+    )
     _add_server(p)
     p.add_argument("action", choices=["create", "list", "rotate", "delete"])
     p.add_argument("name", nargs="?")

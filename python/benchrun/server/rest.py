@@ -229,7 +229,11 @@ async def pin_image(ref: str, cfg: ServerConfig, project: Project) -> tuple[str,
     repo = name.rsplit(":", 1)[0] if ":" in last else name
     host = repo.split("/", 1)[0]
     if not cfg.registries.allows(project.id, project.name, host):
-        log.warning("submission to project %s refused: registry '%s' is not allowed", project.name, host[:128])
+        log.warning(
+            "submission to project %s refused: registry '%s' is not allowed",
+            project.name,
+            host[:128],
+        )
         raise ConfigError(
             f"image '{ref[:128]}': registry '{host[:128]}' is not allowed for project "
             f"'{project.name}' (the server's --allow-registry list)"

@@ -285,7 +285,9 @@ class PostgresDatabase(Database):
 
     async def runner_key_current(self, runner_id: str, key_hash: str) -> bool:
         return bool(
-            await (await self._ready()).fetchval(f"SELECT {_key_current('$1', '$2')}", runner_id, key_hash)
+            await (await self._ready()).fetchval(
+                f"SELECT {_key_current('$1', '$2')}", runner_id, key_hash
+            )
         )
 
     async def auth_runner(self, runner: str, key: str) -> Optional[Runner]:

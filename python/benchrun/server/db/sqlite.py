@@ -419,7 +419,9 @@ class SqliteDatabase(Database):
         projects = list(runner.projects)
         if not projects:
             return None
-        key_cond, key_args = (f" AND {_KEY_CURRENT}", (runner.id, key_hash)) if key_hash else ("", ())
+        key_cond, key_args = (
+            (f" AND {_KEY_CURRENT}", (runner.id, key_hash)) if key_hash else ("", ())
+        )
 
         def claim() -> Optional[Job]:
             with self._write() as c:
