@@ -92,14 +92,14 @@ def main() -> None:
                "postgres": lambda tag: pg.create_database(tag)}
         for name, url in dbs.items():
             res: dict = {}
-            fleet = Fleet(work / f"{name}-lat", url(f"{name}_lat"))
+            fleet = Fleet(work / f"{name}-lat", url(f"{name}_lat"), allow_registries=(registry.host,))
             try:
                 fleet.agent("a0")
                 res["submit_to_start"] = latency(fleet, image, args.latency_jobs)
                 res["throughput_1_agent"] = throughput(fleet, image, args.jobs)
             finally:
                 fleet.close()
-            fleet = Fleet(work / f"{name}-tp3", url(f"{name}_tp3"))
+            fleet = Fleet(work / f"{name}-tp3", url(f"{name}_tp3"), allow_registries=(registry.host,))
             try:
                 for i in range(3):
                     fleet.agent(f"a{i}")

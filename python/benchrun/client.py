@@ -95,6 +95,10 @@ class Client:
     def rotate_key(self, runner: str) -> str:
         return self._request("POST", f"/v0/runners/{runner}/key")["key"]
 
+    def delete_runner(self, runner: str) -> dict[str, Any]:
+        """Deletes (archives) a runner: its key stops working and its channels close at once."""
+        return self._request("DELETE", f"/v0/runners/{runner}")
+
     # --- jobs ---
     def submit(
         self,

@@ -209,7 +209,7 @@ class Agent:
     async def _session(self, conn: Connection) -> None:
         if self._job is not None:  # a job survived the last channel: resume it here
             if self._job.started:
-                await conn.send(protocol.running())
+                await conn.send(protocol.with_claim(protocol.running(), self._job.claimed.claim))
                 self._unanswered += 1
             await self._supervise(conn)
         while self._pending is not None:
@@ -325,7 +325,7 @@ class Agent:
         conn = self._conn
         if conn is not None and not conn.closed:
             try:
-                await conn.send(protocol.running())
+                await conn.send(protocol.with_claim(protocol.running(), job.claimed.claim))
                 self._unanswered += 1
                 log.info("job %s: running", job.claimed.uuid)
             except ConnectionLost:
@@ -367,15 +367,20 @@ class Agent:
         self._job = None
         if self.config.once:
             self._once_finished = True
+        # The claim this result answers: the server refuses it for any other (issue 11, finding 7).
+        claim = job.claimed.claim
         msg = outcome.message(job.claimed.uuid, report_timings=self.config.report_timings)
-        msg, cut = _results.fit(msg, self.config.max_message)
+        msg, cut = _results.fit(protocol.with_claim(msg, claim), self.config.max_message)
         if cut:
             limit = f"{self.config.max_message / (1 << 20):g} MiB"
             error = f"results exceed the {limit} message limit; outputs truncated"
             if outcome.event == "failed" and outcome.error:
                 error = f"{outcome.error}; {error}"
-            msg = protocol.failed(
-                job.claimed.uuid, msg["results"], error, timings=msg.get("timings")
+            msg = protocol.with_claim(
+                protocol.failed(
+                    job.claimed.uuid, msg["results"], error, timings=msg.get("timings")
+                ),
+                claim,
             )
             log.error("job %s: %s", job.claimed.uuid, error)
         log.info(
@@ -394,7 +399,7 @@ class Agent:
     async def _heartbeats(self, conn: Connection, job: _Job) -> None:
         while not job.future.done():
             try:
-                await conn.send(protocol.heartbeat())
+                await conn.send(protocol.with_claim(protocol.heartbeat(), job.claimed.claim))
             except ConnectionLost:
                 return  # the reader notices too; the supervisor reconnects
             self._unanswered += 1

@@ -74,6 +74,14 @@ def add_parsers(sub: Any) -> None:
         metavar="HOST[:PORT]",
         help="a registry reached over plain HTTP (loopback ones always are)",
     )
+    p.add_argument(
+        "--allow-registry",
+        action="append",
+        default=[],
+        metavar="[PROJECT=]HOST[:PORT]",
+        help="a registry jobs may name: every project's, or PROJECT's (name or id); "
+        "repeatable. None by default: submissions are refused until one is allowed",
+    )
     p.set_defaults(func=cmd_serve)
 
     p = sub.add_parser("agent", help="serve jobs from a job server (Bencher runner protocol)")
@@ -164,9 +172,11 @@ def add_parsers(sub: Any) -> None:
     p.add_argument("--project", action="append", default=[], metavar="ID")
     p.set_defaults(func=cmd_token)
 
-    p = sub.add_parser("runner", help="register runners, list them, rotate keys (admin)")
+    p = sub.add_parser(
+        "runner", help="register runners, list them, rotate keys, delete them (admin)"
+    )
     _add_server(p)
-    p.add_argument("action", choices=["create", "list", "rotate"])
+    p.add_argument("action", choices=["create", "list", "rotate", "delete"])
     p.add_argument("name", nargs="?")
     p.add_argument("--project", action="append", default=[], metavar="ID")
     p.set_defaults(func=cmd_runner)
@@ -297,6 +307,8 @@ def cmd_runner(args: argparse.Namespace) -> int:
             runner, key = c.create_runner(args.name, args.project)
             print(json.dumps(runner), file=sys.stderr)
             print(key)
+        elif args.action == "delete":
+            _print(c.delete_runner(args.name))
         else:
             print(c.rotate_key(args.name))
     return 0
@@ -315,6 +327,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
             admin_token_file=args.admin_token_file,
             max_message=args.max_message,
             insecure_registries=args.insecure_registry,
+            allow_registries=args.allow_registry,
         )
     )
 

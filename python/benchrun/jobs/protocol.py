@@ -11,13 +11,13 @@ update{version, url, checksum}.
 
 from __future__ import annotations
 
-import json
 import re
 import uuid as _uuid
 from dataclasses import dataclass, field
 from typing import Any, Mapping, Optional
 
 from benchrun.errors import ProtocolError
+from benchrun.jobs import safejson
 from benchrun.jobs import status as _status
 
 RUNNER_EVENTS = ("ready", "running", "heartbeat", "completed", "failed", "canceled")
@@ -70,17 +70,14 @@ def loads(text: str | bytes, max_bytes: int) -> dict[str, Any]:
     """One frame -> a JSON object with a string "event"."""
     if len(text) > max_bytes:
         raise ProtocolError(f"message of {len(text)} bytes exceeds the limit of {max_bytes}")
-    try:
-        doc = json.loads(text)
-    except (ValueError, UnicodeDecodeError) as e:
-        raise ProtocolError(f"invalid JSON: {e}") from None
+    doc = safejson.loads(text)  # depth <= 64, finite 64-bit numbers (UnsafeJson otherwise)
     if not isinstance(doc, dict) or not isinstance(doc.get("event"), str):
         raise ProtocolError("message is not a JSON object with an 'event' string")
     return doc
 
 
 def dumps(msg: Mapping[str, Any]) -> str:
-    return json.dumps(msg, separators=(",", ":"), ensure_ascii=False)
+    return safejson.dumps(msg, separators=(",", ":"), ensure_ascii=False)
 
 
 # --- runner -> server ---------------------------------------------------------------------------
@@ -128,6 +125,14 @@ def canceled(job: str) -> dict:
     return {"event": "canceled", "job": job}
 
 
+def with_claim(msg: dict, claim: Optional[str]) -> dict:
+    """benchrun's extension: the claim (from the `job` message) a running/heartbeat/terminal
+    message answers. The server refuses a result for a claim that is no longer current."""
+    if claim is not None:
+        msg["claim"] = claim
+    return msg
+
+
 def iteration_output(
     exit_code: int, stdout: str = "", stderr: str = "", output: Optional[Mapping[str, str]] = None
 ) -> dict:
@@ -164,6 +169,23 @@ def _results(value: Any, where: str) -> list[dict]:
     return value
 
 
+MAX_TIMINGS = 16
+TIMING_RANGE = (0.0, 1e7)  # seconds; a job runs at most 7 days
+
+
+def _timings(value: Any, where: str) -> dict[str, float]:
+    """benchrun's `timings` extension: {name: seconds}, every value a finite number in range
+    (UnsafeJson names the field otherwise: a value the stores could not hold is never stored)."""
+    if not isinstance(value, dict) or len(value) > MAX_TIMINGS:
+        raise safejson.UnsafeJson(f"{where}: expected an object of at most {MAX_TIMINGS} numbers")
+    out = {}
+    for k, v in value.items():
+        if not isinstance(k, str) or not 0 < len(k) <= 64:
+            raise safejson.UnsafeJson(f"{where}: names are 1-64 characters")
+        out[k] = safejson.finite(v, f"{where}.{k[:64]}", *TIMING_RANGE)
+    return out
+
+
 def parse_runner_message(text: str | bytes, max_bytes: int) -> dict[str, Any]:
     """Validates a runner's frame (server side)."""
     msg = loads(text, max_bytes)
@@ -177,8 +199,12 @@ def parse_runner_message(text: str | bytes, max_bytes: int) -> dict[str, Any]:
             raise ProtocolError("ready.runner: expected an object")
     if event in TERMINAL_EVENTS:
         msg["job"] = _uuid_str(msg.get("job"), f"{event}.job")
+    if msg.get("claim") is not None:
+        msg["claim"] = _uuid_str(msg["claim"], f"{event}.claim")
     if event in ("completed", "failed"):
         _results(msg.get("results"), f"{event}.results")
+        if msg.get("timings") is not None:
+            msg["timings"] = _timings(msg["timings"], f"{event}.timings")
     if event == "failed" and not isinstance(msg.get("error"), str):
         raise ProtocolError("failed.error: expected a string")
     return msg
@@ -338,6 +364,8 @@ class ClaimedJob:
     oci_token: str
     timeout: int
     created: Optional[str] = None
+    # benchrun extension: the claim this job message is; results and heartbeats answer it.
+    claim: Optional[str] = None
 
     def to_message(self) -> dict[str, Any]:
         msg = {
@@ -350,6 +378,8 @@ class ClaimedJob:
         }
         if self.created is not None:
             msg["created"] = self.created
+        if self.claim is not None:
+            msg["claim"] = self.claim
         return msg
 
 
@@ -372,6 +402,7 @@ def parse_server_message(text: str | bytes, max_bytes: int) -> dict[str, Any]:
             oci_token=token,
             timeout=_int(msg.get("timeout"), "job.timeout", 1, 7 * 24 * 3600),
             created=msg.get("created") if isinstance(msg.get("created"), str) else None,
+            claim=_uuid_str(msg["claim"], "job.claim") if msg.get("claim") is not None else None,
         )
     if event == "update":
         for k in ("version", "url", "checksum"):

@@ -87,16 +87,30 @@ def _cancel_listener(state: ServerState) -> Callable[[Event], None]:
     return on_event
 
 
+def _revocation_listener(state: ServerState) -> Callable[[str], None]:
+    def on_revoked(runner_id: str) -> None:
+        # A key rotated or a runner deleted anywhere (REST here, or another server process on
+        # the same PostgreSQL database): its channels here re-check their key and close.
+        for ch in list(state.channels):
+            if ch.runner.id == runner_id:
+                ch.notify_revoked()
+
+    return on_revoked
+
+
 async def _start_background(app: web.Application) -> None:
     state: ServerState = app[STATE_KEY]
     state.hub.add_listener(_cancel_listener(state))
+    state.db.add_revocation_listener(_revocation_listener(state))
     state.hub.start()
     app[_TASKS_KEY] = [asyncio.create_task(sweeper(state), name="sweeper")]
     log.info(
-        "heartbeat timeout %g s, job timeout grace %g s, max message %d bytes",
+        "heartbeat timeout %g s, job timeout grace %g s, max message %d bytes, "
+        "allowed registries: %s",
         state.config.heartbeat_timeout,
         state.config.job_timeout_grace,
         state.config.max_message_bytes,
+        state.config.registries.describe(),
     )
 
 
@@ -219,7 +233,8 @@ def run_server(config: ServerConfig) -> int:
 
 def cmd_serve(args: argparse.Namespace) -> int:
     """`benchrun serve` from parsed CLI flags: --db, --listen, --heartbeat-timeout, --grace,
-    --admin-token-file, --max-message (and, when the parser has them, --insecure-registry,
+    --admin-token-file, --max-message (and, when the parser has them, --allow-registry,
+    --insecure-registry,
     --oci-token, --poll-timeout). ConfigError for a bad value, before anything starts."""
     config = ServerConfig.from_options(
         db=args.db,
@@ -230,6 +245,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         max_message=args.max_message,
         insecure_registries=getattr(args, "insecure_registry", None) or (),
         oci_token=getattr(args, "oci_token", None) or "",
+        allow_registries=getattr(args, "allow_registry", None) or (),
         **({"poll_timeout": args.poll_timeout} if getattr(args, "poll_timeout", None) else {}),
     )
     return run_server(config)

@@ -18,6 +18,17 @@ are acknowledged again (idempotent); a late `completed` overrides a heartbeat-ti
 Differences: claims wake on a notification instead of polling every second; a runner that
 reconnects mid-job and sends `running`/`heartbeat` while idle resumes its in-flight job on the new
 connection; oversized messages close the channel with 1009 (aiohttp enforces max_msg_size).
+
+Credentials (issue 11, finding 7): a channel holds the hash of the key it authenticated with. Every
+valid message re-checks that it is still the runner's key (and the runner is not deleted), and the
+claim, result and heartbeat statements carry the same condition, so nothing a revoked channel sends
+after the rotation commits changes a job. A rotation or deletion anywhere (revocation listener:
+in process, or PostgreSQL NOTIFY) closes the runner's channels here at once with 1008
+"runner_key_revoked"; the sweeper re-checks every open channel as a safety net for a lost
+notification. Each `job` message carries a fresh `claim` id; results and heartbeats answer that
+claim (implicitly on the channel executing it, explicitly otherwise) and change nothing for a claim
+that is not the job's current one. JSON nested deeper than 64 or with numbers that are not finite
+64-bit values closes the channel with 1008 (jobs.safejson).
 """
 
 from __future__ import annotations
@@ -33,8 +44,10 @@ from aiohttp import WSCloseCode, WSMessage, WSMsgType, web
 
 from benchrun.errors import ProtocolError
 from benchrun.jobs import protocol as p
+from benchrun.jobs.safejson import UnsafeJson
 from benchrun.server import auth
 from benchrun.server.db.base import Job, Runner
+from benchrun.server.db.keys import secret_hash
 from benchrun.server.liveness import (
     IN_FLIGHT,
     arm_disconnect_timer,
@@ -52,6 +65,8 @@ log = logging.getLogger("benchrun.server.channel")
 _CLOSED = "closed"
 _WAKE = "wake"
 _CANCEL = "cancel"
+_REVOKED = "revoked"
+REVOKED_REASON = "runner_key_revoked"
 
 
 class _Done(Exception):
@@ -79,21 +94,30 @@ def claimed_job_message(job: Job, oci_token: str) -> dict[str, Any]:
         oci_token=oci_token,
         timeout=job.timeout,
         created=_iso(job.created),
+        claim=job.claim,
     ).to_message()
 
 
 class RunnerChannel:
     def __init__(
-        self, state: ServerState, runner: Runner, ws: web.WebSocketResponse, peer: str
+        self,
+        state: ServerState,
+        runner: Runner,
+        key_hash: str,
+        ws: web.WebSocketResponse,
+        peer: str,
     ) -> None:
         self.state = state
         self.db = state.db
         self.cfg = state.config
         self.runner = runner
+        self.key_hash = key_hash  # SHA-256 of the key this channel authenticated with
         self.ws = ws
         self.peer = peer
         self.inbox: asyncio.Queue[tuple[str, Any]] = asyncio.Queue()
         self.job: Optional[str] = None  # the job this connection is executing
+        self.claim: Optional[str] = None  # ... and the claim it executes it under
+        self.done: dict[str, Optional[str]] = {}  # job id -> claim of the last job it executed
         self.hard_deadline: Optional[float] = None  # wall clock
         self.cancel_sent = False
         self.deadline = 0.0  # loop time by which the runner must speak
@@ -108,6 +132,10 @@ class RunnerChannel:
 
     def notify_cancel(self, job_id: str) -> None:
         self.inbox.put_nowait((_CANCEL, job_id))
+
+    def notify_revoked(self) -> None:
+        """The runner's key was rotated or the runner deleted somewhere: re-check the key now."""
+        self.inbox.put_nowait((_REVOKED, None))
 
     async def close(self, code: int, reason: bytes) -> None:
         if not self.ws.closed:
@@ -156,19 +184,42 @@ class RunnerChannel:
         self.deadline = self._loop.time() + self.cfg.heartbeat_timeout
 
     async def _next(self, until: float) -> Optional[tuple[str, Any]]:
-        """The next inbox item, or None at loop time `until`."""
-        remaining = until - self._loop.time()
-        if remaining <= 0 and self.inbox.empty():
-            return None
-        try:
-            async with asyncio.timeout(max(remaining, 0)):
-                return await self.inbox.get()
-        except TimeoutError:
-            return None
+        """The next inbox item, or None at loop time `until`. A revocation is handled here, in
+        every state: the channel closes unless its key is still current."""
+        while True:
+            remaining = until - self._loop.time()
+            if remaining <= 0 and self.inbox.empty():
+                return None
+            try:
+                async with asyncio.timeout(max(remaining, 0)):
+                    item = await self.inbox.get()
+            except TimeoutError:
+                return None
+            if item[0] != _REVOKED:
+                return item
+            await self._check_key()
+
+    async def _check_key(self) -> None:
+        """Closes the channel (1008 "runner_key_revoked") unless its key is still the runner's
+        and the runner is not deleted."""
+        if await self.db.runner_key_current(self.runner.id, self.key_hash):
+            return
+        log.warning("%s: runner key rotated or runner deleted; closing the channel", self)
+        await self.close(WSCloseCode.POLICY_VIOLATION, _close_reason(REVOKED_REASON))
+        raise _Done
+
+    async def _message(self, frame: WSMessage) -> Optional[dict[str, Any]]:
+        """_parse, then the key check every valid message passes before it is acted on."""
+        msg = self._parse(frame)
+        if msg is not None:
+            await self._check_key()
+        return msg
 
     def _parse(self, frame: WSMessage) -> Optional[dict[str, Any]]:
         """A valid runner message, or None for frames that are ignored (and do not count as a
-        sign of life): binary frames, invalid JSON, unknown or malformed messages."""
+        sign of life): binary frames, invalid JSON, unknown or malformed messages. JSON the
+        server refuses outright (nested deeper than 64, numbers out of range) is a protocol
+        error: the channel closes with 1008 naming it."""
         if frame.type == WSMsgType.ERROR:
             log.warning("%s: %s", self, frame.data)
             raise _Done
@@ -179,6 +230,8 @@ class RunnerChannel:
             return None
         try:
             return p.parse_runner_message(frame.data, self.cfg.max_message_bytes)
+        except UnsafeJson as e:
+            raise _Violation(str(e)) from None
         except ProtocolError as e:
             log.warning("%s: ignored an invalid message: %s", self, e)
             return None
@@ -199,7 +252,7 @@ class RunnerChannel:
             raise _Done
         if kind != "frame":
             return  # stale wakeups and cancels of jobs no longer executed here
-        msg = self._parse(data)
+        msg = await self._message(data)
         if msg is None:
             return
         self._reset_deadline()
@@ -222,7 +275,7 @@ class RunnerChannel:
             # and the wait is not missed.
             self._start_waker(until)
             await asyncio.sleep(0)
-            job = await self.db.claim_job(self.runner, time.time())
+            job = await self.db.claim_job(self.runner, time.time(), key_hash=self.key_hash)
             if job is not None:
                 self._stop_waker()
                 await self._start(job)
@@ -243,7 +296,7 @@ class RunnerChannel:
                     continue
                 if kind != "frame":
                     continue
-                msg = self._parse(data)
+                msg = await self._message(data)
                 if msg is None:
                     continue
                 if msg["event"] == "ready":  # a new poll replaces the old one
@@ -275,6 +328,7 @@ class RunnerChannel:
 
     def _take(self, job: Job) -> None:
         self.job = job.id
+        self.claim = job.claim
         self.cancel_sent = False
         self.hard_deadline = hard_deadline(job, self.cfg.job_timeout_grace)
         self.state.executing[job.id] = self
@@ -283,6 +337,9 @@ class RunnerChannel:
 
     def _release_job(self, *, disconnected: bool = False) -> None:
         job_id, self.job = self.job, None
+        if job_id is not None:  # a duplicate terminal message on this connection answers it
+            self.done = {job_id: self.claim}
+        self.claim = None
         self.hard_deadline = None
         if job_id is None or self.state.executing.get(job_id) is not self:
             return  # another connection of this runner took the job over
@@ -312,6 +369,9 @@ class RunnerChannel:
                 "%s: ignored %s while idle (%d in-flight jobs)", self, msg["event"], len(jobs)
             )
             return
+        claim = msg.get("claim")
+        if claim is not None and claim != jobs[0].claim:
+            raise _Violation(f"{msg['event']} for job {jobs[0].id}: not its current claim")
         old = self.state.executing.get(jobs[0].id)
         if old is not None and old is not self:
             old.job = None  # the old connection is stale; it must not fail the job when it ends
@@ -345,7 +405,7 @@ class RunnerChannel:
             return
         if kind != "frame":
             return
-        msg = self._parse(data)
+        msg = await self._message(data)
         if msg is None:
             return
         if msg["event"] == "ready":
@@ -365,18 +425,24 @@ class RunnerChannel:
             await self._terminal(msg)
             self._release_job()
             return
+        claim = msg.get("claim") or self.claim
+        if claim != self.claim:
+            raise _Violation(f"{event} for claim {claim}: not this channel's claim")
+        rid, key = self.runner.id, self.key_hash
         if event == "running":
             changed, job = await self.db.transition(
-                job_id, p.RUNNING, from_=(p.CLAIMED,), runner=self.runner.id, at=now
+                job_id, p.RUNNING, from_=(p.CLAIMED,), at=now, runner=rid, claim=claim, key_hash=key
             )
             if changed and job is not None:
                 log.info("%s: job %s claimed -> running", self, job_id)
             elif job is not None and job.status == p.RUNNING:
-                job = await self.db.heartbeat(job_id, self.runner.id, now)
+                job = await self.db.heartbeat(job_id, rid, now, claim=claim, key_hash=key)
         else:  # heartbeat
-            job = await self.db.heartbeat(job_id, self.runner.id, now)
+            job = await self.db.heartbeat(job_id, rid, now, claim=claim, key_hash=key)
         if job is None:
             raise _Violation(f"job {job_id} vanished")
+        if job.runner != self.runner.id or job.claim != claim:
+            raise _Violation(f"{event} for job {job_id}: not its current claim")
         self.hard_deadline = hard_deadline(job, self.cfg.job_timeout_grace)
         if job.status == p.RUNNING and self.hard_deadline is not None and now > self.hard_deadline:
             job = await cancel_overdue(self.state, job, now) or job
@@ -424,15 +490,24 @@ class RunnerChannel:
         job = await self.db.get_job(job_id)
         if job is None or job.runner != self.runner.id:
             raise _Violation(f"{event} for job {job_id}, which is not this runner's")
-        timings = _timings(msg)
-        mine = self.runner.id
+        # The claim this result answers: the one the message names, else the channel's own for
+        # the job it executes or just executed (upstream runners send none); a result resent on
+        # another connection must name it.
+        claim = msg.get("claim") or (self.claim if job_id == self.job else self.done.get(job_id))
+        if claim is None:
+            raise _Violation(f"{event} for job {job_id} names no claim")
+        if claim != job.claim or (self.job == job_id and claim != self.claim):
+            # (Close reasons hold 123 bytes: one UUID per message.)
+            raise _Violation(f"{event} for job {job_id}: not its current claim")
+        timings = msg.get("timings") or None
+        mine: dict[str, Any] = {"runner": self.runner.id, "claim": claim, "key_hash": self.key_hash}
         if event == "completed":
             changed, cur = await self.db.transition(
                 job_id,
                 p.COMPLETED,
                 from_=IN_FLIGHT,
-                runner=mine,
                 at=now,
+                **mine,
                 results=msg["results"],
                 timings=timings,
             )
@@ -447,7 +522,7 @@ class RunnerChannel:
                     job_id,
                     p.COMPLETED,
                     from_=(p.FAILED,),
-                    runner=mine,
+                    **mine,
                     at=now,
                     results=msg["results"],
                     timings=timings,
@@ -459,8 +534,8 @@ class RunnerChannel:
                 job_id,
                 p.FAILED,
                 from_=IN_FLIGHT,
-                runner=mine,
                 at=now,
+                **mine,
                 results=msg["results"],
                 error=msg["error"],
                 timings=timings,
@@ -475,7 +550,7 @@ class RunnerChannel:
                     job_id,
                     p.FAILED,
                     from_=(p.FAILED,),
-                    runner=mine,
+                    **mine,
                     at=now,
                     results=msg["results"],
                     error=msg["error"],
@@ -487,10 +562,14 @@ class RunnerChannel:
                 job_id,
                 p.CANCELED,
                 from_=IN_FLIGHT,
-                runner=mine,
                 at=now,
+                **mine,
                 reason="job_canceled_by_runner",
             )
+        if not changed:
+            await self._check_key()  # revoked between the frame's check and the UPDATE
+            if cur is not None and cur.claim != claim:
+                raise _Violation(f"{event} for job {job_id}: not its current claim")
         status = p.STATUS_NAMES[cur.status] if cur is not None else "gone"
         if changed:
             log.info("%s: job %s %s -> %s", self, job_id, p.STATUS_NAMES[job.status], status)
@@ -505,20 +584,6 @@ class RunnerChannel:
         await self._send(p.ack(job_id))
 
 
-def _timings(msg: dict[str, Any]) -> Optional[dict[str, float]]:
-    """benchrun agents may add "timings": {"pull": s, "prepare": s, "run": s} to terminal messages
-    (upstream runners do not); anything malformed is dropped."""
-    t = msg.get("timings")
-    if not isinstance(t, dict):
-        return None
-    out = {
-        k: float(v)
-        for k, v in t.items()
-        if isinstance(k, str) and isinstance(v, (int, float)) and not isinstance(v, bool)
-    }
-    return out or None
-
-
 async def channel_handler(request: web.Request) -> web.StreamResponse:
     state: ServerState = request.app[STATE_KEY]
     if state.shutting_down:
@@ -526,11 +591,12 @@ async def channel_handler(request: web.Request) -> web.StreamResponse:
             text='{"error":"server shutting down"}', content_type="application/json"
         )
     runner = await auth.runner(request, state.db, request.match_info["runner"])
+    key_hash = secret_hash(auth.bearer(request) or "")
     ws = web.WebSocketResponse(
         max_msg_size=state.config.max_message_bytes + 1, autoping=True, timeout=5.0
     )
     await ws.prepare(request)
-    ch = RunnerChannel(state, runner, ws, request.remote or "?")
+    ch = RunnerChannel(state, runner, key_hash, ws, request.remote or "?")
     state.channels.add(ch)
     try:
         if state.shutting_down:  # the shutdown began during the upgrade and did not see us

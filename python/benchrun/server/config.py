@@ -8,6 +8,7 @@ from typing import Iterable, Optional
 
 from benchrun.errors import ConfigError
 from benchrun.jobs.protocol import POLL_TIMEOUT_RANGE
+from benchrun.server.registries import RegistryPolicy
 
 MiB = 1 << 20
 # Upstream's ranges for heartbeat_timeout and job_timeout_grace_period are 1..900 s
@@ -40,6 +41,8 @@ class ServerConfig:
     poll_timeout: int = 30  # a `ready` without poll_timeout waits this long for a job
     default_job_timeout: int = 3600  # a submitted job without config.timeout
     oci_token: str = ""  # handed to runners with each job, sent as Bearer to the job's registry
+    # The registries jobs may name (--allow-registry [PROJECT=]HOST[:PORT]); none by default.
+    registries: RegistryPolicy = RegistryPolicy()
     # Resolving tags to digests at submission:
     insecure_registries: tuple[str, ...] = ()
     registry_username: Optional[str] = None
@@ -95,6 +98,7 @@ class ServerConfig:
         max_message: str | int = 64 * MiB,
         insecure_registries: Iterable[str] = (),
         oci_token: str = "",
+        allow_registries: Iterable[str] = (),
         **more: object,
     ) -> "ServerConfig":
         """What `benchrun serve` flags give; raises ConfigError naming the bad flag."""
@@ -110,6 +114,7 @@ class ServerConfig:
             max_message_bytes=size,
             insecure_registries=tuple(insecure_registries),
             oci_token=oci_token,
+            registries=RegistryPolicy.parse(allow_registries),
             **more,  # type: ignore[arg-type]
         )
 

@@ -10,6 +10,7 @@ from typing import Any, Awaitable, Callable
 from aiohttp import web
 
 from benchrun.errors import BenchrunError, ConfigError, ImageError, ProtocolError, RegistryError
+from benchrun.jobs import safejson
 
 log = logging.getLogger("benchrun.server")
 
@@ -18,7 +19,7 @@ JSON = "application/json"
 
 def json_response(doc: Any, status: int = 200) -> web.Response:
     return web.Response(
-        text=json.dumps(doc, separators=(",", ":")), status=status, content_type=JSON
+        text=safejson.dumps(doc, separators=(",", ":")), status=status, content_type=JSON
     )
 
 
@@ -43,9 +44,9 @@ async def read_json(request: web.Request) -> dict[str, Any]:
     if not raw.strip():
         return {}
     try:
-        doc = json.loads(raw)
-    except ValueError as e:
-        raise http_error(400, f"request body: invalid JSON: {e}") from None
+        doc = safejson.loads(raw)  # nesting <= 64, finite 64-bit numbers
+    except ProtocolError as e:
+        raise http_error(400, f"request body: {e}") from None
     if not isinstance(doc, dict):
         raise http_error(400, "request body: expected a JSON object")
     return doc

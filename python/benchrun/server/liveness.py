@@ -140,6 +140,10 @@ async def sweeper(state: ServerState) -> None:
     """Runs sweep_once at startup (recovery of jobs left in flight by a previous server process)
     and then every sweep interval."""
     while not state.shutting_down:
+        # Safety net for a lost revocation notification (the PostgreSQL LISTEN connection was
+        # down, or a second server on one SQLite file): every open channel re-checks its key.
+        for ch in list(state.channels):
+            ch.notify_revoked()
         try:
             await sweep_once(state)
         except asyncio.CancelledError:

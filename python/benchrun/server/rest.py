@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import ipaddress
+import logging
 import re
 import time
 import uuid
@@ -14,7 +15,7 @@ from typing import Any, Optional
 from aiohttp import web
 
 from benchrun import image as _image
-from benchrun.errors import ConfigError
+from benchrun.errors import AuthError, ConfigError, ImageError, ImageNotFound, RegistryError
 from benchrun.jobs import protocol as p
 from benchrun.server import auth
 from benchrun.server.config import ServerConfig
@@ -23,6 +24,7 @@ from benchrun.server.http import http_error, json_response, read_json
 from benchrun.server.openapi import Route
 from benchrun.server.state import STATE_KEY, ServerState
 
+log = logging.getLogger("benchrun.server")
 
 _CONFIG_KEYS = {"entrypoint", "cmd", "env", "timeout", "file_paths", "iter", "allow_failure"}
 # Resources, plus the descriptive fields of upstream's JsonSpec, passed through to runners.
@@ -209,9 +211,12 @@ def registry_url(host: str, insecure: tuple[str, ...] = ()) -> str:
     return f"{scheme}://{host}"
 
 
-async def pin_image(ref: str, cfg: ServerConfig) -> tuple[str, str, str]:
+async def pin_image(ref: str, cfg: ServerConfig, project: Project) -> tuple[str, str, str]:
     """ref -> (registry URL, manifest digest, repository@digest). Tags are resolved against the
-    registry now, so every run of the job uses the same image."""
+    registry now, so every run of the job uses the same image. The registry must be on the
+    project's allow-list (registries.py) before anything is sent to it, pinned or not; what a
+    failed resolution returns to the submitter is generic (the details go to the server log), so
+    the server is not a probe that reports what answers at a host:port."""
     if ref.startswith("docker://"):
         ref = ref[len("docker://") :]
     if re.match(r"^(oci|oci-archive|docker-archive|containers-storage):", ref):
@@ -222,18 +227,47 @@ async def pin_image(ref: str, cfg: ServerConfig) -> tuple[str, str, str]:
     name, _, digest = normalized.partition("@")
     last = name.rsplit("/", 1)[-1]
     repo = name.rsplit(":", 1)[0] if ":" in last else name
-    if not digest:
-        digest = await asyncio.to_thread(
-            _image.resolve_digest,
-            normalized,
-            insecure_registries=cfg.insecure_registries,
-            username=cfg.registry_username,
-            password=cfg.registry_password,
-            registry_token=cfg.registry_token,
-            docker_config=cfg.docker_config,
-        )
     host = repo.split("/", 1)[0]
+    if not cfg.registries.allows(project.id, project.name, host):
+        log.warning(
+            "submission to project %s refused: registry '%s' is not allowed",
+            project.name,
+            host[:128],
+        )
+        raise ConfigError(
+            f"image '{ref[:128]}': registry '{host[:128]}' is not allowed for project "
+            f"'{project.name}' (the server's --allow-registry list)"
+        )
+    if not digest:
+        try:
+            digest = await asyncio.to_thread(
+                _image.resolve_digest,
+                normalized,
+                insecure_registries=cfg.insecure_registries,
+                username=cfg.registry_username,
+                password=cfg.registry_password,
+                registry_token=cfg.registry_token,
+                docker_config=cfg.docker_config,
+            )
+        except (RegistryError, ImageError, OSError) as e:
+            raise _resolve_failed(ref, host, e) from None
     return registry_url(host, cfg.insecure_registries), digest, f"{repo}@{digest}"
+
+
+def _resolve_failed(ref: str, host: str, e: Exception) -> Exception:
+    """What the submitter learns about a failed tag resolution: not found, access denied, or a
+    generic failure. The registry's own status and text are logged, never returned."""
+    log.warning("resolve '%s' at registry '%s' failed: %s", ref[:256], host[:128], e)
+    status = getattr(e, "http_status", 0)
+    what = f"image '{ref[:128]}'"
+    if isinstance(e, ImageNotFound) or status == 404:
+        return ImageNotFound(f"{what}: not found in registry '{host[:128]}'")
+    if isinstance(e, AuthError) or status in (401, 403):
+        return RegistryError(f"{what}: registry '{host[:128]}' refused access", status)
+    return RegistryError(
+        f"{what}: could not resolve its digest at registry '{host[:128]}' (the server's log "
+        "has the details)"
+    )
 
 
 # --- handlers -------------------------------------------------------------------------------
@@ -304,6 +338,18 @@ async def rotate_runner_key(request: web.Request) -> web.Response:
     return json_response({"runner": runner_json(runner), "key": key})
 
 
+async def delete_runner(request: web.Request) -> web.Response:
+    """Archives the runner (its jobs keep pointing at it): its key stops working and its channels,
+    in every server process, close at once."""
+    state = _state(request)
+    await auth.admin(request, state.db)
+    ident = request.match_info["runner"]
+    runner = await state.db.update_runner(ident, archived=True, at=time.time())
+    if runner is None:
+        raise http_error(404, f"runner '{ident[:64]}' not found")
+    return json_response(runner_json(runner))
+
+
 async def submit_job(request: web.Request) -> web.Response:
     state = _state(request)
     principal = await auth.user(request, state.db)
@@ -340,7 +386,7 @@ async def submit_job(request: web.Request) -> web.Response:
         },
         "job.config",
     )
-    registry, digest, pinned = await pin_image(ref, cfg)
+    registry, digest, pinned = await pin_image(ref, cfg, project)
     config = p.parse_config(
         {
             **cfg_in,
@@ -500,9 +546,18 @@ ROUTES = [
         "POST",
         "/v0/runners/{runner}/key",
         rotate_runner_key,
-        "Rotate a runner's key (the old one stops working at once)",
+        "Rotate a runner's key (the old one stops working at once; its channels close)",
         "admin",
         response="RunnerWithKey",
+        errors=(404,),
+    ),
+    Route(
+        "DELETE",
+        "/v0/runners/{runner}",
+        delete_runner,
+        "Delete (archive) a runner: its key stops working at once; its channels close",
+        "admin",
+        response="Runner",
         errors=(404,),
     ),
     Route(

@@ -5,11 +5,11 @@ keep the connection open. The stream ends when the client goes away or the serve
 from __future__ import annotations
 
 import asyncio
-import json
 from typing import Optional
 
 from aiohttp import web
 
+from benchrun.jobs import safejson
 from benchrun.jobs.protocol import STATUS_NAMES
 from benchrun.server import auth
 from benchrun.server.db.base import Event
@@ -27,7 +27,7 @@ def format_event(ev: Event) -> bytes:
         "status_name": STATUS_NAMES[ev.status] if 0 <= ev.status < len(STATUS_NAMES) else None,
         "at": ev.at,
     }
-    return f"event: {ev.kind}\ndata: {json.dumps(data, separators=(',', ':'))}\n\n".encode()
+    return f"event: {ev.kind}\ndata: {safejson.dumps(data, separators=(',', ':'))}\n\n".encode()
 
 
 async def events(request: web.Request) -> web.StreamResponse:

@@ -302,7 +302,8 @@ def pushed_image(registry, tmp_path_factory) -> str:
 
 
 def test_campaign_through_job_server(tmp_path: Path, pushed_image: str):
-    fleet = Fleet(tmp_path / "fleet", f"sqlite:///{tmp_path / 'jobs.db'}")
+    fleet = Fleet(tmp_path / "fleet", f"sqlite:///{tmp_path / 'jobs.db'}",
+                  allow_registries=(pushed_image.split("/")[0],))
     try:
         fleet.agent("r1")
         c = Campaign("remote", [Variant("bmf", pushed_image, ["echo", BMF], timeout=60),

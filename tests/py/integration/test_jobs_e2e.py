@@ -40,8 +40,9 @@ def db_url(request, tmp_path) -> str:
 
 
 @pytest.fixture
-def fleet(tmp_path, db_url):
-    f = Fleet(tmp_path, db_url, heartbeat_timeout=3.0, grace=5.0)
+def fleet(tmp_path, db_url, registry):
+    f = Fleet(tmp_path, db_url, heartbeat_timeout=3.0, grace=5.0,
+              allow_registries=(registry.host,))
     yield f
     f.close()
 
@@ -95,7 +96,8 @@ def test_agent_sigkilled_mid_job_fails_after_heartbeat_timeout(fleet: Fleet, pus
 def test_server_restart_mid_job_loses_nothing(tmp_path, db_url, pushed_image: str):
     # A heartbeat timeout well above the restart plus the agent's reconnect backoff, as in
     # production (90 s): the restarted server re-arms the job's timer from its last heartbeat.
-    fleet = Fleet(tmp_path, db_url, heartbeat_timeout=30.0, grace=60.0)
+    fleet = Fleet(tmp_path, db_url, heartbeat_timeout=30.0, grace=60.0,
+                  allow_registries=(pushed_image.split("/")[0],))
     try:
         fleet.agent("r1")
         job = fleet.user.submit(pushed_image, ["sh", "-c", "sleep 4; echo done"],
@@ -140,7 +142,7 @@ def _all_cmdlines() -> bytes:
 
 @pytest.mark.slow
 def test_load_three_agents_two_hundred_jobs_postgres(tmp_path, pg_dsn, pushed_image):
-    fleet = Fleet(tmp_path, pg_dsn)
+    fleet = Fleet(tmp_path, pg_dsn, allow_registries=(pushed_image.split("/")[0],))
     try:
         for i in range(3):
             fleet.agent(f"load{i}")

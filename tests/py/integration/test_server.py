@@ -21,6 +21,7 @@ from benchrun.jobs import protocol as p
 from benchrun.server.app import ROUTES, first_start, make_app, start_site
 from benchrun.server.config import ServerConfig
 from benchrun.server.db import open_database
+from benchrun.server.registries import RegistryPolicy
 
 DIGEST = "sha256:" + "ab" * 32
 IMAGE = f"127.0.0.1:5000/bench/app@{DIGEST}"
@@ -47,7 +48,8 @@ class Harness:
     def __init__(self, db_url: str, **cfg: Any) -> None:
         self.db_url = db_url
         cfg = {"heartbeat_timeout": HB, "job_timeout_grace": GRACE, "sweep_interval": 0.3,
-               "sse_keepalive": 0.5, **cfg}
+               "sse_keepalive": 0.5, "registries": RegistryPolicy.parse(["127.0.0.1:5000"]),
+               **cfg}
         self.config = ServerConfig(db_url=db_url, **cfg)
         self.port = 0
         self.web: Optional[Any] = None
@@ -343,9 +345,10 @@ def test_oversized_message_closes_with_1009(db_url):
             assert (await h.job(job["uuid"]))["status"] == p.RUNNING  # nothing stored
             # Exactly at the limit is accepted.
             ws = await h.channel()
-            msg = p.completed(job["uuid"], [p.iteration_output(0, "")])
+            msg = p.with_claim(p.completed(job["uuid"], [p.iteration_output(0, "")]), job["claim"])
             pad = (64 << 10) - len(p.dumps(msg)) - len(',"stdout":""')
-            msg = p.completed(job["uuid"], [p.iteration_output(0, "y" * pad)])
+            msg = p.with_claim(p.completed(job["uuid"], [p.iteration_output(0, "y" * pad)]),
+                               job["claim"])
             assert len(p.dumps(msg).encode()) == 64 << 10
             await ws.send_str(p.dumps(msg))
             assert await recv(ws) == p.ack(job["uuid"])
@@ -384,7 +387,18 @@ def test_terminal_message_while_idle_after_reconnect(db_url):
             await ws.close()  # the connection drops mid-job
             ws = await h.channel()
             out = [p.iteration_output(0, "ok")]
-            assert await exchange(ws, p.completed(job["uuid"], out)) == p.ack(job["uuid"])
+            # A result resent on another connection must name the claim it answers.
+            await send(ws, p.completed(job["uuid"], out))
+            code, reason = await closed(ws)
+            assert code == 1008 and "names no claim" in reason, reason
+            ws = await h.channel()
+            await send(ws, p.with_claim(p.completed(job["uuid"], out), str(uuid.uuid4())))
+            code, reason = await closed(ws)
+            assert code == 1008 and "not its current claim" in reason, reason
+            assert (await h.job(job["uuid"]))["status"] == p.RUNNING
+            ws = await h.channel()
+            msg = p.with_claim(p.completed(job["uuid"], out), job["claim"])
+            assert await exchange(ws, msg) == p.ack(job["uuid"])
             assert (await h.job(job["uuid"]))["status"] == p.COMPLETED
             await send(ws, p.ready(1))  # and the channel carries on
             assert await recv(ws) == p.no_job()
@@ -438,7 +452,8 @@ def test_heartbeat_timeout_then_late_completed_wins(db_url):
             # The runner was alive after all: its result is the authority.
             ws = await h.channel()
             out = [p.iteration_output(0, "late")]
-            assert await exchange(ws, p.completed(job["uuid"], out)) == p.ack(job["uuid"])
+            msg = p.with_claim(p.completed(job["uuid"], out), job["claim"])
+            assert await exchange(ws, msg) == p.ack(job["uuid"])
             done = await h.job(job["uuid"])
             assert done["status"] == p.COMPLETED and done["error"] is None
             assert done["reason"] == "completed_after_heartbeat_timeout"
@@ -513,7 +528,8 @@ def test_server_restart_mid_job(db_url):
             assert (await h.job(job["uuid"]))["status"] == p.RUNNING
             ws = await h.channel()
             out = [p.iteration_output(0, "survived")]
-            assert await exchange(ws, p.completed(job["uuid"], out)) == p.ack(job["uuid"])
+            msg = p.with_claim(p.completed(job["uuid"], out), job["claim"])
+            assert await exchange(ws, msg) == p.ack(job["uuid"])
             res = await h.api("GET", f"/v0/jobs/{job['uuid']}/results", h.user)
             assert res["status"] == p.COMPLETED and res["results"] == out
             await ws.close()

@@ -25,11 +25,13 @@ class JobServer:
     """`benchrun serve` on 127.0.0.1:<free port> with db_url; .url, .admin_token, .client()."""
 
     def __init__(self, work: Path, db_url: str, *, heartbeat_timeout: float = 90.0,
-                 grace: float = 60.0, port: Optional[int] = None) -> None:
+                 grace: float = 60.0, port: Optional[int] = None,
+                 allow_registries: tuple[str, ...] = ()) -> None:
         self.work = work
         self.db_url = db_url
         self.heartbeat_timeout = heartbeat_timeout
         self.grace = grace
+        self.allow_registries = allow_registries  # --allow-registry: none unless given
         self.port = port or free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.token_file = work / "admin-token"
@@ -43,7 +45,8 @@ class JobServer:
             _benchrun() + ["serve", "--db", self.db_url, "--listen", f"127.0.0.1:{self.port}",
                            "--heartbeat-timeout", str(self.heartbeat_timeout),
                            "--grace", str(self.grace),
-                           "--admin-token-file", str(self.token_file)],
+                           "--admin-token-file", str(self.token_file),
+                           *(f"--allow-registry={r}" for r in self.allow_registries)],
             stdout=open(self.log, "ab"), stderr=subprocess.STDOUT)
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:

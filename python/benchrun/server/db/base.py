@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import abc
 from dataclasses import dataclass, field
-from typing import Any, AsyncIterator, Optional
+from typing import Any, AsyncIterator, Callable, Optional
 
 
 @dataclass(frozen=True)
@@ -64,6 +64,7 @@ class Job:
     error: Optional[str] = None
     reason: Optional[str] = None  # why it ended when not by the runner: heartbeat_timeout, ...
     timings: dict[str, float] = field(default_factory=dict)  # agent-reported: pull, prepare, run
+    claim: Optional[str] = None  # UUID of the current claim (set by claim_job)
 
 
 @dataclass(frozen=True)
@@ -125,8 +126,23 @@ class Database(abc.ABC):
 
     @abc.abstractmethod
     async def rotate_runner_key(self, runner: str) -> Optional[str]:
-        """A new key for runner (id or name); the old one stops working at once. None if there is
-        no such runner."""
+        """A new key for runner (id or name); the old one stops working at once: claims, results
+        and heartbeats check the key (runner_key_current) in the same statement, and every server
+        process sharing the database hears of it (revocation listeners). None if there is no such
+        runner."""
+
+    @abc.abstractmethod
+    async def runner_key_current(self, runner_id: str, key_hash: str) -> bool:
+        """True while key_hash is runner_id's key and the runner is not archived (deleted)."""
+
+    def add_revocation_listener(self, fn: Callable[[str], None]) -> None:
+        """fn(runner_id) runs on the event loop after a runner's key was rotated or the runner
+        archived, in this process or (PostgreSQL NOTIFY) any other sharing the database."""
+        self.__dict__.setdefault("_revocation_listeners", []).append(fn)
+
+    def _revoked(self, runner_id: str) -> None:
+        for fn in list(self.__dict__.get("_revocation_listeners", ())):
+            fn(runner_id)
 
     @abc.abstractmethod
     async def auth_runner(self, runner: str, key: str) -> Optional[Runner]:
@@ -150,8 +166,9 @@ class Database(abc.ABC):
         archived: Optional[bool] = None,
         at: float,
     ) -> Optional[Runner]:
-        """Changes what is given (archived=True stamps `at` unless already archived; False
-        restores); returns the runner as it is now, None if there is no such runner."""
+        """Changes what is given (archived=True stamps `at` unless already archived, and revokes
+        the runner's key like a rotation; False restores); returns the runner as it is now, None if
+        there is no such runner."""
 
     @abc.abstractmethod
     async def touch_runner(self, runner_id: str, at: float) -> None:
@@ -172,9 +189,12 @@ class Database(abc.ABC):
         """Inserts a pending job and wakes idle runners (notify)."""
 
     @abc.abstractmethod
-    async def claim_job(self, runner: Runner, at: float) -> Optional[Job]:
+    async def claim_job(
+        self, runner: Runner, at: float, *, key_hash: Optional[str] = None
+    ) -> Optional[Job]:
         """Atomically moves the best pending job of the runner's projects (priority DESC, created
-        ASC, id ASC) to claimed by this runner; None if there is none. Concurrent claims (any number
+        ASC, id ASC) to claimed by this runner, with a fresh `claim` id; None if there is none, or
+        (key_hash given) if that is no longer the runner's current key. Concurrent claims (any number
         of processes) never hand one job to two runners (PostgreSQL: FOR UPDATE SKIP LOCKED;
         SQLite: BEGIN IMMEDIATE)."""
 
@@ -191,15 +211,27 @@ class Database(abc.ABC):
         error: Optional[str] = None,
         reason: Optional[str] = None,
         timings: Optional[dict[str, float]] = None,
+        claim: Optional[str] = None,
+        key_hash: Optional[str] = None,
     ) -> tuple[bool, Optional[Job]]:
-        """One conditional UPDATE: status in from_ (and runner matches, when given) -> to, setting
+        """One conditional UPDATE: status in from_ (and runner, claim and the runner's current key
+        match, when given) -> to, setting
         started (to RUNNING; kept if already set), ended (terminal), results/error/reason/timings
         when given (timings replace). Returns (changed, the job as it is now; None if no such
         job). Emits an Event when changed; a move to PENDING also wakes idle runners."""
 
     @abc.abstractmethod
-    async def heartbeat(self, job_id: str, runner: str, at: float) -> Optional[Job]:
-        """Records liveness of an in-flight job of this runner; returns the job (None if unknown)."""
+    async def heartbeat(
+        self,
+        job_id: str,
+        runner: str,
+        at: float,
+        *,
+        claim: Optional[str] = None,
+        key_hash: Optional[str] = None,
+    ) -> Optional[Job]:
+        """Records liveness of an in-flight job of this runner (of this claim and while key_hash is
+        the runner's key, when given); returns the job (None if unknown)."""
 
     @abc.abstractmethod
     async def get_job(self, job_id: str) -> Optional[Job]:

@@ -47,6 +47,16 @@ def _event_notify(kind: str, at: str) -> str:
 _WORK_NOTIFY = f"pg_notify('{rows.WORK_CHANNEL}', u.project)"
 
 
+def _key_current(runner: str, key_hash: str) -> str:
+    """The runner's key is still key_hash and it is not archived (both are $n marks): claims,
+    results and heartbeats of a channel carry it, so a rotation or deletion committed by any
+    process stops them in the same statement."""
+    return (
+        f"EXISTS (SELECT 1 FROM runners WHERE runners.id = {runner} "
+        f"AND runners.key_hash = {key_hash} AND runners.archived IS NULL)"
+    )
+
+
 class _Params:
     """Collects positional arguments for a query built piece by piece; call it to get "$n"."""
 
@@ -104,6 +114,7 @@ class PostgresDatabase(Database):
         try:
             await conn.add_listener(rows.WORK_CHANNEL, self._on_work)
             await conn.add_listener(rows.EVENTS_CHANNEL, self._on_event)
+            await conn.add_listener(rows.RUNNERS_CHANNEL, self._on_runner)
         except BaseException:
             await conn.close()
             raise
@@ -117,6 +128,9 @@ class PostgresDatabase(Database):
         event = rows.event_from_json(payload)
         if event is not None:
             self._hub.publish(event)
+
+    def _on_runner(self, _conn: Any, _pid: int, _channel: str, payload: str) -> None:
+        self._revoked(payload)
 
     def _on_listener_lost(self, _conn: Any) -> None:
         self._listener = None
@@ -259,12 +273,22 @@ class PostgresDatabase(Database):
 
     async def rotate_runner_key(self, runner: str) -> Optional[str]:
         key = keys.new_runner_key()
-        status = await (await self._ready()).execute(
-            "UPDATE runners SET key_hash = $1 WHERE id = $2 OR name = $2",
+        # The NOTIFY commits with the new key: every process (this one too, through its LISTEN
+        # connection) closes the runner's channels that still hold the old one.
+        rs = await (await self._ready()).fetch(
+            "WITH u AS (UPDATE runners SET key_hash = $1 WHERE id = $2 OR name = $2 RETURNING id)"
+            f" SELECT u.id, pg_notify('{rows.RUNNERS_CHANNEL}', u.id) FROM u",
             keys.secret_hash(key),
             runner,
         )
-        return key if status == "UPDATE 1" else None
+        return key if len(rs) == 1 else None
+
+    async def runner_key_current(self, runner_id: str, key_hash: str) -> bool:
+        return bool(
+            await (await self._ready()).fetchval(
+                f"SELECT {_key_current('$1', '$2')}", runner_id, key_hash
+            )
+        )
 
     async def auth_runner(self, runner: str, key: str) -> Optional[Runner]:
         if not keys.is_runner_key(key):
@@ -306,8 +330,10 @@ class PostgresDatabase(Database):
         if not sets:
             return await self.get_runner(runner)
         name = p(runner)
+        notify = f", pg_notify('{rows.RUNNERS_CHANNEL}', u.id)" if archived else ""
         r = await (await self._ready()).fetchrow(
-            f"UPDATE runners SET {', '.join(sets)} WHERE id = {name} OR name = {name} RETURNING *",
+            f"WITH u AS (UPDATE runners SET {', '.join(sets)} WHERE id = {name} OR name = {name}"
+            f" RETURNING *) SELECT u.*{notify} FROM u",
             *p.values,
         )
         return None if r is None else rows.runner_from_row(r)
@@ -328,7 +354,7 @@ class PostgresDatabase(Database):
         timeout: int,
         at: float,
     ) -> Job:
-        marks = ", ".join(f"${i}" for i in range(1, 18))
+        marks = ", ".join(f"${i}" for i in range(1, 19))
         try:
             r = await (await self._ready()).fetchrow(
                 f"WITH u AS (INSERT INTO jobs ({_JOB_COLS}) VALUES ({marks}) {_RETURNING_JOB}) "
@@ -350,23 +376,29 @@ class PostgresDatabase(Database):
                 None,
                 None,
                 rows.dump({}),
+                None,
             )
         except asyncpg.ForeignKeyViolationError:
             raise ConfigError(f"submit job: no project '{project}'") from None
         return rows.job_from_row(r)
 
-    async def claim_job(self, runner: Runner, at: float) -> Optional[Job]:
+    async def claim_job(
+        self, runner: Runner, at: float, *, key_hash: Optional[str] = None
+    ) -> Optional[Job]:
         if not runner.projects:
             return None
+        args: list[Any] = [list(runner.projects), runner.id, at, rows.new_id()]
+        key_cond = ""
+        if key_hash is not None:
+            args.append(key_hash)
+            key_cond = f" AND {_key_current('$2', '$5')}"
         r = await (await self._ready()).fetchrow(
             f"WITH c AS (SELECT id FROM jobs WHERE status = {PENDING} AND project = ANY($1::text[])"
             f"  ORDER BY priority DESC, created, id LIMIT 1 FOR UPDATE SKIP LOCKED),"
-            f" u AS (UPDATE jobs SET status = {CLAIMED}, runner = $2, claimed = $3 FROM c"
-            f"  WHERE jobs.id = c.id AND jobs.status = {PENDING} {_RETURNING_JOB})"
+            f" u AS (UPDATE jobs SET status = {CLAIMED}, runner = $2, claimed = $3, claim = $4"
+            f"  FROM c WHERE jobs.id = c.id AND jobs.status = {PENDING}{key_cond} {_RETURNING_JOB})"
             f" SELECT u.*, {_event_notify('job', '$3')} FROM u",
-            list(runner.projects),
-            runner.id,
-            at,
+            *args,
         )
         return None if r is None else rows.job_from_row(r)
 
@@ -382,6 +414,8 @@ class PostgresDatabase(Database):
         error: Optional[str] = None,
         reason: Optional[str] = None,
         timings: Optional[dict[str, float]] = None,
+        claim: Optional[str] = None,
+        key_hash: Optional[str] = None,
     ) -> tuple[bool, Optional[Job]]:
         if not from_:
             return False, await self._job(job_id)
@@ -400,7 +434,14 @@ class PostgresDatabase(Database):
                 sets.append(f"{column} = {p(text)}")
         where = f"id = {p(job_id)} AND status = ANY({p(list(from_))}::int[])"
         if runner is not None:
-            where += f" AND runner = {p(runner)}"
+            runner_mark = p(runner)
+            where += f" AND runner = {runner_mark}"
+            if key_hash is not None:
+                where += f" AND {_key_current(runner_mark, p(key_hash))}"
+        elif key_hash is not None:
+            raise ValueError("transition: key_hash needs runner")
+        if claim is not None:
+            where += f" AND claim = {p(claim)}"
         notify = _event_notify("job", at_mark) + (f", {_WORK_NOTIFY}" if to == PENDING else "")
         r = await (await self._ready()).fetchrow(
             f"WITH u AS (UPDATE jobs SET {', '.join(sets)} WHERE {where} {_RETURNING_JOB}) "
@@ -411,14 +452,26 @@ class PostgresDatabase(Database):
             return True, rows.job_from_row(r)
         return False, await self._job(job_id)
 
-    async def heartbeat(self, job_id: str, runner: str, at: float) -> Optional[Job]:
+    async def heartbeat(
+        self,
+        job_id: str,
+        runner: str,
+        at: float,
+        *,
+        claim: Optional[str] = None,
+        key_hash: Optional[str] = None,
+    ) -> Optional[Job]:
+        p = _Params()
+        at_mark, runner_mark = p(at), p(runner)
+        where = f"id = {p(job_id)} AND runner = {runner_mark} AND status IN ({CLAIMED}, {RUNNING})"
+        if claim is not None:
+            where += f" AND claim = {p(claim)}"
+        if key_hash is not None:
+            where += f" AND {_key_current(runner_mark, p(key_hash))}"
         r = await (await self._ready()).fetchrow(
-            f"WITH u AS (UPDATE jobs SET last_heartbeat = $1 WHERE id = $2 AND runner = $3"
-            f"  AND status IN ({CLAIMED}, {RUNNING}) {_RETURNING_JOB})"
-            f" SELECT u.*, {_event_notify('heartbeat', '$1')} FROM u",
-            at,
-            job_id,
-            runner,
+            f"WITH u AS (UPDATE jobs SET last_heartbeat = {at_mark} WHERE {where} {_RETURNING_JOB})"
+            f" SELECT u.*, {_event_notify('heartbeat', at_mark)} FROM u",
+            *p.values,
         )
         return rows.job_from_row(r) if r is not None else await self._job(job_id)
 

@@ -30,6 +30,7 @@ JOB_COLUMNS = (
     "error",
     "reason",
     "timings",
+    "claim",
 )
 IN_FLIGHT = (CLAIMED, RUNNING)
 RUNNER_NAME = re.compile(r"^[a-z0-9-]{1,64}$")
@@ -37,11 +38,15 @@ RUNNER_NAME = re.compile(r"^[a-z0-9-]{1,64}$")
 # NOTIFY channels (PostgreSQL); the SQLite backend uses the same payloads in process.
 WORK_CHANNEL = "benchrun_work"
 EVENTS_CHANNEL = "benchrun_events"
+# A runner's key was rotated or the runner deleted (payload: the runner id): every process closes
+# that runner's channels whose key is no longer current.
+RUNNERS_CHANNEL = "benchrun_runners"
 
 
 def dump(value: Any) -> str:
     # ASCII escapes keep lone surrogates (utf8-lossy output gone wrong) and NUL storable as TEXT.
-    return json.dumps(value, separators=(",", ":"))
+    # allow_nan=False: NaN/Infinity are not JSON; storing them would serve non-standard JSON.
+    return json.dumps(value, separators=(",", ":"), allow_nan=False)
 
 
 def new_id() -> str:
@@ -118,6 +123,7 @@ def job_from_row(r: Mapping[str, Any]) -> Job:
         error=r["error"],
         reason=r["reason"],
         timings=json.loads(r["timings"]),
+        claim=r["claim"],
     )
 
 

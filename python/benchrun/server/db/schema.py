@@ -101,6 +101,13 @@ MIGRATIONS: tuple[Migration, ...] = (
             "CREATE INDEX jobs_runner ON jobs (runner)",
         ),
     ),
+    Migration(
+        2,
+        "jobs.claim: the claim a runner's results answer",
+        # A fresh UUID per claim, handed to the runner in the `job` message; a result or heartbeat
+        # naming another claim (or none, where one is required) changes nothing.
+        ("ALTER TABLE jobs ADD COLUMN claim TEXT",),
+    ),
 )
 
 LATEST_VERSION = MIGRATIONS[-1].version

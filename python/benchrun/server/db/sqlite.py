@@ -28,6 +28,12 @@ from benchrun.server.db.fanout import EventHub, Subscription, WorkSignal
 T = TypeVar("T")
 BUSY_TIMEOUT_MS = 10_000
 _JOB_COLS = ", ".join(rows.JOB_COLUMNS)
+# The runner's key is still key_hash and the runner is not archived: claims, results and
+# heartbeats of a channel carry it, so a rotation or deletion stops them in the same statement.
+_KEY_CURRENT = (
+    "EXISTS (SELECT 1 FROM runners WHERE runners.id = ? AND runners.key_hash = ? "
+    "AND runners.archived IS NULL)"
+)
 
 
 def _marks(n: int) -> str:
@@ -251,15 +257,28 @@ class SqliteDatabase(Database):
     async def rotate_runner_key(self, runner: str) -> Optional[str]:
         key = keys.new_runner_key()
 
-        def update() -> bool:
+        def update() -> Optional[str]:
             with self._write() as c:
-                cur = c.execute(
-                    "UPDATE runners SET key_hash = ? WHERE id = ? OR name = ?",
+                r = c.execute(
+                    "UPDATE runners SET key_hash = ? WHERE id = ? OR name = ? RETURNING id",
                     (keys.secret_hash(key), runner, runner),
-                )
-                return cur.rowcount == 1
+                ).fetchall()
+                return r[0][0] if len(r) == 1 else None
 
-        return key if await self._run(update) else None
+        runner_id = await self._run(update)
+        if runner_id is None:
+            return None
+        self._revoked(runner_id)
+        return key
+
+    async def runner_key_current(self, runner_id: str, key_hash: str) -> bool:
+        def q() -> bool:
+            return (
+                self._db().execute(f"SELECT {_KEY_CURRENT}", (runner_id, key_hash)).fetchone()[0]
+                == 1
+            )
+
+        return await self._run(q)
 
     async def auth_runner(self, runner: str, key: str) -> Optional[Runner]:
         if not keys.is_runner_key(key):
@@ -327,7 +346,10 @@ class SqliteDatabase(Database):
                 ).fetchone()
                 return None if r is None else rows.runner_from_row(r)
 
-        return await self._run(update)
+        found = await self._run(update)
+        if found is not None and archived:
+            self._revoked(found.id)
+        return found
 
     async def touch_runner(self, runner_id: str, at: float) -> None:
         def update() -> None:
@@ -362,7 +384,7 @@ class SqliteDatabase(Database):
             try:
                 with self._write() as c:
                     c.execute(
-                        f"INSERT INTO jobs ({_JOB_COLS}) VALUES ({_marks(17)})",
+                        f"INSERT INTO jobs ({_JOB_COLS}) VALUES ({_marks(18)})",
                         (
                             job.id,
                             job.project,
@@ -381,6 +403,7 @@ class SqliteDatabase(Database):
                             None,
                             None,
                             rows.dump({}),
+                            None,
                         ),
                     )
             except sqlite3.IntegrityError:
@@ -390,19 +413,24 @@ class SqliteDatabase(Database):
         self._publish([rows.event_of("submitted", job, at)], wake=True)
         return job
 
-    async def claim_job(self, runner: Runner, at: float) -> Optional[Job]:
+    async def claim_job(
+        self, runner: Runner, at: float, *, key_hash: Optional[str] = None
+    ) -> Optional[Job]:
         projects = list(runner.projects)
         if not projects:
             return None
+        key_cond, key_args = (
+            (f" AND {_KEY_CURRENT}", (runner.id, key_hash)) if key_hash else ("", ())
+        )
 
         def claim() -> Optional[Job]:
             with self._write() as c:
                 r = c.execute(
-                    f"UPDATE jobs SET status = ?, runner = ?, claimed = ? WHERE id = ("
+                    f"UPDATE jobs SET status = ?, runner = ?, claimed = ?, claim = ? WHERE id = ("
                     f" SELECT id FROM jobs WHERE status = ?"
                     f" AND project IN ({_marks(len(projects))})"
-                    f" ORDER BY priority DESC, created, id LIMIT 1) RETURNING {_JOB_COLS}",
-                    (CLAIMED, runner.id, at, PENDING, *projects),
+                    f" ORDER BY priority DESC, created, id LIMIT 1){key_cond} RETURNING {_JOB_COLS}",
+                    (CLAIMED, runner.id, at, rows.new_id(), PENDING, *projects, *key_args),
                 ).fetchall()
                 return rows.job_from_row(r[0]) if r else None
 
@@ -423,6 +451,8 @@ class SqliteDatabase(Database):
         error: Optional[str] = None,
         reason: Optional[str] = None,
         timings: Optional[dict[str, float]] = None,
+        claim: Optional[str] = None,
+        key_hash: Optional[str] = None,
     ) -> tuple[bool, Optional[Job]]:
         sets = ["status = ?"]
         args: list[Any] = [to]
@@ -446,6 +476,14 @@ class SqliteDatabase(Database):
         if runner is not None:
             where += " AND runner = ?"
             args.append(runner)
+        if claim is not None:
+            where += " AND claim = ?"
+            args.append(claim)
+        if key_hash is not None:
+            if runner is None:
+                raise ValueError("transition: key_hash needs runner")
+            where += f" AND {_KEY_CURRENT}"
+            args += [runner, key_hash]
 
         def update() -> tuple[bool, Optional[Job]]:
             with self._write() as c:
@@ -463,13 +501,29 @@ class SqliteDatabase(Database):
             self._publish([rows.event_of("job", job, at)], wake=to == PENDING)
         return changed, job
 
-    async def heartbeat(self, job_id: str, runner: str, at: float) -> Optional[Job]:
+    async def heartbeat(
+        self,
+        job_id: str,
+        runner: str,
+        at: float,
+        *,
+        claim: Optional[str] = None,
+        key_hash: Optional[str] = None,
+    ) -> Optional[Job]:
+        where = "id = ? AND runner = ? AND status IN (?, ?)"
+        args: list[Any] = [at, job_id, runner, *rows.IN_FLIGHT]
+        if claim is not None:
+            where += " AND claim = ?"
+            args.append(claim)
+        if key_hash is not None:
+            where += f" AND {_KEY_CURRENT}"
+            args += [runner, key_hash]
+
         def update() -> tuple[bool, Optional[Job]]:
             with self._write() as c:
                 r = c.execute(
-                    f"UPDATE jobs SET last_heartbeat = ? WHERE id = ? AND runner = ? "
-                    f"AND status IN (?, ?) RETURNING {_JOB_COLS}",
-                    (at, job_id, runner, *rows.IN_FLIGHT),
+                    f"UPDATE jobs SET last_heartbeat = ? WHERE {where} RETURNING {_JOB_COLS}",
+                    args,
                 ).fetchall()
                 if r:
                     return True, rows.job_from_row(r[0])
