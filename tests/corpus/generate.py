@@ -6,7 +6,7 @@ corpora (tests/fuzz/corpus/<target>/) from one list of samples, so both stay in 
 
 tests/corpus/<kind>/ holds each document as a parser receives it; a file whose name starts with
 "reject-" must be refused with the parser's typed error, every other file must be accepted or
-refused with it (never a crash, hang or another exception). The readers are
+refused with it (never a crash, hang or another exception), and "ok-" files must be accepted. The readers are
 tests/cpp/corpus/corpus_test.cpp (C++ parsers) and tests/py/unit/test_corpus.py (Python parsers).
 tests/fuzz/corpus/<target>/ holds the same documents in the fuzz target's input format (some
 targets take a leading selector byte, see tests/fuzz/<target>.cpp).
@@ -86,6 +86,8 @@ index = {"schemaVersion": 2, "mediaType": OCI_I, "manifests": [
      "platform": {"os": "unknown", "architecture": "unknown"},
      "annotations": {"vnd.docker.reference.type": "attestation-manifest"}}]}
 docker_list = dict(index, mediaType=DOCKER_L)
+add("manifest", "deep-nesting",
+    j(manifest)[:-1] + ',"x":' + nest(20000) + "}")  # valid JSON: accepted or refused, no crash
 for name, doc in {"oci-manifest": manifest, "oci-index": index, "docker-list": docker_list}.items():
     add("manifest", f"ok-{name}", j(doc), "manifest_fuzz", b"\0")
 for name, text in {
@@ -98,7 +100,6 @@ for name, text in {
     "negative-size": j(dict(manifest, layers=[{"mediaType": LAYER, "digest": D2, "size": -1}])),
     "layers-not-array": j(dict(manifest, layers={"a": 1})),
     "unknown-media-type": j(dict(manifest, mediaType="text/html")),
-    "deep-nesting": j(dict(manifest, annotations=None))[:-1] + ',"x":' + nest(20000) + "}",
     "invalid-utf8": b'{"schemaVersion":2,"mediaType":"' + OCI_M.encode() + b'\xff\xfe"}',
     "huge-number": j(manifest).replace('"size":1000', '"size":1' + "0" * 400),
 }.items():
@@ -183,12 +184,13 @@ add("layer", "ok-xattr", tar(f("x", pax_headers={"SCHILY.xattr.user.k": "v",
 add("layer", "ok-absolute-path", tar(f("/abs-escape")), "layer_apply_fuzz")
 add("layer", "ok-absolute-symlink-write",
     tar(ti("etc", tarfile.SYMTYPE, "/"), f("etc/abs-symlink-escape")), "layer_apply_fuzz")
+add("layer", "ok-symlink-dotdot-write",
+    tar(ti("up", tarfile.SYMTYPE, "../../.."), f("up/symlink-escape")), "layer_apply_fuzz")
 add("layer", "ok-gnu-longname", tar(f("d/" * 60 + "long"), fmt=tarfile.GNU_FORMAT),
     "layer_apply_fuzz")
 for name, data in {
     "dotdot": tar(f("../dotdot-escape")),
     "dotdot-deep": tar(f("a/../../../../dotdot-escape")),
-    "symlink-dotdot-write": tar(ti("up", tarfile.SYMTYPE, "../../.."), f("up/symlink-escape")),
     "hardlink-host-file": tar(ti("passwd", tarfile.LNKTYPE, "../../../../../etc/passwd")),
     "hardlink-missing": tar(ti("h", tarfile.LNKTYPE, "nope")),
     "traversing-whiteout": tar(f("../.wh.sentinel")),
@@ -249,12 +251,12 @@ def s(b: bytes) -> bytes: return u32(len(b)) + b
 def strs(*items: bytes) -> bytes: return u32(len(items)) + b"".join(s(i) for i in items)
 
 
-def frame(t: int, p: bytes, magic: int = 0x31505242, version: int = 1, length: int = -1) -> bytes:
+def frame(t: int, p: bytes, magic: int = 0x31505242, version: int = 2, length: int = -1) -> bytes:
     return struct.pack("<IHHII", magic, version, t, 0, len(p) if length < 0 else length) + p
 
 
 payloads = {
-    1: struct.pack("<H", 1) + s(b"0.1.0") + s(b"6.1.0") + u64(123456),
+    1: struct.pack("<H", 2) + s(b"0.1.0") + s(b"6.1.0") + u64(123456),
     2: strs(b"/bin/sh", b"-c", b"echo hi") + strs(b"PATH=/usr/bin:/bin", b"HOME=/root") + s(b"/")
     + u32(1000) + u32(1000) + u32(2) + u32(1000) + u32(27) + s(b"benchrun")
     + u32(1) + u32(7) + u64(1024) + u64(4096) + u64(5000) + u64(1 << 30) + u64(64)
@@ -264,19 +266,20 @@ payloads = {
     4: b"warning\n",
     5: s(b"/out/result.json") + u64(10) + u64(0) + s(b"0123456789"),
     6: s(b"/out/missing") + s(b"no such file"),
-    7: struct.pack("<ii", 0, 0) + bytes([0, 0, 1, 0]) + u64(1000) + u64(500) + u64(200)
-    + u64(1 << 20),
+    7: struct.pack("<ii", 0, 0) + bytes([0, 0, 1, 0]),
     8: s(b"exec") + struct.pack("<i", 2) + s(b"exec '/bin/sh': No such file or directory")
     + bytes([1]),
     9: b"",
+    10: struct.pack("<H", 1) + u32(1) + s(b"wall_time") + s(b"s") + struct.pack("<d", 0.5),
 }
+add("frames", "file-chunk-of-larger-file", frame(5, s(b"/out/x") + u64(100) + u64(0) + s(b"short")))
 for t, p in payloads.items():
     add("frames", f"ok-type{t}", frame(t, p), "proto_decoder_fuzz", bytes([255, t - 1]))
-add("frames", "ok-conversation", b"".join(frame(t, payloads[t]) for t in (1, 3, 4, 5, 6, 7, 9)),
+add("frames", "ok-conversation", b"".join(frame(t, payloads[t]) for t in (1, 3, 4, 5, 6, 7, 10, 9)),
     "proto_decoder_fuzz", bytes([16, 0]))
 for name, data in {
     "bad-magic": frame(3, b"x", magic=0x12345678),
-    "version-2": frame(3, b"x", version=2),
+    "version-1": frame(3, b"x", version=1),
     "unknown-type": frame(99, b"x"),
     "type-zero": frame(0, b""),
     "length-over-max": frame(3, b"", length=0xFFFFFFFF),
@@ -284,7 +287,11 @@ for name, data in {
     "hello-truncated": frame(1, payloads[1][:5]),
     "string-count-huge": frame(2, u32(0xFFFFFFFF)),
     "string-length-past-end": frame(5, u32(0x7FFFFFFF) + b"abc"),
-    "file-size-mismatch": frame(5, s(b"/out/x") + u64(100) + u64(0) + s(b"short")),
+    "metrics-nan": frame(10, struct.pack("<H", 1) + u32(1) + s(b"x") + s(b"s")
+                          + struct.pack("<d", float("nan"))),
+    "metrics-schema-2": frame(10, struct.pack("<H", 2) + u32(0)),
+    "metrics-bad-name": frame(10, struct.pack("<H", 1) + u32(1) + s(b"../X") + s(b"s")
+                              + struct.pack("<d", 1.0)),
     "relative-output-path": frame(6, s(b"../../etc/shadow") + s(b"x")),
     "error-trailing-bytes": frame(8, payloads[8] + b"extra"),
 }.items():
