@@ -79,48 +79,36 @@ int main(void) {
   return 0;
 }
 """,
-    # --- ptrace: attach to every other process visible, and TRACEME then a seccomp bypass try.
+    # --- ptrace: a process outside the sandbox (the test's own pid on the host, passed in), and
+    # TRACEME then a syscall the filter denies (the pre-4.8 seccomp bypass through a tracer).
+    # Processes of the same run may trace each other: that is not an escape and not tried here.
     "ptrace": r"""
+#include <signal.h>
 #include <sys/ptrace.h>
 #include <sys/uio.h>
 #include <sys/wait.h>
-int main(void) {
-  DIR *d = opendir("/proc");
-  struct dirent *e;
-  int others = 0;
-  while (d && (e = readdir(d))) {
-    int pid = atoi(e->d_name);
-    if (pid <= 0 || pid == getpid()) continue;
-    others++;
-    char name[64];
-    snprintf(name, sizeof name, "ptrace-attach-%s", pid == getppid() ? "parent" : "other");
-    long rc = ptrace(PTRACE_ATTACH, pid, 0, 0);
-    if (rc == 0) { ptrace(PTRACE_DETACH, pid, 0, 0); }
-    result(name, rc);
-    char buf[16];
-    struct iovec l = {buf, sizeof buf}, r = {(void *)0x400000, sizeof buf};
-    snprintf(name, sizeof name, "process_vm_readv-%s", pid == getppid() ? "parent" : "other");
-    result(name, process_vm_readv(pid, &l, 1, &r, 1, 0));
-  }
-  /* pid 1 of the host: outside the pid namespace, so not even nameable; attaching to a pid that
-     does not exist in our namespace must fail too. */
-  result("ptrace-attach-host-pid", ptrace(PTRACE_ATTACH, 999999, 0, 0));
-  /* TRACEME: a tracee whose tracer could rewrite syscalls after seccomp (pre-4.8 bypass). The
-     child asks to be traced by us and execs a blocked syscall; we change it under the tracer. */
+int main(int argc, char **argv) {
+  int host = argc > 1 ? atoi(argv[1]) : 1;
+  result("ptrace-attach-host", ptrace(PTRACE_ATTACH, host, 0, 0));
+  result("ptrace-seize-host", ptrace(PTRACE_SEIZE, host, 0, 0));
+  char buf[16];
+  struct iovec l = {buf, sizeof buf}, r = {(void *)0x400000, sizeof buf};
+  result("process_vm_readv-host", process_vm_readv(host, &l, 1, &r, 1, 0));
+  result("kill-host", kill(host, 0));
+  char path[64];
+  snprintf(path, sizeof path, "/proc/%d/mem", host);
+  result("proc-mem-host", open(path, O_RDONLY));
   pid_t c = fork();
   if (c == 0) {
     ptrace(PTRACE_TRACEME, 0, 0, 0);
     raise(SIGSTOP);
-    long rc = syscall(SYS_init_module, NULL, 0, "");
-    result("traceme-init_module", rc);
+    result("traceme-init_module", syscall(SYS_init_module, NULL, 0, ""));
     _exit(0);
   }
   int st;
   waitpid(c, &st, 0);
-  ptrace(PTRACE_SETOPTIONS, c, 0, PTRACE_O_TRACESYSGOOD);
   ptrace(PTRACE_CONT, c, 0, 0);
   waitpid(c, &st, 0);
-  printf("INFO others=%d\n", others);
   return 0;
 }
 """,
@@ -332,7 +320,9 @@ int main(int argc, char **argv) {
 PROBES = ["mount", "unshare", "ptrace", "keyctl", "bpf", "userfaultfd", "shocker", "mknod",
           "rawsock", "sysctl", "cgroup", "module", "reboot", "setns", "chroot", "perf"]
 
-ALL_SCRIPT = "#!/bin/sh\n" + "".join(f'/attack/{p} "$@"\n' for p in PROBES)
+# $1: the host marker file (chroot), $2: a host pid (ptrace), $3: a key description (keyctl).
+ARGS = {"chroot": '"$1"', "ptrace": '"$2"', "keyctl": '"$3"'}
+ALL_SCRIPT = "".join(f"/attack/{p} {ARGS.get(p, '')}\n" for p in PROBES)
 
 
 @pytest.fixture(scope="module")
@@ -368,7 +358,8 @@ EXPECT = {
               "fsopen", "open_tree"],
     "unshare": ["unshare-mnt", "unshare-uts", "unshare-ipc", "unshare-net", "unshare-pid",
                 "unshare-user", "unshare-cgroup", "unshare-time"],
-    "ptrace": ["ptrace-attach-host-pid", "traceme-init_module"],
+    "ptrace": ["ptrace-attach-host", "ptrace-seize-host", "process_vm_readv-host", "kill-host",
+               "proc-mem-host", "traceme-init_module"],
     "keyctl": ["add_key-user", "add_key-session", "keyctl-join-session", "keyctl-read-user"],
     "bpf": ["bpf-map-create", "bpf-prog-load"],
     "userfaultfd": ["userfaultfd", "dev-userfaultfd"],
@@ -416,6 +407,8 @@ def test_attempt_is_contained_in_the_sandbox(image, attack, marker, program):
         argv.append(key)
     if program == "chroot":
         argv.append(str(marker))
+    if program == "ptrace":
+        argv.append(str(os.getpid()))
     r = attack(image, argv)
     assert r.exit_code == 0, r.stderr
     assert_blocked(results(r.stdout), EXPECT[program])
@@ -427,11 +420,14 @@ def test_attempt_is_contained_in_the_sandbox(image, attack, marker, program):
 def test_all_attempts_are_contained_in_the_vm(image, attack, marker, tmp_path):
     """One VM run executes every probe (a VM start costs seconds under TCG) and the same
     assertions apply to its output; the host checks hold as for the sandbox."""
+    key = f"benchrun-redteam-{uuid.uuid4().hex[:8]}"
     before = host_state()
-    r = attack(image, ["/bin/sh", "-c", ALL_SCRIPT, "all", str(marker)], backend="vm")
+    r = attack(image, ["/bin/sh", "-c", ALL_SCRIPT, "all", str(marker), str(os.getpid()), key],
+               backend="vm")
     assert r.exit_code == 0, r.stderr
     found = results(r.stdout)
     assert_blocked(found, [e for p in PROBES for e in EXPECT[p]])
+    assert key not in host_keys()
     assert host_state() == before
 
 
