@@ -385,10 +385,7 @@ for name, text in {
 def main() -> None:
     for tree, content in ((ROOT, corpus), (FUZZ, seeds)):
         for kind, files in content.items():
-            d = tree / kind
-            if d.exists():
-                for old in d.iterdir():
-                    old.unlink()
+            d = tree / kind  # files not generated here (found crashes, added by hand) are kept
             d.mkdir(parents=True, exist_ok=True)
             for name, data in files.items():
                 (d / name).write_bytes(data)
