@@ -3,8 +3,8 @@
 //
 // Each file must end either accepted or in the parser's typed error, never another exception, a
 // crash or a sanitizer report (this suite also runs under ASan/UBSan); a file named "reject-*" must
-// end in the typed error, one named "ok-*" must be accepted. Layers are applied as root would, into a directory beside a sentinel that
-// must stay untouched.
+// end in the typed error, one named "ok-*" must be accepted. Layers are applied as root would, into
+// a directory beside a sentinel that must stay untouched.
 #include <fcntl.h>
 #include <gtest/gtest.h>
 #include <sys/mman.h>
@@ -51,7 +51,8 @@ std::vector<Sample> load(const std::string& kind) {
     std::ifstream in(e.path(), std::ios::binary);
     std::string bytes((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
     std::string name = e.path().filename();
-    out.push_back({name, std::move(bytes), name.rfind("reject-", 0) == 0, name.rfind("ok-", 0) == 0});
+    out.push_back(
+        {name, std::move(bytes), name.rfind("reject-", 0) == 0, name.rfind("ok-", 0) == 0});
   }
   std::sort(out.begin(), out.end(), [](const auto& a, const auto& b) { return a.name < b.name; });
   return out;
@@ -88,7 +89,8 @@ TEST(Corpus, References) {
     auto src = oci::parse_image_source(text);
     (void)src.str();
     if (src.transport != oci::Transport::kDocker) return;
-    oci::Reference r = oci::parse_reference(text.rfind("docker://", 0) == 0 ? text.substr(9) : text);
+    oci::Reference r =
+        oci::parse_reference(text.rfind("docker://", 0) == 0 ? text.substr(9) : text);
     EXPECT_EQ(oci::parse_reference(r.str()).str(), r.str());
   });
 }
@@ -97,16 +99,19 @@ TEST(Corpus, Manifests) {
   for (std::string_view ct : {std::string_view{}, oci::media_type::kOciManifest,
                               oci::media_type::kOciIndex, oci::media_type::kDockerList}) {
     SCOPED_TRACE("content type '" + std::string(ct) + "'");
-    every_sample<benchrun::ImageError>("manifest", [ct](const std::string& body) {
-      auto m = oci::parse_manifest(body, ct);
-      if (m.index) (void)oci::select_platform(*m.index, oci::Platform::parse("linux/amd64"));
-    }, /*check_ok=*/ct.empty());  // a body under another type's Content-Type is refused
+    every_sample<benchrun::ImageError>(
+        "manifest",
+        [ct](const std::string& body) {
+          auto m = oci::parse_manifest(body, ct);
+          if (m.index) (void)oci::select_platform(*m.index, oci::Platform::parse("linux/amd64"));
+        },
+        /*check_ok=*/ct.empty());  // a body under another type's Content-Type is refused
   }
 }
 
 TEST(Corpus, Configs) {
-  every_sample<benchrun::ImageError>("config",
-                                     [](const std::string& body) { (void)oci::parse_config(body); });
+  every_sample<benchrun::ImageError>(
+      "config", [](const std::string& body) { (void)oci::parse_config(body); });
 }
 
 TEST(Corpus, AuthChallengesAndDigests) {
@@ -185,16 +190,33 @@ TEST(Corpus, GuestFrames) {
         pos += n;
         while (auto f = d.next()) {
           switch (f->type) {
-            case proto::FrameType::kHello: (void)proto::decode_hello(*f); break;
-            case proto::FrameType::kRunConfig: (void)proto::decode_run_config(*f); break;
-            case proto::FrameType::kFile: (void)proto::decode_file(*f); break;
-            case proto::FrameType::kFileMissing: (void)proto::decode_file_missing(*f); break;
-            case proto::FrameType::kExit: (void)proto::decode_exit(*f); break;
-            case proto::FrameType::kMetrics: (void)proto::decode_metrics(*f); break;
-            case proto::FrameType::kError: (void)proto::decode_error(*f); break;
-            case proto::FrameType::kEnd: ended = true; break;
+            case proto::FrameType::kHello:
+              (void)proto::decode_hello(*f);
+              break;
+            case proto::FrameType::kRunConfig:
+              (void)proto::decode_run_config(*f);
+              break;
+            case proto::FrameType::kFile:
+              (void)proto::decode_file(*f);
+              break;
+            case proto::FrameType::kFileMissing:
+              (void)proto::decode_file_missing(*f);
+              break;
+            case proto::FrameType::kExit:
+              (void)proto::decode_exit(*f);
+              break;
+            case proto::FrameType::kMetrics:
+              (void)proto::decode_metrics(*f);
+              break;
+            case proto::FrameType::kError:
+              (void)proto::decode_error(*f);
+              break;
+            case proto::FrameType::kEnd:
+              ended = true;
+              break;
             case proto::FrameType::kStdout:
-            case proto::FrameType::kStderr: break;
+            case proto::FrameType::kStderr:
+              break;
           }
         }
       }

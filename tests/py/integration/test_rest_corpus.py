@@ -34,8 +34,15 @@ def server(tmp_path_factory):
 
 
 def post(server: JobServer, path: str, body: bytes) -> tuple[int, Any]:
-    req = urllib.request.Request(server.url + path, data=body, method="POST", headers={
-        "Authorization": f"Bearer {server.admin_token}", "Content-Type": "application/json"})
+    req = urllib.request.Request(
+        server.url + path,
+        data=body,
+        method="POST",
+        headers={
+            "Authorization": f"Bearer {server.admin_token}",
+            "Content-Type": "application/json",
+        },
+    )
     try:
         with urllib.request.urlopen(req, timeout=30) as r:
             return r.status, json.loads(r.read() or b"null")
@@ -45,8 +52,12 @@ def post(server: JobServer, path: str, body: bytes) -> tuple[int, Any]:
 
 def route(server: JobServer, name: str) -> str:
     kind = name.split("-")[0]
-    return {"projects": "/v0/projects", "tokens": "/v0/tokens", "runners": "/v0/runners",
-            "jobs": f"/v0/projects/{server.project}/jobs"}[kind]
+    return {
+        "projects": "/v0/projects",
+        "tokens": "/v0/tokens",
+        "runners": "/v0/runners",
+        "jobs": f"/v0/projects/{server.project}/jobs",
+    }[kind]
 
 
 def assert_handled(status: int, doc: Any, what: str) -> None:
@@ -67,24 +78,60 @@ def test_rest_deep_nesting(server) -> None:
     assert_handled(status, doc, "deep nesting")
 
 
-FIELDS = ["name", "role", "projects", "image", "spec", "config", "entrypoint", "cmd", "env",
-          "timeout", "cpu", "memory", "disk", "outputs", "backend", "iterations", "vcpus",
-          "testbed", "branch", "adapter"]
+FIELDS = [
+    "name",
+    "role",
+    "projects",
+    "image",
+    "spec",
+    "config",
+    "entrypoint",
+    "cmd",
+    "env",
+    "timeout",
+    "cpu",
+    "memory",
+    "disk",
+    "outputs",
+    "backend",
+    "iterations",
+    "vcpus",
+    "testbed",
+    "branch",
+    "adapter",
+]
 values = st.recursive(
-    st.one_of(st.none(), st.booleans(), st.integers(-(2**64), 2**64),
-              st.floats(allow_nan=False, allow_infinity=False), st.text(max_size=16),
-              st.sampled_from(["user", "admin", "busybox", "localhost:1/x:y", "/bin/true"])),
-    lambda inner: st.one_of(st.lists(inner, max_size=4),
-                            st.dictionaries(st.sampled_from(FIELDS) | st.text(max_size=6), inner,
-                                            max_size=5)),
-    max_leaves=20)
+    st.one_of(
+        st.none(),
+        st.booleans(),
+        st.integers(-(2**64), 2**64),
+        st.floats(allow_nan=False, allow_infinity=False),
+        st.text(max_size=16),
+        st.sampled_from(["user", "admin", "busybox", "localhost:1/x:y", "/bin/true"]),
+    ),
+    lambda inner: st.one_of(
+        st.lists(inner, max_size=4),
+        st.dictionaries(st.sampled_from(FIELDS) | st.text(max_size=6), inner, max_size=5),
+    ),
+    max_leaves=20,
+)
 
 
-@settings(max_examples=150, deadline=None, derandomize=True, database=None,
-          suppress_health_check=list(HealthCheck))
-@given(kind=st.sampled_from(["projects", "tokens", "runners", "jobs"]),
-       body=st.one_of(st.dictionaries(st.sampled_from(FIELDS), values, max_size=6).map(json.dumps),
-                      values.map(json.dumps), st.text(max_size=64)))
+@settings(
+    max_examples=150,
+    deadline=None,
+    derandomize=True,
+    database=None,
+    suppress_health_check=list(HealthCheck),
+)
+@given(
+    kind=st.sampled_from(["projects", "tokens", "runners", "jobs"]),
+    body=st.one_of(
+        st.dictionaries(st.sampled_from(FIELDS), values, max_size=6).map(json.dumps),
+        values.map(json.dumps),
+        st.text(max_size=64),
+    ),
+)
 def test_rest_fuzz(server, kind: str, body: str) -> None:
     status, doc = post(server, route(server, kind), body.encode())
     assert_handled(status, doc, f"{kind} {body[:200]}")

@@ -317,8 +317,24 @@ int main(int argc, char **argv) {
 }
 
 # Every probe program, for the VM's batched run: (program, extra argv) in order.
-PROBES = ["mount", "unshare", "ptrace", "keyctl", "bpf", "userfaultfd", "shocker", "mknod",
-          "rawsock", "sysctl", "cgroup", "module", "reboot", "setns", "chroot", "perf"]
+PROBES = [
+    "mount",
+    "unshare",
+    "ptrace",
+    "keyctl",
+    "bpf",
+    "userfaultfd",
+    "shocker",
+    "mknod",
+    "rawsock",
+    "sysctl",
+    "cgroup",
+    "module",
+    "reboot",
+    "setns",
+    "chroot",
+    "perf",
+]
 
 # $1: the host marker file (chroot), $2: a host pid (ptrace), $3: a key description (keyctl).
 ARGS = {"chroot": '"$1"', "ptrace": '"$2"', "keyctl": '"$3"'}
@@ -354,28 +370,71 @@ def assert_blocked(found: dict[str, str], expected: list[str]) -> None:
 
 
 EXPECT = {
-    "mount": ["mount-tmpfs", "mount-bind-root", "mount-proc", "remount-root-rw", "umount-proc",
-              "fsopen", "open_tree"],
-    "unshare": ["unshare-mnt", "unshare-uts", "unshare-ipc", "unshare-net", "unshare-pid",
-                "unshare-user", "unshare-cgroup", "unshare-time"],
-    "ptrace": ["ptrace-attach-host", "ptrace-seize-host", "process_vm_readv-host", "kill-host",
-               "proc-mem-host", "traceme-init_module"],
+    "mount": [
+        "mount-tmpfs",
+        "mount-bind-root",
+        "mount-proc",
+        "remount-root-rw",
+        "umount-proc",
+        "fsopen",
+        "open_tree",
+    ],
+    "unshare": [
+        "unshare-mnt",
+        "unshare-uts",
+        "unshare-ipc",
+        "unshare-net",
+        "unshare-pid",
+        "unshare-user",
+        "unshare-cgroup",
+        "unshare-time",
+    ],
+    "ptrace": [
+        "ptrace-attach-host",
+        "ptrace-seize-host",
+        "process_vm_readv-host",
+        "kill-host",
+        "proc-mem-host",
+        "traceme-init_module",
+    ],
     "keyctl": ["add_key-user", "add_key-session", "keyctl-join-session", "keyctl-read-user"],
     "bpf": ["bpf-map-create", "bpf-prog-load"],
     "userfaultfd": ["userfaultfd", "dev-userfaultfd"],
     "shocker": ["open_by_handle_at-inode2"],
     "mknod": ["mknod-block-sda", "mknod-block-vda", "mknod-char-mem", "mknod-char-kmsg"],
     "rawsock": ["socket-inet-raw", "socket-inet6-raw", "socket-packet"],
-    "sysctl": ["proc-sys-hostname", "proc-sys-core_pattern", "proc-sys-modprobe",
-               "proc-sys-ip_forward", "proc-sys-drop_caches", "proc-sysrq-trigger",
-               "sys-kernel-uevent_helper", "sys-power-state"],
-    "cgroup": ["cgroup-procs-root", "cgroup-procs-unified", "cgroup-procs-memory",
-               "cgroup-release_agent", "cgroup-release_agent-systemd", "cgroup-mkdir",
-               "cgroup-mount-v1", "cgroup-mount-v2"],
+    "sysctl": [
+        "proc-sys-hostname",
+        "proc-sys-core_pattern",
+        "proc-sys-modprobe",
+        "proc-sys-ip_forward",
+        "proc-sys-drop_caches",
+        "proc-sysrq-trigger",
+        "sys-kernel-uevent_helper",
+        "sys-power-state",
+    ],
+    "cgroup": [
+        "cgroup-procs-root",
+        "cgroup-procs-unified",
+        "cgroup-procs-memory",
+        "cgroup-release_agent",
+        "cgroup-release_agent-systemd",
+        "cgroup-mkdir",
+        "cgroup-mount-v1",
+        "cgroup-mount-v2",
+    ],
     "module": ["init_module", "finit_module", "delete_module"],
     "reboot": ["reboot-cad-off", "kexec_load", "kexec_file_load"],
-    "setns": ["setns-mnt", "setns-pid", "setns-net", "setns-ipc", "setns-uts", "setns-user",
-              "setns-cgroup", "setns-time"],
+    "setns": [
+        "setns-mnt",
+        "setns-pid",
+        "setns-net",
+        "setns-ipc",
+        "setns-uts",
+        "setns-user",
+        "setns-cgroup",
+        "setns-time",
+    ],
     "chroot": ["chroot-escape"],
     "perf": ["perf-system-wide", "perf-hw-system-wide"],
 }
@@ -385,9 +444,13 @@ def host_keys() -> str:
     return Path("/proc/keys").read_text()
 
 
-HOST_FILES = ["/proc/sys/kernel/hostname", "/proc/sys/kernel/core_pattern",
-              "/proc/sys/kernel/modprobe", "/proc/sys/net/ipv4/ip_forward",
-              "/proc/sys/vm/overcommit_memory"]
+HOST_FILES = [
+    "/proc/sys/kernel/hostname",
+    "/proc/sys/kernel/core_pattern",
+    "/proc/sys/kernel/modprobe",
+    "/proc/sys/net/ipv4/ip_forward",
+    "/proc/sys/vm/overcommit_memory",
+]
 
 
 def host_state() -> dict[str, str]:
@@ -422,8 +485,11 @@ def test_all_attempts_are_contained_in_the_vm(image, attack, marker, tmp_path):
     assertions apply to its output; the host checks hold as for the sandbox."""
     key = f"benchrun-redteam-{uuid.uuid4().hex[:8]}"
     before = host_state()
-    r = attack(image, ["/bin/sh", "-c", ALL_SCRIPT, "all", str(marker), str(os.getpid()), key],
-               backend="vm")
+    r = attack(
+        image,
+        ["/bin/sh", "-c", ALL_SCRIPT, "all", str(marker), str(os.getpid()), key],
+        backend="vm",
+    )
     assert r.exit_code == 0, r.stderr
     found = results(r.stdout)
     assert_blocked(found, [e for p in PROBES for e in EXPECT[p]])
@@ -431,18 +497,29 @@ def test_all_attempts_are_contained_in_the_vm(image, attack, marker, tmp_path):
     assert host_state() == before
 
 
-OUTPUTS = ["/out/symlink-host", "/out/symlink-proc-root", "/out/dirlink/passwd", "/out/fifo",
-           "/out/hardlink"]
-KERNEL_OUTPUTS = ["/dev/zero", "/dev/kmsg", "/proc/self/environ", "/proc/1/mem",
-                  "/proc/self/root/etc/hostname", "/sys/kernel/notes"]
+OUTPUTS = [
+    "/out/symlink-host",
+    "/out/symlink-proc-root",
+    "/out/dirlink/passwd",
+    "/out/fifo",
+    "/out/hardlink",
+]
+KERNEL_OUTPUTS = [
+    "/dev/zero",
+    "/dev/kmsg",
+    "/proc/self/environ",
+    "/proc/1/mem",
+    "/proc/self/root/etc/hostname",
+    "/sys/kernel/notes",
+]
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
 def test_output_collection_never_reads_the_host(image, attack, marker, backend):
     """The run's outputs point at symlinks to a host file, a FIFO, device nodes, /proc paths and
-    a hard link: collection must neither return host bytes nor hang (the run's timeout bounds it)."""
-    r = attack(image, ["/attack/plant", str(marker)], backend=backend, outputs=OUTPUTS,
-               timeout=60)
+    a hard link: collection must neither return host bytes nor hang (the run's timeout bounds it).
+    """
+    r = attack(image, ["/attack/plant", str(marker)], backend=backend, outputs=OUTPUTS, timeout=60)
     assert r.exit_code == 0, r.stderr
     secret = marker.read_bytes()
     for path, data in r.outputs.items():

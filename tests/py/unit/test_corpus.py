@@ -45,8 +45,11 @@ def check(parse: Callable[[bytes], Any], typed: type[Exception], path: Path) -> 
     assert not path.name.startswith("reject-"), f"{path.name}: accepted a hostile document"
 
 
-RESULT_PARSERS = {"bmf": metrics.parse_bmf, "gbench": metrics.parse_gbench,
-                  "hyperfine": metrics.parse_hyperfine}
+RESULT_PARSERS = {
+    "bmf": metrics.parse_bmf,
+    "gbench": metrics.parse_gbench,
+    "hyperfine": metrics.parse_hyperfine,
+}
 
 
 @pytest.mark.parametrize("path", samples("results"), ids=lambda p: p.name)
@@ -76,25 +79,74 @@ def test_channel_messages(path: Path) -> None:
 
 # --- Hypothesis: JSON-shaped documents built from the parsers' own vocabulary, and byte-level
 # mutations of the corpus. Seeded (derandomize) and bounded, so CI time and results are stable.
-FUZZ = settings(max_examples=300, deadline=None, derandomize=True, database=None,
-                suppress_health_check=list(HealthCheck))
+FUZZ = settings(
+    max_examples=300,
+    deadline=None,
+    derandomize=True,
+    database=None,
+    suppress_health_check=list(HealthCheck),
+)
 
-KEYS = ["event", "job", "results", "error", "poll_timeout", "runner", "timings", "exit_code",
-        "stdout", "stderr", "output", "uuid", "spec", "config", "oci_token", "timeout", "created",
-        "version", "url", "checksum", "benchmarks", "name", "run_type", "iterations", "real_time",
-        "cpu_time", "time_unit", "aggregate_name", "results", "command", "mean", "stddev",
-        "median", "min", "max", "times", "value", "lower_value", "upper_value", "latency", "b"]
+KEYS = [
+    "event",
+    "job",
+    "results",
+    "error",
+    "poll_timeout",
+    "runner",
+    "timings",
+    "exit_code",
+    "stdout",
+    "stderr",
+    "output",
+    "uuid",
+    "spec",
+    "config",
+    "oci_token",
+    "timeout",
+    "created",
+    "version",
+    "url",
+    "checksum",
+    "benchmarks",
+    "name",
+    "run_type",
+    "iterations",
+    "real_time",
+    "cpu_time",
+    "time_unit",
+    "aggregate_name",
+    "results",
+    "command",
+    "mean",
+    "stddev",
+    "median",
+    "min",
+    "max",
+    "times",
+    "value",
+    "lower_value",
+    "upper_value",
+    "latency",
+    "b",
+]
 EVENTS = [*protocol.RUNNER_EVENTS, *protocol.SERVER_EVENTS]
 scalars = st.one_of(
-    st.none(), st.booleans(), st.integers(min_value=-(2**70), max_value=2**70),
-    st.floats(allow_nan=False, allow_infinity=False), st.text(max_size=20),
-    st.sampled_from(EVENTS + ["ns", "us", "ms", "s", "0b6f8a2e-8a4e-4c4e-9d6e-2f1d0c3b4a59"]))
+    st.none(),
+    st.booleans(),
+    st.integers(min_value=-(2**70), max_value=2**70),
+    st.floats(allow_nan=False, allow_infinity=False),
+    st.text(max_size=20),
+    st.sampled_from(EVENTS + ["ns", "us", "ms", "s", "0b6f8a2e-8a4e-4c4e-9d6e-2f1d0c3b4a59"]),
+)
 documents = st.recursive(
     scalars,
-    lambda inner: st.one_of(st.lists(inner, max_size=5),
-                            st.dictionaries(st.sampled_from(KEYS) | st.text(max_size=8), inner,
-                                            max_size=6)),
-    max_leaves=30)
+    lambda inner: st.one_of(
+        st.lists(inner, max_size=5),
+        st.dictionaries(st.sampled_from(KEYS) | st.text(max_size=8), inner, max_size=6),
+    ),
+    max_leaves=30,
+)
 
 
 def as_text(doc: Any) -> str:
@@ -116,7 +168,7 @@ def mutated(kind: str) -> st.SearchStrategy[bytes]:
             elif op == 1:
                 data[pos:pos] = draw(st.binary(max_size=8))
             else:
-                del data[pos:pos + draw(st.integers(1, 16))]
+                del data[pos : pos + draw(st.integers(1, 16))]
         return bytes(data)
 
     return build()
@@ -133,10 +185,17 @@ def test_fuzz_result_parsers(data: Any) -> None:
 
 
 @FUZZ
-@given(st.one_of(
-    st.fixed_dictionaries({"event": st.sampled_from(EVENTS)}, optional={
-        k: documents for k in KEYS if k != "event"}).map(as_text),
-    documents.map(as_text), st.binary(max_size=200), mutated("channel")))
+@given(
+    st.one_of(
+        st.fixed_dictionaries(
+            {"event": st.sampled_from(EVENTS)},
+            optional={k: documents for k in KEYS if k != "event"},
+        ).map(as_text),
+        documents.map(as_text),
+        st.binary(max_size=200),
+        mutated("channel"),
+    )
+)
 def test_fuzz_channel_messages(data: Any) -> None:
     for parse in (protocol.parse_runner_message, protocol.parse_server_message):
         try:
