@@ -480,6 +480,7 @@ def test_attempt_is_contained_in_the_sandbox(image, attack, marker, program):
     assert host_state() == before
 
 
+@pytest.mark.slow
 def test_all_attempts_are_contained_in_the_vm(image, attack, marker, tmp_path):
     """One VM run executes every probe (a VM start costs seconds under TCG) and the same
     assertions apply to its output; the host checks hold as for the sandbox."""
