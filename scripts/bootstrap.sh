@@ -9,7 +9,8 @@ PKGS=(
   libisal-dev zlib1g-dev libzstd-dev libseccomp-dev
   pybind11-dev python3-pybind11 python3-dev python3-venv python3-pip python3-setuptools python3-wheel
   # tests
-  libgtest-dev libgmock-dev python3-pytest python3-jwt python3-cryptography python3-bcrypt
+  libgtest-dev libgmock-dev python3-pytest python3-hypothesis python3-jwt python3-cryptography
+  python3-bcrypt
   black mypy
   # runtime helpers and test peers
   python3-rich ca-certificates skopeo umoci docker-registry busybox-static zstd bubblewrap iproute2
@@ -20,8 +21,9 @@ PKGS=(
   # a Jupyter front end for notebooks/ (classic Notebook; venv.sh registers the benchrun kernel)
   jupyter-notebook
   # microVM backend: QEMU (microvm machine + qboot from qemu-system-data), ext4 images, cpio to
-  # check our initramfs writer; clang + compiler-rt for the protocol fuzzer
-  qemu-system-x86 qemu-system-data qemu-utils e2fsprogs cpio clang libclang-rt-14-dev
+  # check our initramfs writer; clang + compiler-rt (libFuzzer, ASan, UBSan) for the fuzzers
+  # (scripts/fuzz.sh), built through ccache
+  qemu-system-x86 qemu-system-data qemu-utils e2fsprogs cpio clang libclang-rt-14-dev ccache
 )
 
 missing=()

@@ -106,6 +106,8 @@ def _load(text_or_obj: Union[str, bytes, Any], what: str) -> Any:
         raise ConfigError(f"{what}: invalid JSON: {e.msg} ({where})") from None
     except ValueError as e:
         raise ConfigError(f"{what}: invalid JSON: {e}") from None
+    except RecursionError:
+        raise ConfigError(f"{what}: invalid JSON: nested too deeply") from None
 
 
 def _path(*keys: Union[str, int]) -> str:
@@ -129,7 +131,10 @@ def _kind(v: Any) -> str:
 def _number(v: Any, what: str, *keys: Union[str, int]) -> float:
     if isinstance(v, bool) or not isinstance(v, (int, float)):
         raise ConfigError(f"{what} {_path(*keys)}: expected a number, got {_kind(v)}")
-    f = float(v)
+    try:
+        f = float(v)
+    except OverflowError:  # an integer beyond a double's range (10**400): as non-finite
+        f = math.inf
     if not math.isfinite(f):
         raise ConfigError(f"{what} {_path(*keys)}: non-finite number {v!r} is not allowed")
     return f

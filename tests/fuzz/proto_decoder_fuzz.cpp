@@ -67,7 +67,7 @@ void decode_and_reencode(const proto::Frame& f) {
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   if (size < 2) return 0;
   const size_t step = size_t{data[0]} + 1;  // 1..256 bytes per feed() call
-  const auto direct_type = static_cast<proto::FrameType>(data[1] % 9 + 1);
+  const auto direct_type = static_cast<proto::FrameType>(data[1] % 10 + 1);
   const char* bytes = reinterpret_cast<const char*>(data + 2);
   size = size - 2;
 
