@@ -72,7 +72,6 @@ def test_rest_corpus(server, path: Path) -> None:
     assert_handled(status, doc, path.name)
 
 
-@pytest.mark.xfail(reason="part E (wt-server) adds the JSON depth limit: today RecursionError, 500")
 def test_rest_deep_nesting(server) -> None:
     status, doc = post(server, "/v0/projects", b'{"name":' + b"[" * 5000 + b"]" * 5000 + b"}")
     assert_handled(status, doc, "deep nesting")

@@ -26,10 +26,6 @@ hypothesis = pytest.importorskip("hypothesis", reason="python3-hypothesis (scrip
 from hypothesis import HealthCheck, given, settings  # noqa: E402
 from hypothesis import strategies as st  # noqa: E402
 
-# Part E (wt-server) is adding a nesting-depth limit to the channel: until it lands, a deep
-# message raises RecursionError there. Listed so this suite stays green and flags the change.
-PART_E_DEPTH = "runner-deep-nesting"
-
 
 def samples(kind: str, prefix: str = "") -> list[Path]:
     return sorted(p for p in (CORPUS / kind).iterdir() if p.name.startswith(prefix))
@@ -72,8 +68,6 @@ def channel_parser(name: str) -> Callable[[bytes], Any]:
 
 @pytest.mark.parametrize("path", samples("channel"), ids=lambda p: p.name)
 def test_channel_messages(path: Path) -> None:
-    if path.name == PART_E_DEPTH:
-        pytest.xfail("deep nesting on the channel: part E (wt-server) adds the depth limit")
     check(channel_parser(path.name), ProtocolError, path)
 
 
@@ -155,7 +149,7 @@ def as_text(doc: Any) -> str:
 
 def mutated(kind: str) -> st.SearchStrategy[bytes]:
     """A corpus file with a few bytes overwritten, inserted or cut."""
-    files = [p.read_bytes() for p in samples(kind) if p.name != PART_E_DEPTH]
+    files = [p.read_bytes() for p in samples(kind)]
 
     @st.composite
     def build(draw: Any) -> bytes:
