@@ -45,7 +45,6 @@ def parse_pull(value: Any) -> str:
     raise ConfigError(f"pull {value!r}: expected one of {', '.join(PULL_POLICIES)}")
 
 
-
 def parse_size(value: Union[int, str], what: str = "size") -> int:
     """Bytes from an int or a docker-style size: ``"512m"``, ``"1g"``, ``"1.5GiB"``, ``"100"``.
     Units are binary as in docker (k = 1024, optional trailing ``b``/``ib``); a bare number is

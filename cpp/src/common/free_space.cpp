@@ -13,7 +13,8 @@ FsSpace fs_space(const std::string& path) {
   struct statvfs st {};
   if (::statvfs(path.c_str(), &st) != 0) throw_errno("statvfs", path);
   const uint64_t unit = st.f_frsize ? st.f_frsize : st.f_bsize;
-  return FsSpace{static_cast<uint64_t>(st.f_bavail) * unit, static_cast<uint64_t>(st.f_blocks) * unit};
+  return FsSpace{static_cast<uint64_t>(st.f_bavail) * unit,
+                 static_cast<uint64_t>(st.f_blocks) * unit};
 }
 
 uint64_t reserve_for(uint64_t size, uint64_t reserve) {

@@ -309,9 +309,9 @@ void LayerApplier::apply(struct archive* a, struct archive_entry* e, uint64_t in
           entry_msg(raw_, "file of " + std::to_string(size) + " bytes exceeds max_total_bytes (" +
                               std::to_string(max) + " bytes); refusing a decompression bomb"));
     if (opts_.check_bytes)
-      opts_.check_bytes(static_cast<uint64_t>(std::max<int64_t>(pos, 0)) +
-                            static_cast<uint64_t>(size),
-                        static_cast<uint64_t>(size));
+      opts_.check_bytes(
+          static_cast<uint64_t>(std::max<int64_t>(pos, 0)) + static_cast<uint64_t>(size),
+          static_cast<uint64_t>(size));
   }
 
   const int dirfd = parent_dir();

@@ -151,11 +151,12 @@ void unpack_rootfs(Store& store, LayerDownloads& downloads, const Manifest& mani
   const UnpackLimits& lim = opts.unpack.limits;
   uint64_t compressed = 0;
   for (const auto& l : manifest.layers) compressed += static_cast<uint64_t>(l.size);
-  const uint64_t budget = std::min(
-      lim.max_image_bytes,
-      std::max(lim.min_image_bytes, compressed > UINT64_MAX / std::max<uint64_t>(lim.max_image_ratio, 1)
-                                        ? UINT64_MAX
-                                        : compressed * lim.max_image_ratio));
+  const uint64_t budget =
+      std::min(lim.max_image_bytes,
+               std::max(lim.min_image_bytes,
+                        compressed > UINT64_MAX / std::max<uint64_t>(lim.max_image_ratio, 1)
+                            ? UINT64_MAX
+                            : compressed * lim.max_image_ratio));
   const std::string tmp_root = (store.root() / "tmp").string();
   require_free_space(tmp_root, 0, lim.min_free_bytes, "unpack image");
   TempDir dir = store.begin_rootfs();
@@ -171,9 +172,9 @@ void unpack_rootfs(Store& store, LayerDownloads& downloads, const Manifest& mani
     struct stat bst {};
     if (::fstat(blob.get(), &bst) != 0) throw_errno("stat", store.blob_path(layer.digest).string());
     if (bst.st_size != layer.size)
-      throw DigestMismatch("layer " + layer.digest.str() + " in the store: " +
-                           std::to_string(bst.st_size) + " bytes, the manifest says " +
-                           std::to_string(layer.size) + " (hint: pull it again)");
+      throw DigestMismatch(
+          "layer " + layer.digest.str() + " in the store: " + std::to_string(bst.st_size) +
+          " bytes, the manifest says " + std::to_string(layer.size) + " (hint: pull it again)");
     const Digest& want = config.diff_ids[i];
     UnpackOptions unpack = opts.unpack;
     // Per-image budget and free space, checked as the stream grows and before each file.
@@ -329,11 +330,17 @@ Image pull(const ImageSource& source, Store& store, const PullOptions& opts) {
 
   try {
     store.put_blob(resolved.digest, resolved.json);
+    // A cached config is used only with its declared size and digest; otherwise fetched again.
     std::string config_json;
-    if (store.has_blob(manifest.config.digest) && store.blob_size_ok(manifest.config)) {
-      config_json = store.read_verified_blob(manifest.config.digest, kMaxConfigSize);
-    } else {
-      if (store.has_blob(manifest.config.digest)) store.remove_blob(manifest.config.digest);
+    if (store.blob_size_ok(manifest.config)) {
+      try {
+        config_json = store.read_verified_blob(manifest.config.digest, kMaxConfigSize);
+      } catch (const DigestMismatch&) {
+        config_json.clear();
+      }
+    }
+    if (config_json.empty()) {
+      store.remove_blob(manifest.config.digest);
       config_json = src->fetch_small_blob(manifest.config, kMaxConfigSize);
       store.put_blob(manifest.config.digest, config_json);
     }

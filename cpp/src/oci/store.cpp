@@ -117,11 +117,11 @@ void make_private(const fs::path& dir) {
   if ((st.st_mode & 07777) == 0700) return;
   if (::fchmod(fd.get(), 0700) != 0) {
     const int err = errno;
-    throw ConfigError("store directory '" + dir.string() + "' is mode " +
-                      std::to_string((st.st_mode >> 6) & 7) + std::to_string((st.st_mode >> 3) & 7) +
-                      std::to_string(st.st_mode & 7) +
-                      ", reachable by other users, and could not be made 0700: " +
-                      std::strerror(err) + " (hint: chmod 700 it as its owner)");
+    throw ConfigError(
+        "store directory '" + dir.string() + "' is mode " + std::to_string((st.st_mode >> 6) & 7) +
+        std::to_string((st.st_mode >> 3) & 7) + std::to_string(st.st_mode & 7) +
+        ", reachable by other users, and could not be made 0700: " + std::strerror(err) +
+        " (hint: chmod 700 it as its owner)");
   }
 }
 
@@ -175,9 +175,11 @@ void Store::put_blob(const Digest& d, std::string_view data) {
   Digest actual = digest_of(data, d.algorithm());
   if (actual != d)
     throw DigestMismatch("store blob " + d.str() + ": content hashes to " + actual.str());
+  // Only small blobs (manifests, configs) come here: a cached copy is compared, not trusted.
   struct stat st {};
   if (::stat(blob_path(d).c_str(), &st) == 0 && S_ISREG(st.st_mode) &&
-      static_cast<size_t>(st.st_size) == data.size())
+      static_cast<size_t>(st.st_size) == data.size() &&
+      read_file(blob_path(d), data.size()) == data)
     return;
   write_file_atomic(blob_path(d), data);
 }

@@ -120,14 +120,15 @@ std::string resolve_image_dir(int rootfd, const std::string& path, const std::st
   // the image root, ".." stops there), component by component with fstatat/readlinkat on the
   // already-resolved prefix, which is made only of real directories. What does not exist yet is
   // kept as written (the sandbox creates it, like Docker's WORKDIR).
-  constexpr int kMaxLinks = 40;  // Linux's MAXSYMLINKS
+  constexpr int kMaxLinks = 40;   // Linux's MAXSYMLINKS
   std::vector<std::string> todo;  // components still to resolve, in reverse order
   auto push_path = [&](const std::string& p) {
     std::vector<std::string> parts;
     size_t start = 0;
     while (start <= p.size()) {
       size_t slash = p.find('/', start);
-      std::string part = p.substr(start, slash == std::string::npos ? std::string::npos : slash - start);
+      std::string part =
+          p.substr(start, slash == std::string::npos ? std::string::npos : slash - start);
       if (!part.empty() && part != ".") parts.push_back(part);
       if (slash == std::string::npos) break;
       start = slash + 1;
@@ -173,7 +174,8 @@ std::string resolve_image_dir(int rootfd, const std::string& path, const std::st
   }
   std::string out;
   for (const auto& d : done) out += "/" + d;
-  return checked_image_path(out.empty() ? "/" : out, what + " '" + printable(path) + "' resolves to");
+  return checked_image_path(out.empty() ? "/" : out,
+                            what + " '" + printable(path) + "' resolves to");
 }
 
 ProcessConfig resolve_process(const oci::ImageConfig& image, const RunSpec& spec, int rootfd) {
