@@ -131,7 +131,8 @@ TEST_F(ProcessConfigTest, WorkdirSymlinksResolveInsideTheImage) {
   fs::create_symlink("../real", dir_->path() / "etc/up");
   fs::create_symlink("loop2", dir_->path() / "loop1");
   fs::create_symlink("loop1", dir_->path() / "loop2");
-  for (const char* bad : {"/w", "/w/cwd", "/rel", "/loop1", "/etc/passwd"}) {
+  fs::create_symlink("nowhere/../w", dir_->path() / "back");  // ".." over a missing directory
+  for (const char* bad : {"/w", "/w/cwd", "/rel", "/loop1", "/back"}) {
     image_.working_dir = bad;
     EXPECT_THROW(resolve_process(image_, RunSpec{}, rootfd_), ConfigError) << bad;
   }
@@ -139,6 +140,8 @@ TEST_F(ProcessConfigTest, WorkdirSymlinksResolveInsideTheImage) {
   EXPECT_EQ(resolve_process(image_, RunSpec{}, rootfd_).cwd, "/real/sub");
   image_.working_dir = "/etc/up/new/dir";  // created by the sandbox, as Docker's WORKDIR
   EXPECT_EQ(resolve_process(image_, RunSpec{}, rootfd_).cwd, "/real/new/dir");
+  image_.working_dir = "/etc/passwd/x";  // a file in the way: the sandbox's mkdir reports it
+  EXPECT_EQ(resolve_process(image_, RunSpec{}, rootfd_).cwd, "/etc/passwd/x");
   RunSpec s;
   s.workdir = "/w";  // the user's --workdir is resolved the same way
   EXPECT_THROW(resolve_process(image_, s, rootfd_), ConfigError);
