@@ -308,7 +308,9 @@ void LayerApplier::apply(struct archive* a, struct archive_entry* e, uint64_t in
       throw UnsafeLayerError(
           entry_msg(raw_, "file of " + std::to_string(size) + " bytes exceeds max_total_bytes (" +
                               std::to_string(max) + " bytes); refusing a decompression bomb"));
-    if (opts_.check_bytes)
+    // Large files are checked before a byte is written; smaller ones by the stream's periodic check
+    // (a statvfs per small file would cost more than writing it).
+    if (opts_.check_bytes && static_cast<uint64_t>(size) >= kCheckFileBytes)
       opts_.check_bytes(
           static_cast<uint64_t>(std::max<int64_t>(pos, 0)) + static_cast<uint64_t>(size),
           static_cast<uint64_t>(size));

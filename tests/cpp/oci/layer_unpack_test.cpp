@@ -820,17 +820,19 @@ TEST_F(LayerUnpack, CheckBytesSeesEveryFileAndCanStopTheUnpack) {
   opts.check_bytes = [&](uint64_t reached, uint64_t to_write) {
     seen.emplace_back(reached, to_write);
   };
-  apply(tar_of({File("a", std::string(1000, 'a')), File("b", std::string(5000, 'b'))}),
+  apply(tar_of({File("a", std::string(1 << 20, 'a')), File("small", "s"),
+                File("b", std::string(2 << 20, 'b'))}),
         Compression::kNone, opts);
   std::vector<uint64_t> writes;
   for (const auto& [reached, to_write] : seen)
     if (to_write) writes.push_back(to_write);
-  EXPECT_EQ(writes, (std::vector<uint64_t>{1000, 5000}));
+  EXPECT_EQ(writes, (std::vector<uint64_t>{1 << 20, 2 << 20}));  // small files: the stream step
+  EXPECT_EQ(seen.front().second, 0u);  // the stream's own check comes first
 
-  opts.check_bytes = [](uint64_t reached, uint64_t) {
-    if (reached > 3000) throw benchrun::ImageTooLarge("over budget");
+  opts.check_bytes = [](uint64_t reached, uint64_t to_write) {
+    if (to_write && reached > (3u << 20)) throw benchrun::ImageTooLarge("over budget");
   };
-  EXPECT_THROW(apply(tar_of({File("c", std::string(4000, 'c'))}), Compression::kNone, opts),
+  EXPECT_THROW(apply(tar_of({File("c", std::string(4 << 20, 'c'))}), Compression::kNone, opts),
                benchrun::ImageTooLarge);
   EXPECT_FALSE(exists("c"));  // refused before a byte of it was written
 }

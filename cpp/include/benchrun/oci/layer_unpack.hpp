@@ -32,12 +32,14 @@ struct UnpackOptions {
   UnpackLimits limits;
   GzipEngine gzip = GzipEngine::kIsal;
   // Called with (uncompressed bytes of this layer so far, bytes about to be written) every
-  // kCheckBytesStep bytes of the stream and before each regular file is written; throws to stop
-  // the unpack (the puller's per-image budget and free-space checks).
+  // kCheckBytesStep bytes of the stream (with 0 to write) and before each regular file of at least
+  // kCheckFileBytes is written; throws to stop the unpack (the puller's per-image budget and
+  // free-space checks).
   std::function<void(uint64_t, uint64_t)> check_bytes;
 };
 
 constexpr uint64_t kCheckBytesStep = 4ull << 20;
+constexpr uint64_t kCheckFileBytes = 1ull << 20;
 
 struct LayerStats {
   Digest diff_id;  // digest of the uncompressed tar stream (same algorithm as requested)
