@@ -26,6 +26,9 @@ def pull(
     gzip_engine: str = "isal",
     max_entries: int = ...,
     max_layer_bytes: int = ...,
+    max_image_ratio: int = ...,
+    max_image_bytes: int = ...,
+    min_free_bytes: int = ...,
     progress: Optional[Callable[[str, str, int, int], None]] = None,
 ) -> dict[str, Any]: ...
 def load_image(*, reference: str, store: str) -> dict[str, Any]: ...

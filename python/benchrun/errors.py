@@ -47,6 +47,10 @@ class UnsafeLayerError(ImageError):
     """A layer tried to write outside its root or exceeded a limit."""
 
 
+class ImageTooLarge(ImageError):
+    """An image would unpack to more than its limits, or than the store's free space allows."""
+
+
 class ImageNotFound(ImageError, LookupError):
     """The image is not in the local store."""
 
@@ -98,5 +102,6 @@ __all__ = [
     "SandboxError",
     "SysError",
     "UnsafeLayerError",
+    "ImageTooLarge",
     "VmError",
 ]

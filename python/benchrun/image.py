@@ -132,6 +132,19 @@ class Image:
         }
 
 
+def _env_size(name: str) -> int:
+    from benchrun.errors import ConfigError
+
+    text = os.environ[name].strip()
+    try:
+        value = int(text)
+    except ValueError:
+        raise ConfigError(f"${name} '{text}': expected a whole number of bytes") from None
+    if value < 0:
+        raise ConfigError(f"${name} '{text}': must not be negative")
+    return value
+
+
 def pull(
     ref: str,
     *,
@@ -150,6 +163,9 @@ def pull(
     gzip_engine: str = "isal",
     max_entries: Optional[int] = None,
     max_layer_bytes: Optional[int] = None,
+    max_image_ratio: Optional[int] = None,
+    max_image_bytes: Optional[int] = None,
+    min_free_bytes: Optional[int] = None,
     progress: Optional[ProgressFn] = None,
 ) -> Image:
     """Pull ``ref`` into the local store, verify it and unpack it; cached by digest.
@@ -160,6 +176,12 @@ def pull(
     ``insecure_registries``. Credentials: ``username``/``password`` or ``registry_token`` (sent as
     Bearer), else ``docker_config`` (default ``$DOCKER_CONFIG/config.json`` or
     ``~/.docker/config.json``, including credential helpers). Runs without the GIL.
+
+    Decompression bombs: the layers of one image may unpack to at most ``max_image_ratio`` (100)
+    times their compressed size (at least 64 MiB), and never more than ``max_image_bytes``
+    (32 GiB); ``min_free_bytes`` stay free on the store's filesystem (default 5 % of it, at most
+    1 GiB). Defaults come from $BENCHRUN_MAX_IMAGE_RATIO, $BENCHRUN_MAX_IMAGE_BYTES and
+    $BENCHRUN_STORE_RESERVE when set. Beyond them: ImageTooLarge, and nothing is kept.
     """
     if max_parallel < 1:
         from benchrun.errors import ConfigError
@@ -170,6 +192,15 @@ def pull(
         kwargs["max_entries"] = max_entries
     if max_layer_bytes is not None:
         kwargs["max_layer_bytes"] = max_layer_bytes
+    for name, value, env in (
+        ("max_image_ratio", max_image_ratio, "BENCHRUN_MAX_IMAGE_RATIO"),
+        ("max_image_bytes", max_image_bytes, "BENCHRUN_MAX_IMAGE_BYTES"),
+        ("min_free_bytes", min_free_bytes, "BENCHRUN_STORE_RESERVE"),
+    ):
+        if value is None and os.environ.get(env):
+            value = _env_size(env)
+        if value is not None:
+            kwargs[name] = value
     result = _core.pull(
         source=ref,
         store=resolve_store(store),

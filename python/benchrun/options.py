@@ -31,6 +31,19 @@ _SIZE_UNITS = {"": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30, "t": 1 << 40, "p
 
 # --- parsers ---------------------------------------------------------------------------------
 
+# When a run pulls its image (Docker's --pull): "missing" uses the store's copy if this store
+# pulled it before from the same repository; "always" asks the registry first (a manifest HEAD
+# with the run's credentials when the image is cached, so access is re-checked every time);
+# "never" only uses the store.
+PULL_POLICIES = ("always", "missing", "never")
+
+
+def parse_pull(value: Any) -> str:
+    """A pull policy: one of PULL_POLICIES (the spelling of ``docker run --pull``)."""
+    if isinstance(value, str) and value in PULL_POLICIES:
+        return value
+    raise ConfigError(f"pull {value!r}: expected one of {', '.join(PULL_POLICIES)}")
+
 
 def parse_size(value: Union[int, str], what: str = "size") -> int:
     """Bytes from an int or a docker-style size: ``"512m"``, ``"1g"``, ``"1.5GiB"``, ``"100"``.

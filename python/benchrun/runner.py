@@ -292,7 +292,7 @@ class RunSpec:
 
     image: str
     store: str
-    pull: bool
+    pull: str  # a pull policy: always | missing | never (benchrun.options.PULL_POLICIES)
     options: Mapping[str, Any]
     core: Any  # benchrun._core.RunSpec
     pull_kwargs: dict[str, Any] = field(default_factory=dict)
@@ -321,7 +321,7 @@ def make_spec(
     command: ArgvArg = None,
     *,
     store: Optional[str | os.PathLike[str]] = None,
-    pull: bool = True,
+    pull: str = "missing",
     **kwargs: Any,
 ) -> RunSpec:
     """Checks every option of run() and returns the RunSpec; does no work (no pull, no run).
@@ -338,7 +338,7 @@ def make_spec(
     return RunSpec(
         image=image,
         store=resolve_store(store),
-        pull=bool(pull),
+        pull=_options.parse_pull(pull),
         options=given,
         core=_options.core_spec(given),
         pull_kwargs=pull_kwargs,
@@ -346,14 +346,17 @@ def make_spec(
 
 
 def load_image(spec: RunSpec) -> tuple[Any, float]:
-    """(the image loaded for running, seconds spent pulling): from the store, pulled first if
-    missing (or not unpacked) and spec.pull allows it. Cached images cost 0 pull seconds. Load
-    once, run many: execute() takes the loaded image."""
-    try:
-        return _core.load_run_image(store=spec.store, reference=spec.image), 0.0
-    except ImageError:  # not in the store (ImageNotFound), or not unpacked
-        if not spec.pull:
-            raise
+    """(the image loaded for running, seconds spent pulling), per spec.pull: ``missing`` loads it
+    from the store and pulls only when it is not there (or not unpacked, or by a digest this store
+    never pulled from that repository); ``never`` only loads; ``always`` pulls first, which for a
+    cached image is one manifest request with the run's credentials. Load once, run many:
+    execute() takes the loaded image."""
+    if spec.pull != "always":
+        try:
+            return _core.load_run_image(store=spec.store, reference=spec.image), 0.0
+        except ImageError as e:  # not in the store (ImageNotFound), or not unpacked
+            if spec.pull == "never":
+                raise type(e)(f"{e} (pull policy 'never': nothing was pulled)") from None
     t0 = time.perf_counter()
     pulled = _image.pull(spec.image, store=spec.store, **spec.pull_kwargs)
     loaded = _core.load_run_image(store=spec.store, reference=pulled.digest)
@@ -405,7 +408,7 @@ def run(
     command: ArgvArg = None,
     *,
     store: Optional[str | os.PathLike[str]] = None,
-    pull: bool = True,
+    pull: str = "missing",
     **options: Any,
 ) -> Result:
     """Run ``image`` (a reference, ``oci:PATH[:TAG]``, ``docker-archive:PATH`` or digest) and return
@@ -421,10 +424,13 @@ def run(
         file is listed in ``missing_outputs``; capped streams set ``stdout_truncated`` /
         ``stderr_truncated``.
 
-        ``pull``: pull the image first if the store lacks it (benchrun.pull's keywords, e.g.
-        ``platform`` or credentials, pass through); the time spent is ``phases["pull"]`` (0 when
-        cached). Raises ConfigError, ImageNotFound (pull=False), SandboxError, VmError, ProtocolError,
-        and pull's errors.
+        ``pull``: ``"missing"`` (default) pulls the image if the store lacks it (a name@digest is
+        taken from the store only if this store pulled that digest from the same repository),
+        ``"always"`` checks with the registry before every run (a manifest HEAD when cached),
+        ``"never"`` uses the store only (benchrun.pull's keywords, e.g. ``platform`` or
+        credentials, pass through); the time spent is ``phases["pull"]`` (0 when loaded from the
+        store). Raises ConfigError, ImageNotFound (pull="never"), SandboxError, VmError,
+        ProtocolError, and pull's errors.
     """
     return execute(make_spec(image, command, store=store, pull=pull, **options))
 
@@ -435,7 +441,7 @@ def _signature_and_doc() -> None:
         inspect.Parameter("image", inspect.Parameter.POSITIONAL_OR_KEYWORD, annotation=str),
         inspect.Parameter("command", inspect.Parameter.POSITIONAL_OR_KEYWORD, default=None),
         inspect.Parameter("store", inspect.Parameter.KEYWORD_ONLY, default=None),
-        inspect.Parameter("pull", inspect.Parameter.KEYWORD_ONLY, default=True),
+        inspect.Parameter("pull", inspect.Parameter.KEYWORD_ONLY, default="missing"),
     ]
     params += [
         inspect.Parameter(o.name, inspect.Parameter.KEYWORD_ONLY, default=None)

@@ -33,6 +33,8 @@ void bind_errors(py::module_& m) {
       PyErr_SetString(cls("DigestMismatch").ptr(), e.what());
     } catch (const UnsafeLayerError& e) {
       PyErr_SetString(cls("UnsafeLayerError").ptr(), e.what());
+    } catch (const ImageTooLarge& e) {
+      PyErr_SetString(cls("ImageTooLarge").ptr(), e.what());
     } catch (const ImageNotFound& e) {
       PyErr_SetString(cls("ImageNotFound").ptr(), e.what());
     } catch (const ImageError& e) {
@@ -63,6 +65,7 @@ void bind_errors(py::module_& m) {
         if (kind == "ImageError") throw ImageError("image");
         if (kind == "DigestMismatch") throw DigestMismatch("digest");
         if (kind == "UnsafeLayerError") throw UnsafeLayerError("unsafe");
+        if (kind == "ImageTooLarge") throw ImageTooLarge("toolarge");
         if (kind == "ImageNotFound") throw ImageNotFound("notfound");
         if (kind == "SandboxError") throw SandboxError("sandbox", "pivot_root");
         if (kind == "VmError") throw VmError("vm");

@@ -109,7 +109,8 @@ void bind_oci(py::module_& m) {
          const std::string& credential_helper_dir, const std::string& ca_file, int max_attempts,
          int backoff_initial_ms, int backoff_max_ms, int max_parallel, bool unpack,
          bool preserve_ownership, const std::string& gzip_engine, uint64_t max_entries,
-         uint64_t max_layer_bytes, std::optional<py::function> progress) {
+         uint64_t max_layer_bytes, uint64_t max_image_ratio, uint64_t max_image_bytes,
+         uint64_t min_free_bytes, std::optional<py::function> progress) {
         ImageSource src = parse_image_source(source);
         PullOptions opts;
         if (platform) opts.platform = Platform::parse(*platform);
@@ -141,6 +142,9 @@ void bind_oci(py::module_& m) {
         }
         opts.unpack.limits.max_entries = max_entries;
         opts.unpack.limits.max_total_bytes = max_layer_bytes;
+        opts.unpack.limits.max_image_ratio = max_image_ratio;
+        opts.unpack.limits.max_image_bytes = max_image_bytes;
+        opts.unpack.limits.min_free_bytes = min_free_bytes;
         if (progress) {
           py::function fn = *progress;
           opts.on_event = [fn](const PullEvent& e) {
@@ -163,7 +167,10 @@ void bind_oci(py::module_& m) {
       py::arg("backoff_initial_ms") = 200, py::arg("backoff_max_ms") = 10'000,
       py::arg("max_parallel") = 4, py::arg("unpack") = true, py::arg("preserve_ownership") = true,
       py::arg("gzip_engine") = "isal", py::arg("max_entries") = UnpackLimits{}.max_entries,
-      py::arg("max_layer_bytes") = UnpackLimits{}.max_total_bytes, py::arg("progress") = py::none(),
+      py::arg("max_layer_bytes") = UnpackLimits{}.max_total_bytes,
+      py::arg("max_image_ratio") = UnpackLimits{}.max_image_ratio,
+      py::arg("max_image_bytes") = UnpackLimits{}.max_image_bytes,
+      py::arg("min_free_bytes") = UnpackLimits{}.min_free_bytes, py::arg("progress") = py::none(),
       "Pull an image into the store; returns the image as a dict. Releases the GIL.");
 
   m.def(

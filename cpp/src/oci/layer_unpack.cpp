@@ -113,8 +113,13 @@ void pwrite_all(int fd, const void* data, size_t size, off_t offset, std::string
 // The uncompressed tar stream as libarchive pulls it: every byte is hashed and counted.
 class TarStream {
  public:
-  TarStream(Decompressor& dec, DigestAlgorithm algorithm, uint64_t max_bytes)
-      : dec_(dec), hasher_(algorithm), max_bytes_(max_bytes), buf_(new uint8_t[kTarBlock]) {}
+  TarStream(Decompressor& dec, DigestAlgorithm algorithm, uint64_t max_bytes,
+            const std::function<void(uint64_t, uint64_t)>& check)
+      : dec_(dec),
+        hasher_(algorithm),
+        max_bytes_(max_bytes),
+        check_(check),
+        buf_(new uint8_t[kTarBlock]) {}
 
   // libarchive's read callback. Exceptions must not unwind through libarchive's C frames: stash
   // the exception and report a fatal error; the caller rethrows it.
@@ -155,13 +160,19 @@ class TarStream {
                           std::to_string(max_bytes_) + " bytes); refusing a decompression bomb";
       throw UnsafeLayerError(entry_.empty() ? "layer stream: " + cause : entry_msg(entry_, cause));
     }
+    if (check_ && bytes_ >= next_check_) {
+      next_check_ = bytes_ + kCheckBytesStep;
+      check_(bytes_, 0);
+    }
     return n;
   }
 
   Decompressor& dec_;
   Hasher hasher_;
   uint64_t max_bytes_;
+  const std::function<void(uint64_t, uint64_t)>& check_;
   uint64_t bytes_ = 0;
+  uint64_t next_check_ = 0;
   std::unique_ptr<uint8_t[]> buf_;
   std::exception_ptr error_;
   std::string entry_;
@@ -297,6 +308,12 @@ void LayerApplier::apply(struct archive* a, struct archive_entry* e, uint64_t in
       throw UnsafeLayerError(
           entry_msg(raw_, "file of " + std::to_string(size) + " bytes exceeds max_total_bytes (" +
                               std::to_string(max) + " bytes); refusing a decompression bomb"));
+    // Large files are checked before a byte is written; smaller ones by the stream's periodic check
+    // (a statvfs per small file would cost more than writing it).
+    if (opts_.check_bytes && static_cast<uint64_t>(size) >= kCheckFileBytes)
+      opts_.check_bytes(
+          static_cast<uint64_t>(std::max<int64_t>(pos, 0)) + static_cast<uint64_t>(size),
+          static_cast<uint64_t>(size));
   }
 
   const int dirfd = parent_dir();
@@ -627,7 +644,7 @@ LayerStats apply_layer(int rootfd, int blob_fd, Compression c, DigestAlgorithm d
   if (!S_ISDIR(root_st.st_mode)) throw_errno(ENOTDIR, "apply layer to", "image root");
 
   std::unique_ptr<Decompressor> dec = make_decompressor(c, blob_fd, options.gzip);
-  TarStream stream(*dec, diff_algorithm, options.limits.max_total_bytes);
+  TarStream stream(*dec, diff_algorithm, options.limits.max_total_bytes, options.check_bytes);
   std::unique_ptr<struct archive, ArchiveFree> a(archive_read_new());
   if (!a) throw std::bad_alloc();
   // Tar only (ustar, pax, GNU, v7); decompression is ours. No filters: bytes are never

@@ -59,7 +59,15 @@ class Doc {
     auto it = obj.find(key);
     if (it == obj.end() || it->is_null()) return {};
     if (!it->is_string()) fail(field, std::string("expected a string, got ") + it->type_name());
-    return it->get<std::string>();
+    return no_nul(it->get<std::string>(), field);
+  }
+
+  // A NUL would silently truncate the string where it becomes a C string (argv, env, paths):
+  // the image is refused instead of running something other than what it declares.
+  std::string no_nul(std::string s, const std::string& field) const {
+    if (s.find('\0') != std::string::npos)
+      fail(field, "contains a NUL byte ('" + printable(s, 64) + "'); refusing the image");
+    return s;
   }
 
   std::vector<std::string> str_list(const json& obj, const char* key,
@@ -74,7 +82,7 @@ class Doc {
       if (!v.is_string())
         fail(field + "[" + std::to_string(i) + "]",
              std::string("expected a string, got ") + v.type_name());
-      out.push_back(v.get<std::string>());
+      out.push_back(no_nul(v.get<std::string>(), field + "[" + std::to_string(i) + "]"));
     }
     return out;
   }

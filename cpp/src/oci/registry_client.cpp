@@ -770,6 +770,25 @@ ManifestResponse RegistryClient::get_manifest(const std::string& ref_or_digest) 
   return out;
 }
 
+void RegistryClient::head_manifest(const Digest& digest) {
+  const std::string what = impl_->ref.repository + "@" + digest.str();
+  Impl::Lease h(*impl_);
+  Call c;
+  c.method = "HEAD";
+  c.url = impl_->base_url + "/v2/" + impl_->ref.repository + "/manifests/" + digest.str();
+  c.headers.push_back("Accept: " + media_type::accept_header());
+  c.registry_auth = true;
+  CallResult r = impl_->execute(*h, c);
+  const long s = r.response.status;
+  if (s == 404) impl_->fail(c, r, "manifest unknown: " + what + ": ");
+  if (s != 200) impl_->fail(c, r);
+  // A registry that names another digest for this one is not serving what we have cached.
+  const std::string* got = r.response.header("docker-content-digest");
+  if (got && !got->empty() && *got != digest.str())
+    throw DigestMismatch("manifest " + what + ": the registry answers with digest " +
+                         printable(*got, 100));
+}
+
 void RegistryClient::fetch_blob(const Descriptor& blob, int fd, const ProgressFn& progress) {
   FdTarget target(fd, "blob " + blob.digest.str());
   impl_->download(blob, target, progress);

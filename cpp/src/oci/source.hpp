@@ -31,6 +31,10 @@ class Source {
   virtual void fetch_blob(const Descriptor& blob, int fd, const ProgressFn& progress) = 0;
   // A small blob (config) into memory, verified.
   virtual std::string fetch_small_blob(const Descriptor& blob, size_t max_bytes) = 0;
+  // Asks the source, cheaply, whether it still serves the manifest digest to us (a registry: a
+  // manifest HEAD with our credentials; throws when refused). False when the source has no cheap
+  // check: the caller resolves in full instead.
+  virtual bool confirm_manifest(const Digest&) { return false; }
 };
 
 std::unique_ptr<Source> open_registry_source(const Reference& ref, const RegistryOptions& options);

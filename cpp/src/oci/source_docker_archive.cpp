@@ -167,7 +167,7 @@ class DockerArchiveSource final : public Source {
   }
 
   std::string fetch_small_blob(const Descriptor& blob, size_t max_bytes) override {
-    return store_.read_blob(blob.digest, max_bytes);
+    return store_.read_verified_blob(blob.digest, max_bytes);
   }
 
  private:
@@ -239,12 +239,28 @@ class DockerArchiveSource final : public Source {
         size += static_cast<uint64_t>(n);
       }
       Digest d = hasher.finish();
-      if (store_.has_blob(d)) {
+      if (cached_ok(d, size)) {
         members_[name] = Member{d, size};
         continue;  // w's destructor drops the duplicate
       }
       store_.commit_blob_as(w, d);
       members_[name] = Member{d, size};
+    }
+  }
+
+  // A blob already in the store is kept only with this member's size (and, for small ones such as
+  // configs, its digest); otherwise the member's bytes replace it.
+  bool cached_ok(const Digest& d, uint64_t size) const {
+    Descriptor desc;
+    desc.digest = d;
+    desc.size = static_cast<int64_t>(size);
+    if (!store_.blob_size_ok(desc)) return false;
+    if (size > kMaxConfigSize) return true;
+    try {
+      (void)store_.read_verified_blob(d, kMaxConfigSize);
+      return true;
+    } catch (const DigestMismatch&) {
+      return false;
     }
   }
 

@@ -28,6 +28,11 @@ class RegistrySource final : public Source {
     return client_.fetch_blob_bytes(blob, max_bytes);
   }
 
+  bool confirm_manifest(const Digest& digest) override {
+    client_.head_manifest(digest);
+    return true;
+  }
+
  private:
   Reference ref_;
   RegistryClient client_;

@@ -6,6 +6,7 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <cstring>
 #include <ctime>
 #include <nlohmann/json.hpp>
 #include <set>
@@ -89,10 +90,52 @@ ImageRecord record_from_json(const json& j) {
 
 }  // namespace
 
+namespace {
+
+// The parent of the store must not let another user swap the store for a directory of theirs
+// (rename it away, plant a symlink): world-writable parents need the sticky bit, as /tmp has.
+void check_parent(const fs::path& root) {
+  fs::path abs = fs::absolute(root).lexically_normal();
+  if (!abs.has_filename()) abs = abs.parent_path();
+  const fs::path parent = abs.parent_path();
+  struct stat st {};
+  if (::stat(parent.c_str(), &st) != 0) return;  // make_dirs reports a missing parent
+  if ((st.st_mode & S_IWOTH) && !(st.st_mode & S_ISVTX))
+    throw ConfigError("store '" + abs.string() + "': its parent directory '" + parent.string() +
+                      "' is writable by every user and not sticky, so another user could replace "
+                      "the store (hint: use a private directory such as ~/.cache/benchrun, or "
+                      "chmod o-w or +t '" +
+                      parent.string() + "')");
+}
+
+// Unpacked trees keep the image's modes and owners (setuid-root binaries included), so nobody but
+// the store's owner may reach them: the directory is made (or repaired to) 0700.
+void make_private(const fs::path& dir) {
+  UniqueFd fd = open_file(dir, O_RDONLY | O_DIRECTORY | O_NOFOLLOW);
+  struct stat st {};
+  if (::fstat(fd.get(), &st) != 0) throw_errno("stat", dir.string());
+  if ((st.st_mode & 07777) == 0700) return;
+  if (::fchmod(fd.get(), 0700) != 0) {
+    const int err = errno;
+    throw ConfigError(
+        "store directory '" + dir.string() + "' is mode " + std::to_string((st.st_mode >> 6) & 7) +
+        std::to_string((st.st_mode >> 3) & 7) + std::to_string(st.st_mode & 7) +
+        ", reachable by other users, and could not be made 0700: " + std::strerror(err) +
+        " (hint: chmod 700 it as its owner)");
+  }
+}
+
+}  // namespace
+
 Store::Store(fs::path root) : root_(std::move(root)) {
+  check_parent(root_);
+  make_dirs(root_);
+  make_private(root_);
   for (const char* sub :
-       {"blobs/sha256", "blobs/sha512", "rootfs", "images", "refs", "tmp", "locks"})
+       {"blobs/sha256", "blobs/sha512", "rootfs", "images", "refs", "repos", "tmp", "locks"})
     make_dirs(root_ / sub);
+  // Defence in depth under the private root: the directories that hold unpacked trees.
+  for (const char* sub : {"rootfs", "tmp"}) make_private(root_ / sub);
 }
 
 fs::path Store::blob_path(const Digest& d) const {
@@ -108,11 +151,36 @@ std::string Store::read_blob(const Digest& d, size_t max_bytes) const {
   return read_file(blob_path(d), max_bytes);
 }
 
+std::string Store::read_verified_blob(const Digest& d, size_t max_bytes) const {
+  std::string data = read_blob(d, max_bytes);
+  Digest actual = digest_of(data, d.algorithm());
+  if (actual != d)
+    throw DigestMismatch("store blob '" + blob_path(d).string() + "': content hashes to " +
+                         actual.str() + " (hint: benchrun rmi the image, prune, and pull again)");
+  return data;
+}
+
+bool Store::blob_size_ok(const Descriptor& d) const {
+  struct stat st {};
+  return ::stat(blob_path(d.digest).c_str(), &st) == 0 && S_ISREG(st.st_mode) &&
+         static_cast<int64_t>(st.st_size) == d.size;
+}
+
+void Store::remove_blob(const Digest& d) {
+  const fs::path p = blob_path(d);
+  if (::unlink(p.c_str()) != 0 && errno != ENOENT) throw_errno("unlink", p.string());
+}
+
 void Store::put_blob(const Digest& d, std::string_view data) {
   Digest actual = digest_of(data, d.algorithm());
   if (actual != d)
     throw DigestMismatch("store blob " + d.str() + ": content hashes to " + actual.str());
-  if (has_blob(d)) return;
+  // Only small blobs (manifests, configs) come here: a cached copy is compared, not trusted.
+  struct stat st {};
+  if (::stat(blob_path(d).c_str(), &st) == 0 && S_ISREG(st.st_mode) &&
+      static_cast<size_t>(st.st_size) == data.size() &&
+      read_file(blob_path(d), data.size()) == data)
+    return;
   write_file_atomic(blob_path(d), data);
 }
 
@@ -167,6 +235,30 @@ void Store::commit_rootfs(TempDir dir, const Digest& chain_id) {
     return;
   }
   if (errno != EEXIST && errno != ENOTEMPTY) throw_errno("rename", dst.string());
+}
+
+namespace {
+std::string repo_dir(const std::string& repository) { return digest_of(repository).hex(); }
+}  // namespace
+
+void Store::grant(const std::string& repository, const Digest& manifest_digest) {
+  if (granted(repository, manifest_digest)) return;
+  const fs::path dir = root_ / "repos" / repo_dir(repository);
+  make_dirs(dir);
+  json j{{"repository", repository}, {"digest", manifest_digest.str()}};
+  write_file_atomic(dir / key_of(manifest_digest), j.dump());
+}
+
+bool Store::granted(const std::string& repository, const Digest& manifest_digest) const {
+  const fs::path p = root_ / "repos" / repo_dir(repository) / key_of(manifest_digest);
+  if (::access(p.c_str(), F_OK) != 0) return false;
+  try {
+    json j = json::parse(read_file(p, kMaxRecordSize));
+    return j.at("repository").get<std::string>() == repository &&
+           j.at("digest").get<std::string>() == manifest_digest.str();
+  } catch (const std::exception&) {
+    return false;  // a corrupt record grants nothing; the next pull rewrites it
+  }
 }
 
 FileLock Store::lock(const std::string& name, bool shared) const {

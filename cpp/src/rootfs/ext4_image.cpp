@@ -33,6 +33,7 @@
 
 #include "benchrun/common/dir.hpp"
 #include "benchrun/common/error.hpp"
+#include "benchrun/common/free_space.hpp"
 #include "benchrun/common/fs.hpp"
 #include "benchrun/common/scope_exit.hpp"
 #include "benchrun/common/subprocess.hpp"
@@ -206,6 +207,8 @@ std::string ext4_image(const std::string& tree, const std::string& key,
   if (::stat(tree.c_str(), &st) != 0 || !S_ISDIR(st.st_mode))
     throw ConfigError("ext4 image of '" + tree + "': not a directory");
   make_dirs(dir);
+  // The images hold the trees' setuid binaries and private files: only the owner reaches them.
+  if (::chmod(dir.c_str(), 0700) != 0) throw_errno("chmod", dir.string());
   const fs::path lock_path = dir / ("." + hex + ".lock");
   FileLock lock(lock_path);
   if (is_file(target)) return target.string();  // built while we waited
@@ -214,6 +217,9 @@ std::string ext4_image(const std::string& tree, const std::string& key,
   uint64_t tree_inodes = 0;
   const uint64_t apparent = tree_apparent_size(tree, &tree_inodes);
   Geometry g = geometry(apparent, tree_inodes, options);
+  // The file is sparse, but mkfs writes about the tree's size (plus inode tables) in real blocks.
+  require_free_space(dir.string(), apparent + tree_inodes * kInodeSize + kFixedMetadata,
+                     options.min_free_bytes, "build the ext4 image of '" + tree + "'");
 
   std::string tmp = (dir / ("." + hex + ".ext4.XXXXXX")).string();
   int raw = ::mkostemp(tmp.data(), O_CLOEXEC);

@@ -115,6 +115,74 @@ std::string checked_image_path(const std::string& path, const std::string& what)
   return out;
 }
 
+std::string resolve_image_dir(int rootfd, const std::string& path, const std::string& what) {
+  // Symlinks are followed as a process chrooted into the image would (absolute targets restart at
+  // the image root, ".." stops there), component by component with fstatat/readlinkat on the
+  // already-resolved prefix, which is made only of real directories. What does not exist yet is
+  // kept as written (the sandbox creates it, like Docker's WORKDIR).
+  constexpr int kMaxLinks = 40;   // Linux's MAXSYMLINKS
+  std::vector<std::string> todo;  // components still to resolve, in reverse order
+  auto push_path = [&](const std::string& p) {
+    std::vector<std::string> parts;
+    size_t start = 0;
+    while (start <= p.size()) {
+      size_t slash = p.find('/', start);
+      std::string part =
+          p.substr(start, slash == std::string::npos ? std::string::npos : slash - start);
+      if (!part.empty() && part != ".") parts.push_back(part);
+      if (slash == std::string::npos) break;
+      start = slash + 1;
+    }
+    todo.insert(todo.end(), parts.rbegin(), parts.rend());
+  };
+  push_path(path);
+  std::vector<std::string> done;
+  int links = 0;
+  bool missing = false;
+  while (!todo.empty()) {
+    std::string part = std::move(todo.back());
+    todo.pop_back();
+    if (part == "..") {
+      // ".." after a missing component (only possible from a symlink's target) would climb back
+      // to components that were never resolved: the kernel fails such a path, so do we.
+      if (missing)
+        throw ConfigError(what + " '" + printable(path) +
+                          "': goes through a missing directory and back with '..'");
+      if (!done.empty()) done.pop_back();
+      continue;
+    }
+    std::string rel;
+    for (const auto& d : done) rel += d + "/";
+    rel += part;
+    struct stat st {};
+    if (missing || ::fstatat(rootfd, rel.c_str(), &st, AT_SYMLINK_NOFOLLOW) != 0) {
+      if (!missing && errno != ENOENT && errno != ENOTDIR) throw_errno("stat in image", "/" + rel);
+      missing = true;
+      done.push_back(part);
+      continue;
+    }
+    if (S_ISLNK(st.st_mode)) {
+      if (++links > kMaxLinks)
+        throw ConfigError(what + " '" + printable(path) + "': too many levels of symbolic links");
+      std::string target(4096, '\0');
+      ssize_t n = ::readlinkat(rootfd, rel.c_str(), target.data(), target.size());
+      if (n < 0) throw_errno("readlink in image", "/" + rel);
+      target.resize(static_cast<size_t>(n));
+      if (!target.empty() && target.front() == '/') done.clear();
+      push_path(target);
+      continue;
+    }
+    // A file in the way is left for the workload's setup to report (stage "create workdir"),
+    // as before; nothing beyond it is resolved.
+    if (!S_ISDIR(st.st_mode)) missing = true;
+    done.push_back(part);
+  }
+  std::string out;
+  for (const auto& d : done) out += "/" + d;
+  return checked_image_path(out.empty() ? "/" : out,
+                            what + " '" + printable(path) + "' resolves to");
+}
+
 ProcessConfig resolve_process(const oci::ImageConfig& image, const RunSpec& spec, int rootfd) {
   ProcessConfig p;
   // Docker: --entrypoint replaces Entrypoint and clears Cmd; a command replaces Cmd.
@@ -143,6 +211,9 @@ ProcessConfig resolve_process(const oci::ImageConfig& image, const RunSpec& spec
 
   std::string workdir = spec.workdir ? *spec.workdir : image.working_dir;
   p.cwd = checked_image_path(workdir.empty() ? "/" : workdir, "working directory");
+  // Resolved inside the image: a symlinked WorkingDir must not lead the chdir (done in the
+  // sandbox after pivot_root, where /proc is mounted) to /proc/self or anywhere else refused above.
+  if (rootfd >= 0) p.cwd = resolve_image_dir(rootfd, p.cwd, "working directory");
 
   // User: name | uid, optionally :group | :gid; names are looked up in the image only.
   std::string user = spec.user ? *spec.user : image.user;

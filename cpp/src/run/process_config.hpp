@@ -28,6 +28,11 @@ ProcessConfig resolve_process(const oci::ImageConfig& image, const RunSpec& spec
 // (naming what) when it is relative, escapes the root with "..", or points into /proc, /sys, /dev.
 std::string checked_image_path(const std::string& path, const std::string& what);
 
+// Resolves an absolute, checked path inside the image root as a process chrooted there would see it
+// (symlinks followed within the root), then checks the result with checked_image_path. Missing
+// trailing components are kept as given. Throws ConfigError naming what.
+std::string resolve_image_dir(int rootfd, const std::string& path, const std::string& what);
+
 // Reads a small file inside root (openat2 RESOLVE_IN_ROOT, no magic links); nullopt if missing.
 std::optional<std::string> read_in_root(int rootfd, const std::string& path, size_t max_bytes);
 

@@ -127,8 +127,12 @@ class JobExecutor:
         store: Optional[str] = None,
         default_backend: str = "sandbox",
         insecure_registries: tuple[str, ...] = (),
+        pull: str = "always",
     ) -> None:
         self.store = store
+        # "always" by default: every job asks the registry, with the job's credentials, before
+        # it uses a cached image, so a digest learnt from another project opens nothing.
+        self.pull = pull
         self.default_backend = default_backend
         self.insecure_registries = insecure_registries
 
@@ -168,6 +172,7 @@ class JobExecutor:
                 memory=job.spec.memory,
                 outputs=c.file_paths,
                 store=self.store,
+                pull=self.pull,
                 timeout=job.timeout,
                 progress=progress,
                 **p.pull_kwargs,

@@ -26,7 +26,7 @@ from benchrun import image as img
 from benchrun.cli.progress import pull_progress
 from benchrun.errors import BenchrunError, ConfigError
 from benchrun.cli.run_options import add_run_options, run_options, with_flag
-from benchrun.options import parse_env_file
+from benchrun.options import PULL_POLICIES, parse_env_file
 from benchrun.runner import SCHEMA, Result, execute, load_image, make_spec
 
 EXIT_USAGE = 2
@@ -206,6 +206,13 @@ def _add_run_parser(sub: Any) -> None:
     )
     p.add_argument(
         "--image", metavar="REF", help="the image (then every positional is the command)"
+    )
+    p.add_argument(
+        "--pull",
+        choices=PULL_POLICIES,
+        default="missing",
+        help="pull the image: missing (default: when the store has not pulled it from this "
+        "repository), always (check with the registry first; cheap when cached), never",
     )
     add_run_options(p)
     p.add_argument(
@@ -462,7 +469,9 @@ def cmd_run(args: argparse.Namespace) -> int:
         env_files = [e for path in args.env_file for e in parse_env_file(path)]
         if env_files:
             options["env"] = env_files + list(options.get("env", []))
-        spec = make_spec(image, command, store=args.store, **options, **_registry_kwargs(args))
+        spec = make_spec(
+            image, command, store=args.store, pull=args.pull, **options, **_registry_kwargs(args)
+        )
     except ConfigError as e:  # a bad option value is a usage error: nothing was pulled or run
         args.run_parser.error(with_flag(str(e)))
     # Pull once, with progress bars that are gone before the workload runs; the image is loaded

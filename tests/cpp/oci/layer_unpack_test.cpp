@@ -811,3 +811,28 @@ TEST_F(LayerUnpack, ResolverModesAgree) {
   ASSERT_EQ(automatic.open("a", O_PATH, fd), 0);
   EXPECT_NE(automatic.mode(), ResolveMode::kAuto);
 }
+
+// Finding 5 (issue 11): the puller's per-image budget and free-space checks run through
+// UnpackOptions::check_bytes: before each regular file (with its size) and as the stream grows.
+TEST_F(LayerUnpack, CheckBytesSeesEveryFileAndCanStopTheUnpack) {
+  std::vector<std::pair<uint64_t, uint64_t>> seen;
+  UnpackOptions opts;
+  opts.check_bytes = [&](uint64_t reached, uint64_t to_write) {
+    seen.emplace_back(reached, to_write);
+  };
+  apply(tar_of({File("a", std::string(1 << 20, 'a')), File("small", "s"),
+                File("b", std::string(2 << 20, 'b'))}),
+        Compression::kNone, opts);
+  std::vector<uint64_t> writes;
+  for (const auto& [reached, to_write] : seen)
+    if (to_write) writes.push_back(to_write);
+  EXPECT_EQ(writes, (std::vector<uint64_t>{1 << 20, 2 << 20}));  // small files: the stream step
+  EXPECT_EQ(seen.front().second, 0u);  // the stream's own check comes first
+
+  opts.check_bytes = [](uint64_t reached, uint64_t to_write) {
+    if (to_write && reached > (3u << 20)) throw benchrun::ImageTooLarge("over budget");
+  };
+  EXPECT_THROW(apply(tar_of({File("c", std::string(4 << 20, 'c'))}), Compression::kNone, opts),
+               benchrun::ImageTooLarge);
+  EXPECT_FALSE(exists("c"));  // refused before a byte of it was written
+}

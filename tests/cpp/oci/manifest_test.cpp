@@ -388,3 +388,22 @@ TEST(Manifest, CompressionForLayerTypes) {
                           "application/vnd.oci.image.config.v1+json", "application/octet-stream"})
     EXPECT_THROW(compression_for(bad), ImageError) << bad;
 }
+
+// Finding 10 (issue 11): a NUL in a config string was cut off where the string became a C string
+// (argv, env, chdir): "/bin/echo\0x" ran /bin/echo. The image is refused instead.
+TEST(ManifestConfig, NulInConfigStringsIsRefused) {
+  for (const char* field :
+       {R"("Entrypoint":["/bin/sh\u0000x"])", R"("Cmd":["a","b\u0000"])",
+        R"("Env":["A=1\u0000B=2"])", R"("WorkingDir":"/w\u0000/x")", R"("User":"0\u0000:0")"}) {
+    const std::string body =
+        std::string(R"({"rootfs":{"type":"layers","diff_ids":[]},"config":{)") + field + "}}";
+    try {
+      parse_config(body);
+      ADD_FAILURE() << "accepted " << field;
+    } catch (const ImageError& e) {
+      EXPECT_NE(std::string(e.what()).find("NUL"), std::string::npos) << e.what();
+    }
+  }
+  EXPECT_NO_THROW(parse_config(
+      R"({"rootfs":{"type":"layers","diff_ids":[]},"config":{"Entrypoint":["/bin/sh"]}})"));
+}

@@ -2,6 +2,7 @@
 #include "benchrun/rootfs/ext4_image.hpp"
 
 #include <gtest/gtest.h>
+#include <sys/mount.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -187,6 +188,32 @@ TEST_F(Ext4Test, ZeroHeadroomStillFits) {
   o.headroom_ratio = -1;
   EXPECT_THROW(ext4_image(tree_.string(), "sha256:" + std::string(64, 'b'), cache_, o),
                ConfigError);
+}
+
+// Issue 11 finding 5 (and 2): the VM cache gets the same free-space check as the store, before
+// mkfs writes a block, and the images' directory is private.
+TEST_F(Ext4Test, RefusedWhenTheCacheFilesystemIsTooSmall) {
+  const fs::path small = tmp_.path() / "small";
+  fs::create_directories(small);
+  ASSERT_EQ(::mount("tmpfs", small.c_str(), "tmpfs", 0, "size=16m"), 0) << strerror(errno);
+  struct Unmount {
+    fs::path p;
+    ~Unmount() { ::umount2(p.c_str(), MNT_DETACH); }
+  } unmount{small};
+  write(tree_ / "huge", std::string(24 << 20, 'h'));
+  try {
+    ext4_image(tree_.string(), kKey, (small / "cache").string());
+    ADD_FAILURE() << "an ext4 image larger than its filesystem was built";
+  } catch (const benchrun::ImageTooLarge& e) {
+    EXPECT_NE(std::string(e.what()).find("MiB free"), std::string::npos) << e.what();
+  }
+  for (const auto& d : fs::directory_iterator(small / "cache" / "ext4"))
+    EXPECT_EQ(d.path().extension(), ".lock") << d.path();  // no image, no temp file
+  struct stat st {};
+  ASSERT_EQ(::stat((small / "cache" / "ext4").c_str(), &st), 0);
+  EXPECT_EQ(st.st_mode & 07777, 0700u);
+  fs::remove(tree_ / "huge");
+  EXPECT_NO_THROW(ext4_image(tree_.string(), kKey, (small / "cache").string()));
 }
 
 TEST(Ext4TreeSize, CountsBlocksInodesAndHardLinksOnce) {

@@ -123,6 +123,30 @@ TEST_F(ProcessConfigTest, HostileWorkdirsRefused) {
   EXPECT_EQ(resolve_process(image_, RunSpec{}, rootfd_).cwd, "/a/c");
 }
 
+// Finding 10 (issue 11): WorkingDir through an in-image symlink ended in /proc/self.
+TEST_F(ProcessConfigTest, WorkdirSymlinksResolveInsideTheImage) {
+  fs::create_symlink("/proc/self", dir_->path() / "w");
+  fs::create_symlink("../../../proc/self/cwd", dir_->path() / "rel");
+  fs::create_directories(dir_->path() / "real/sub");
+  fs::create_symlink("../real", dir_->path() / "etc/up");
+  fs::create_symlink("loop2", dir_->path() / "loop1");
+  fs::create_symlink("loop1", dir_->path() / "loop2");
+  fs::create_symlink("nowhere/../w", dir_->path() / "back");  // ".." over a missing directory
+  for (const char* bad : {"/w", "/w/cwd", "/rel", "/loop1", "/back"}) {
+    image_.working_dir = bad;
+    EXPECT_THROW(resolve_process(image_, RunSpec{}, rootfd_), ConfigError) << bad;
+  }
+  image_.working_dir = "/etc/up/sub";
+  EXPECT_EQ(resolve_process(image_, RunSpec{}, rootfd_).cwd, "/real/sub");
+  image_.working_dir = "/etc/up/new/dir";  // created by the sandbox, as Docker's WORKDIR
+  EXPECT_EQ(resolve_process(image_, RunSpec{}, rootfd_).cwd, "/real/new/dir");
+  image_.working_dir = "/etc/passwd/x";  // a file in the way: the sandbox's mkdir reports it
+  EXPECT_EQ(resolve_process(image_, RunSpec{}, rootfd_).cwd, "/etc/passwd/x");
+  RunSpec s;
+  s.workdir = "/w";  // the user's --workdir is resolved the same way
+  EXPECT_THROW(resolve_process(image_, s, rootfd_), ConfigError);
+}
+
 TEST(CheckedImagePath, Normalises) {
   EXPECT_EQ(checked_image_path("/", "p"), "/");
   EXPECT_EQ(checked_image_path("/tmp//out.json", "p"), "/tmp/out.json");

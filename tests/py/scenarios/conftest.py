@@ -136,6 +136,6 @@ def run_image(
     ) -> benchrun.Result:
         info = make_image(config, layers)
         kw.setdefault("timeout", DEFAULT_TIMEOUT)
-        return benchrun.run(info.ref, command, backend=backend, store=store, pull=False, **kw)
+        return benchrun.run(info.ref, command, backend=backend, store=store, pull="never", **kw)
 
     return go

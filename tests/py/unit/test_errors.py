@@ -15,6 +15,7 @@ CASES = [
     ("ImageError", errors.ImageError),
     ("DigestMismatch", errors.DigestMismatch),
     ("UnsafeLayerError", errors.UnsafeLayerError),
+    ("ImageTooLarge", errors.ImageTooLarge),
     ("ImageNotFound", errors.ImageNotFound),
     ("SandboxError", errors.SandboxError),
     ("VmError", errors.VmError),

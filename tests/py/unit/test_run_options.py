@@ -213,7 +213,7 @@ def test_make_spec_defaults_and_conversions(tmp_path):
     assert c.memory == 64 * MiB and c.timeout == 5.0 and c.env == ["A=1"]
     assert c.outputs == ["/tmp/a", "/tmp/b"] and c.user == "65534"  # duplicates dropped
     assert c.max_output_bytes == MiB == s.max_output_bytes and len(c.cpus) == 1
-    assert s.store == str(tmp_path) and c.network is False and s.pull is True
+    assert s.store == str(tmp_path) and c.network is False and s.pull == "missing"
     assert s.backend == c.backend == "sandbox"
     assert s.options["memory"] == "64m" and s.options["command"] == "sh -c 'echo a b'"  # as given
     d = make_spec("img", store=tmp_path)
@@ -480,9 +480,20 @@ def test_run_pulls_a_missing_image(monkeypatch):
     assert fake.calls[0]["image"] is fake.loaded[0]
     assert r.phases["pull"] > 0
     fake.cached = False
-    with pytest.raises(ImageNotFound):
-        benchrun.run("img", pull=False)
+    with pytest.raises(ImageNotFound, match="pull policy 'never'"):
+        benchrun.run("img", pull="never")
     assert len(fake.pulls) == 1 and len(fake.calls) == 1
+
+
+def test_pull_policies(monkeypatch):
+    fake = FakeNative(cached=True).install(monkeypatch)
+    benchrun.run("img")  # missing: cached, so no pull
+    assert fake.pulls == []
+    benchrun.run("img", pull="always")  # always: the registry is asked even when cached
+    assert [r for r, _ in fake.pulls] == ["img"]
+    for bad in (True, False, "sometimes", None):
+        with pytest.raises(ConfigError, match="always, missing, never"):
+            make_spec("img", pull=bad)
 
 
 def test_run_validates_before_any_work(monkeypatch):

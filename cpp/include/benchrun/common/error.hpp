@@ -71,6 +71,13 @@ class UnsafeLayerError : public ImageError {
   using ImageError::ImageError;
 };
 
+// An image would unpack to more than its limits (per-image total, ratio to the compressed size) or
+// than the store's filesystem can hold while keeping its reserve free.
+class ImageTooLarge : public ImageError {
+ public:
+  using ImageError::ImageError;
+};
+
 // The image is not in the local store.
 class ImageNotFound : public ImageError {
  public:

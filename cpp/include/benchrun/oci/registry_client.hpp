@@ -65,6 +65,11 @@ class RegistryClient {
   // it.
   ManifestResponse get_manifest(const std::string& ref_or_digest);
 
+  // HEAD /v2/<repo>/manifests/<digest> with the client's credentials: returns when the registry
+  // serves that manifest to us (200), throws RegistryError/AuthError otherwise. The cheap access
+  // check before a cached image is used (--pull always).
+  void head_manifest(const Digest& digest);
+
   // GET /v2/<repo>/blobs/<digest>, writing to fd (opened read-write, positioned at 0, empty).
   // Verifies size and digest while streaming; throws DigestMismatch (and leaves fd content
   // undefined) on bad bytes. Thread-safe: several blobs may be fetched concurrently from one

@@ -5,6 +5,9 @@
 //   rootfs/<alg>-<hex>/        unpacked trees keyed by the ChainID of their diff_ids
 //   images/<alg>-<hex>.json    image records keyed by manifest digest
 //   refs/<sha256(name)>.json   {"reference": ..., "digest": ...}
+//   repos/<sha256(repo)>/<alg>-<hex>  {"repository": ..., "digest": ...}: the repository (registry
+//                              + name) served this manifest digest to a successful, authorised pull
+//   runs/                      per-run directories (overlay upper/work/merged)
 //   tmp/                       in-progress writes; published only by rename(2)
 //   locks/                     flock files serialising work on one blob / rootfs / ref
 // Nothing half-written is ever visible: every publish is a rename within the same filesystem.
@@ -46,7 +49,9 @@ struct PruneStats {
 
 class Store {
  public:
-  // Creates the layout under root if missing.
+  // Creates the layout under root if missing. The root, rootfs/ and tmp/ are made (or repaired to)
+  // 0700: unpacked trees keep the image's setuid binaries and owners. Throws ConfigError when the
+  // root's parent is world-writable without the sticky bit, or a mode cannot be repaired.
   explicit Store(std::filesystem::path root);
 
   const std::filesystem::path& root() const noexcept { return root_; }
@@ -54,6 +59,13 @@ class Store {
   std::filesystem::path blob_path(const Digest& d) const;
   bool has_blob(const Digest& d) const;
   std::string read_blob(const Digest& d, size_t max_bytes) const;
+  // read_blob, then checks the bytes hash to d (DigestMismatch naming the store file otherwise):
+  // used for every cached manifest and config, where hashing is cheap.
+  std::string read_verified_blob(const Digest& d, size_t max_bytes) const;
+  // The blob is in the store with exactly the size the descriptor declares.
+  bool blob_size_ok(const Descriptor& d) const;
+  // Removes a blob (the caller holds its lock); a missing one is fine.
+  void remove_blob(const Digest& d);
   // Verifies data hashes to d, then publishes it.
   void put_blob(const Digest& d, std::string_view data);
 
@@ -106,6 +118,11 @@ class Store {
   bool remove_ref(const std::string& reference);
   // Removes an image record and every ref pointing at it.
   bool remove_image(const Digest& manifest_digest);
+
+  // Records that repository ("registry/name", Reference::name()) served manifest_digest to a
+  // successful pull; a cache hit by digest requires this record for the repository asked for.
+  void grant(const std::string& repository, const Digest& manifest_digest);
+  bool granted(const std::string& repository, const Digest& manifest_digest) const;
 
   // Removes blobs and rootfs trees no image record references, and stale tmp/ entries.
   PruneStats prune();

@@ -12,6 +12,10 @@ struct Ext4Options {
   double headroom_ratio = 0.25;            // the tree's size is scaled by 1 + ratio
   std::string mkfs = "mkfs.ext4";          // e2fsprogs >= 1.43 (-d); a name is looked up in PATH
   std::chrono::milliseconds timeout = std::chrono::minutes(30);
+  // Kept free on the cache's filesystem: the image needs about the tree's size in real blocks, and
+  // is refused (ImageTooLarge) when that would eat into the reserve. UINT64_MAX = 5 % of the
+  // filesystem, at most 1 GiB.
+  uint64_t min_free_bytes = UINT64_MAX;
 };
 
 // Bytes the tree needs on ext4 with 4 KiB blocks, not following symlinks: each regular file
