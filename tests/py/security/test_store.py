@@ -7,6 +7,7 @@ import os
 import shutil
 import stat
 import subprocess
+import sys
 import tempfile
 from pathlib import Path
 
@@ -31,8 +32,9 @@ def _compile(tmp_path: Path, source: str) -> bytes:
     src = tmp_path / "prog.c"
     src.write_text(source)
     exe = tmp_path / "prog"
-    subprocess.run(["gcc", "-static", "-O1", "-o", str(exe), str(src)], check=True,
-                   capture_output=True)
+    subprocess.run(
+        ["gcc", "-static", "-O1", "-o", str(exe), str(src)], check=True, capture_output=True
+    )
     return exe.read_bytes()
 
 
@@ -48,16 +50,24 @@ def public_dir():
 
 def _as_nobody(*argv: str) -> subprocess.CompletedProcess:
     """argv run by another local user (uid/gid 65534, no groups, no capabilities)."""
-    return subprocess.run(list(argv), user=65534, group=65534, extra_groups=[],
-                          capture_output=True, text=True, timeout=30)
+    return subprocess.run(
+        list(argv),
+        user=65534,
+        group=65534,
+        extra_groups=[],
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
 
 
 # --- finding 2: setuid binaries reachable in the store ----------------------------------------
 
 
 def test_setuid_binary_in_store_is_unreachable_by_other_users(tmp_path, public_dir):
-    suid = Layer("gzip").dir("attack").file("attack/whoami", _compile(tmp_path, WHOAMI),
-                                             mode=0o4755)
+    suid = (
+        Layer("gzip").dir("attack").file("attack/whoami", _compile(tmp_path, WHOAMI), mode=0o4755)
+    )
     info = write_layout(tmp_path / "img", [busybox_layer(), suid])
     store = public_dir / "store"
     img = benchrun.pull(info.ref, store=store)
@@ -73,8 +83,7 @@ def test_setuid_binary_in_store_is_unreachable_by_other_users(tmp_path, public_d
         assert stat.S_IMODE(d.stat().st_mode) == 0o700, d
 
 
-def test_store_under_world_writable_parent_without_sticky_bit_is_refused(busybox_image,
-                                                                         public_dir):
+def test_store_under_world_writable_parent_without_sticky_bit_is_refused(busybox_image, public_dir):
     shared = public_dir / "shared"
     shared.mkdir()
     shared.chmod(0o777)
@@ -131,8 +140,9 @@ def small_fs(tmp_path):
     """A 32 MiB tmpfs holding a store."""
     mnt = tmp_path / "small"
     mnt.mkdir()
-    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=32m,mode=0755", "tmpfs", str(mnt)],
-                   check=True)
+    subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "size=32m,mode=0755", "tmpfs", str(mnt)], check=True
+    )
     yield mnt
     subprocess.run(["umount", "-l", str(mnt)], check=False)
 
@@ -169,8 +179,7 @@ def test_cached_digest_does_not_open_another_repository(pushed, busybox_image, s
     digest = busybox_image.manifest_digest
     # No registry at 127.0.0.1:1: the store's copy must not stand in for it.
     with pytest.raises(benchrun.BenchrunError) as e:
-        benchrun.run(f"127.0.0.1:1/other/private@{digest}", ["true"], store=store,
-                     max_attempts=1)
+        benchrun.run(f"127.0.0.1:1/other/private@{digest}", ["true"], store=store, max_attempts=1)
     assert isinstance(e.value, (benchrun.RegistryError, benchrun.ImageNotFound)), e.value
     with pytest.raises(benchrun.ImageNotFound, match="no pull from repository"):
         benchrun.run(f"127.0.0.1:1/other/private@{digest}", ["true"], store=store, pull="never")
@@ -181,7 +190,8 @@ def test_cached_digest_does_not_open_another_repository(pushed, busybox_image, s
 
 @pytest.mark.registry
 def test_cached_digest_refused_for_unauthorised_repository_in_same_registry(
-        basic_registry, busybox_image, store):
+    basic_registry, busybox_image, store
+):
     creds = "bench:s3cret"
     a = f"{basic_registry.host}/tenant-a/img"
     b = f"{basic_registry.host}/tenant-b/img"
@@ -196,8 +206,9 @@ def test_cached_digest_refused_for_unauthorised_repository_in_same_registry(
     benchrun.pull(f"{a}@{digest}", store=store, username="bench", password="s3cret")
     with pytest.raises(benchrun.AuthError):
         benchrun.run(f"{a}@{digest}", ["true"], store=store, pull="always", max_attempts=1)
-    r = benchrun.run(f"{a}@{digest}", ["true"], store=store, pull="always", username="bench",
-                     password="s3cret")
+    r = benchrun.run(
+        f"{a}@{digest}", ["true"], store=store, pull="always", username="bench", password="s3cret"
+    )
     assert r.exit_code == 0
 
 
@@ -231,24 +242,56 @@ def test_pull_always_rechecks_with_the_registry(pushed, registry, busybox_image,
 
 @pytest.mark.registry
 def test_cli_pull_flag(pushed, store):
-    p = subprocess.run(["benchrun", "run", "--store", str(store), "--pull", "never", pushed,
-                        "true"], capture_output=True, text=True, timeout=120)
+    p = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "benchrun.cli",
+            "run",
+            "--store",
+            str(store),
+            "--pull",
+            "never",
+            pushed,
+            "true",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert p.returncode == 125 and "pull policy 'never'" in p.stderr, p.stderr
-    p = subprocess.run(["benchrun", "run", "--store", str(store), "--pull", "sometimes", pushed],
-                       capture_output=True, text=True, timeout=120)
+    p = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "benchrun.cli",
+            "run",
+            "--store",
+            str(store),
+            "--pull",
+            "sometimes",
+            pushed,
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert p.returncode == 2 and "--pull" in p.stderr
 
 
 # --- finding 10: NUL in config strings, WorkingDir through a symlink, cached blob size ------------
 
 
-@pytest.mark.parametrize("config", [
-    {"Entrypoint": ["/bin/echo\u0000x"]},
-    {"Cmd": ["/bin/sh", "-c", "id\u0000; reboot"]},
-    {"Env": ["PATH=/bin\u0000:/attack"]},
-    {"WorkingDir": "/tmp\u0000/x"},
-    {"User": "0\u0000:65534"},
-])
+@pytest.mark.parametrize(
+    "config",
+    [
+        {"Entrypoint": ["/bin/echo\u0000x"]},
+        {"Cmd": ["/bin/sh", "-c", "id\u0000; reboot"]},
+        {"Env": ["PATH=/bin\u0000:/attack"]},
+        {"WorkingDir": "/tmp\u0000/x"},
+        {"User": "0\u0000:65534"},
+    ],
+)
 def test_nul_in_config_strings_refuses_the_image(tmp_path, store, config):
     info = write_layout(tmp_path / "nul", [busybox_layer()], config={"Cmd": ["true"], **config})
     with pytest.raises(benchrun.ImageError, match="NUL"):
@@ -258,8 +301,9 @@ def test_nul_in_config_strings_refuses_the_image(tmp_path, store, config):
 @pytest.mark.parametrize("backend", BACKENDS)
 def test_workdir_through_symlink_cannot_reach_proc(tmp_path, store, backend):
     layer = Layer("gzip").symlink("w", "/proc/self").symlink("r", "../../proc/self/root")
-    info = write_layout(tmp_path / "wd", [busybox_layer(), layer],
-                        config={"WorkingDir": "/w", "Cmd": ["/bin/pwd"]})
+    info = write_layout(
+        tmp_path / "wd", [busybox_layer(), layer], config={"WorkingDir": "/w", "Cmd": ["/bin/pwd"]}
+    )
     with pytest.raises(benchrun.ConfigError, match="/proc"):
         benchrun.run(info.ref, store=store, backend=backend)
     with pytest.raises(benchrun.ConfigError, match="/proc"):
