@@ -87,18 +87,7 @@ def dump(doc: Any, fp: IO[bytes], indent: Optional[int] = 2, prefix: str = "") -
     chunks. ``prefix`` is put after each newline (to nest the document in another one)."""
     token = f"@benchrun-blob-{uuid.uuid4().hex}-"
     blobs: list[Blob] = []
-
-    def swap(value: Any) -> Any:
-        if isinstance(value, Blob):
-            blobs.append(value)
-            return f"{token}{len(blobs) - 1}@"
-        if isinstance(value, Mapping):
-            return {k: swap(v) for k, v in value.items()}
-        if isinstance(value, (list, tuple)):
-            return [swap(v) for v in value]
-        return value
-
-    skeleton = json.dumps(swap(doc), indent=indent)
+    skeleton = json.dumps(_swap(doc, token, blobs), indent=indent)
     if prefix:
         skeleton = skeleton.replace("\n", "\n" + prefix)  # JSON strings hold no raw newline
     parts = re.split('"' + re.escape(token) + r'(\d+)@"', skeleton)
@@ -110,3 +99,17 @@ def dump(doc: Any, fp: IO[bytes], indent: Optional[int] = 2, prefix: str = "") -
         for chunk in blobs[int(part)].chunks():
             fp.write(chunk)
         fp.write(b'"')
+
+
+def _swap(value: Any, token: str, blobs: list[Blob]) -> Any:
+    """``value`` with each Blob replaced by a placeholder string, the Blob appended to blobs. (A
+    function of its own, not a closure: a recursive closure is a reference cycle that would keep
+    the blobs' bytes alive until the garbage collector runs.)"""
+    if isinstance(value, Blob):
+        blobs.append(value)
+        return f"{token}{len(blobs) - 1}@"
+    if isinstance(value, Mapping):
+        return {k: _swap(v, token, blobs) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_swap(v, token, blobs) for v in value]
+    return value

@@ -79,6 +79,7 @@ class Agent:
             store=config.store,
             default_backend=config.backend,
             insecure_registries=config.insecure_registries,
+            max_message=config.max_message,
         )
         self._backoff = Backoff(config.backoff_initial, config.backoff_max)
         self._stop = asyncio.Event()

@@ -27,6 +27,7 @@ from benchrun.jobs import protocol
 from benchrun.jobs.protocol import ClaimedJob
 
 from . import results as _results
+from .config import DEFAULT_MAX_MESSAGE
 
 log = logging.getLogger("benchrun.agent")
 
@@ -127,8 +128,12 @@ class JobExecutor:
         store: Optional[str] = None,
         default_backend: str = "sandbox",
         insecure_registries: tuple[str, ...] = (),
+        max_message: int = DEFAULT_MAX_MESSAGE,
     ) -> None:
         self.store = store
+        # The results of a job are cut to this as they come (they could not be sent whole), so
+        # the agent holds at most about this much of a job's output, not every iteration's.
+        self.max_message = max_message
         self.default_backend = default_backend
         self.insecure_registries = insecure_registries
 
@@ -214,7 +219,10 @@ class JobExecutor:
             timings["prepare"] += res.phases.get("prepare", 0.0) + res.phases.get("start", 0.0)
             if res.interrupted or cancel.is_set():
                 return Outcome("canceled", timings=timings)
-            done.append(_results.iteration_output(res))
+            done.append(_results.iteration_output(res, self.max_message))
+            # Cut as we go (the final message is cut the same way): the agent never holds every
+            # iteration's output until the end.
+            done = _results.fit({"results": done}, self.max_message)[0]["results"]
             for path, why in res.missing_outputs.items():
                 log.warning(
                     "job %s iteration %d: output '%s' not collected: %s", job.uuid, i + 1, path, why
