@@ -17,12 +17,11 @@ namespace {
 UniqueFd anonymous_file(const std::string& dir) {
   int fd = ::open(dir.c_str(), O_TMPFILE | O_RDWR | O_CLOEXEC, 0600);
   if (fd >= 0) return UniqueFd(fd);
-  if (errno != EOPNOTSUPP && errno != EISDIR && errno != EINVAL)
-    throw_errno("open O_TMPFILE", dir);
+  if (errno != EOPNOTSUPP && errno != EISDIR && errno != EINVAL) throw_errno("open O_TMPFILE", dir);
   static std::atomic<unsigned> counter{0};
   for (int attempt = 0; attempt < 100; ++attempt) {
-    std::string path = dir + "/.output-" + std::to_string(::getpid()) + "-" +
-                       std::to_string(counter.fetch_add(1));
+    std::string path =
+        dir + "/.output-" + std::to_string(::getpid()) + "-" + std::to_string(counter.fetch_add(1));
     fd = ::open(path.c_str(), O_CREAT | O_EXCL | O_RDWR | O_CLOEXEC | O_NOFOLLOW, 0600);
     if (fd >= 0) {
       ::unlink(path.c_str());
@@ -35,7 +34,8 @@ UniqueFd anonymous_file(const std::string& dir) {
 
 }  // namespace
 
-OutputFile::OutputFile(const std::string& dir, uint64_t cap) : fd_(anonymous_file(dir)), cap_(cap) {}
+OutputFile::OutputFile(const std::string& dir, uint64_t cap)
+    : fd_(anonymous_file(dir)), cap_(cap) {}
 
 bool OutputFile::append(const char* data, size_t n) {
   const uint64_t room = cap_ > size_ ? cap_ - size_ : 0;
@@ -57,8 +57,8 @@ bool OutputFile::append(const char* data, size_t n) {
 void OutputFile::read_into(char* dst) const {
   uint64_t done = 0;
   while (done < size_) {
-    ssize_t r = ::pread(fd_.get(), dst + done, static_cast<size_t>(size_ - done),
-                        static_cast<off_t>(done));
+    ssize_t r =
+        ::pread(fd_.get(), dst + done, static_cast<size_t>(size_ - done), static_cast<off_t>(done));
     if (r < 0) {
       if (errno == EINTR) continue;
       throw_errno("read", "captured output");
