@@ -370,7 +370,7 @@ class Agent:
             self._once_finished = True
         msg = outcome.message(job.claimed.uuid, report_timings=self.config.report_timings)
         msg, cut = _results.fit(msg, self.config.max_message)
-        if cut:
+        if cut or getattr(outcome, "truncated", False):
             limit = f"{self.config.max_message / (1 << 20):g} MiB"
             error = f"results exceed the {limit} message limit; outputs truncated"
             if outcome.event == "failed" and outcome.error:

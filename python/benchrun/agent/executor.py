@@ -47,6 +47,8 @@ class Outcome:
     results: list[dict[str, Any]] = field(default_factory=list)
     error: Optional[str] = None
     timings: dict[str, float] = field(default_factory=dict)  # pull, prepare (seconds)
+    # Some output was cut to the message limit while the iterations ran (reported as failed).
+    truncated: bool = False
 
     def message(self, job: str, *, report_timings: bool = True) -> dict[str, Any]:
         timings = self.timings if report_timings and self.event != "canceled" else None
@@ -200,6 +202,19 @@ class JobExecutor:
         cancel: threading.Event,
         timings: dict[str, float],
     ) -> Outcome:
+        cut = [False]
+        outcome = self._run_iterations(job, spec, image, cancel, timings, cut)
+        return dataclasses.replace(outcome, truncated=cut[0] and outcome.event != "canceled")
+
+    def _run_iterations(
+        self,
+        job: ClaimedJob,
+        spec: runner.RunSpec,
+        image: Any,
+        cancel: threading.Event,
+        timings: dict[str, float],
+        cut: list[bool],
+    ) -> Outcome:
         done: list[dict[str, Any]] = []
         deadline = time.monotonic() + job.timeout  # the job's timeout covers every iteration
         for i in range(job.config.iter):
@@ -222,7 +237,9 @@ class JobExecutor:
             done.append(_results.iteration_output(res, self.max_message))
             # Cut as we go (the final message is cut the same way): the agent never holds every
             # iteration's output until the end.
-            done = _results.fit({"results": done}, self.max_message)[0]["results"]
+            fitted, was_cut = _results.fit({"results": done}, self.max_message)
+            done = fitted["results"]
+            cut[0] = cut[0] or was_cut or _results.was_cut(done[-1])
             for path, why in res.missing_outputs.items():
                 log.warning(
                     "job %s iteration %d: output '%s' not collected: %s", job.uuid, i + 1, path, why

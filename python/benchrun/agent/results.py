@@ -69,6 +69,16 @@ def iteration_output(result: Result, max_bytes: Optional[int] = None) -> dict[st
     )
 
 
+def was_cut(iteration: dict[str, Any]) -> bool:
+    """An iteration_output() one of whose texts was cut to the message limit."""
+    texts = [
+        iteration.get("stdout"),
+        iteration.get("stderr"),
+        *iteration.get("output", {}).values(),
+    ]
+    return any(isinstance(t, str) and t.endswith(TRUNCATED_MARK) for t in texts)
+
+
 def message_size(msg: dict[str, Any]) -> int:
     return len(protocol.dumps(msg).encode("utf-8"))
 
