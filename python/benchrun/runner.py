@@ -6,22 +6,23 @@ execute() (pull if missing, load the image once, then benchrun._core.run) -> a f
 The Docker process semantics (entrypoint/cmd/env/workdir/user) live in the C++ runner; this module
 passes the caller's choices through unchanged (None = "not given").
 
-The Result's JSON document (Result.to_json(), `benchrun run --json`), schema 2:
+The Result's JSON document (Result.to_json(), Result.write_json(), `benchrun run --json`), schema 3:
 
     {
-      "schema": 2,
+      "schema": 3,
       "backend": "sandbox",              # the backend that ran the workload
       "image_digest": "sha256:...",      # manifest digest of the image that ran
       "ok": true,                        # exit_code == 0 and not signalled/timed out/OOM-killed
       "exit_code": 0,                    # -1 when killed by a signal
       "signal": 0,                       # the signal that killed the workload, 0 if none
       "timed_out": false, "oom_killed": false,
-      "stdout": "...", "stderr": "...",  # the bytes as UTF-8 text (invalid sequences -> U+FFFD)
-      "stdout_base64": null,             # base64 of the exact bytes when they are not valid UTF-8
-      "stderr_base64": null,             #   (null when the text above is exact)
+      "stdout": "...", "stderr": "...",  # the exact bytes as text, or null when base64 below
+      "stdout_base64": null,             # the bytes as base64, or null when text above: text
+      "stderr_base64": null,             #   when valid UTF-8 whose JSON escaping at most doubles
+                                         #   it, else base64; never both (benchrun.blobjson)
       "stdout_truncated": false, "stderr_truncated": false,
-      "outputs": {"/tmp/out.json": "..."},  # collected files as text, like stdout
-      "outputs_base64": {},                 # path -> base64, only for files that are not UTF-8
+      "outputs": {"/tmp/out.json": "..."},  # collected files that are text, like stdout
+      "outputs_base64": {},                 # path -> base64 for the others (each file in one)
       "missing_outputs": {"/tmp/x": "reason"},
       "metrics": {                       # every measured quantity: name -> value + unit
         "wall_time": {"value": 0.01, "unit": "s"},    # the workload alone (exec to exit)
@@ -44,29 +45,30 @@ For the vm backend, wall_time, cpu_user/cpu_system and peak_memory are measured 
 (the workload's cgroup there); the VMM's own cost on the host is vmm_cpu/vmm_peak_memory. "start"
 is QEMU start to the guest init's hello (the boot), "collect" includes the VM's shutdown.
 
-Result.from_json() reads it back exactly (bytes included), and also reads schema 1 documents
-(their four figures become metrics, their "vm" object facts and metrics). Readers must ignore keys
+Result.from_json() reads it back exactly (bytes included), and also reads schema 2 documents (which
+held non-UTF-8 bytes twice: lossy text and base64; base64 wins) and schema 1 documents (their four
+figures become metrics, their "vm" object facts and metrics). Readers must ignore keys
 they do not know; a change that breaks readers bumps "schema".
 """
 
 from __future__ import annotations
 
-import base64
 import inspect
 import os
 import time
 from dataclasses import dataclass, field, replace
-from typing import Any, Callable, Mapping, NamedTuple, Optional
+from typing import IO, Any, Callable, Mapping, NamedTuple, Optional
 
 from benchrun import _core
+from benchrun import blobjson as _blobjson
 from benchrun import image as _image
 from benchrun import options as _options
 from benchrun.errors import ConfigError, ImageError
 from benchrun.options import ArgvArg
 from benchrun.store import resolve_store
 
-SCHEMA = 2
-READABLE_SCHEMAS = (1, 2)
+SCHEMA = 3
+READABLE_SCHEMAS = (1, 2, 3)
 DEFAULT_MAX_OUTPUT_BYTES = 64 << 20
 PHASES = ("pull", "prepare", "start", "run", "collect")
 # The metrics every backend produces, also Result attributes (as in schema 1).
@@ -179,8 +181,27 @@ class Result:
         )
 
     def to_json(self) -> dict[str, Any]:
-        """The JSON-ready document described in this module's docstring (schema 2)."""
-        outputs_b64 = {p: _b64(v) for p, v in self.outputs.items() if not _is_utf8(v)}
+        """The JSON-ready document described in this module's docstring (schema 3). Each stream
+        and file is either text or base64, never both (see benchrun.blobjson)."""
+        return self._doc(_blobjson.encode)
+
+    def write_json(self, fp: IO[bytes], *, indent: Optional[int] = 2, prefix: str = "") -> None:
+        """Writes to_json()'s document to the binary ``fp`` without building it in memory: the
+        streams and files are encoded in chunks, so writing costs little beyond the Result
+        itself. ``prefix`` goes after each newline (to nest the document in another one)."""
+        _blobjson.dump(self._doc(_blobjson.blob_fields), fp, indent=indent, prefix=prefix)
+
+    def _doc(self, fields: Callable[[bytes], tuple[Any, Any]]) -> dict[str, Any]:
+        stdout, stdout_b64 = fields(self.stdout)
+        stderr, stderr_b64 = fields(self.stderr)
+        outputs: dict[str, Any] = {}
+        outputs_b64: dict[str, Any] = {}
+        for path, data in self.outputs.items():
+            text, b64 = fields(data)
+            if b64 is None:
+                outputs[path] = text
+            else:
+                outputs_b64[path] = b64
         return {
             "schema": SCHEMA,
             "backend": self.backend,
@@ -190,13 +211,13 @@ class Result:
             "signal": self.signal,
             "timed_out": self.timed_out,
             "oom_killed": self.oom_killed,
-            "stdout": _text(self.stdout),
-            "stdout_base64": None if _is_utf8(self.stdout) else _b64(self.stdout),
+            "stdout": stdout,
+            "stdout_base64": stdout_b64,
             "stdout_truncated": self.stdout_truncated,
-            "stderr": _text(self.stderr),
-            "stderr_base64": None if _is_utf8(self.stderr) else _b64(self.stderr),
+            "stderr": stderr,
+            "stderr_base64": stderr_b64,
             "stderr_truncated": self.stderr_truncated,
-            "outputs": {p: _text(v) for p, v in self.outputs.items()},
+            "outputs": outputs,
             "outputs_base64": outputs_b64,
             "missing_outputs": dict(self.missing_outputs),
             "metrics": {k: {"value": m.value, "unit": m.unit} for k, m in self.metrics.items()},
@@ -214,7 +235,7 @@ class Result:
 
     @classmethod
     def from_json(cls, doc: Mapping[str, Any]) -> "Result":
-        """Reads a to_json() document (schema 2, or 1) back; the bytes come out exactly as they
+        """Reads a to_json() document (schema 3, 2 or 1) back; the bytes come out exactly as they
         went in."""
         schema = doc.get("schema")
         if schema not in READABLE_SCHEMAS:
@@ -223,9 +244,7 @@ class Result:
                 f"{', '.join(map(str, READABLE_SCHEMAS))}"
             )
 
-        def data(text: str, b64: Optional[str]) -> bytes:
-            return base64.b64decode(b64) if b64 is not None else text.encode("utf-8")
-
+        data = _blobjson.decode
         if schema == 1:
             metrics = {name: Metric(float(doc[name]), unit) for name, unit in STANDARD_METRICS}
             vm = doc.get("vm") or {}
@@ -252,7 +271,12 @@ class Result:
             stderr=data(doc["stderr"], doc.get("stderr_base64")),
             stdout_truncated=bool(doc["stdout_truncated"]),
             stderr_truncated=bool(doc["stderr_truncated"]),
-            outputs={p: data(t, outputs_b64.get(p)) for p, t in doc["outputs"].items()},
+            # Schema 3 lists a file in one of the two; schema 2 in outputs (lossy text) and, when
+            # not UTF-8, in outputs_base64 too.
+            outputs={
+                **{p: data(t, None) for p, t in doc["outputs"].items()},
+                **{p: data(None, b) for p, b in outputs_b64.items()},
+            },
             missing_outputs=dict(doc["missing_outputs"]),
             timed_out=bool(doc["timed_out"]),
             oom_killed=bool(doc["oom_killed"]),
@@ -266,22 +290,6 @@ class Result:
             facts=facts,
             interrupted=bool(doc.get("interrupted", False)),
         )
-
-
-def _is_utf8(data: bytes) -> bool:
-    try:
-        data.decode("utf-8")
-    except UnicodeDecodeError:
-        return False
-    return True
-
-
-def _text(data: bytes) -> str:
-    return data.decode("utf-8", errors="replace")
-
-
-def _b64(data: bytes) -> str:
-    return base64.b64encode(data).decode("ascii")
 
 
 @dataclass(frozen=True)

@@ -15,16 +15,33 @@ namespace benchrun::bindings {
 
 namespace {
 
+// The captured stream read straight into a bytes object of its size: the one copy in the runner's
+// memory (the file is the run's; nothing is held twice, issue 11 finding 6).
+py::bytes output_bytes(const OutputFile& f) {
+  py::bytes b = py::reinterpret_steal<py::bytes>(
+      PyBytes_FromStringAndSize(nullptr, static_cast<Py_ssize_t>(f.size())));
+  if (!b) throw py::error_already_set();
+  char* dst = PyBytes_AS_STRING(b.ptr());
+  py::gil_scoped_release nogil;
+  f.read_into(dst);
+  return b;
+}
+
 py::dict result_dict(run::RunResult& r) {
   py::dict d;
   d["exit_code"] = r.exit_code;
   d["signal"] = r.signal;
-  d["stdout"] = py::bytes(r.stdout_data);
-  d["stderr"] = py::bytes(r.stderr_data);
+  d["stdout"] = output_bytes(r.stdout_data);
+  r.stdout_data = OutputFile();  // closed: the file is gone
+  d["stderr"] = output_bytes(r.stderr_data);
+  r.stderr_data = OutputFile();
   d["stdout_truncated"] = r.stdout_truncated;
   d["stderr_truncated"] = r.stderr_truncated;
   py::dict outs;
-  for (const auto& [k, v] : r.outputs) outs[py::str(k)] = py::bytes(v);
+  for (auto& [k, v] : r.outputs) {
+    outs[py::str(k)] = py::bytes(v);
+    std::string().swap(v);  // each file once in memory at a time, not twice
+  }
   d["outputs"] = outs;
   d["missing_outputs"] = r.missing_outputs;
   d["timed_out"] = r.timed_out;

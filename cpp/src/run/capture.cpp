@@ -28,10 +28,7 @@ void read_some(CapturedStream& s, std::vector<char>& buf) {
     s.eof = true;
     return;
   }
-  uint64_t room = s.cap > s.data.size() ? s.cap - s.data.size() : 0;
-  uint64_t keep = std::min<uint64_t>(room, static_cast<uint64_t>(n));
-  s.data.append(buf.data(), keep);
-  if (keep < static_cast<uint64_t>(n)) s.truncated = true;
+  if (!s.data.append(buf.data(), static_cast<size_t>(n))) s.truncated = true;
 }
 
 }  // namespace

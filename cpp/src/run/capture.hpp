@@ -5,14 +5,14 @@
 #include <functional>
 #include <string>
 
+#include "benchrun/common/output_file.hpp"
 #include "benchrun/common/unique_fd.hpp"
 
 namespace benchrun::run {
 
 struct CapturedStream {
-  UniqueFd fd;       // read end
-  uint64_t cap = 0;  // bytes kept; the rest is read and dropped so the writer never blocks
-  std::string data;
+  UniqueFd fd;      // read end
+  OutputFile data;  // up to its cap; the rest is read and dropped so the writer never blocks
   bool truncated = false;
   bool eof = false;
 };

@@ -156,8 +156,9 @@ class SandboxExecution final : public Execution {
     for (int fd : {out_w.get(), err_w.get()})
       if (!rootless_ && ::fchown(fd, proc.uid, proc.gid) != 0)
         throw_errno("chown", "workload output pipe");
-    out_ = CapturedStream{std::move(out_r), spec_.max_output_bytes};
-    err_ = CapturedStream{std::move(err_r), spec_.max_output_bytes};
+    // Captured output goes to anonymous files in the run directory, not the runner's memory.
+    out_ = CapturedStream{std::move(out_r), OutputFile(dir_.path(), spec_.max_output_bytes)};
+    err_ = CapturedStream{std::move(err_r), OutputFile(dir_.path(), spec_.max_output_bytes)};
     out_w_ = std::move(out_w);
     err_w_ = std::move(err_w);
     ss_.lowerdir = ctx.image.rootfs;

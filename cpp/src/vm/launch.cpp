@@ -96,7 +96,7 @@ std::string console_tail(const std::string& path, size_t max_bytes) {
 
 struct Session::State {
   // The collector keeps a reference to the run config: ours, which lives as long as the session.
-  explicit State(const LaunchSpec& s) : spec(s), collector(spec.run) {}
+  explicit State(const LaunchSpec& s) : spec(s), collector(spec.run, spec.run_dir) {}
   LaunchSpec spec;  // vm.serial_log, channel_fd and qmp_fd filled in by boot()
   ResultCollector collector;
   std::optional<VmProcess> qemu;

@@ -7,8 +7,11 @@
 
 namespace benchrun::vm {
 
-ResultCollector::ResultCollector(const proto::RunConfig& config)
-    : config_(config), requested_(config.outputs.begin(), config.outputs.end()) {}
+ResultCollector::ResultCollector(const proto::RunConfig& config, const std::string& output_dir)
+    : config_(config),
+      requested_(config.outputs.begin(), config.outputs.end()),
+      stdout_(output_dir, config.max_output_bytes),
+      stderr_(output_dir, config.max_output_bytes) {}
 
 uint64_t ResultCollector::max_total_bytes() const {
   // Streams are capped by the guest too; the host allows them whole plus framing.
@@ -16,11 +19,8 @@ uint64_t ResultCollector::max_total_bytes() const {
          static_cast<uint64_t>(config_.max_files) * (config_.max_file_bytes + 4096) + (16u << 20);
 }
 
-void ResultCollector::append_stream(std::string& to, bool& truncated, const std::string& data) {
-  const uint64_t room =
-      config_.max_output_bytes > to.size() ? config_.max_output_bytes - to.size() : 0;
-  if (data.size() > room) truncated = true;
-  to.append(data, 0, static_cast<size_t>(std::min<uint64_t>(room, data.size())));
+void ResultCollector::append_stream(OutputFile& to, bool& truncated, const std::string& data) {
+  if (!to.append(data)) truncated = true;
 }
 
 void ResultCollector::take(const proto::Frame& f) {

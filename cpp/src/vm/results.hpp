@@ -16,7 +16,8 @@ namespace benchrun::vm {
 
 class ResultCollector {
  public:
-  explicit ResultCollector(const proto::RunConfig& config);
+  // The streams go to anonymous files in output_dir (the run directory), never into memory.
+  ResultCollector(const proto::RunConfig& config, const std::string& output_dir);
 
   // What the guest may send in total: both streams, every file, and framing slack.
   uint64_t max_total_bytes() const;
@@ -29,10 +30,10 @@ class ResultCollector {
   void finish(LaunchResult& r);
 
  private:
-  void append_stream(std::string& to, bool& truncated, const std::string& data);
+  void append_stream(OutputFile& to, bool& truncated, const std::string& data);
   const proto::RunConfig& config_;
   std::set<std::string> requested_;
-  std::string stdout_, stderr_;
+  OutputFile stdout_, stderr_;
   bool stdout_truncated_ = false, stderr_truncated_ = false;
   std::map<std::string, std::string> outputs_, missing_;
   std::map<std::string, uint64_t> sizes_;  // announced size of each file

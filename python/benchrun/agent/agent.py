@@ -79,6 +79,7 @@ class Agent:
             store=config.store,
             default_backend=config.backend,
             insecure_registries=config.insecure_registries,
+            max_message=config.max_message,
         )
         self._backoff = Backoff(config.backoff_initial, config.backoff_max)
         self._stop = asyncio.Event()
@@ -371,7 +372,7 @@ class Agent:
         claim = job.claimed.claim
         msg = outcome.message(job.claimed.uuid, report_timings=self.config.report_timings)
         msg, cut = _results.fit(protocol.with_claim(msg, claim), self.config.max_message)
-        if cut:
+        if cut or getattr(outcome, "truncated", False):
             limit = f"{self.config.max_message / (1 << 20):g} MiB"
             error = f"results exceed the {limit} message limit; outputs truncated"
             if outcome.event == "failed" and outcome.error:

@@ -27,6 +27,7 @@ from benchrun.jobs import protocol
 from benchrun.jobs.protocol import ClaimedJob
 
 from . import results as _results
+from .config import DEFAULT_MAX_MESSAGE
 
 log = logging.getLogger("benchrun.agent")
 
@@ -46,6 +47,8 @@ class Outcome:
     results: list[dict[str, Any]] = field(default_factory=list)
     error: Optional[str] = None
     timings: dict[str, float] = field(default_factory=dict)  # pull, prepare (seconds)
+    # Some output was cut to the message limit while the iterations ran (reported as failed).
+    truncated: bool = False
 
     def message(self, job: str, *, report_timings: bool = True) -> dict[str, Any]:
         timings = self.timings if report_timings and self.event != "canceled" else None
@@ -128,11 +131,15 @@ class JobExecutor:
         default_backend: str = "sandbox",
         insecure_registries: tuple[str, ...] = (),
         pull: str = "always",
+        max_message: int = DEFAULT_MAX_MESSAGE,
     ) -> None:
         self.store = store
         # "always" by default: every job asks the registry, with the job's credentials, before
         # it uses a cached image, so a digest learnt from another project opens nothing.
         self.pull = pull
+        # The results of a job are cut to this as they come (they could not be sent whole), so
+        # the agent holds at most about this much of a job's output, not every iteration's.
+        self.max_message = max_message
         self.default_backend = default_backend
         self.insecure_registries = insecure_registries
 
@@ -200,6 +207,19 @@ class JobExecutor:
         cancel: threading.Event,
         timings: dict[str, float],
     ) -> Outcome:
+        cut = [False]
+        outcome = self._run_iterations(job, spec, image, cancel, timings, cut)
+        return dataclasses.replace(outcome, truncated=cut[0] and outcome.event != "canceled")
+
+    def _run_iterations(
+        self,
+        job: ClaimedJob,
+        spec: runner.RunSpec,
+        image: Any,
+        cancel: threading.Event,
+        timings: dict[str, float],
+        cut: list[bool],
+    ) -> Outcome:
         done: list[dict[str, Any]] = []
         deadline = time.monotonic() + job.timeout  # the job's timeout covers every iteration
         for i in range(job.config.iter):
@@ -219,7 +239,12 @@ class JobExecutor:
             timings["prepare"] += res.phases.get("prepare", 0.0) + res.phases.get("start", 0.0)
             if res.interrupted or cancel.is_set():
                 return Outcome("canceled", timings=timings)
-            done.append(_results.iteration_output(res))
+            done.append(_results.iteration_output(res, self.max_message))
+            # Cut as we go (the final message is cut the same way): the agent never holds every
+            # iteration's output until the end.
+            fitted, was_cut = _results.fit({"results": done}, self.max_message)
+            done = fitted["results"]
+            cut[0] = cut[0] or was_cut or _results.was_cut(done[-1])
             for path, why in res.missing_outputs.items():
                 log.warning(
                     "job %s iteration %d: output '%s' not collected: %s", job.uuid, i + 1, path, why

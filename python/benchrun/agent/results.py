@@ -7,8 +7,9 @@ channel's limit has its largest texts cut in half until it fits (docs/agent.md).
 
 from __future__ import annotations
 
+import codecs
 import copy
-from typing import Any
+from typing import Any, Optional
 
 from benchrun.jobs import protocol
 from benchrun.runner import Result
@@ -30,17 +31,52 @@ def exit_code(result: Result) -> int:
     return result.exit_code
 
 
-def _text(data: bytes) -> str:
-    return data.decode("utf-8", errors="replace")
+_CHUNK = 1 << 20
 
 
-def iteration_output(result: Result) -> dict[str, Any]:
+def _text(data: bytes, limit: Optional[int] = None) -> str:
+    """data as text (invalid sequences -> U+FFFD), cut to at most ``limit`` bytes of UTF-8 (a
+    message cannot carry more), decoded a chunk at a time: 64 MiB of invalid bytes would otherwise
+    become 64 Mi U+FFFD characters (192 MiB of UTF-8) before being cut (issue 11, finding 6)."""
+    if limit is None or len(data) <= limit // 3:
+        return data.decode("utf-8", errors="replace")
+    decoder = codecs.getincrementaldecoder("utf-8")("replace")
+    view = memoryview(data)
+    pieces: list[str] = []
+    size = 0
+    for i in range(0, len(data) + 1, _CHUNK):
+        final = i + _CHUNK >= len(data)
+        piece = decoder.decode(view[i : i + _CHUNK], final=final)
+        encoded = len(piece.encode("utf-8"))
+        if size + encoded > limit:
+            piece = piece.encode("utf-8")[: limit - size].decode("utf-8", errors="ignore")
+            pieces.append(piece + TRUNCATED_MARK if len(TRUNCATED_MARK) < len(piece) else piece)
+            break
+        pieces.append(piece)
+        size += encoded
+        if final:
+            break
+    return "".join(pieces)
+
+
+def iteration_output(result: Result, max_bytes: Optional[int] = None) -> dict[str, Any]:
+    """The iteration as upstream reports it; each text at most ``max_bytes`` of UTF-8."""
     return protocol.iteration_output(
         exit_code(result),
-        _text(result.stdout),
-        _text(result.stderr),
-        {path: _text(data) for path, data in result.outputs.items()},
+        _text(result.stdout, max_bytes),
+        _text(result.stderr, max_bytes),
+        {path: _text(data, max_bytes) for path, data in result.outputs.items()},
     )
+
+
+def was_cut(iteration: dict[str, Any]) -> bool:
+    """An iteration_output() one of whose texts was cut to the message limit."""
+    texts = [
+        iteration.get("stdout"),
+        iteration.get("stderr"),
+        *iteration.get("output", {}).values(),
+    ]
+    return any(isinstance(t, str) and t.endswith(TRUNCATED_MARK) for t in texts)
 
 
 def message_size(msg: dict[str, Any]) -> int:

@@ -480,13 +480,19 @@ def cmd_run(args: argparse.Namespace) -> int:
         if progress is not None:
             spec = dataclasses.replace(spec, pull_kwargs={**spec.pull_kwargs, "progress": progress})
         loaded, pull_s = load_image(spec)
-    results: list[Result] = []
+    # Each iteration's Result is let go once it is printed: with --json its document is
+    # streamed as it comes (--iterations: one array entry each), so the runner holds at most one
+    # iteration's output (issue 11, finding 6).
+    out = _JsonIterations(args.iterations) if args.json else None
+    last: Optional[Result] = None
     try:
         for i in range(args.iterations):
             # The pull above belongs to the first iteration's phases.
+            last = None
             r = execute(spec, image=loaded, pull_s=pull_s if i == 0 else 0.0)
-            results.append(r)
-            if not args.json:
+            if out is not None:
+                out.add(r)
+            else:
                 _write(sys.stdout, r.stdout)
                 _write(sys.stderr, r.stderr)
                 if i == 0:
@@ -496,23 +502,49 @@ def cmd_run(args: argparse.Namespace) -> int:
             if verbose or notes:
                 label = f"[{i + 1}/{args.iterations}] " if args.iterations > 1 else ""
                 print(_summary(r, notes, label), file=sys.stderr, flush=True)
-    except BenchrunError as e:
-        if args.json and results:  # the iterations that finished are still worth having
-            _print_json(
-                {"schema": SCHEMA, "iterations": [x.to_json() for x in results], "error": str(e)}
-            )
+            last = r
+            del r
+    except BaseException as e:
+        if out is not None:  # the iterations that finished are still worth having
+            out.close("interrupted" if isinstance(e, KeyboardInterrupt) else str(e))
         raise
-    if args.json:
-        _print_json(
-            results[0].to_json()
-            if args.iterations == 1
-            else {"schema": SCHEMA, "iterations": [x.to_json() for x in results]}
-        )
-    return exit_code_for(results[-1])
+    if out is not None:
+        out.close()
+    assert last is not None
+    return exit_code_for(last)
 
 
-def _print_json(doc: Any) -> None:
-    _write(sys.stdout, (json.dumps(doc, indent=2) + "\n").encode())
+class _JsonIterations:
+    """`run --json`: one result document, or with --iterations N the iterations' documents in
+    {"schema", "iterations": [...], "error"?} as each finishes (nothing when none finished)."""
+
+    def __init__(self, iterations: int):
+        self.many = iterations > 1
+        self.count = 0
+        self.closed = False
+
+    def add(self, r: Result) -> None:
+        fp = sys.stdout.buffer
+        try:
+            if not self.many:
+                r.write_json(fp)
+            else:
+                head = f'{{\n  "schema": {SCHEMA},\n  "iterations": [\n    '
+                fp.write((head if self.count == 0 else ",\n    ").encode())
+                r.write_json(fp, prefix="    ")
+            fp.flush()
+        except BrokenPipeError:
+            _write(sys.stdout, b"")  # the reader went away: the rest goes to /dev/null
+        self.count += 1
+
+    def close(self, error: Optional[str] = None) -> None:
+        if self.closed or self.count == 0:
+            return
+        self.closed = True
+        tail = "\n"
+        if self.many:
+            tail = "\n  ]" + (f',\n  "error": {json.dumps(error)}' if error else "") + "\n}\n"
+        _write(sys.stdout, tail.encode())
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:

@@ -68,7 +68,7 @@ proto::FileChunk chunk(const std::string& path, uint64_t size, uint64_t offset, 
 
 TEST(VmResults, CollectsAWholeRun) {
   proto::RunConfig cfg = config();
-  ResultCollector rc(cfg);
+  ResultCollector rc(cfg, ::testing::TempDir());
   rc.take(frame(proto::encode_stdout("hello ")));
   rc.take(frame(proto::encode_stderr("err")));
   rc.take(frame(proto::encode_stdout("world, and more")));  // beyond the 10-byte cap
@@ -84,9 +84,9 @@ TEST(VmResults, CollectsAWholeRun) {
   EXPECT_TRUE(rc.done());
   LaunchResult r;
   rc.finish(r);
-  EXPECT_EQ(r.stdout_data, "hello worl");
+  EXPECT_EQ(r.stdout_data.str(), "hello worl");
   EXPECT_TRUE(r.stdout_truncated);
-  EXPECT_EQ(r.stderr_data, "err");
+  EXPECT_EQ(r.stderr_data.str(), "err");
   EXPECT_FALSE(r.stderr_truncated);
   EXPECT_EQ(r.outputs.at("/tmp/a"), "abcde");
   EXPECT_EQ(r.missing_outputs.at("/tmp/b"), "No such file or directory");
@@ -98,7 +98,7 @@ TEST(VmResults, CollectsAWholeRun) {
 
 TEST(VmResults, IncompleteFileIsReportedMissingNotPassedOn) {
   proto::RunConfig cfg = config();
-  ResultCollector rc(cfg);
+  ResultCollector rc(cfg, ::testing::TempDir());
   rc.take(frame(proto::encode_file(chunk("/tmp/a", 50, 0, "only part"))));
   rc.take(frame(metrics_frame()));
   rc.take(frame(proto::encode_exit(ok_exit())));
@@ -112,7 +112,7 @@ TEST(VmResults, IncompleteFileIsReportedMissingNotPassedOn) {
 TEST(VmResults, HostileGuestsGetProtocolErrors) {
   proto::RunConfig cfg = config();
   auto expect_refused = [&](std::vector<std::string> frames, const std::string& why) {
-    ResultCollector rc(cfg);
+    ResultCollector rc(cfg, ::testing::TempDir());
     try {
       for (const auto& f : frames) rc.take(frame(f));
       FAIL() << "accepted: " << why;
@@ -152,7 +152,7 @@ TEST(VmResults, HostileGuestsGetProtocolErrors) {
 
 TEST(VmResults, ErrorThenEndIsAResult) {
   proto::RunConfig cfg = config();
-  ResultCollector rc(cfg);
+  ResultCollector rc(cfg, ::testing::TempDir());
   rc.take(frame(proto::encode_error({"exec", 2, "exec 'x': No such file or directory"})));
   rc.take(frame(proto::encode_end()));
   LaunchResult r;
@@ -186,7 +186,7 @@ TEST(VmResults, ErrorsRaiseByTheirOriginNotTheirStageName) {
 TEST(VmResults, FloodOfStdoutKeepsMemoryAtTheCap) {
   proto::RunConfig cfg = config();
   cfg.max_output_bytes = 1 << 16;
-  ResultCollector rc(cfg);
+  ResultCollector rc(cfg, ::testing::TempDir());
   const std::string chunk_bytes = proto::encode_stdout(std::string(60000, 'y'));
   for (int i = 0; i < 200; ++i) rc.take(frame(chunk_bytes));  // 12 MB offered
   rc.take(frame(metrics_frame()));

@@ -137,3 +137,18 @@ def test_fit_cuts_the_longest_texts_until_the_message_fits():
                               [protocol.iteration_output(0)] * 100_000)
     fitted, cut = results.fit(many, 1 << 20)
     assert cut and fitted["results"] == []
+
+
+def test_iteration_text_is_cut_before_it_is_decoded_whole():
+    """Finding 6: 8 MiB of invalid bytes with a 1 MiB message limit become at most 1 MiB of text
+    (not 8 Mi U+FFFD characters, 24 MiB of UTF-8), and short texts are kept whole."""
+    from benchrun.agent import results as agent_results
+
+    limit = 1 << 20
+    text = agent_results._text(b"\xff" * (8 << 20), limit)
+    assert len(text.encode("utf-8")) <= limit + len(agent_results.TRUNCATED_MARK)
+    assert text.startswith("\ufffd" * 1000) and text.endswith(agent_results.TRUNCATED_MARK)
+    assert agent_results._text("é✓".encode() * 10, limit) == "é✓" * 10
+    assert agent_results._text(b"ok\xff", None) == "ok\ufffd"
+    cut = agent_results._text("é".encode() * limit, limit)  # cut inside no character
+    assert cut.rstrip(agent_results.TRUNCATED_MARK).strip("é") == ""

@@ -4,6 +4,7 @@ RunSpec and its validation are the real ones)."""
 
 from __future__ import annotations
 
+import base64
 import importlib
 import inspect
 import io
@@ -568,7 +569,7 @@ def test_result_metrics():
 def test_result_json_round_trip_utf8():
     r = make_result(stdout="héllo ✓\n".encode(), outputs={"/tmp/a.json": b'{"a": 1}'})
     doc = json.loads(json.dumps(r.to_json()))
-    assert doc["schema"] == 2 and doc["ok"] is True
+    assert doc["schema"] == 3 and doc["ok"] is True
     assert doc["stdout"] == "héllo ✓\n" and doc["stdout_base64"] is None
     assert doc["stderr"] == "err" and doc["stderr_base64"] is None
     assert doc["outputs"] == {"/tmp/a.json": '{"a": 1}'} and doc["outputs_base64"] == {}
@@ -595,12 +596,78 @@ def test_result_json_round_trip_binary():
         stdout_truncated=True,
     )
     doc = json.loads(json.dumps(r.to_json()))
-    assert doc["stdout"] == "ok\ufffd\ufffd" and doc["stdout_base64"] == "b2v//g=="
-    assert doc["stderr"] == "\ufffd" and doc["stderr_base64"] == "gA=="
-    assert set(doc["outputs"]) == {"/b", "/t"} and set(doc["outputs_base64"]) == {"/b"}
+    # Each stream and file once: text or base64, never both (issue 11, finding 6).
+    assert doc["stdout"] is None and doc["stdout_base64"] == "b2v//g=="
+    assert doc["stderr"] is None and doc["stderr_base64"] == "gA=="
+    assert doc["outputs"] == {"/t": "text"} and set(doc["outputs_base64"]) == {"/b"}
     assert doc["ok"] is False and doc["signal"] == 9
     back = Result.from_json(doc)
     assert back == r and back.outputs["/b"] == blob and back.stdout == b"ok\xff\xfe"
+
+
+def schema2_doc(r: Result) -> dict[str, Any]:
+    """What benchrun wrote before finding 6: every stream and file as lossy text, and base64 too
+    when not UTF-8."""
+    doc = r.to_json()
+    doc["schema"] = 2
+
+    def lossy(data: bytes) -> str:
+        return data.decode("utf-8", errors="replace")
+
+    for k in ("stdout", "stderr"):
+        data = getattr(r, k)
+        doc[k] = lossy(data)
+        doc[f"{k}_base64"] = None if data.decode("utf-8", "ignore").encode() == data else (
+            base64.b64encode(data).decode())
+    doc["outputs"] = {p: lossy(v) for p, v in r.outputs.items()}
+    return json.loads(json.dumps(doc))
+
+
+def test_result_from_json_reads_schema_2():
+    r = make_result(stdout=b"ok\xff", stderr="é\n".encode(), outputs={"/b": b"\x80", "/t": b"t"})
+    old = schema2_doc(r)
+    assert old["stdout"] == "ok\ufffd" and old["stdout_base64"] == "b2v/"
+    assert set(old["outputs"]) == {"/b", "/t"} and set(old["outputs_base64"]) == {"/b"}
+    assert Result.from_json(old) == r
+
+
+@pytest.mark.parametrize(
+    "data,as_text",
+    [
+        (b"", True),
+        ("héllo ✓ \U0001f600\n".encode() * 1000, True),
+        (b'"\\\n\t' * 100, True),  # escapes that double the size: still text
+        (b"\x1b[1mbold\x1b[0m\n", True),  # a few control characters: text
+        (b"\x01" * 100, False),  # \u0001 is six bytes for one: base64
+        (b"\xff" * 10, False),
+        ("é".encode()[:1], False),  # cut in the middle of a character
+    ],
+    ids=["empty", "unicode", "escapes", "ansi", "controls", "invalid", "cut"],
+)
+def test_blob_json_text_or_base64_and_streamed_equal(data, as_text):
+    r = make_result(stdout=data, outputs={"/f": data})
+    doc = r.to_json()
+    assert (doc["stdout"] is not None) == as_text and (doc["stdout_base64"] is None) == as_text
+    buf = io.BytesIO()
+    r.write_json(buf)
+    assert json.loads(buf.getvalue()) == json.loads(json.dumps(doc))
+    assert Result.from_json(json.loads(buf.getvalue())) == r
+    empty = io.BytesIO()
+    make_result(stdout=b"", outputs={"/f": b""}).write_json(empty)
+    # Each copy of data (stdout, the file) costs at most twice its size (+ base64 padding).
+    assert len(buf.getvalue()) - len(empty.getvalue()) <= 2 * (2 * len(data) + 4)
+
+
+def test_blob_json_chunks_at_character_boundaries(monkeypatch):
+    from benchrun import blobjson
+
+    monkeypatch.setattr(blobjson, "CHUNK", 7)
+    monkeypatch.setattr(blobjson, "_B64_CHUNK", 6)
+    for data in ("aé✓\U0001f600\"x\n".encode() * 9, bytes(range(256)) * 3):
+        r = make_result(stdout=data)
+        buf = io.BytesIO()
+        r.write_json(buf, prefix="  ")
+        assert Result.from_json(json.loads(buf.getvalue())) == r
 
 
 def test_result_json_round_trip_keeps_every_metric_and_fact():
@@ -652,11 +719,11 @@ def test_result_from_json_reads_schema_1(core):
 
 def test_result_json_schema_checked():
     doc = make_result().to_json()
-    for bad in (3, 0, None, "2"):
+    for bad in (4, 0, None, "3"):
         doc["schema"] = bad
         with pytest.raises(ConfigError, match="schema"):
             Result.from_json(doc)
-    doc["schema"] = 2
+    doc["schema"] = 3
     doc["a_future_key"] = 1  # unknown keys are ignored
     assert Result.from_json(doc) == make_result()
 
@@ -891,14 +958,14 @@ def test_cli_run_json_single_and_iterations(monkeypatch):
     s = Streams().install(monkeypatch)
     assert cli.main(["run", "--json", "img", "x"]) == 0
     doc = json.loads(s.out.getvalue())
-    assert doc["schema"] == 2 and doc["stdout"] == "out" and doc["phases"]["pull"] > 0
+    assert doc["schema"] == 3 and doc["stdout"] == "out" and doc["phases"]["pull"] > 0
     assert doc["metrics"]["wall_time"] == {"value": 0.5, "unit": "s"}
     assert s.err.getvalue() == b""
     assert fake.loads == ["img", DIGEST] and len(fake.pulls) == 1
     s = Streams().install(monkeypatch)
     assert cli.main(["run", "--json", "--iterations", "3", "img"]) == 0
     doc = json.loads(s.out.getvalue())
-    assert len(doc["iterations"]) == 3 and doc["schema"] == 2
+    assert len(doc["iterations"]) == 3 and doc["schema"] == 3
     assert [i["phases"]["pull"] for i in doc["iterations"]] == [0.0, 0.0, 0.0]
     # The image was loaded once for the three iterations, and every iteration ran it.
     assert fake.loads == ["img", DIGEST, "img"]
@@ -912,7 +979,7 @@ def test_cli_run_iterations_stop_on_error(monkeypatch):
     assert cli.main(["run", "--json", "--iterations", "5", "img"]) == 125
     doc = json.loads(s.out.getvalue())
     assert len(doc["iterations"]) == 1 and "Operation not permitted" in doc["error"]
-    assert doc["schema"] == 2
+    assert doc["schema"] == 3
     assert s.err.getvalue().decode() == "benchrun: error: clone: Operation not permitted\n"
     assert len(fake.calls) == 1  # the second run failed; no third was started
 

@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "benchrun/common/metrics.hpp"
+#include "benchrun/common/output_file.hpp"
 
 namespace benchrun::run {
 
@@ -26,7 +27,8 @@ struct Phases {
 struct RunResult {
   int exit_code = -1;  // -1 when killed by a signal
   int signal = 0;
-  std::string stdout_data, stderr_data;
+  // Held in anonymous files (at most max_output_bytes each), read once by the caller.
+  OutputFile stdout_data, stderr_data;
   bool stdout_truncated = false, stderr_truncated = false;
   std::map<std::string, std::string> outputs;
   std::map<std::string, std::string> missing_outputs;  // path -> why

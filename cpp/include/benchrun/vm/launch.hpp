@@ -14,6 +14,7 @@
 #include <string>
 
 #include "benchrun/common/metrics.hpp"
+#include "benchrun/common/output_file.hpp"
 #include "benchrun/proto/messages.hpp"
 #include "benchrun/vm/config.hpp"
 
@@ -35,7 +36,7 @@ struct LaunchResult {
   std::optional<proto::Exit> exit;
   Metrics metrics;                          // what the guest measured (its metrics frame)
   std::optional<proto::ErrorReport> error;  // the guest init's fatal error, if any
-  std::string stdout_data, stderr_data;
+  OutputFile stdout_data, stderr_data;      // anonymous files in run_dir, capped
   bool stdout_truncated = false, stderr_truncated = false;
   std::map<std::string, std::string> outputs;
   std::map<std::string, std::string> missing_outputs;
