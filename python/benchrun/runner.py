@@ -35,6 +35,11 @@ The Result's JSON document (Result.to_json(), `benchrun run --json`), schema 2:
       "start_time": 1.7e9, "end_time": 1.7e9,  # unix seconds, workload start/end
       "phases": {"pull": 0.0, "prepare": 0.0, "start": 0.0, "run": 0.0, "collect": 0.0},
       "notices": [],                     # what this run could not provide, a line each
+      "limits": {"memory": 1073741824,   # the limits that applied (bytes; pids and nofile a
+                 "pids": 1024,           #   count); null: unlimited. tmpfs: size of /tmp and
+                 "disk": 10737418240,    #   of /dev/shm each; disk: the writable layer (vm: the
+                 "tmpfs": 1073741824,    #   root disk's free space); vm: memory is the guest's
+                 "nofile": 1024},        #   RAM unless a memory limit was given
       "interrupted": false,              # stopped by execute(should_stop=...) or Ctrl-C
       "facts": {}                        # how the backend ran it; "vm": kernel_release, accel,
                                          #   vcpus, memory_mib, rootfs_cached
@@ -112,6 +117,8 @@ class Result:
     facts: dict[str, Any] = field(default_factory=dict)
     # execute(should_stop=...) returned True and the run was killed (e.g. a canceled job).
     interrupted: bool = False
+    # The limits that applied: memory, tmpfs, disk (bytes), pids, nofile; None = unlimited.
+    limits: dict[str, Optional[int]] = field(default_factory=dict)
 
     @property
     def ok(self) -> bool:
@@ -176,6 +183,7 @@ class Result:
             notices=tuple(str(n) for n in d.get("notices", ())),
             facts=dict(d.get("facts", {})),
             interrupted=bool(d.get("interrupted", False)),
+            limits=_limits(d.get("limits")),
         )
 
     def to_json(self) -> dict[str, Any]:
@@ -210,6 +218,7 @@ class Result:
             "notices": list(self.notices),
             "facts": dict(self.facts),
             "interrupted": self.interrupted,
+            "limits": dict(self.limits),
         }
 
     @classmethod
@@ -265,7 +274,12 @@ class Result:
             notices=tuple(doc.get("notices", ())),
             facts=facts,
             interrupted=bool(doc.get("interrupted", False)),
+            limits=_limits(doc.get("limits")),
         )
+
+
+def _limits(d: Optional[Mapping[str, Any]]) -> dict[str, Optional[int]]:
+    return {str(k): None if v is None else int(v) for k, v in (d or {}).items()}
 
 
 def _is_utf8(data: bytes) -> bool:

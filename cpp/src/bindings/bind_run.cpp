@@ -45,6 +45,7 @@ py::dict result_dict(run::RunResult& r) {
   for (const auto& [k, v] : r.facts) std::visit([&](const auto& x) { facts[py::str(k)] = x; }, v);
   d["facts"] = facts;
   d["notices"] = r.notices;
+  d["limits"] = r.limits;
   d["backend"] = r.backend;
   d["image_digest"] = r.image_digest;
   return d;
@@ -64,6 +65,7 @@ void bind_run(py::module_& m) {
   BENCHRUN_RUN_OPTIONS(BENCHRUN_BIND_OPTION)
 #undef BENCHRUN_BIND_OPTION
   spec.attr("OPTIONS") = py::tuple(options);
+  m.attr("UNLIMITED") = run::kUnlimited;
   spec.def_readwrite("rootless", &run::RunSpec::rootless,
                      "None: rootless exactly when not root (a test setting, not an option)");
   spec.def(
