@@ -36,10 +36,10 @@ The Result's JSON document (Result.to_json(), `benchrun run --json`), schema 2:
       "phases": {"pull": 0.0, "prepare": 0.0, "start": 0.0, "run": 0.0, "collect": 0.0},
       "notices": [],                     # what this run could not provide, a line each
       "limits": {"memory": 1073741824,   # the limits that applied (bytes; pids and nofile a
-                 "pids": 1024,           #   count); null: unlimited. tmpfs: size of /tmp and
-                 "disk": 10737418240,    #   of /dev/shm each; disk: the writable layer (vm: the
-                 "tmpfs": 1073741824,    #   root disk's free space); vm: memory is the guest's
-                 "nofile": 1024},        #   RAM unless a memory limit was given
+                 "pids": 1024,           #   count); null: unlimited. tmpfs: the size of /tmp
+                 "disk": 10737418240,    #   and of /dev/shm each (half of memory); disk: the
+                 "tmpfs": 536870912,     #   writable layer (vm: the root disk's free space);
+                 "nofile": 1024},        #   vm: memory is the guest's RAM unless one was given
       "interrupted": false,              # stopped by execute(should_stop=...) or Ctrl-C
       "facts": {}                        # how the backend ran it; "vm": kernel_release, accel,
                                          #   vcpus, memory_mib, rootfs_cached

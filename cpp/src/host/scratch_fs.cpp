@@ -59,7 +59,7 @@ std::string template_for(uint64_t size, const std::string& template_dir, const s
   opts.timeout = std::chrono::seconds(60);
   SubprocessResult res;
   try {
-    res = run_subprocess({mkfs, "-q", "-F", "-t", "ext4", "-O", "^has_journal,^resize_inode", "-E",
+    res = run_subprocess({mkfs, "-q", "-F", "-t", "ext4", "-b", "4096", "-O", "^has_journal,^resize_inode", "-E",
                           "lazy_itable_init=1,nodiscard,root_owner=0:0", "-m", "0", "-L",
                           "benchrun-rw", tmp},
                          opts);

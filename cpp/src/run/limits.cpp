@@ -49,8 +49,9 @@ Limits resolve_limits(const RunSpec& spec, uint64_t ram_bytes) {
   l.pids = resolve(spec.pids_limit, kDefaultPids);
   l.disk = resolve(spec.disk, kDefaultDisk);
   // tmpfs pages are charged to the writer's memory cgroup, so the memory limit bounds them anyway;
-  // size= makes a full /tmp an ENOSPC rather than an OOM kill, and bounds them without a cgroup.
-  l.tmpfs = l.memory.value ? *l.memory.value : ram_bytes / 2;
+  // half of it each makes a full /tmp an ENOSPC rather than an OOM kill (both together fit), and
+  // bounds them without a cgroup. Without a memory limit: the kernel's default, half of RAM.
+  l.tmpfs = (l.memory.value ? *l.memory.value : ram_bytes) / 2;
   return l;
 }
 

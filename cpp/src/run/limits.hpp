@@ -30,7 +30,7 @@ struct Limits {
   Limit memory;  // bytes
   Limit pids;
   Limit disk;     // bytes of the writable layer's filesystem
-  uint64_t tmpfs = 0;  // size= of /tmp and of /dev/shm, each: the memory limit, or half of RAM
+  uint64_t tmpfs = 0;  // size= of /tmp and of /dev/shm, each: half the memory limit, or of RAM
 };
 
 // MemTotal of a /proc/meminfo-format file, in bytes. SysError/ConfigError when unreadable.

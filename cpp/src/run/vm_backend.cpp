@@ -142,12 +142,12 @@ class VmExecution final : public Execution {
                        : memory_given ? (*spec.memory >> 20) + 256
                                       : 1024;
     // Limits inside the guest: its RAM unless a memory limit was given, the pids default, /tmp
-    // and /dev/shm as large as the memory limit (else the kernel's half of RAM), and the root
+    // and /dev/shm half the memory limit each (else the kernel's half of RAM), and the root
     // disk's free space, which its image fixed when it was built.
     const uint64_t guest_ram = ls.vm.memory_mib << 20;
     Limits limits = resolve_limits(spec, guest_ram);
     if (!memory_given) limits.memory = {guest_ram, false};
-    limits.tmpfs = memory_given ? *spec.memory : guest_ram / 2;
+    limits.tmpfs = (memory_given ? *spec.memory : guest_ram) / 2;
     limits.disk = {ext4_free_bytes(disk), false};
     if (spec.disk && *spec.disk != kUnlimited && *spec.disk != *limits.disk.value)
       r.notices.push_back("vm: the writable layer is the root disk's free space (" +

@@ -19,7 +19,7 @@ TEST(Limits, DefaultsBoundEveryRun) {
   EXPECT_FALSE(l.memory.explicit_);
   EXPECT_EQ(l.pids.value, 1024u);
   EXPECT_EQ(l.disk.value, 10 * kGiB);
-  EXPECT_EQ(l.tmpfs, 6 * kGiB);  // as large as the memory limit
+  EXPECT_EQ(l.tmpfs, 3 * kGiB);  // half the memory limit each: both fit in it
 }
 
 TEST(Limits, GivenValuesAndUnlimited) {
@@ -30,7 +30,7 @@ TEST(Limits, GivenValuesAndUnlimited) {
   const Limits l = resolve_limits(s, 8 * kGiB);
   EXPECT_EQ(l.memory.value, kGiB);
   EXPECT_TRUE(l.memory.explicit_);
-  EXPECT_EQ(l.tmpfs, kGiB);
+  EXPECT_EQ(l.tmpfs, kGiB / 2);
   EXPECT_FALSE(l.pids.value);
   EXPECT_TRUE(l.pids.explicit_);
   EXPECT_FALSE(l.disk.value);
@@ -46,7 +46,7 @@ TEST(Limits, RecordedInTheResult) {
   EXPECT_EQ(r.limits.at("memory"), 3 * kGiB);
   EXPECT_EQ(r.limits.at("pids"), std::nullopt);
   EXPECT_EQ(r.limits.at("disk"), 10 * kGiB);
-  EXPECT_EQ(r.limits.at("tmpfs"), 3 * kGiB);
+  EXPECT_EQ(r.limits.at("tmpfs"), 3 * kGiB / 2);
   EXPECT_EQ(r.limits.at("nofile"), 1024u);
 }
 
