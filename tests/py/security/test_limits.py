@@ -202,3 +202,59 @@ def test_mountinfo_shows_no_host_path(attacker_image, attack, store):
     assert "overlay" in info, info
     assert str(store) not in info, info
     assert str(Path(store).resolve()) not in info, info
+
+
+@pytest.mark.slow
+def test_vm_guest_limits_in_one_run(attacker_image, attack, store):
+    # One VM run (TCG boots are slow) for every check that applies inside the guest: the pids
+    # default, /tmp and /dev/shm at half the memory limit, the writable root bounded by the root
+    # disk's free space, and a mountinfo without host paths.
+    script = (
+        "forkbomb; fill /tmp 256 0; rm /tmp/fill; fill /dev/shm 256 0; rm /dev/shm/fill; "
+        "fill / 2048 200000; rm -f /fill /f*; cat /proc/self/mountinfo"
+    )
+    r = attack(attacker_image(PROGRAMS), ["sh", "-c", script], backend="vm", memory="128m")
+    assert r.exit_code == 0, r
+    lines = r.stdout.decode().splitlines()
+    assert "unbounded" not in lines[0] and 0 < int(lines[0].split()[1]) < 1024, lines[0]
+    for line in lines[1:3]:
+        f = _fields(line)
+        assert f["werr"] == errno.ENOSPC and f["bytes"] <= 64 * MiB, line
+    disk = _fields(lines[3])
+    assert disk["werr"] == errno.ENOSPC, lines[3]
+    assert disk["bytes"] <= r.limits["disk"], (lines[3], r.limits)
+    info = "\n".join(lines[4:])
+    assert str(store) not in info and str(Path(store).resolve()) not in info, info
+    assert r.limits["pids"] == 1024 and r.limits["memory"] == 128 * MiB
+    assert r.limits["tmpfs"] == 64 * MiB
+
+
+def test_a_killed_runner_leaves_no_loop_device_or_disk_image(attacker_image, store):
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    info = attacker_image(PROGRAMS)
+    code = (
+        "import benchrun, sys; benchrun.run(sys.argv[1], ['sleep', '600'], store=sys.argv[2], "
+        "disk='32m')"
+    )
+    proc = subprocess.Popen([sys.executable, "-c", code, info.ref, str(store)])
+    try:
+        deadline = time.monotonic() + 60
+        while not _loops_under(store):
+            assert proc.poll() is None and time.monotonic() < deadline, "the run did not start"
+            time.sleep(0.05)
+        time.sleep(1.0)  # past the release: the workload runs
+    finally:
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+    assert _loops_under(store) and _leftovers(store)  # the workload outlived its runner
+    assert _core.cleanup_leftovers(store=str(store)) >= 1
+    for _ in range(100):
+        if not _loops_under(store):
+            break
+        time.sleep(0.02)
+    assert _loops_under(store) == []
+    assert _leftovers(store) == []
