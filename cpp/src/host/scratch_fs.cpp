@@ -59,9 +59,11 @@ std::string template_for(uint64_t size, const std::string& template_dir, const s
   opts.timeout = std::chrono::seconds(60);
   SubprocessResult res;
   try {
-    res = run_subprocess({mkfs, "-q", "-F", "-t", "ext4", "-b", "4096", "-O", "^has_journal,^resize_inode", "-E",
-                          "lazy_itable_init=1,nodiscard,root_owner=0:0", "-m", "0", "-L",
-                          "benchrun-rw", tmp},
+    // sparse_super2 without backups: fewer metadata blocks to copy per run.
+    res = run_subprocess({mkfs, "-q", "-F", "-t", "ext4", "-b", "4096", "-O",
+                          "^has_journal,^resize_inode,sparse_super2", "-E",
+                          "lazy_itable_init=1,nodiscard,num_backup_sb=0,root_owner=0:0", "-m", "0",
+                          "-L", "benchrun-rw", tmp},
                          opts);
   } catch (const Error& e) {
     ::unlink(tmp.c_str());
@@ -148,6 +150,10 @@ ScratchFs ScratchFs::create(const std::string& image_path, uint64_t size,
 
   std::string device;
   UniqueFd loop = attach_loop(image.get(), device);
+  // The loop device holds the file now: without a name, its blocks are freed when the device lets
+  // go of it (after the last unmount, in the kernel's own time), not by whoever removes the run
+  // directory (with the store mounted -o discard that took 40-70 ms on a run's critical path).
+  if (::unlink(image_path.c_str()) != 0) fail(errno, "unlink", image_path);
   UniqueFd fsfd(::fsopen("ext4", FSOPEN_CLOEXEC));
   if (!fsfd) fail(errno, "fsopen", "ext4", "needs Linux >= 5.2");
   auto config = [&](const char* key, const char* value) {

@@ -13,11 +13,11 @@ namespace benchrun::host {
 
 // The mount exists only as an fd: it is in no mount table until a run's child attaches it in its
 // own mount namespace (move_mount), and it is unmounted when the last reference goes (this fd, that
-// namespace, an overlay on top); the loop device then detaches itself (LO_FLAGS_AUTOCLEAR) and the
-// image file goes with the run directory.
+// namespace, an overlay on top); the loop device then detaches itself (LO_FLAGS_AUTOCLEAR) and
+// drops the image file, which was unlinked as soon as the device held it.
 class ScratchFs {
  public:
-  // Creates image_path (size bytes, sparse) from a formatted template cached in template_dir
+  // Creates image_path (size bytes, sparse; unlinked again once attached) from a formatted template cached in template_dir
   // (built once per size with mkfs, an ext4 without journal, resize inode or lazy inode-table
   // initialisation), attaches it to a free loop device and mounts it nodev,nosuid. The mount's
   // root holds the empty directories "upper" and "work" (root-owned, 0755). SandboxError{stage=
