@@ -36,9 +36,9 @@ constexpr int kLoopTries = 32;
 
 [[noreturn]] void fail(int err, const std::string& op, const std::string& what,
                        const std::string& hint = "") {
-  throw SandboxError(op + " '" + what + "': " + std::strerror(err) +
-                         (hint.empty() ? "" : " (hint: " + hint + ")"),
-                     "disk");
+  throw SandboxError(
+      op + " '" + what + "': " + std::strerror(err) + (hint.empty() ? "" : " (hint: " + hint + ")"),
+      "disk");
 }
 
 // <template_dir>/ext4-<size>.img, formatted once (temp file + rename: concurrent builders race
@@ -188,7 +188,8 @@ int clear_stale_loop_devices(const std::string& run_dir, bool (*is_stale)(std::s
     }
     while (!backing.empty() && backing.back() == '\n') backing.pop_back();
     if (backing.rfind(prefix, 0) != 0) continue;
-    const std::string run = backing.substr(prefix.size(), backing.find('/', prefix.size()) - prefix.size());
+    const std::string run =
+        backing.substr(prefix.size(), backing.find('/', prefix.size()) - prefix.size());
     if (!is_stale(run)) continue;
     UniqueFd loop(::open(("/dev/" + name).c_str(), O_RDWR | O_CLOEXEC));
     if (loop && ::ioctl(loop.get(), LOOP_CLR_FD, 0) == 0) ++cleared;

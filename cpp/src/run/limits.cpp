@@ -40,7 +40,8 @@ uint64_t host_memory_bytes(const std::string& meminfo) {
       if (ec == std::errc() && kib > 0 && std::string_view(end, 3) == " kB") return kib << 10;
     }
   }
-  throw ConfigError("read '" + meminfo + "': no 'MemTotal: <n> kB' line (hint: pass /proc/meminfo)");
+  throw ConfigError("read '" + meminfo +
+                    "': no 'MemTotal: <n> kB' line (hint: pass /proc/meminfo)");
 }
 
 Limits resolve_limits(const RunSpec& spec, uint64_t ram_bytes) {

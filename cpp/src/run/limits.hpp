@@ -29,7 +29,7 @@ struct Limit {
 struct Limits {
   Limit memory;  // bytes
   Limit pids;
-  Limit disk;     // bytes of the writable layer's filesystem
+  Limit disk;          // bytes of the writable layer's filesystem
   uint64_t tmpfs = 0;  // size= of /tmp and of /dev/shm, each: half the memory limit, or of RAM
 };
 

@@ -129,9 +129,9 @@ std::optional<host::Cgroup> create_cgroup(const HostConfig& host, const std::str
 }
 
 // Drops the last references to a finished run's mounts (the root fd, the mount namespace, the
-// upper filesystem) on a thread of their own: the kernel unmounts the overlay and the ext4 below it,
-// lets the loop device go and frees the image's blocks in the context of whoever closes the last
-// fd, and that took 10-100 ms on a loaded host (more with the store mounted -o discard), after
+// upper filesystem) on a thread of their own: the kernel unmounts the overlay and the ext4 below
+// it, lets the loop device go and frees the image's blocks in the context of whoever closes the
+// last fd, and that took 10-100 ms on a loaded host (more with the store mounted -o discard), after
 // the run has ended. Nothing of it is visible to the host meanwhile (the mounts are in no
 // namespace of its); a process exiting first closes them itself.
 void release_mounts(UniqueFd root, UniqueFd mount_ns, std::optional<host::ScratchFs> scratch) {

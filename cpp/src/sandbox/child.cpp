@@ -175,8 +175,8 @@ int enter_layers(const ChildPlan& p) noexcept {
   if (p.layer_dir == nullptr) return 0;
   if (::chdir(p.layer_dir) != 0) return errno;
   if (p.upper_mount_fd < 0) return 0;
-  int err = err_of(::move_mount(p.upper_mount_fd, "", AT_FDCWD, p.upper_mount,
-                                MOVE_MOUNT_F_EMPTY_PATH));
+  int err =
+      err_of(::move_mount(p.upper_mount_fd, "", AT_FDCWD, p.upper_mount, MOVE_MOUNT_F_EMPTY_PATH));
   ::close(p.upper_mount_fd);
   return err;
 }

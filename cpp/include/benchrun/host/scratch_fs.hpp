@@ -17,11 +17,12 @@ namespace benchrun::host {
 // drops the image file, which was unlinked as soon as the device held it.
 class ScratchFs {
  public:
-  // Creates image_path (size bytes, sparse; unlinked again once attached) from a formatted template cached in template_dir
-  // (built once per size with mkfs, an ext4 without journal, resize inode or lazy inode-table
-  // initialisation), attaches it to a free loop device and mounts it nodev,nosuid. The mount's
-  // root holds the empty directories "upper" and "work" (root-owned, 0755). SandboxError{stage=
-  // "disk"} when a step fails (no loop devices, not root, no mkfs), SysError for the files.
+  // Creates image_path (size bytes, sparse; unlinked again once attached) from a formatted template
+  // cached in template_dir (built once per size with mkfs, an ext4 without journal, resize inode or
+  // lazy inode-table initialisation), attaches it to a free loop device and mounts it nodev,nosuid.
+  // The mount's root holds the empty directories "upper" and "work" (root-owned, 0755).
+  // SandboxError{stage= "disk"} when a step fails (no loop devices, not root, no mkfs), SysError
+  // for the files.
   static ScratchFs create(const std::string& image_path, uint64_t size,
                           const std::string& template_dir, const std::string& mkfs);
 
@@ -36,9 +37,10 @@ class ScratchFs {
   UniqueFd mount_;
 };
 
-// Clears the loop devices whose backing file lies under run_dir in an entry for which is_stale(name)
-// is true (what a SIGKILLed runner may leave while a mount still held them): LOOP_CLR_FD, which on
-// a device still in use only marks it to detach at its last close. Returns how many it cleared.
+// Clears the loop devices whose backing file lies under run_dir in an entry for which
+// is_stale(name) is true (what a SIGKILLed runner may leave while a mount still held them):
+// LOOP_CLR_FD, which on a device still in use only marks it to detach at its last close. Returns
+// how many it cleared.
 int clear_stale_loop_devices(const std::string& run_dir, bool (*is_stale)(std::string_view name),
                              const std::string& sys_block = "/sys/block");
 

@@ -36,7 +36,7 @@ struct SpawnSpec {
   // filesystem of upperdir and workdir. -1: none.
   int upper_mount_fd = -1;
   std::string upper_mount;
-  uint64_t tmpfs_bytes = 0;  // size= of /tmp and /dev/shm, each; 0: the kernel's (half of RAM)
+  uint64_t tmpfs_bytes = 0;       // size= of /tmp and /dev/shm, each; 0: the kernel's (half of RAM)
   std::vector<std::string> argv;  // argv[0] resolved by the child against PATH in env (execvpe)
   std::vector<std::string> env;
   std::string cwd = "/";  // inside the root; created if missing (as Docker does)
