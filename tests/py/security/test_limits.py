@@ -5,13 +5,13 @@ from __future__ import annotations
 
 import errno
 import os
+import time
 from pathlib import Path
 
 import pytest
 
 import benchrun
 from benchrun import _core, runner
-
 
 
 MiB = 1 << 20
@@ -114,6 +114,15 @@ def _loops_under(store: Path) -> list[str]:
     return out
 
 
+def _wait_no_loops(store: Path) -> None:
+    # A finished run's mounts are released on a thread of their own (and the loop device then
+    # detaches itself): give that a moment.
+    deadline = time.monotonic() + 5
+    while _loops_under(store) and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert _loops_under(store) == []
+
+
 def _leftovers(store: Path) -> list[str]:
     runs = store / "runs"
     return [p.name for p in runs.iterdir()] if runs.exists() else []
@@ -146,6 +155,7 @@ def test_memory_hog_is_oom_killed_at_the_default(attacker_image, store, tmp_path
     assert r.limits["memory"] == 384 * MiB
     assert r.limits["tmpfs"] == 192 * MiB
     assert r.to_json()["limits"]["memory"] == 384 * MiB
+    assert benchrun.Result.from_json(r.to_json()).limits == r.limits
 
 
 def test_tmp_and_dev_shm_fill_stops_at_half_the_memory_limit(attacker_image, attack):
@@ -173,13 +183,7 @@ def test_disk_fill_of_the_writable_layer_is_bounded(attacker_image, attack, stor
     assert r.limits["disk"] == 64 * MiB
     # Nothing of the run is left on the host: no run dir, no loop device on its image.
     assert _leftovers(store) == []
-    for _ in range(100):
-        if not _loops_under(store):
-            break
-        import time
-
-        time.sleep(0.02)
-    assert _loops_under(store) == []
+    _wait_no_loops(store)
 
 
 def test_unlimited_is_explicit_and_recorded(attacker_image, attack):
@@ -233,7 +237,6 @@ def test_a_killed_runner_leaves_no_loop_device_or_disk_image(attacker_image, sto
     import signal
     import subprocess
     import sys
-    import time
 
     info = attacker_image(PROGRAMS)
     code = (
@@ -252,9 +255,5 @@ def test_a_killed_runner_leaves_no_loop_device_or_disk_image(attacker_image, sto
         proc.wait()
     assert _loops_under(store) and _leftovers(store)  # the workload outlived its runner
     assert _core.cleanup_leftovers(store=str(store)) >= 1
-    for _ in range(100):
-        if not _loops_under(store):
-            break
-        time.sleep(0.02)
-    assert _loops_under(store) == []
+    _wait_no_loops(store)
     assert _leftovers(store) == []
