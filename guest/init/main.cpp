@@ -84,7 +84,7 @@ void run(std::optional<proto::Channel>& channel, uint64_t boot_ns) {
     wait_for_block_device(config.root_device, kRootDeviceTimeout);
     mount_root(config.root_device, kRoot);
   });
-  step("populate-root", [] { populate_root(kRoot); });
+  step("populate-root", [&] { populate_root(kRoot, config.memory_bytes / 2); });
   step("loopback", [] { bring_loopback_up(); });
   std::optional<WorkloadCgroup> cgroup = step("cgroup", [&] {
     std::string why_not;

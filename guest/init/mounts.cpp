@@ -64,9 +64,11 @@ void mount_root(const std::string& device, const std::string& root) {
   do_mount(device.c_str(), root, "ext4", MS_NODEV, nullptr);
 }
 
-void populate_root(const std::string& root) {
+void populate_root(const std::string& root, uint64_t tmpfs_bytes) {
   ensure_dir(root + "/tmp", 01777);
-  do_mount("tmpfs", root + "/tmp", "tmpfs", MS_NOSUID | MS_NODEV, "mode=1777");
+  const std::string options =
+      "mode=1777" + (tmpfs_bytes ? ",size=" + std::to_string(tmpfs_bytes) : std::string());
+  do_mount("tmpfs", root + "/tmp", "tmpfs", MS_NOSUID | MS_NODEV, options.c_str());
 }
 
 }  // namespace benchrun::guest

@@ -3,6 +3,7 @@
 #pragma once
 
 #include <chrono>
+#include <cstdint>
 #include <string>
 
 namespace benchrun::guest {
@@ -25,6 +26,7 @@ void mount_root(const std::string& device, const std::string& root);
 // /sys are the workload child's, as in the sandbox (RootKind::kPrepared). The mount point must be
 // a real directory in the image (created if missing): a symlink there would resolve in init's
 // view, outside root, so it is refused (ELOOP). Throws SysError.
-void populate_root(const std::string& root);
+// tmpfs_bytes: size= of /tmp (half the workload's memory limit); 0: the kernel's, half of RAM.
+void populate_root(const std::string& root, uint64_t tmpfs_bytes);
 
 }  // namespace benchrun::guest

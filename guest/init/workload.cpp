@@ -54,7 +54,10 @@ sandbox::SpawnSpec spawn_spec(const proto::RunConfig& c, const std::string& root
   if (!seccomp.empty()) std::memcpy(seccomp.data(), c.seccomp_bpf.data(), c.seccomp_bpf.size());
   std::vector<sandbox::Rlimit> rlimits;
   for (const auto& r : c.rlimits) rlimits.push_back({static_cast<int>(r.resource), r.soft, r.hard});
+  // /dev/shm (and init's /tmp) get half the workload's memory limit each; without one, the
+  // kernel's default of half the guest's RAM, which bounds them.
   return {.merged = root,
+          .tmpfs_bytes = c.memory_bytes / 2,
           .argv = c.argv,
           .env = c.env,
           .cwd = c.cwd,

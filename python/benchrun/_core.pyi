@@ -3,6 +3,7 @@
 from typing import Any, Callable, Optional
 
 __version__: str
+UNLIMITED: int
 
 def pull(
     *,
@@ -51,6 +52,7 @@ class RunSpec:
     user: Optional[str]
     memory: Optional[int]
     pids_limit: Optional[int]
+    disk: Optional[int]
     cpus: list[int]
     cpu_quota: Optional[float]
     timeout: float
@@ -87,6 +89,7 @@ def run(
     qemu: str = "qemu-system-x86_64",
     boot_timeout: float = 60.0,
     should_stop: Optional[Callable[[], bool]] = None,
+    meminfo: str = "/proc/meminfo",
 ) -> dict[str, Any]: ...
 def cleanup_leftovers(*, store: str, cgroup_root: str = "/sys/fs/cgroup") -> int: ...
 def resolve_digest(

@@ -27,6 +27,8 @@ ArgvArg = Union[str, Sequence[str], None]
 
 _SIZE_RE = re.compile(r"^(\d+(?:\.\d+)?) ?([kmgtp])?(?:i?b)?$", re.IGNORECASE)
 _SIZE_UNITS = {"": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30, "t": 1 << 40, "p": 1 << 50}
+# The native spec's value for "no limit" (memory, pids_limit, disk); None means "the default".
+UNLIMITED = (1 << 64) - 1
 
 
 # --- parsers ---------------------------------------------------------------------------------
@@ -69,6 +71,18 @@ def parse_memory(value: Union[int, str], what: str = "memory") -> int:
     """A memory size in bytes (see parse_size). The minimum (6m, so ``--memory 512`` meant as
     megabytes fails loudly) is checked by RunSpec.validate()."""
     return parse_size(value, what)
+
+
+def parse_limit(parse: Callable[[Any, str], int]) -> Callable[[Any, str], int]:
+    """A limit parsed by ``parse``, or ``"unlimited"`` (UNLIMITED): no limit at all. Not given
+    (None) is the default limit (see docs/security.md)."""
+
+    def parse_or_unlimited(value: Any, what: str) -> int:
+        if isinstance(value, str) and value.strip().lower() == "unlimited":
+            return UNLIMITED
+        return parse(value, what)
+
+    return parse_or_unlimited
 
 
 def _check_env_key(key: str, where: str) -> None:
@@ -313,12 +327,27 @@ OPTIONS: tuple[Option, ...] = (
     ),
     Option(
         "memory",
-        parse_memory,
-        "memory limit, no swap (512m, 1g; binary units; min 6m)",
+        parse_limit(parse_memory),
+        "memory limit, no swap (512m, 1g; binary units; min 6m; default 3/4 of the host's RAM; "
+        "unlimited: none)",
         ("-m", "--memory"),
         "SIZE",
     ),
-    Option("pids_limit", whole, "maximum number of processes/threads", ("--pids-limit",), "N"),
+    Option(
+        "pids_limit",
+        parse_limit(whole),
+        "maximum number of processes/threads (default 1024; unlimited: none)",
+        ("--pids-limit", "--pids"),
+        "N",
+    ),
+    Option(
+        "disk",
+        parse_limit(parse_size),
+        "size of the writable layer (the image's files plus what the run writes outside /tmp; "
+        "default 10g; min 16m; unlimited: none)",
+        ("--disk",),
+        "SIZE",
+    ),
     Option(
         "vcpus",
         lambda v, what: list(select_cpus(whole(v, what))),
@@ -426,11 +455,13 @@ def backends() -> list[str]:
 
 __all__ = [
     "OPTIONS",
+    "UNLIMITED",
     "Option",
     "backends",
     "core_spec",
     "parse_env",
     "parse_env_file",
+    "parse_limit",
     "parse_memory",
     "parse_size",
     "select_cpus",

@@ -36,6 +36,11 @@ The Result's JSON document (Result.to_json(), Result.write_json(), `benchrun run
       "start_time": 1.7e9, "end_time": 1.7e9,  # unix seconds, workload start/end
       "phases": {"pull": 0.0, "prepare": 0.0, "start": 0.0, "run": 0.0, "collect": 0.0},
       "notices": [],                     # what this run could not provide, a line each
+      "limits": {"memory": 1073741824,   # the limits that applied (bytes; pids and nofile a
+                 "pids": 1024,           #   count); null: unlimited. tmpfs: the size of /tmp
+                 "disk": 10737418240,    #   and of /dev/shm each (half of memory); disk: the
+                 "tmpfs": 536870912,     #   writable layer (vm: the root disk's free space);
+                 "nofile": 1024},        #   vm: memory is the guest's RAM unless one was given
       "interrupted": false,              # stopped by execute(should_stop=...) or Ctrl-C
       "facts": {}                        # how the backend ran it; "vm": kernel_release, accel,
                                          #   vcpus, memory_mib, rootfs_cached
@@ -114,6 +119,8 @@ class Result:
     facts: dict[str, Any] = field(default_factory=dict)
     # execute(should_stop=...) returned True and the run was killed (e.g. a canceled job).
     interrupted: bool = False
+    # The limits that applied: memory, tmpfs, disk (bytes), pids, nofile; None = unlimited.
+    limits: dict[str, Optional[int]] = field(default_factory=dict)
 
     @property
     def ok(self) -> bool:
@@ -178,6 +185,7 @@ class Result:
             notices=tuple(str(n) for n in d.get("notices", ())),
             facts=dict(d.get("facts", {})),
             interrupted=bool(d.get("interrupted", False)),
+            limits=_limits(d.get("limits")),
         )
 
     def to_json(self) -> dict[str, Any]:
@@ -231,6 +239,7 @@ class Result:
             "notices": list(self.notices),
             "facts": dict(self.facts),
             "interrupted": self.interrupted,
+            "limits": dict(self.limits),
         }
 
     @classmethod
@@ -289,7 +298,12 @@ class Result:
             notices=tuple(doc.get("notices", ())),
             facts=facts,
             interrupted=bool(doc.get("interrupted", False)),
+            limits=_limits(doc.get("limits")),
         )
+
+
+def _limits(d: Optional[Mapping[str, Any]]) -> dict[str, Optional[int]]:
+    return {str(k): None if v is None else int(v) for k, v in (d or {}).items()}
 
 
 @dataclass(frozen=True)

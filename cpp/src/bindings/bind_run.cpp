@@ -62,6 +62,7 @@ py::dict result_dict(run::RunResult& r) {
   for (const auto& [k, v] : r.facts) std::visit([&](const auto& x) { facts[py::str(k)] = x; }, v);
   d["facts"] = facts;
   d["notices"] = r.notices;
+  d["limits"] = r.limits;
   d["backend"] = r.backend;
   d["image_digest"] = r.image_digest;
   return d;
@@ -81,6 +82,7 @@ void bind_run(py::module_& m) {
   BENCHRUN_RUN_OPTIONS(BENCHRUN_BIND_OPTION)
 #undef BENCHRUN_BIND_OPTION
   spec.attr("OPTIONS") = py::tuple(options);
+  m.attr("UNLIMITED") = run::kUnlimited;
   spec.def_readwrite("rootless", &run::RunSpec::rootless,
                      "None: rootless exactly when not root (a test setting, not an option)");
   spec.def(
@@ -123,8 +125,9 @@ void bind_run(py::module_& m) {
       [](const run::RunImage& image, const run::RunSpec& spec, const std::string& store,
          const std::string& cgroup_root, const std::string& vm_cache,
          const std::string& init_binary, const std::string& qemu, double boot_timeout,
-         std::optional<py::function> should_stop) {
+         std::optional<py::function> should_stop, const std::string& meminfo) {
         run::HostConfig host;
+        host.meminfo = meminfo;
         host.store = store;
         host.cgroup.root = cgroup_root;
         host.vm_cache = vm_cache;
@@ -161,6 +164,7 @@ void bind_run(py::module_& m) {
       py::arg("cgroup_root") = "/sys/fs/cgroup", py::arg("vm_cache") = "",
       py::arg("init_binary") = "", py::arg("qemu") = "qemu-system-x86_64",
       py::arg("boot_timeout") = 60.0, py::arg("should_stop") = py::none(),
+      py::arg("meminfo") = "/proc/meminfo",
       "Run a loaded image with a RunSpec in its backend; returns the result as a dict (metrics: "
       "name -> (value, unit)). Releases the GIL.");
 }

@@ -6,6 +6,7 @@
 #include "benchrun/common/dir.hpp"
 #include "benchrun/common/error.hpp"
 #include "benchrun/common/fs.hpp"
+#include "benchrun/host/scratch_fs.hpp"
 #include "benchrun/oci/pull.hpp"
 #include "benchrun/run/runner.hpp"
 #include "run/run_common.hpp"
@@ -70,6 +71,9 @@ int cleanup_leftovers(const HostConfig& host) {
 int sweep_stale_runs(const HostConfig& host) {
   int removed = host::cleanup_stale_cgroups(host.cgroup);
   const std::filesystem::path run_dir = host.run_dir();
+  // Disk images of dead runs still attached to a loop device (their mounts died with the cgroup's
+  // processes; a device still busy detaches at its last close).
+  host::clear_stale_loop_devices(run_dir.string(), run_name_is_stale);
   for (const auto& name : list_dir_if_exists(run_dir)) {
     if (!run_name_is_stale(name)) continue;
     try {

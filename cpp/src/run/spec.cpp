@@ -13,6 +13,7 @@ namespace benchrun::run {
 namespace {
 
 constexpr uint64_t kMinMemory = uint64_t{6} << 20;  // docker's minimum: below it nothing starts
+constexpr uint64_t kMinDisk = uint64_t{16} << 20;   // an ext4 of less holds little but metadata
 
 [[noreturn]] void bad(const std::string& option, const std::string& why) {
   throw ConfigError(option + ": " + why);
@@ -62,10 +63,13 @@ void validate(const RunSpec& s) {
     check_text("user", *s.user);
     if (s.user->empty()) bad("user", "empty (expected a name, uid, name:group or uid:gid)");
   }
-  if (s.memory && *s.memory < kMinMemory)
+  if (s.memory && *s.memory != kUnlimited && *s.memory < kMinMemory)
     bad("memory", std::to_string(*s.memory) + " bytes: the minimum is 6m (" +
                       std::to_string(kMinMemory) + " bytes)");
   if (s.pids_limit && *s.pids_limit < 1) bad("pids_limit", "must be at least 1");
+  if (s.disk && *s.disk != kUnlimited && *s.disk < kMinDisk)
+    bad("disk", std::to_string(*s.disk) + " bytes: the minimum is 16m (" +
+                    std::to_string(kMinDisk) + " bytes)");
   std::set<int> cpus;
   for (int c : s.cpus) {
     if (c < 0) bad("cpus", "cpu " + std::to_string(c) + " must be >= 0");
@@ -86,6 +90,8 @@ void validate(const RunSpec& s) {
   check_text("hostname", s.hostname);
   if (s.hostname.empty() || s.hostname.size() > 64)
     bad("hostname", "'" + printable(s.hostname) + "' must be 1 to 64 bytes");
+  if (s.vm_memory && *s.vm_memory == kUnlimited)
+    bad("vm_memory", "a guest's RAM cannot be unlimited (give a size, e.g. 4g)");
   if (s.vm_memory && *s.vm_memory < (uint64_t{64} << 20))
     bad("vm_memory", std::to_string(*s.vm_memory) + " bytes: a guest needs at least 64m");
   b.validate(s);

@@ -18,6 +18,7 @@
 #include "benchrun/sandbox/seccomp.hpp"
 #include "benchrun/vm/kernel.hpp"
 #include "benchrun/vm/launch.hpp"
+#include "run/limits.hpp"
 #include "run/process_config.hpp"
 #include "run/run_common.hpp"
 #include "vm/results.hpp"
@@ -52,7 +53,21 @@ vm::Kernel kernel_for(const RunSpec& spec, const std::string& cache_dir) {
   return k;
 }
 
-proto::RunConfig guest_config(const ProcessConfig& proc, const RunSpec& spec,
+// The free space of an ext4 image, from its superblock (at 1024: free blocks at +12, log2 of the
+// block size - 10 at +24, little-endian): what the guest can write to its root. 0 if unreadable.
+uint64_t ext4_free_bytes(const std::string& image) {
+  UniqueFd fd(::open(image.c_str(), O_RDONLY | O_CLOEXEC));
+  unsigned char sb[28];
+  if (!fd || ::pread(fd.get(), sb, sizeof sb, 1024) != static_cast<ssize_t>(sizeof sb)) return 0;
+  auto le32 = [&](int at) {
+    return uint64_t{sb[at]} | uint64_t{sb[at + 1]} << 8 | uint64_t{sb[at + 2]} << 16 |
+           uint64_t{sb[at + 3]} << 24;
+  };
+  const uint64_t log = le32(24);
+  return log > 6 ? 0 : le32(12) << (10 + log);
+}
+
+proto::RunConfig guest_config(const ProcessConfig& proc, const RunSpec& spec, const Limits& limits,
                               const std::vector<std::string>& outputs) {
   proto::RunConfig c;
   c.argv = proc.argv;
@@ -64,8 +79,9 @@ proto::RunConfig guest_config(const ProcessConfig& proc, const RunSpec& spec,
   c.hostname = spec.hostname;
   c.rlimits = {{RLIMIT_NOFILE, spec.nofile, spec.nofile}, {RLIMIT_CORE, 0, 0}};
   c.timeout_ms = timeout_ms(spec);
-  c.memory_bytes = spec.memory.value_or(0);
-  c.pids_max = spec.pids_limit.value_or(0);
+  // The guest's RAM bounds the workload; a memory limit it was given explicitly is its cgroup's.
+  c.memory_bytes = limits.memory.explicit_ ? limits.memory.value.value_or(0) : 0;
+  c.pids_max = limits.pids.value.value_or(0);
   c.outputs = outputs;
   c.max_output_bytes = spec.max_output_bytes;
   c.max_file_bytes = spec.max_file_bytes;
@@ -121,15 +137,29 @@ class VmExecution final : public Execution {
     ls.vm.qemu = host.qemu;
     ls.vm.accel = accel.accel;
     ls.vm.vcpus = spec.cpus.empty() ? 1u : static_cast<unsigned>(spec.cpus.size());
+    const bool memory_given = spec.memory && *spec.memory != kUnlimited;
     ls.vm.memory_mib = spec.vm_memory ? *spec.vm_memory >> 20
-                       : spec.memory  ? (*spec.memory >> 20) + 256
+                       : memory_given ? (*spec.memory >> 20) + 256
                                       : 1024;
+    // Limits inside the guest: its RAM unless a memory limit was given, the pids default, /tmp
+    // and /dev/shm half the memory limit each (else the kernel's half of RAM), and the root
+    // disk's free space, which its image fixed when it was built.
+    const uint64_t guest_ram = ls.vm.memory_mib << 20;
+    Limits limits = resolve_limits(spec, guest_ram);
+    if (!memory_given) limits.memory = {guest_ram, false};
+    limits.tmpfs = (memory_given ? *spec.memory : guest_ram) / 2;
+    limits.disk = {ext4_free_bytes(disk), false};
+    if (spec.disk && *spec.disk != kUnlimited && *spec.disk != *limits.disk.value)
+      r.notices.push_back("vm: the writable layer is the root disk's free space (" +
+                          std::to_string(*limits.disk.value) +
+                          " bytes, fixed when its image was built), not disk");
+    record_limits(limits, spec, r);
     ls.vm.kernel = kernel.image;
     ls.vm.initramfs = initrd;
     ls.vm.root_disk = disk;
     ls.vm.transport = transport;
     if (accel.accel == vm::Accel::kTcg) ls.vm.tsc_khz = vm::host_tsc_khz(host.cpuinfo);
-    ls.run = guest_config(proc, spec, outputs);
+    ls.run = guest_config(proc, spec, limits, outputs);
     ls.run_dir = dir_.path().string();
     ls.boot_timeout_s = host.vm_boot_timeout;
     ls.timeout_s = spec.timeout;

@@ -29,6 +29,7 @@
 #include <net/if.h>
 #include <signal.h>
 #include <sys/ioctl.h>
+#include <sys/mount.h>
 #include <sys/prctl.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
@@ -52,6 +53,7 @@ constexpr const char* kStageNames[] = {
     "stdio",
     "close fds",
     "make / private",
+    "attach upper filesystem",
     "mount overlay",
     "enter root",
     "send root fd",
@@ -149,12 +151,34 @@ int close_range_compat(unsigned first, unsigned last) noexcept {
 }
 
 int close_inherited_fds(const ChildPlan& p) noexcept {
-  const int sock = p.sock_fd >= 0 ? p.sock_fd : p.status_fd;  // no socket: the pipe only
-  unsigned lo = static_cast<unsigned>(sock < p.status_fd ? sock : p.status_fd);
-  unsigned hi = static_cast<unsigned>(sock < p.status_fd ? p.status_fd : sock);
-  if (int err = close_range_compat(3, lo - 1)) return err;
-  if (int err = close_range_compat(lo + 1, hi - 1)) return err;
-  return close_range_compat(hi + 1, ~0u);
+  // Kept: the channels and the upper filesystem's mount (all > 2), in ascending order.
+  unsigned keep[3];
+  size_t n = 0;
+  for (int fd : {p.sock_fd, p.status_fd, p.upper_mount_fd}) {
+    if (fd < 0) continue;
+    size_t i = n++;
+    for (; i > 0 && keep[i - 1] > static_cast<unsigned>(fd); --i) keep[i] = keep[i - 1];
+    keep[i] = static_cast<unsigned>(fd);
+  }
+  unsigned next = 3;
+  for (size_t i = 0; i < n; ++i) {
+    if (keep[i] < next) continue;  // the same fd twice
+    if (int err = close_range_compat(next, keep[i] - 1)) return err;
+    next = keep[i] + 1;
+  }
+  return close_range_compat(next, ~0u);
+}
+
+// Enters the directory the overlay's layers are named relative to, and attaches the upper
+// filesystem there (in our own, private mount namespace).
+int enter_layers(const ChildPlan& p) noexcept {
+  if (p.layer_dir == nullptr) return 0;
+  if (::chdir(p.layer_dir) != 0) return errno;
+  if (p.upper_mount_fd < 0) return 0;
+  int err =
+      err_of(::move_mount(p.upper_mount_fd, "", AT_FDCWD, p.upper_mount, MOVE_MOUNT_F_EMPTY_PATH));
+  ::close(p.upper_mount_fd);
+  return err;
 }
 
 // Sends an O_PATH fd of the new root (the cwd) to the parent: it keeps the overlay readable after
@@ -265,24 +289,26 @@ void child_main(const ChildPlan& p) noexcept {
 
   check(p, Stage::kSetsid, err_of(::setsid()));  // no controlling terminal (TIOCSTI)
   check(p, Stage::kStdio, setup_stdio(p));
-  check(p, Stage::kCloseFds, close_inherited_fds(p));  // both channels are > 2
+  check(p, Stage::kCloseFds, close_inherited_fds(p));  // the fds kept are > 2
 
   // The root filesystem, while the host's paths are still reachable.
   check(p, Stage::kMountPrivate, make_mounts_private());
   const bool overlay = p.root_kind == RootKind::kOverlay;
-  if (overlay)
+  if (overlay) {
+    check(p, Stage::kLayers, enter_layers(p));
     check(p, Stage::kMountOverlay, mount_overlay_and_enter(p.root, p.overlay_options));
-  else
+  } else {
     check(p, Stage::kEnterRoot, err_of(::chdir(p.root)));
+  }
   if (p.sock_fd >= 0) check(p, Stage::kSendRoot, send_root_fd(p));
   check(p, Stage::kMountProc, mount_proc());
   check(p, Stage::kMountDev, mount_dev_tmpfs());
   int index = -1;
   check(p, Stage::kDevNodes, create_dev_nodes(&index), index);
   check(p, Stage::kMountDevPts, mount_devpts(/*tty_gid=*/!p.user_namespace));
-  check(p, Stage::kMountDevShm, mount_dev_shm());
+  check(p, Stage::kMountDevShm, mount_dev_shm(p.tmpfs_options));
   check(p, Stage::kDevLinks, create_dev_links(&index), index);
-  if (overlay) check(p, Stage::kMountTmp, mount_tmp());
+  if (overlay) check(p, Stage::kMountTmp, mount_tmp(p.tmpfs_options));
   check(p, Stage::kMountSys, mount_sys());
   check(p, Stage::kMaskPaths, mask_paths(&index), index);
   check(p, Stage::kReadonlyPaths, make_readonly_paths(&index), index);

@@ -22,6 +22,7 @@ enum class Stage : int32_t {
   kStdio,
   kCloseFds,
   kMountPrivate,
+  kLayers,
   kMountOverlay,
   kEnterRoot,
   kSendRoot,
@@ -86,6 +87,10 @@ struct ChildPlan {
   RootKind root_kind = RootKind::kOverlay;
   const char* root = nullptr;             // kOverlay: where the overlay is mounted
   const char* overlay_options = nullptr;  // kOverlay only
+  const char* layer_dir = nullptr;        // kOverlay: entered before the overlay; nullptr: none
+  int upper_mount_fd = -1;                // attached at upper_mount (relative to layer_dir)
+  const char* upper_mount = nullptr;
+  const char* tmpfs_options = nullptr;  // of /tmp and /dev/shm ("mode=1777[,size=N]")
   const char* hostname = nullptr;
   size_t hostname_len = 0;
   bool loopback_up = false;  // own network namespace: bring lo up

@@ -21,8 +21,12 @@ void require_absolute(std::string_view what, const std::string& path) {
 
 // overlayfs splits its options at ',' and lowerdir at ':' (the layer separator, allowed in
 // lowerdir only); rather than escape, refuse paths that contain them.
-void require_overlay_safe(std::string_view what, const std::string& path, bool allow_colon) {
-  require_absolute(what, path);
+void require_overlay_safe(std::string_view what, const std::string& path, bool allow_colon,
+                          bool relative = false) {
+  if (relative && (path.empty() || path.front() == '/'))
+    throw ConfigError("spawn: " + std::string(what) + " '" + path +
+                      "' must be relative to layer_dir");
+  if (!relative) require_absolute(what, path);
   for (char c : path) {
     if (c == ',' || c == '\\' || (c == ':' && !allow_colon))
       throw ConfigError("spawn: " + std::string(what) + " '" + path + "' contains '" +
@@ -58,9 +62,13 @@ std::vector<std::string> exec_candidates(const std::string& file, const std::str
 PreparedChild::PreparedChild(const SpawnSpec& spec, int cap_last, RootKind root_kind) {
   const bool overlay = root_kind == RootKind::kOverlay;
   if (overlay) {
-    require_overlay_safe("lowerdir", spec.lowerdir, /*allow_colon=*/true);
-    require_overlay_safe("upperdir", spec.upperdir, false);
-    require_overlay_safe("workdir", spec.workdir, false);
+    const bool relative = !spec.layer_dir.empty();
+    if (relative) require_absolute("layer_dir", spec.layer_dir);
+    require_overlay_safe("lowerdir", spec.lowerdir, /*allow_colon=*/true, relative);
+    require_overlay_safe("upperdir", spec.upperdir, false, relative);
+    require_overlay_safe("workdir", spec.workdir, false, relative);
+    if (spec.upper_mount_fd >= 0 && (!relative || spec.upper_mount.empty()))
+      throw ConfigError("spawn: upper_mount_fd needs layer_dir and upper_mount");
   }
   require_absolute("merged", spec.merged);
   require_absolute("cwd", spec.cwd);
@@ -87,6 +95,10 @@ PreparedChild::PreparedChild(const SpawnSpec& spec, int cap_last, RootKind root_
     // In a user namespace overlayfs may not use trusted.* xattrs; user.* ones (Linux >= 5.11) do.
     if (spec.user_namespace) overlay_options_ += ",userxattr";
   }
+  layer_dir_ = spec.layer_dir;
+  upper_mount_ = spec.upper_mount;
+  tmpfs_options_ = "mode=1777";
+  if (spec.tmpfs_bytes) tmpfs_options_ += ",size=" + std::to_string(spec.tmpfs_bytes);
   hostname_ = spec.hostname;
   cwd_ = spec.cwd;
   argv_ = spec.argv;
@@ -106,6 +118,11 @@ PreparedChild::PreparedChild(const SpawnSpec& spec, int cap_last, RootKind root_
   plan_.root_kind = root_kind;
   plan_.root = root_.c_str();
   if (overlay) plan_.overlay_options = overlay_options_.c_str();
+  if (overlay && !layer_dir_.empty()) {
+    plan_.layer_dir = layer_dir_.c_str();
+    plan_.upper_mount = upper_mount_.c_str();
+  }
+  plan_.tmpfs_options = tmpfs_options_.c_str();
   plan_.hostname = hostname_.c_str();
   plan_.hostname_len = hostname_.size();
   plan_.loopback_up = !spec.network;

@@ -28,7 +28,8 @@ class PreparedChild {
   const std::vector<std::string>& exec_paths() const noexcept { return exec_paths_; }
 
  private:
-  std::string root_, overlay_options_, hostname_, cwd_, search_path_;
+  std::string root_, overlay_options_, layer_dir_, upper_mount_, tmpfs_options_, hostname_, cwd_,
+      search_path_;
   std::vector<std::string> argv_, env_, exec_paths_;
   std::vector<char*> argv_ptrs_, env_ptrs_;
   std::vector<const char*> exec_path_ptrs_;

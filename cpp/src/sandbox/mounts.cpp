@@ -132,11 +132,12 @@ int mount_devpts(bool tty_gid) noexcept {
                                 : "newinstance,ptmxmode=0666,mode=0620"));
 }
 
-int mount_dev_shm() noexcept {
+int mount_dev_shm(const char* options) noexcept {
   if (::mkdir("dev/shm", 01777) != 0) return errno;
-  // No size= : tmpfs defaults to half of RAM and the run's memory cgroup bounds it (Docker's 64 MiB
-  // breaks shared-memory-heavy benchmarks).
-  return err_of(::mount("shm", "dev/shm", "tmpfs", MS_NOSUID | MS_NODEV | MS_NOEXEC, "mode=1777"));
+  // size= is the run's memory limit (which its cgroup enforces on these pages too), not Docker's
+  // 64 MiB, which breaks shared-memory-heavy benchmarks.
+  return err_of(::mount("shm", "dev/shm", "tmpfs", MS_NOSUID | MS_NODEV | MS_NOEXEC,
+                        options ? options : "mode=1777"));
 }
 
 int create_dev_links(int* failed_index) noexcept {
@@ -149,9 +150,10 @@ int create_dev_links(int* failed_index) noexcept {
   return 0;
 }
 
-int mount_tmp() noexcept {
+int mount_tmp(const char* options) noexcept {
   if (int err = ensure_dir("tmp", 01777)) return err;
-  return err_of(::mount("tmpfs", "tmp", "tmpfs", MS_NOSUID | MS_NODEV, "mode=1777"));
+  return err_of(
+      ::mount("tmpfs", "tmp", "tmpfs", MS_NOSUID | MS_NODEV, options ? options : "mode=1777"));
 }
 
 int mount_sys() noexcept {

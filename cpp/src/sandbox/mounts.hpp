@@ -17,10 +17,11 @@ int mount_proc() noexcept;
 int mount_dev_tmpfs() noexcept;
 int create_dev_nodes(int* failed_index) noexcept;  // null zero full random urandom tty
 int mount_devpts(bool tty_gid) noexcept;  // tty_gid: ptys get gid 5 (not in a user namespace)
-int mount_dev_shm() noexcept;
+// options: "mode=1777[,size=N]" (nullptr: "mode=1777", the kernel's default size, half of RAM).
+int mount_dev_shm(const char* options) noexcept;
 int create_dev_links(int* failed_index) noexcept;  // fd stdin stdout stderr ptmx
-int mount_tmp() noexcept;
-int mount_sys() noexcept;  // read-only; skipped when sysfs refuses (EPERM)
+int mount_tmp(const char* options) noexcept;       // as mount_dev_shm
+int mount_sys() noexcept;                          // read-only; skipped when sysfs refuses (EPERM)
 int mask_paths(int* failed_index) noexcept;
 int make_readonly_paths(int* failed_index) noexcept;
 // pivot_root(".", ".") then detach the old root: the working directory becomes "/".

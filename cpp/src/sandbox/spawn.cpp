@@ -234,6 +234,13 @@ SandboxedChild spawn_sandboxed(const SpawnSpec& spec) {
   plan.parent_sock_fd = sock.parent.get();
   plan.parent_status_fd = status.parent.get();
   plan.devnull_fd = devnull.get();
+  UniqueFd upper_mount;  // a copy above stdio (the child dup2()s onto 0..2 before it attaches it)
+  if (spec.upper_mount_fd >= 0) {
+    int fd = ::fcntl(spec.upper_mount_fd, F_DUPFD_CLOEXEC, 3);
+    if (fd < 0) throw_errno("fcntl(F_DUPFD_CLOEXEC)", "upper filesystem");
+    upper_mount.reset(fd);
+    plan.upper_mount_fd = fd;
+  }
 
   SandboxedChild child;
   child.argv0_ = spec.argv.front();

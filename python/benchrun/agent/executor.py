@@ -3,7 +3,8 @@
 Synchronous (it runs on the agent's job thread); the agent talks to it through a cancel Event and
 an on_running callback. Mapping from upstream's job (docs/agent.md):
   spec.cpu -> vcpus (the lowest-numbered CPUs of this process; more than available is an error),
-  spec.memory -> memory limit, spec.network true -> refused (benchrun runs have no network),
+  spec.memory -> memory limit, spec.disk -> disk (the writable layer's size; the run's other
+  limits are benchrun's defaults, docs/security.md), spec.network true -> refused (benchrun runs have no network),
   spec.sandbox "vm"/"firecracker" -> backend vm, "sandbox" -> sandbox, null -> the agent's default;
   config.entrypoint/cmd/env/file_paths as in docker; iterations run one after another, all within
   the job's timeout; a non-zero exit stops them unless allow_failure.
@@ -177,6 +178,7 @@ class JobExecutor:
                 backend=p.backend,
                 vcpus=job.spec.cpu,
                 memory=job.spec.memory,
+                disk=job.spec.disk,
                 outputs=c.file_paths,
                 store=self.store,
                 pull=self.pull,

@@ -50,6 +50,8 @@ std::vector<Case> cases() {
        [](RunSpec& s) { s.memory = 512; }, "minimum is 6m"},
       {"pids_limit", [](RunSpec& s) { s.pids_limit = 1; }, [](RunSpec& s) { s.pids_limit = 0; },
        "at least 1"},
+      {"disk", [](RunSpec& s) { s.disk = uint64_t{16} << 20; },
+       [](RunSpec& s) { s.disk = (uint64_t{16} << 20) - 1; }, "minimum is 16m"},
       {"cpus",
        [](RunSpec& s) {
          s.cpus = {0, 1};
@@ -159,6 +161,23 @@ TEST(RunSpec, ValidAndInvalidValuesPerOption) {
       }
     }
   }
+}
+
+// "unlimited" is a value of its own for each limit, accepted by every backend's rules; a guest's
+// RAM cannot be unlimited.
+TEST(RunSpec, UnlimitedIsExplicitAndAccepted) {
+  RunSpec s;
+  EXPECT_FALSE(s.memory);
+  EXPECT_FALSE(s.pids_limit);
+  EXPECT_FALSE(s.disk);
+  s.memory = kUnlimited;
+  s.pids_limit = kUnlimited;
+  s.disk = kUnlimited;
+  EXPECT_NO_THROW(validate(s));
+  s.backend = "vm";
+  EXPECT_NO_THROW(validate(s));
+  s.vm_memory = kUnlimited;
+  EXPECT_THROW(validate(s), ConfigError);
 }
 
 TEST(RunSpec, NumbersThatAreNotNumbers) {

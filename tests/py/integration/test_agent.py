@@ -801,3 +801,16 @@ def test_leftovers_of_a_sigkilled_agent_are_removed_at_the_next_start(harness, i
     assert processes(marker) == []
     assert run_cgroups(first.proc.pid) == []
     assert list((tmp_path / "store" / "runs").iterdir()) == []
+
+
+@runs
+def test_job_spec_disk_bounds_the_writable_layer(harness, image):
+    # spec.disk (and spec.memory, spec.cpu) are the run's limits; the rest are benchrun's defaults.
+    # overlayfs reports its upper filesystem's size: the job's 32 MiB ext4.
+    job = job_message(image, cmd=["df -k / | tail -1"])
+    job["spec"]["disk"] = 32 << 20
+    server, agent = harness(one_job(job), once=True)
+    assert agent.wait() == 0, agent.log()
+    done = server.messages("completed")[0]
+    total_kib = int(done["results"][0]["stdout"].split()[1])
+    assert 16 << 10 < total_kib <= 32 << 10, done["results"]

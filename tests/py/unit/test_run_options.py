@@ -83,6 +83,19 @@ def test_memory_below_the_minimum_is_refused(small):
     assert make_spec("img", memory="6m").core.memory == 6 * MiB
 
 
+def test_limits_default_when_not_given_and_unlimited_only_when_asked():
+    # None: the native default (docs/security.md); "unlimited": no limit, for each limit.
+    spec = make_spec("img")
+    assert spec.core.memory is None and spec.core.pids_limit is None and spec.core.disk is None
+    spec = make_spec("img", memory="unlimited", pids_limit="Unlimited", disk="unlimited")
+    assert spec.core.memory == spec.core.pids_limit == spec.core.disk == real_core.UNLIMITED
+    assert make_spec("img", disk="1g", pids_limit=64).core.disk == 1 << 30
+    with pytest.raises(ConfigError, match=r"disk: .*the minimum is 16m"):
+        make_spec("img", disk="1m")
+    with pytest.raises(ConfigError, match="pids_limit"):
+        make_spec("img", pids_limit="lots")
+
+
 def test_parse_size_allows_small_and_zero():
     assert parse_size("0") == 0 and parse_size("1k") == 1024 and parse_size(5) == 5
     with pytest.raises(ConfigError):

@@ -39,6 +39,9 @@ struct RunResult {
   Metrics metrics;                      // wall_time, cpu_user, cpu_system, peak_memory, ...
   Phases phases;
   std::map<std::string, Fact> facts;  // backend-specific, e.g. the VM's kernel_release
+  // The limits that applied (run/limits.hpp): memory, tmpfs, disk (bytes), pids, nofile; nullopt:
+  // unlimited.
+  std::map<std::string, std::optional<uint64_t>> limits;
   // What this run could not provide and why (e.g. no cgroup as an unprivileged user), a line each.
   std::vector<std::string> notices;
   std::string backend;

@@ -18,6 +18,10 @@ using Argv = std::vector<std::string>;
 using Strings = std::vector<std::string>;
 using Cpus = std::vector<int>;
 
+// The value of memory, pids_limit and disk that asks for no limit at all (an absent value asks for
+// the default; see run/limits.hpp).
+inline constexpr uint64_t kUnlimited = UINT64_MAX;
+
 // X(type, name, default, scope, doc): scope is the one backend that reads the option, or ""
 // for every backend; a backend-specific option set for another backend is a ConfigError.
 #define BENCHRUN_RUN_OPTIONS(X)                                                                    \
@@ -31,8 +35,11 @@ using Cpus = std::vector<int>;
     "absolute working directory in the image")                                                     \
   X(std::optional<std::string>, user, std::nullopt, "", "name, uid, name:group or uid:gid")        \
   X(std::optional<uint64_t>, memory, std::nullopt, "",                                             \
-    "memory limit in bytes, no swap (>= 6 MiB)")                                                   \
-  X(std::optional<uint64_t>, pids_limit, std::nullopt, "", "maximum processes and threads")        \
+    "memory limit in bytes, no swap (>= 6 MiB); None: 3/4 of the host's RAM; UNLIMITED: none")     \
+  X(std::optional<uint64_t>, pids_limit, std::nullopt, "",                                         \
+    "maximum processes and threads; None: 1024; UNLIMITED: none")                                  \
+  X(std::optional<uint64_t>, disk, std::nullopt, "",                                               \
+    "size of the writable layer in bytes (>= 16 MiB); None: 10 GiB; UNLIMITED: none")              \
   X(Cpus, cpus, {}, "", "host CPUs the run is pinned to; empty: no pinning")                       \
   X(std::optional<double>, cpu_quota, std::nullopt, "", "CPU time quota in CPUs' worth (1.5)")     \
   X(double, timeout, 0.0, "", "wall-clock limit of the workload in seconds; 0: none")              \
@@ -75,6 +82,8 @@ struct HostConfig {
   std::string qemu = "qemu-system-x86_64";
   std::string init_binary;  // the static guest init (benchrun-init)
   std::string cpuinfo = "/proc/cpuinfo";
+  std::string meminfo = "/proc/meminfo";  // MemTotal: the default memory limit's base
+  std::string mkfs = "mkfs.ext4";         // formats the writable layer's filesystem (disk limit)
   std::string kvm_device = "/dev/kvm";
   double vm_boot_timeout = 60;
 

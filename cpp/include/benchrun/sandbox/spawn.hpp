@@ -27,6 +27,16 @@ struct SpawnSpec {
   // upperdir/workdir (per run, on the same filesystem as each other), mounted at merged (an empty
   // dir) inside the child's mount namespace.
   std::string lowerdir, upperdir, workdir, merged;
+  // When set, lowerdir, upperdir and workdir are relative to this directory, which the child
+  // enters before it mounts the overlay: the overlay's options, which /proc/self/mountinfo shows
+  // inside the run, then name no host path.
+  std::string layer_dir;
+  // A detached mount (fsmount, e.g. host::ScratchFs) that the child attaches at
+  // layer_dir/upper_mount in its own mount namespace before the overlay: the size-bounded
+  // filesystem of upperdir and workdir. -1: none.
+  int upper_mount_fd = -1;
+  std::string upper_mount;
+  uint64_t tmpfs_bytes = 0;       // size= of /tmp and /dev/shm, each; 0: the kernel's (half of RAM)
   std::vector<std::string> argv;  // argv[0] resolved by the child against PATH in env (execvpe)
   std::vector<std::string> env;
   std::string cwd = "/";  // inside the root; created if missing (as Docker does)
