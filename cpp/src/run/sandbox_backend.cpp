@@ -22,6 +22,7 @@
 
 #include "benchrun/common/error.hpp"
 #include "benchrun/common/fs.hpp"
+#include "benchrun/sandbox/idmap.hpp"
 #include "benchrun/sandbox/seccomp.hpp"
 #include "benchrun/sandbox/spawn.hpp"
 #include "run/capture.hpp"
@@ -142,6 +143,17 @@ class SandboxExecution final : public Execution {
     ProcessConfig proc = resolve_process(ctx.image.config, spec_, image_root.get());
     for (const auto& o : spec_.outputs) outputs_.push_back(checked_image_path(o, "output path"));
     for (const char* sub : {"upper", "work", "merged"}) make_dirs(dir_.path() / sub);
+    if (!rootless_) {
+      // Root runs: a user namespace mapped to a host range of their own (finding 4), so the
+      // workload is not host root (per-user quotas, identity). The range owns what the overlay
+      // writes (upper, work) and can enter the run directory; "lower" receives the idmapped image.
+      id_slot_.emplace(sandbox::acquire_id_slot());
+      make_dirs(dir_.path() / "lower");
+      const sandbox::IdRange& ids = id_slot_->range();
+      for (const char* sub : {"", "upper", "work"})
+        if (::chown((dir_.path() / sub).c_str(), ids.uid, ids.gid) != 0)
+          throw_errno("chown", (dir_.path() / sub).string());
+    }
 
     host::CgroupLimits limits = cpu_limits(spec_);
     limits.memory_bytes = spec_.memory;
@@ -154,7 +166,8 @@ class SandboxExecution final : public Execution {
     // them through /proc/self/fd) work for a non-root user too. (Rootless: ours, i.e. root's
     // inside.)
     for (int fd : {out_w.get(), err_w.get()})
-      if (!rootless_ && ::fchown(fd, proc.uid, proc.gid) != 0)
+      if (!rootless_ && ::fchown(fd, id_slot_->range().uid + proc.uid,
+                                 id_slot_->range().gid + proc.gid) != 0)
         throw_errno("chown", "workload output pipe");
     out_ = CapturedStream{std::move(out_r), spec_.max_output_bytes};
     err_ = CapturedStream{std::move(err_r), spec_.max_output_bytes};
@@ -170,7 +183,8 @@ class SandboxExecution final : public Execution {
     ss_.uid = proc.uid;
     ss_.gid = proc.gid;
     ss_.groups = proc.groups;
-    ss_.user_namespace = rootless_;
+    ss_.user_namespace = true;
+    if (id_slot_) ss_.id_range = id_slot_->range();
     if (rootless_ &&
         std::any_of(proc.groups.begin(), proc.groups.end(), [](gid_t g) { return g != 0; }))
       r.notices.push_back(
@@ -258,6 +272,7 @@ class SandboxExecution final : public Execution {
 
  private:
   const RunSpec& spec_;
+  std::optional<sandbox::IdSlot> id_slot_;  // root runs: the locked host id range, until the end
   Interrupt interrupt_;
   TempDir dir_;  // declared before the rest: upper/work outlive every mount of them
   bool rootless_;

@@ -2,11 +2,15 @@
 // allocate and throw).
 #include "sandbox/child_plan.hpp"
 
+#include <fcntl.h>
 #include <limits.h>
 
+#include <algorithm>
+#include <filesystem>
 #include <string_view>
 
 #include "benchrun/common/error.hpp"
+#include "benchrun/common/fs.hpp"
 
 namespace benchrun::sandbox {
 
@@ -70,7 +74,24 @@ PreparedChild::PreparedChild(const SpawnSpec& spec, int cap_last, RootKind root_
     throw ConfigError("spawn: hostname '" + spec.hostname + "' is longer than " +
                       std::to_string(HOST_NAME_MAX) + " characters");
 
-  if (spec.user_namespace && (spec.uid != 0 || spec.gid != 0)) {
+  const bool id_mapped = spec.user_namespace && spec.id_range.count > 0;
+  if (id_mapped) {
+    auto unmapped = [&](uint64_t id) { return id >= spec.id_range.count; };
+    if (unmapped(spec.uid) || unmapped(spec.gid) ||
+        std::any_of(spec.groups.begin(), spec.groups.end(), unmapped))
+      throw ConfigError("the image's user " + std::to_string(spec.uid) + ":" +
+                        std::to_string(spec.gid) + " (or a supplementary group) is outside the " +
+                        std::to_string(spec.id_range.count) + " ids a run's user namespace maps");
+    if (overlay) {
+      namespace fs = std::filesystem;
+      const fs::path dir = fs::path(spec.merged).parent_path();
+      for (const std::string* p : {&spec.upperdir, &spec.workdir})
+        if (fs::path(*p).parent_path() != dir)
+          throw ConfigError("spawn: upperdir, workdir and merged must be in one directory ('" +
+                            dir.string() + "') for an id-mapped run");
+      run_dir_ = dir.string();
+    }
+  } else if (spec.user_namespace && (spec.uid != 0 || spec.gid != 0)) {
     const std::string who =
         spec.uid != 0 ? "user " + std::to_string(spec.uid) : "group " + std::to_string(spec.gid);
     throw SandboxError(who + " is not available without root: only the calling user is mapped " +
@@ -79,7 +100,14 @@ PreparedChild::PreparedChild(const SpawnSpec& spec, int cap_last, RootKind root_
   }
 
   root_ = spec.merged;
-  if (overlay) {
+  if (overlay && id_mapped) {
+    // Relative to the run directory, the child's cwd when it mounts (see attach_idmapped_lower).
+    namespace fs = std::filesystem;
+    root_ = fs::path(spec.merged).filename().string();
+    overlay_options_ = "lowerdir=lower,upperdir=" + fs::path(spec.upperdir).filename().string() +
+                       ",workdir=" + fs::path(spec.workdir).filename().string() +
+                       ",index=off,metacopy=off,redirect_dir=nofollow,userxattr";
+  } else if (overlay) {
     // index/metacopy off and redirects neither created nor followed: the per-run upper stays a
     // plain tree, and overlay xattrs planted in an image's lowerdir are ignored.
     overlay_options_ = "lowerdir=" + spec.lowerdir + ",upperdir=" + spec.upperdir +
@@ -110,6 +138,8 @@ PreparedChild::PreparedChild(const SpawnSpec& spec, int cap_last, RootKind root_
   plan_.hostname_len = hostname_.size();
   plan_.loopback_up = !spec.network;
   plan_.user_namespace = spec.user_namespace;
+  plan_.id_mapped = id_mapped;
+  plan_.run_dir = run_dir_.c_str();
   plan_.rlimits = rlimits_.data();
   plan_.rlimit_count = rlimits_.size();
   plan_.uid = spec.uid;

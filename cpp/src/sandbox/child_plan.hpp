@@ -8,6 +8,7 @@
 #include <string>
 #include <vector>
 
+#include "benchrun/common/unique_fd.hpp"
 #include "benchrun/sandbox/spawn.hpp"
 #include "sandbox/child.hpp"
 
@@ -36,6 +37,7 @@ class PreparedChild {
   std::vector<gid_t> groups_;
   std::vector<sock_filter> filter_;
   sock_fprog fprog_{};
+  std::string run_dir_;  // id-mapped runs: the directory of upper, work, merged and lower
   ChildPlan plan_;
 };
 

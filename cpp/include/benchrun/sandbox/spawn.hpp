@@ -14,6 +14,7 @@
 #include <vector>
 
 #include "benchrun/common/unique_fd.hpp"
+#include "benchrun/sandbox/idmap.hpp"
 
 namespace benchrun::sandbox {
 
@@ -46,6 +47,14 @@ struct SpawnSpec {
   // denied, as unprivileged gid maps require): the caller's own stay, unmapped. The overlay is
   // mounted with "userxattr" (Linux >= 5.11).
   bool user_namespace = false;
+  // With user_namespace, for a root caller: map ids 0..count-1 to this host range instead of the
+  // caller only, so the image's users (uid, gid, groups < count) exist inside and none is a host
+  // id of its own. lowerdir is then presented through an idmapped mount (on-disk id n appears as
+  // host id range.uid + n, i.e. as n inside), attached at <dir>/lower in the child's mount
+  // namespace, where <dir> is the one directory that holds upperdir, workdir, merged and an empty
+  // "lower"; <dir>, upperdir and workdir must belong to range.uid/range.gid. The child reaches them
+  // through an fd of <dir>, so the directories above it need not be searchable by the range.
+  IdRange id_range;
 };
 
 // A started sandboxed child. The child sets up its root (mounts, pivot_root, hostname, lo) and then
