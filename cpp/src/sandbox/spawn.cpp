@@ -21,7 +21,9 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <linux/sched.h>
+#include <linux/securebits.h>
 #include <signal.h>
+#include <sys/prctl.h>
 #include <sys/mount.h>
 #include <sys/socket.h>
 #include <sys/syscall.h>
@@ -29,6 +31,7 @@
 #include <unistd.h>
 
 #include <cstring>
+#include <optional>
 #include <utility>
 
 #include "benchrun/common/error.hpp"
@@ -217,6 +220,43 @@ void map_range(pid_t pid, int sock, const IdRange& r, const std::string& lowerdi
   // EPIPE / ECONNRESET: the child died; release() reports it.
 }
 
+// A user namespace is charged to its owner, the euid of the thread that creates it: per-user
+// kernel counts made inside (inotify instances and watches, epoll watches, ...) are counted again
+// for the owner at every ancestor level (ucounts), so a namespace owned by root would still spend
+// host root's quotas. For the clone only, this thread (credentials are per thread; the raw
+// syscalls touch no other) takes the range's first uid as euid, keeping fsuid 0 (the child still
+// reaches the store's paths as root until it enters the range) and its capabilities
+// (SECBIT_NO_SETUID_FIXUP: CLONE_INTO_CGROUP and the new namespaces still need them). Restored,
+// with the dumpable flag an euid change resets, by the destructor.
+class CloneAsRangeOwner {
+ public:
+  explicit CloneAsRangeOwner(uid_t owner) {
+    securebits_ = static_cast<int>(::prctl(PR_GET_SECUREBITS, 0, 0, 0, 0));
+    dumpable_ = static_cast<int>(::prctl(PR_GET_DUMPABLE, 0, 0, 0, 0));
+    if (securebits_ < 0 || dumpable_ < 0) throw_errno("prctl", "get securebits");
+    if (::prctl(PR_SET_SECUREBITS, securebits_ | SECBIT_NO_SETUID_FIXUP, 0, 0, 0) != 0)
+      throw_errno("prctl", "set SECBIT_NO_SETUID_FIXUP");
+    if (::syscall(SYS_setresuid, -1, owner, -1) != 0) {
+      int err = errno;
+      restore();
+      errno = err;
+      throw_errno("setresuid", "user namespace owner " + std::to_string(owner));
+    }
+    ::syscall(SYS_setfsuid, 0);
+  }
+  ~CloneAsRangeOwner() { restore(); }
+  CloneAsRangeOwner(const CloneAsRangeOwner&) = delete;
+  CloneAsRangeOwner& operator=(const CloneAsRangeOwner&) = delete;
+
+ private:
+  void restore() noexcept {
+    ::syscall(SYS_setresuid, -1, 0, -1);  // fsuid follows: 0 again
+    ::prctl(PR_SET_SECUREBITS, securebits_, 0, 0, 0);
+    ::prctl(PR_SET_DUMPABLE, dumpable_, 0, 0, 0);
+  }
+  int securebits_ = 0, dumpable_ = 1;
+};
+
 }  // namespace
 
 SandboxedChild::SandboxedChild(SandboxedChild&& o) noexcept
@@ -305,6 +345,8 @@ SandboxedChild spawn_sandboxed(const SpawnSpec& spec) {
   args.exit_signal = SIGCHLD;
   if (spec.cgroup_fd >= 0) args.cgroup = static_cast<uint64_t>(spec.cgroup_fd);
 
+  std::optional<CloneAsRangeOwner> owner;
+  if (spec.user_namespace && spec.id_range.count > 0) owner.emplace(spec.id_range.uid);
   sigset_t all, saved;
   sigfillset(&all);
   ::pthread_sigmask(SIG_SETMASK, &all, &saved);
@@ -312,6 +354,7 @@ SandboxedChild spawn_sandboxed(const SpawnSpec& spec) {
   if (pid == 0) child_main(plan);  // never returns
   int err = errno;
   ::pthread_sigmask(SIG_SETMASK, &saved, nullptr);
+  owner.reset();
   if (pid < 0) {
     std::string msg = std::string("clone3: ") + std::strerror(err);
     if (err == ENOSYS || err == EINVAL)
