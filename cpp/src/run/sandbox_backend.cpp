@@ -166,8 +166,8 @@ class SandboxExecution final : public Execution {
     // them through /proc/self/fd) work for a non-root user too. (Rootless: ours, i.e. root's
     // inside.)
     for (int fd : {out_w.get(), err_w.get()})
-      if (!rootless_ && ::fchown(fd, id_slot_->range().uid + proc.uid,
-                                 id_slot_->range().gid + proc.gid) != 0)
+      if (!rootless_ &&
+          ::fchown(fd, id_slot_->range().uid + proc.uid, id_slot_->range().gid + proc.gid) != 0)
         throw_errno("chown", "workload output pipe");
     out_ = CapturedStream{std::move(out_r), spec_.max_output_bytes};
     err_ = CapturedStream{std::move(err_r), spec_.max_output_bytes};

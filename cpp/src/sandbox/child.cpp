@@ -340,7 +340,8 @@ void child_main(const ChildPlan& p) noexcept {
           static_cast<int>(i));
   }
   check(p, Stage::kCapBounding, drop_bounding_set(p.cap_last));
-  if (!p.user_namespace || p.id_mapped)  // denied there (setgroups "deny"); the caller's groups stay, unmapped
+  if (!p.user_namespace ||
+      p.id_mapped)  // denied there (setgroups "deny"); the caller's groups stay, unmapped
     check(p, Stage::kSetgroups, err_of(::syscall(SYS_setgroups, p.group_count, p.groups)));
   check(p, Stage::kSetresgid, err_of(::syscall(SYS_setresgid, p.gid, p.gid, p.gid)));
   check(p, Stage::kSetresuid, err_of(::syscall(SYS_setresuid, p.uid, p.uid, p.uid)));

@@ -174,16 +174,15 @@ void map_caller_to_root(pid_t pid, int sock) {
 UniqueFd idmapped_tree(pid_t pid, const std::string& lowerdir) {
   const std::string ns_path = "/proc/" + std::to_string(pid) + "/ns/user";
   UniqueFd userns = open_file(ns_path, O_RDONLY);
-  UniqueFd tree(static_cast<int>(::syscall(SYS_open_tree, AT_FDCWD, lowerdir.c_str(),
-                                           OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC)));
+  UniqueFd tree(static_cast<int>(
+      ::syscall(SYS_open_tree, AT_FDCWD, lowerdir.c_str(), OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC)));
   if (!tree) throw_errno("open_tree", lowerdir);
   mount_attr attr{};
   attr.attr_set = MOUNT_ATTR_IDMAP;
   attr.userns_fd = static_cast<uint64_t>(userns.get());
   if (::syscall(SYS_mount_setattr, tree.get(), "", AT_EMPTY_PATH, &attr, sizeof attr) != 0) {
     int err = errno;
-    throw SandboxError("mount_setattr(MOUNT_ATTR_IDMAP) '" + lowerdir + "': " +
-                           std::strerror(err) +
+    throw SandboxError("mount_setattr(MOUNT_ATTR_IDMAP) '" + lowerdir + "': " + std::strerror(err) +
                            (err == EINVAL ? " (hint: the store's filesystem must support idmapped "
                                             "mounts: ext4, xfs, btrfs, tmpfs on Linux >= 6.3)"
                                           : ""),
