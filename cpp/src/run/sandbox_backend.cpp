@@ -24,6 +24,7 @@
 #include "benchrun/common/error.hpp"
 #include "benchrun/common/fs.hpp"
 #include "benchrun/host/scratch_fs.hpp"
+#include "benchrun/sandbox/idmap.hpp"
 #include "benchrun/sandbox/seccomp.hpp"
 #include "benchrun/sandbox/spawn.hpp"
 #include "run/capture.hpp"
@@ -166,6 +167,10 @@ class SandboxExecution final : public Execution {
     ProcessConfig proc = resolve_process(ctx.image.config, spec_, image_root.get());
     for (const auto& o : spec_.outputs) outputs_.push_back(checked_image_path(o, "output path"));
     Limits limits = resolve_limits(spec_, host_memory_bytes(ctx.host.meminfo));
+    // Root runs: a user namespace mapped to a host range of their own (finding 4), so the
+    // workload is not host root (per-user quotas, identity); prepare_layers gives the range what
+    // the overlay needs.
+    if (!rootless_) id_slot_.emplace(sandbox::acquire_id_slot());
 
     host::CgroupLimits cg = cpu_limits(spec_), cg_explicit = cg;
     cg.memory_bytes = limits.memory.value;
@@ -182,7 +187,8 @@ class SandboxExecution final : public Execution {
     // them through /proc/self/fd) work for a non-root user too. (Rootless: ours, i.e. root's
     // inside.)
     for (int fd : {out_w.get(), err_w.get()})
-      if (!rootless_ && ::fchown(fd, proc.uid, proc.gid) != 0)
+      if (!rootless_ &&
+          ::fchown(fd, id_slot_->range().uid + proc.uid, id_slot_->range().gid + proc.gid) != 0)
         throw_errno("chown", "workload output pipe");
     // Captured output goes to anonymous files in the run directory, not the runner's memory.
     out_ = CapturedStream{std::move(out_r), OutputFile(dir_.path(), spec_.max_output_bytes)};
@@ -195,6 +201,7 @@ class SandboxExecution final : public Execution {
     ss_.upperdir = "rw/upper";
     ss_.workdir = "rw/work";
     ss_.merged = (dir_.path() / "merged").string();
+    if (id_slot_) ss_.idmapped_lower = ctx.image.rootfs;
     if (scratch_) {
       ss_.upper_mount_fd = scratch_->mount_fd();
       ss_.upper_mount = "rw";
@@ -207,7 +214,8 @@ class SandboxExecution final : public Execution {
     ss_.uid = proc.uid;
     ss_.gid = proc.gid;
     ss_.groups = proc.groups;
-    ss_.user_namespace = rootless_;
+    ss_.user_namespace = true;
+    if (id_slot_) ss_.id_range = id_slot_->range();
     if (rootless_ &&
         std::any_of(proc.groups.begin(), proc.groups.end(), [](gid_t g) { return g != 0; }))
       r.notices.push_back(
@@ -238,25 +246,41 @@ class SandboxExecution final : public Execution {
   // The run dir as the overlay's layers are named in it: "lower", a symlink to the image's tree;
   // "rw", the upper filesystem (a size-bounded ext4 attached there by the child, or a plain
   // directory without a disk limit) with "upper" and "work"; "merged", the mount point.
+  // With an id range, "lower" is an empty directory where the child attaches the image's idmapped
+  // tree, and the range owns the run dir (the child enters it as the range's root), upper and work.
   void prepare_layers(const RunContext& ctx, Limits& limits, RunResult& r) {
     const std::filesystem::path& d = dir_.path();
-    if (::symlink(ctx.image.rootfs.c_str(), (d / "lower").c_str()) != 0)
+    if (id_slot_) {
+      make_dirs(d / "lower");
+    } else if (::symlink(ctx.image.rootfs.c_str(), (d / "lower").c_str()) != 0) {
       throw_errno("symlink", (d / "lower").string());
+    }
     make_dirs(d / "merged");
     make_dirs(d / "rw");
+    int rw = AT_FDCWD;
+    std::string rw_path = (d / "rw").string() + "/";
     if (limits.disk.value) {
       try {
         scratch_.emplace(host::ScratchFs::create((d / "disk.img").string(), *limits.disk.value,
                                                  ctx.host.store + "/scratch", ctx.host.mkfs));
-        return;
+        rw = scratch_->mount_fd();
+        rw_path.clear();
       } catch (const Error& e) {
         if (limits.disk.explicit_) throw;
         limits.disk.value = std::nullopt;
         r.notices.push_back(std::string("no disk limit on the writable layer: ") + e.what());
       }
     }
-    make_dirs(d / "rw" / "upper");
-    make_dirs(d / "rw" / "work");
+    if (!scratch_) {
+      make_dirs(d / "rw" / "upper");
+      make_dirs(d / "rw" / "work");
+    }
+    if (!id_slot_) return;
+    const sandbox::IdRange& ids = id_slot_->range();
+    if (::chown(d.c_str(), ids.uid, ids.gid) != 0) throw_errno("chown", d.string());
+    for (const char* sub : {"upper", "work"})
+      if (::fchownat(rw, (rw_path + sub).c_str(), ids.uid, ids.gid, 0) != 0)
+        throw_errno("chown", (d / "rw" / sub).string());
   }
 
   // 2. Start: clone into namespaces (and the v2 cgroup), v1 cgroup join, release to exec.
@@ -321,6 +345,7 @@ class SandboxExecution final : public Execution {
 
  private:
   const RunSpec& spec_;
+  std::optional<sandbox::IdSlot> id_slot_;  // root runs: the locked host id range, until the end
   Interrupt interrupt_;
   TempDir dir_;  // declared before the rest: upper/work outlive every mount of them
   bool rootless_;

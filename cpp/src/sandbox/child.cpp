@@ -82,6 +82,7 @@ constexpr const char* kStageNames[] = {
     "chdir",
     "seccomp",
     "exec",
+    "idmapped lower",
 };
 static_assert(std::size(kStageNames) == static_cast<size_t>(Stage::kCount));
 
@@ -173,7 +174,7 @@ int close_inherited_fds(const ChildPlan& p) noexcept {
 // filesystem there (in our own, private mount namespace).
 int enter_layers(const ChildPlan& p) noexcept {
   if (p.layer_dir == nullptr) return 0;
-  if (::chdir(p.layer_dir) != 0) return errno;
+  if (!p.id_mapped && ::chdir(p.layer_dir) != 0) return errno;  // id-mapped: entered already
   if (p.upper_mount_fd < 0) return 0;
   int err =
       err_of(::move_mount(p.upper_mount_fd, "", AT_FDCWD, p.upper_mount, MOVE_MOUNT_F_EMPTY_PATH));
@@ -235,13 +236,39 @@ void wait_for_go(const ChildPlan& p) noexcept {
 
 // In a new user namespace we are nobody until the parent has written our uid/gid maps: wait for its
 // byte before the first step that depends on credentials (all of them). EOF: the parent is gone.
-void wait_for_maps(const ChildPlan& p) noexcept {
-  if (!p.user_namespace) return;
+// With a mapped range the byte carries the idmapped lower tree (SCM_RIGHTS): returned, else -1.
+int wait_for_maps(const ChildPlan& p) noexcept {
+  if (!p.user_namespace) return -1;
   char byte;
+  iovec iov{&byte, 1};
+  alignas(cmsghdr) char control[CMSG_SPACE(sizeof(int))];
+  std::memset(control, 0, sizeof control);
+  msghdr msg{};
+  msg.msg_iov = &iov;
+  msg.msg_iovlen = 1;
+  msg.msg_control = control;
+  msg.msg_controllen = sizeof control;
   ssize_t n;
-  do n = ::recv(p.sock_fd, &byte, 1, 0);
+  do n = ::recvmsg(p.sock_fd, &msg, MSG_CMSG_CLOEXEC);
   while (n < 0 && errno == EINTR);
   if (n != 1) ::_exit(127);
+  int fd = -1;
+  cmsghdr* c = CMSG_FIRSTHDR(&msg);
+  if (c != nullptr && c->cmsg_level == SOL_SOCKET && c->cmsg_type == SCM_RIGHTS &&
+      c->cmsg_len == CMSG_LEN(sizeof(int)))
+    std::memcpy(&fd, CMSG_DATA(c), sizeof fd);
+  return fd;
+}
+
+// The idmapped lower tree attached at "at" in the layer directory (our cwd from here to the
+// overlay mount). Mounts are made private first, so the attach does not propagate to the host.
+int attach_idmapped_lower(int tree, const char* at) noexcept {
+  if (tree < 0) return EBADMSG;
+  if (int err = make_mounts_private()) return err;
+  if (::syscall(SYS_move_mount, tree, "", AT_FDCWD, at, MOVE_MOUNT_F_EMPTY_PATH) != 0)
+    return errno;
+  ::close(tree);
+  return 0;
 }
 
 int install_seccomp(const sock_fprog* prog) noexcept {
@@ -283,7 +310,15 @@ void child_main(const ChildPlan& p) noexcept {
   // Not ours: the parent's ends of the channels (EOF detection depends on closing them).
   if (p.parent_sock_fd >= 0) ::close(p.parent_sock_fd);
   if (p.parent_status_fd >= 0) ::close(p.parent_status_fd);
-  wait_for_maps(p);
+  const int lower_tree = wait_for_maps(p);
+  if (p.id_mapped) {
+    // Still host uid 0 (unmapped here, but the owner of the store's directories): the path works.
+    // A path, not an fd from the parent: that would name the parent's mount namespace's mounts.
+    check(p, Stage::kIdmapLower, err_of(::chdir(p.layer_dir)));
+    check(p, Stage::kSetresgid, err_of(::syscall(SYS_setresgid, 0, 0, 0)));
+    check(p, Stage::kSetresuid, err_of(::syscall(SYS_setresuid, 0, 0, 0)));
+    check(p, Stage::kIdmapLower, attach_idmapped_lower(lower_tree, p.lower_attach));
+  }
   reset_signal_dispositions();  // signals stay blocked (the parent blocked them) until exec
   ::umask(0);                   // modes below are exact; the workload gets 022 (Docker's)
 
@@ -305,7 +340,7 @@ void child_main(const ChildPlan& p) noexcept {
   check(p, Stage::kMountDev, mount_dev_tmpfs());
   int index = -1;
   check(p, Stage::kDevNodes, create_dev_nodes(&index), index);
-  check(p, Stage::kMountDevPts, mount_devpts(/*tty_gid=*/!p.user_namespace));
+  check(p, Stage::kMountDevPts, mount_devpts(/*tty_gid=*/!p.user_namespace || p.id_mapped));
   check(p, Stage::kMountDevShm, mount_dev_shm(p.tmpfs_options));
   check(p, Stage::kDevLinks, create_dev_links(&index), index);
   if (overlay) check(p, Stage::kMountTmp, mount_tmp(p.tmpfs_options));
@@ -330,7 +365,8 @@ void child_main(const ChildPlan& p) noexcept {
           static_cast<int>(i));
   }
   check(p, Stage::kCapBounding, drop_bounding_set(p.cap_last));
-  if (!p.user_namespace)  // denied there (setgroups "deny"); the caller's groups stay, unmapped
+  if (!p.user_namespace ||
+      p.id_mapped)  // denied there (setgroups "deny"); the caller's groups stay, unmapped
     check(p, Stage::kSetgroups, err_of(::syscall(SYS_setgroups, p.group_count, p.groups)));
   check(p, Stage::kSetresgid, err_of(::syscall(SYS_setresgid, p.gid, p.gid, p.gid)));
   check(p, Stage::kSetresuid, err_of(::syscall(SYS_setresuid, p.uid, p.uid, p.uid)));

@@ -51,6 +51,7 @@ enum class Stage : int32_t {
   kChdir,
   kSeccomp,
   kExec,
+  kIdmapLower,  // appended: the numbers travel from the guest
   kCount,
 };
 
@@ -98,6 +99,13 @@ struct ChildPlan {
   // /dev/pts no gid= (gid 5 is not mapped), and leave the supplementary groups alone (setgroups is
   // denied there).
   bool user_namespace = false;
+  // user_namespace with a mapped id range (root runs): enter layer_dir while still host uid 0 (its
+  // ancestors need not be searchable by the range), become root of the namespace, attach the
+  // idmapped lower tree the parent sends with its byte at lower_attach there and mount the overlay
+  // with relative paths (root is then relative too); groups are set and /dev/pts gets gid=5 as
+  // without a user namespace.
+  bool id_mapped = false;
+  const char* lower_attach = nullptr;
 
   const Rlimit* rlimits = nullptr;
   size_t rlimit_count = 0;

@@ -2,11 +2,15 @@
 // allocate and throw).
 #include "sandbox/child_plan.hpp"
 
+#include <fcntl.h>
 #include <limits.h>
 
+#include <algorithm>
+#include <filesystem>
 #include <string_view>
 
 #include "benchrun/common/error.hpp"
+#include "benchrun/common/fs.hpp"
 
 namespace benchrun::sandbox {
 
@@ -78,7 +82,23 @@ PreparedChild::PreparedChild(const SpawnSpec& spec, int cap_last, RootKind root_
     throw ConfigError("spawn: hostname '" + spec.hostname + "' is longer than " +
                       std::to_string(HOST_NAME_MAX) + " characters");
 
-  if (spec.user_namespace && (spec.uid != 0 || spec.gid != 0)) {
+  const bool id_mapped = spec.user_namespace && spec.id_range.count > 0;
+  if (id_mapped) {
+    auto unmapped = [&](uint64_t id) { return id >= spec.id_range.count; };
+    if (unmapped(spec.uid) || unmapped(spec.gid) ||
+        std::any_of(spec.groups.begin(), spec.groups.end(), unmapped))
+      throw ConfigError("the image's user " + std::to_string(spec.uid) + ":" +
+                        std::to_string(spec.gid) + " (or a supplementary group) is outside the " +
+                        std::to_string(spec.id_range.count) + " ids a run's user namespace maps");
+    if (overlay) {
+      namespace fs = std::filesystem;
+      if (spec.layer_dir.empty() || spec.idmapped_lower.empty() ||
+          fs::path(spec.merged).parent_path() != fs::path(spec.layer_dir))
+        throw ConfigError("spawn: an id-mapped run needs layer_dir, merged in it and "
+                          "idmapped_lower");
+      require_absolute("idmapped_lower", spec.idmapped_lower);
+    }
+  } else if (spec.user_namespace && (spec.uid != 0 || spec.gid != 0)) {
     const std::string who =
         spec.uid != 0 ? "user " + std::to_string(spec.uid) : "group " + std::to_string(spec.gid);
     throw SandboxError(who + " is not available without root: only the calling user is mapped " +
@@ -87,6 +107,12 @@ PreparedChild::PreparedChild(const SpawnSpec& spec, int cap_last, RootKind root_
   }
 
   root_ = spec.merged;
+  if (overlay && id_mapped) {
+    // Relative to layer_dir: the child mounts from there as the range's root, which may not
+    // search the directories above it.
+    root_ = std::filesystem::path(spec.merged).filename().string();
+    lowerdir_ = spec.lowerdir;
+  }
   if (overlay) {
     // index/metacopy off and redirects neither created nor followed: the per-run upper stays a
     // plain tree, and overlay xattrs planted in an image's lowerdir are ignored.
@@ -127,6 +153,8 @@ PreparedChild::PreparedChild(const SpawnSpec& spec, int cap_last, RootKind root_
   plan_.hostname_len = hostname_.size();
   plan_.loopback_up = !spec.network;
   plan_.user_namespace = spec.user_namespace;
+  plan_.id_mapped = id_mapped;
+  if (id_mapped) plan_.lower_attach = lowerdir_.c_str();
   plan_.rlimits = rlimits_.data();
   plan_.rlimit_count = rlimits_.size();
   plan_.uid = spec.uid;

@@ -8,6 +8,7 @@
 #include <string>
 #include <vector>
 
+#include "benchrun/common/unique_fd.hpp"
 #include "benchrun/sandbox/spawn.hpp"
 #include "sandbox/child.hpp"
 
@@ -37,6 +38,7 @@ class PreparedChild {
   std::vector<gid_t> groups_;
   std::vector<sock_filter> filter_;
   sock_fprog fprog_{};
+  std::string lowerdir_;  // id-mapped runs: where the idmapped image is attached in layer_dir
   ChildPlan plan_;
 };
 

@@ -8,7 +8,9 @@
 #include "benchrun/sandbox/seccomp.hpp"
 
 #include <errno.h>
+#include <linux/netlink.h>
 #include <linux/personality.h>
+#include <sys/socket.h>
 #include <sched.h>
 #include <seccomp.h>
 #include <sys/mman.h>
@@ -18,6 +20,8 @@
 #include <cstring>
 #include <memory>
 #include <string>
+#include <utility>
+#include <vector>
 
 #include "benchrun/common/error.hpp"
 #include "benchrun/common/unique_fd.hpp"
@@ -85,6 +89,20 @@ constexpr uint64_t kNamespaceFlags[] = {CLONE_NEWNS,  CLONE_NEWUTS, CLONE_NEWIPC
 constexpr uint32_t kPersonalityFreeBits =
     uint32_t{PER_LINUX32} | uint32_t{UNAME26} | uint32_t{ADDR_NO_RANDOMIZE};
 
+// socket(2)/socketpair(2) families the workload may create; every other family fails with
+// EAFNOSUPPORT, as on a kernel built without it. Network namespaces do not isolate every family:
+// AF_VSOCK shares the host's port space (and reaches the hypervisor at CID 2 on a host that is a
+// VM); AF_ALG, AF_PACKET, AF_KEY, AF_BLUETOOTH, ... are kernel attack surface no benchmark needs.
+constexpr uint32_t kAllowedFamilies[] = {AF_UNIX, AF_INET, AF_INET6, AF_NETLINK};
+// AF_NETLINK only with this protocol: glibc's getaddrinfo (AI_ADDRCONFIG) and if_nameindex use
+// NETLINK_ROUTE; the others (audit, uevent, sock_diag, generic, ...) reach host-wide kernel state.
+constexpr uint32_t kAllowedNetlinkProtocol = NETLINK_ROUTE;
+
+// io_uring performs socket, open, ... operations on the kernel's side, out of seccomp's view, so it
+// is denied. ENOSYS (not EPERM): libraries (liburing users, libuv, glibc-free runtimes) treat it as
+// "kernel without io_uring" and fall back to ordinary syscalls, as under Docker's default profile.
+constexpr const char* kIoUring[] = {"io_uring_setup", "io_uring_enter", "io_uring_register"};
+
 struct CtxDeleter {
   void operator()(void* ctx) const noexcept { seccomp_release(ctx); }
 };
@@ -126,6 +144,57 @@ void add_personality_rules(const Ctx& ctx) {
   }
 }
 
+// Covers the 32-bit values that are NOT in `allowed` with masked-equality blocks (mask, value):
+// walk the binary trie of the allowed values from bit 31 down; at each node on a path to an allowed
+// value, the child that leads to no allowed value is one block (all values with that prefix).
+// The kernel reads these arguments as int, so the upper 32 bits of the register are ignored (the
+// masks have them clear).
+std::vector<std::pair<uint32_t, uint32_t>> cover_complement(const std::vector<uint32_t>& allowed) {
+  std::vector<std::pair<uint32_t, uint32_t>> blocks;
+  struct Node {
+    uint32_t prefix;
+    int bit;  // the next bit to decide; prefix holds bits above it
+  };
+  std::vector<Node> todo{{0, 31}};
+  while (!todo.empty()) {
+    Node n = todo.back();
+    todo.pop_back();
+    uint32_t above = n.bit == 31 ? 0u : ~((uint32_t{1} << (n.bit + 1)) - 1);
+    for (uint32_t side : {0u, 1u}) {
+      uint32_t prefix = n.prefix | (side << n.bit);
+      uint32_t mask = above | (uint32_t{1} << n.bit);
+      bool leads = false;
+      for (uint32_t a : allowed) leads = leads || (a & mask) == prefix;
+      if (!leads)
+        blocks.emplace_back(mask, prefix);
+      else if (n.bit > 0)
+        todo.push_back({prefix, n.bit - 1});
+    }
+  }
+  return blocks;
+}
+
+// socket(family, type, protocol) and socketpair(family, type, protocol, sv): EAFNOSUPPORT unless
+// the family is allowed, and for AF_NETLINK unless the protocol is NETLINK_ROUTE.
+void add_socket_rules(const Ctx& ctx) {
+  const auto families =
+      cover_complement({std::begin(kAllowedFamilies), std::end(kAllowedFamilies)});
+  const auto protocols = cover_complement({kAllowedNetlinkProtocol});
+  for (const char* name : {"socket", "socketpair"}) {
+    int nr = seccomp_syscall_resolve_name(name);
+    if (nr < 0) continue;
+    for (auto [mask, value] : families) {
+      scmp_arg_cmp cmp = SCMP_A0(SCMP_CMP_MASKED_EQ, mask, value);
+      add_rule(ctx, SCMP_ACT_ERRNO(EAFNOSUPPORT), nr, name, 1, &cmp);
+    }
+    for (auto [mask, value] : protocols) {
+      scmp_arg_cmp cmp[2] = {SCMP_A0(SCMP_CMP_MASKED_EQ, 0xffffffffu, uint32_t{AF_NETLINK}),
+                             SCMP_A2(SCMP_CMP_MASKED_EQ, mask, value)};
+      add_rule(ctx, SCMP_ACT_ERRNO(EAFNOSUPPORT), nr, name, 2, cmp);
+    }
+  }
+}
+
 std::vector<sock_filter> export_bpf(const Ctx& ctx) {
   UniqueFd mem(::memfd_create("benchrun-seccomp", MFD_CLOEXEC));
   if (!mem) throw_errno("memfd_create", "benchrun-seccomp");
@@ -154,7 +223,8 @@ std::vector<sock_filter> build_seccomp_program() {
   Ctx ctx(seccomp_init(SCMP_ACT_ALLOW));
   if (!ctx) throw Error("seccomp: seccomp_init failed");
   // Only the native ABI: i386 (int 0x80) and x32 system calls kill the process. libseccomp's
-  // x86_64 filter also routes syscall numbers with the x32 bit to this action.
+  // x86_64 filter also routes syscall numbers with the x32 bit to this action. This is what keeps
+  // the socket-family rules whole: i386's socketcall(2) and x32's socket(2) never run.
   int rc = seccomp_attr_set(ctx.get(), SCMP_FLTATR_ACT_BADARCH, SCMP_ACT_KILL_PROCESS);
   if (rc < 0) fail(rc, "set the bad-architecture action");
 
@@ -174,15 +244,25 @@ std::vector<sock_filter> build_seccomp_program() {
   if (int nr = seccomp_syscall_resolve_name("clone3"); nr >= 0)
     add_rule(ctx, SCMP_ACT_ERRNO(ENOSYS), nr, "clone3", 0);
 
+  for (const char* name : kIoUring) {
+    int nr = seccomp_syscall_resolve_name(name);
+    if (nr < 0) continue;
+    add_rule(ctx, SCMP_ACT_ERRNO(ENOSYS), nr, name, 0);
+  }
+
   add_personality_rules(ctx);
+  add_socket_rules(ctx);
   return export_bpf(ctx);
 }
 
 std::vector<const char*> denied_syscalls() {
   std::vector<const char*> names(std::begin(kDenied), std::end(kDenied));
-  names.push_back("personality");  // values other than the defaults
-  names.push_back("clone");        // with namespace flags
-  names.push_back("clone3");       // ENOSYS, so that glibc falls back to clone
+  names.push_back("personality");                     // values other than the defaults
+  names.push_back("clone");                           // with namespace flags
+  names.push_back("clone3");                          // ENOSYS, so that glibc falls back to clone
+  for (const char* n : kIoUring) names.push_back(n);  // ENOSYS: libraries fall back
+  names.push_back("socket");      // families other than the allowed ones (EAFNOSUPPORT)
+  names.push_back("socketpair");  // same
   return names;
 }
 

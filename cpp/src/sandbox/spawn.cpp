@@ -21,13 +21,17 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <linux/sched.h>
+#include <linux/securebits.h>
 #include <signal.h>
+#include <sys/prctl.h>
+#include <sys/mount.h>
 #include <sys/socket.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
 #include <cstring>
+#include <optional>
 #include <utility>
 
 #include "benchrun/common/error.hpp"
@@ -163,6 +167,95 @@ void map_caller_to_root(pid_t pid, int sock) {
   // EPIPE / ECONNRESET: the child died; release() reports it.
 }
 
+// The lower tree as the run's user namespace should see it: a detached copy of lowerdir's mount
+// (open_tree OPEN_TREE_CLONE) made idmapped (mount_setattr MOUNT_ATTR_IDMAP) with the child's user
+// namespace, so on-disk id n appears as n inside the run and as range + n on the host. The store
+// keeps the image's real ids; nothing is copied or chowned.
+UniqueFd idmapped_tree(pid_t pid, const std::string& lowerdir) {
+  const std::string ns_path = "/proc/" + std::to_string(pid) + "/ns/user";
+  UniqueFd userns = open_file(ns_path, O_RDONLY);
+  UniqueFd tree(static_cast<int>(
+      ::syscall(SYS_open_tree, AT_FDCWD, lowerdir.c_str(), OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC)));
+  if (!tree) throw_errno("open_tree", lowerdir);
+  mount_attr attr{};
+  attr.attr_set = MOUNT_ATTR_IDMAP;
+  attr.userns_fd = static_cast<uint64_t>(userns.get());
+  if (::syscall(SYS_mount_setattr, tree.get(), "", AT_EMPTY_PATH, &attr, sizeof attr) != 0) {
+    int err = errno;
+    throw SandboxError("mount_setattr(MOUNT_ATTR_IDMAP) '" + lowerdir + "': " + std::strerror(err) +
+                           (err == EINVAL ? " (hint: the store's filesystem must support idmapped "
+                                            "mounts: ext4, xfs, btrfs, tmpfs on Linux >= 6.3)"
+                                          : ""),
+                       "user namespace");
+  }
+  return tree;
+}
+
+// Maps ids 0..count-1 to the run's host range (a root caller may map any range and keep setgroups),
+// then lets the child go on with the idmapped lower tree attached to the byte.
+void map_range(pid_t pid, int sock, const IdRange& r, const std::string& lowerdir) {
+  write_id_file(pid, "uid_map",
+                "0 " + std::to_string(r.uid) + " " + std::to_string(r.count) + "\n");
+  write_id_file(pid, "gid_map",
+                "0 " + std::to_string(r.gid) + " " + std::to_string(r.count) + "\n");
+  UniqueFd tree = idmapped_tree(pid, lowerdir);
+  char mapped = 'm';
+  iovec iov{&mapped, 1};
+  alignas(cmsghdr) char control[CMSG_SPACE(sizeof(int))] = {};
+  msghdr msg{};
+  msg.msg_iov = &iov;
+  msg.msg_iovlen = 1;
+  msg.msg_control = control;
+  msg.msg_controllen = sizeof control;
+  cmsghdr* c = CMSG_FIRSTHDR(&msg);
+  c->cmsg_level = SOL_SOCKET;
+  c->cmsg_type = SCM_RIGHTS;
+  c->cmsg_len = CMSG_LEN(sizeof(int));
+  int fd = tree.get();
+  std::memcpy(CMSG_DATA(c), &fd, sizeof fd);
+  ssize_t n;
+  do n = ::sendmsg(sock, &msg, MSG_NOSIGNAL);
+  while (n < 0 && errno == EINTR);
+  // EPIPE / ECONNRESET: the child died; release() reports it.
+}
+
+// A user namespace is charged to its owner, the euid of the thread that creates it: per-user
+// kernel counts made inside (inotify instances and watches, epoll watches, ...) are counted again
+// for the owner at every ancestor level (ucounts), so a namespace owned by root would still spend
+// host root's quotas. For the clone only, this thread (credentials are per thread; the raw
+// syscalls touch no other) takes the range's first uid as euid, keeping fsuid 0 (the child still
+// reaches the store's paths as root until it enters the range) and its capabilities
+// (SECBIT_NO_SETUID_FIXUP: CLONE_INTO_CGROUP and the new namespaces still need them). Restored,
+// with the dumpable flag an euid change resets, by the destructor.
+class CloneAsRangeOwner {
+ public:
+  explicit CloneAsRangeOwner(uid_t owner) {
+    securebits_ = static_cast<int>(::prctl(PR_GET_SECUREBITS, 0, 0, 0, 0));
+    dumpable_ = static_cast<int>(::prctl(PR_GET_DUMPABLE, 0, 0, 0, 0));
+    if (securebits_ < 0 || dumpable_ < 0) throw_errno("prctl", "get securebits");
+    if (::prctl(PR_SET_SECUREBITS, securebits_ | SECBIT_NO_SETUID_FIXUP, 0, 0, 0) != 0)
+      throw_errno("prctl", "set SECBIT_NO_SETUID_FIXUP");
+    if (::syscall(SYS_setresuid, -1, owner, -1) != 0) {
+      int err = errno;
+      restore();
+      errno = err;
+      throw_errno("setresuid", "user namespace owner " + std::to_string(owner));
+    }
+    ::syscall(SYS_setfsuid, 0);
+  }
+  ~CloneAsRangeOwner() { restore(); }
+  CloneAsRangeOwner(const CloneAsRangeOwner&) = delete;
+  CloneAsRangeOwner& operator=(const CloneAsRangeOwner&) = delete;
+
+ private:
+  void restore() noexcept {
+    ::syscall(SYS_setresuid, -1, 0, -1);  // fsuid follows: 0 again
+    ::prctl(PR_SET_SECUREBITS, securebits_, 0, 0, 0);
+    ::prctl(PR_SET_DUMPABLE, dumpable_, 0, 0, 0);
+  }
+  int securebits_ = 0, dumpable_ = 1;
+};
+
 }  // namespace
 
 SandboxedChild::SandboxedChild(SandboxedChild&& o) noexcept
@@ -258,6 +351,8 @@ SandboxedChild spawn_sandboxed(const SpawnSpec& spec) {
   args.exit_signal = SIGCHLD;
   if (spec.cgroup_fd >= 0) args.cgroup = static_cast<uint64_t>(spec.cgroup_fd);
 
+  std::optional<CloneAsRangeOwner> owner;
+  if (spec.user_namespace && spec.id_range.count > 0) owner.emplace(spec.id_range.uid);
   sigset_t all, saved;
   sigfillset(&all);
   ::pthread_sigmask(SIG_SETMASK, &all, &saved);
@@ -265,6 +360,7 @@ SandboxedChild spawn_sandboxed(const SpawnSpec& spec) {
   if (pid == 0) child_main(plan);  // never returns
   int err = errno;
   ::pthread_sigmask(SIG_SETMASK, &saved, nullptr);
+  owner.reset();
   if (pid < 0) {
     std::string msg = std::string("clone3: ") + std::strerror(err);
     if (err == ENOSYS || err == EINVAL)
@@ -286,7 +382,10 @@ SandboxedChild spawn_sandboxed(const SpawnSpec& spec) {
   child.pidfd_.reset(pidfd);
   child.sock_fd_ = std::move(sock.parent);
   child.status_fd_ = std::move(status.parent);
-  if (spec.user_namespace) map_caller_to_root(child.pid_, child.sock_fd_.get());
+  if (spec.user_namespace && spec.id_range.count > 0)
+    map_range(child.pid_, child.sock_fd_.get(), spec.id_range, spec.idmapped_lower);
+  else if (spec.user_namespace)
+    map_caller_to_root(child.pid_, child.sock_fd_.get());
   return child;  // our copies of the child's ends close here; the child keeps its own
 }
 

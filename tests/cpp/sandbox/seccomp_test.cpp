@@ -4,14 +4,18 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <gtest/gtest.h>
+#include <linux/netlink.h>
 #include <linux/sched.h>
 #include <linux/seccomp.h>
 #include <signal.h>
+#include <net/if.h>
+#include <sys/mman.h>
 #include <sys/mount.h>
 #include <sys/personality.h>
 #include <sys/prctl.h>
 #include <sys/ptrace.h>
 #include <sys/resource.h>
+#include <sys/socket.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -228,6 +232,152 @@ TEST(Seccomp, I386SyscallKillsTheProcess) {
   Probe control = run_probe(nullptr, int80_getpid);
   if (!exited_cleanly(control)) GTEST_SKIP() << "no IA-32 emulation in this kernel";
   Probe p = run_probe(&program(), int80_getpid);
+  ASSERT_TRUE(WIFSIGNALED(p.status)) << p.failures;
+  EXPECT_EQ(WTERMSIG(p.status), SIGSYS);
+}
+
+namespace {
+
+// socket(family, SOCK_DGRAM or SOCK_STREAM, protocol) under the filter; a created socket is closed.
+// Returns the errno (0: created).
+int socket_errno(long family, int type, long protocol) {
+  long fd = ::syscall(SYS_socket, family, type | SOCK_CLOEXEC, protocol);
+  if (fd >= 0) {
+    ::close(static_cast<int>(fd));
+    return 0;
+  }
+  return errno;
+}
+
+}  // namespace
+
+TEST(Seccomp, SocketFamiliesOutsideTheAllowListFailWithEafnosupport) {
+  Probe p = run_probe(&program(), [](std::string& f) {
+    struct Case {
+      const char* what;
+      long family;
+      int type;
+      long protocol;
+    };
+    // Families whose kernel support may be missing get EAFNOSUPPORT either way: only the ones this
+    // kernel has (the control test) prove the filter; all must be denied here.
+    for (Case c :
+         {Case{"AF_VSOCK", 40, SOCK_STREAM, 0}, Case{"AF_ALG", 38, SOCK_SEQPACKET, 0},
+          Case{"AF_PACKET", 17, SOCK_DGRAM, 0}, Case{"AF_KEY", 15, SOCK_RAW, 2},
+          Case{"AF_BLUETOOTH", 31, SOCK_STREAM, 0}, Case{"AF_UNSPEC", 0, SOCK_STREAM, 0},
+          Case{"AF_TIPC", 30, SOCK_DGRAM, 0}, Case{"AF_RDS", 21, SOCK_SEQPACKET, 0},
+          Case{"AF_XDP", 44, SOCK_RAW, 0}, Case{"AF_MAX+", 46, SOCK_STREAM, 0},
+          Case{"-1", -1, SOCK_STREAM, 0},
+          // The kernel reads int: high bits of the register must not hide AF_VSOCK.
+          Case{"AF_VSOCK|1<<32", (1L << 32) | 40, SOCK_STREAM, 0},
+          Case{"AF_NETLINK/AUDIT", AF_NETLINK, SOCK_RAW, NETLINK_AUDIT},
+          Case{"AF_NETLINK/KOBJECT_UEVENT", AF_NETLINK, SOCK_DGRAM, NETLINK_KOBJECT_UEVENT},
+          Case{"AF_NETLINK/SOCK_DIAG", AF_NETLINK, SOCK_RAW, NETLINK_SOCK_DIAG},
+          Case{"AF_NETLINK/GENERIC", AF_NETLINK, SOCK_RAW, NETLINK_GENERIC},
+          Case{"AF_NETLINK/ROUTE|1<<32", AF_NETLINK, SOCK_RAW, 1L << 32 | 9}}) {
+      int err = socket_errno(c.family, c.type, c.protocol);
+      if (err != EAFNOSUPPORT)
+        f += std::string("socket(") + c.what + "): got " + (err ? std::strerror(err) : "success") +
+             ", want EAFNOSUPPORT\n";
+      int sv[2];
+      long rc = ::syscall(SYS_socketpair, c.family, c.type, c.protocol, sv);
+      if (rc == 0) ::close(sv[0]), ::close(sv[1]);
+      expect(f, (std::string("socketpair(") + c.what + ")").c_str(), rc, EAFNOSUPPORT);
+    }
+  });
+  EXPECT_TRUE(exited_cleanly(p)) << p.failures;
+}
+
+TEST(Seccomp, ControlWithoutFilterVsockAlgNetlinkAuditAreCreated) {
+  // The families above that this kernel supports are created without the filter, so the test
+  // above sees the filter's answer, not the kernel's.
+  if (::geteuid() != 0) GTEST_SKIP() << "needs root (AF_PACKET, NETLINK_AUDIT)";
+  Probe p = run_probe(nullptr, [](std::string& f) {
+    expect(f, "AF_VSOCK", -!!(errno = socket_errno(40, SOCK_STREAM, 0)), 0);
+    expect(f, "NETLINK_AUDIT", -!!(errno = socket_errno(AF_NETLINK, SOCK_RAW, NETLINK_AUDIT)), 0);
+    expect(f, "NETLINK_KOBJECT_UEVENT",
+           -!!(errno = socket_errno(AF_NETLINK, SOCK_DGRAM, NETLINK_KOBJECT_UEVENT)), 0);
+    expect(f, "AF_PACKET", -!!(errno = socket_errno(17, SOCK_DGRAM, 0)), 0);
+  });
+  EXPECT_TRUE(exited_cleanly(p)) << p.failures;
+}
+
+TEST(Seccomp, SocketFamiliesABenchmarkNeedsStillWork) {
+  Probe p = run_probe(&program(), [](std::string& f) {
+    expect(f, "AF_UNIX stream", -!!(errno = socket_errno(AF_UNIX, SOCK_STREAM, 0)), 0);
+    expect(f, "AF_UNIX dgram", -!!(errno = socket_errno(AF_UNIX, SOCK_DGRAM, 0)), 0);
+    expect(f, "AF_INET tcp", -!!(errno = socket_errno(AF_INET, SOCK_STREAM, 0)), 0);
+    expect(f, "AF_INET udp", -!!(errno = socket_errno(AF_INET, SOCK_DGRAM, 0)), 0);
+    expect(f, "AF_INET6 tcp", -!!(errno = socket_errno(AF_INET6, SOCK_STREAM, 0)), 0);
+    expect(f, "AF_NETLINK/ROUTE", -!!(errno = socket_errno(AF_NETLINK, SOCK_RAW, NETLINK_ROUTE)),
+           0);
+    // High bits of the register are ignored by the kernel, and so by the filter.
+    expect(f, "AF_INET|1<<32", -!!(errno = socket_errno((1L << 32) | AF_INET, SOCK_STREAM, 0)), 0);
+    int sv[2];
+    long rc = ::socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv);
+    expect(f, "socketpair(AF_UNIX)", rc, 0);
+    if (rc == 0) ::close(sv[0]), ::close(sv[1]);
+    // getaddrinfo and if_nameindex open NETLINK_ROUTE sockets.
+    if (auto* idx = ::if_nameindex()) {
+      ::if_freenameindex(idx);
+    } else {
+      f += std::string("if_nameindex: ") + std::strerror(errno) + "\n";
+    }
+  });
+  EXPECT_TRUE(exited_cleanly(p)) << p.failures;
+}
+
+TEST(Seccomp, IoUringFailsWithEnosys) {
+  Probe p = run_probe(&program(), [](std::string& f) {
+    // Bad arguments: without the filter these are EFAULT/EINVAL/EBADF, never ENOSYS on 6.x.
+    expect(f, "io_uring_setup", ::syscall(SYS_io_uring_setup, 1, nullptr), ENOSYS);
+    expect(f, "io_uring_enter", ::syscall(SYS_io_uring_enter, -1, 0, 0, 0, nullptr, 0), ENOSYS);
+    expect(f, "io_uring_register", ::syscall(SYS_io_uring_register, -1, 0, nullptr, 0), ENOSYS);
+  });
+  EXPECT_TRUE(exited_cleanly(p)) << p.failures;
+}
+
+TEST(Seccomp, X32SocketKillsTheProcess) {
+  // x32's socket is 41 | __X32_SYSCALL_BIT: it must not reach the kernel with AF_VSOCK.
+  Probe p = run_probe(&program(), [](std::string& f) {
+    ::syscall(0x40000000L | 41, 40, SOCK_STREAM, 0);
+    f += "survived an x32 socket(AF_VSOCK)\n";
+  });
+  ASSERT_TRUE(WIFSIGNALED(p.status)) << p.failures;
+  EXPECT_EQ(WTERMSIG(p.status), SIGSYS);
+}
+
+TEST(Seccomp, I386SocketcallKillsTheProcess) {
+  // i386 socketcall(SYS_SOCKET, {AF_VSOCK, SOCK_STREAM, 0}) through int 0x80: the arguments sit
+  // in user memory, out of BPF's reach, so the whole i386 ABI must be refused.
+  auto int80_socketcall = [](std::string& f) {
+    ::signal(SIGSEGV, SIG_DFL);
+    // 32-bit pointer needed: place the argument block in the low 4 GiB.
+    void* page = ::mmap(reinterpret_cast<void*>(0x10000000), 4096, PROT_READ | PROT_WRITE,
+                        MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED_NOREPLACE, -1, 0);
+    if (page == MAP_FAILED) {
+      f += "mmap low page failed\n";
+      return;
+    }
+    auto* args = static_cast<uint32_t*>(page);
+    args[0] = 40;  // AF_VSOCK
+    args[1] = SOCK_STREAM;
+    args[2] = 0;
+    long ret = 102;  // i386 socketcall
+    long call = 1;   // SYS_SOCKET
+    long ptr = reinterpret_cast<long>(page);
+    asm volatile("int $0x80" : "+a"(ret) : "b"(call), "c"(ptr) : "memory");
+    if (ret >= 0) ::close(static_cast<int>(ret));
+    f += "int 0x80 socketcall returned " + std::to_string(ret) + "\n";
+  };
+  Probe control = run_probe(nullptr, [](std::string& f) {
+    ::signal(SIGSEGV, SIG_DFL);
+    long ret = 20;  // i386 getpid
+    asm volatile("int $0x80" : "+a"(ret) : : "memory");
+    if (ret != ::getpid()) f += "no getpid\n";
+  });
+  if (!exited_cleanly(control)) GTEST_SKIP() << "no IA-32 emulation in this kernel";
+  Probe p = run_probe(&program(), int80_socketcall);
   ASSERT_TRUE(WIFSIGNALED(p.status)) << p.failures;
   EXPECT_EQ(WTERMSIG(p.status), SIGSYS);
 }

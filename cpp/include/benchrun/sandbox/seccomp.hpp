@@ -15,7 +15,11 @@ namespace benchrun::sandbox {
 // move_mount, fsopen, fsmount, fsconfig, fspick, open_tree, userfaultfd, syslog, vhangup,
 // nfsservctl; clone with any CLONE_NEW* flag; personality other than PER_LINUX/PER_LINUX32 with
 // UNAME26/ADDR_NO_RANDOMIZE or the 0xffffffff query. clone3 fails with ENOSYS (its flags are out of
-// BPF's reach; glibc falls back to clone). Kills the process on a foreign architecture (x32/i386
+// BPF's reach; glibc falls back to clone). io_uring_setup/enter/register fail with ENOSYS (io_uring
+// runs operations out of seccomp's view; libraries fall back). socket and socketpair fail with
+// EAFNOSUPPORT unless the family is AF_UNIX, AF_INET, AF_INET6, or AF_NETLINK with protocol
+// NETLINK_ROUTE (AF_VSOCK, AF_ALG, AF_PACKET, AF_KEY, other netlink protocols, ... are denied).
+// Kills the process on a foreign architecture (x32/i386
 // ABI). ptrace and perf_event_open stay allowed (debuggers, profilers). Built with libseccomp;
 // names this libseccomp or architecture lacks are skipped.
 std::vector<sock_filter> build_seccomp_program();

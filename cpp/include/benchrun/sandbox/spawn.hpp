@@ -14,6 +14,7 @@
 #include <vector>
 
 #include "benchrun/common/unique_fd.hpp"
+#include "benchrun/sandbox/idmap.hpp"
 
 namespace benchrun::sandbox {
 
@@ -56,6 +57,16 @@ struct SpawnSpec {
   // denied, as unprivileged gid maps require): the caller's own stay, unmapped. The overlay is
   // mounted with "userxattr" (Linux >= 5.11).
   bool user_namespace = false;
+  // With user_namespace, for a root caller: map ids 0..count-1 to this host range instead of the
+  // caller only, so the image's users (uid, gid, groups < count) exist inside and none is a host
+  // id of its own. Needs layer_dir, with merged in it: the image tree idmapped_lower is then
+  // presented through an idmapped mount (on-disk id n appears as host id range.uid + n, i.e. as n
+  // inside) that the child attaches at layer_dir/lowerdir (an empty directory) in its mount
+  // namespace. layer_dir, upperdir and workdir must belong to range.uid/range.gid. The child
+  // enters layer_dir while it is still host root, so the directories above it need not be
+  // searchable by the range.
+  IdRange id_range;
+  std::string idmapped_lower;
 };
 
 // A started sandboxed child. The child sets up its root (mounts, pivot_root, hostname, lo) and then
