@@ -79,7 +79,7 @@ RunOutcome pump_until_exit(proto::Channel& channel, Workload& workload, int sign
   Stream out{workload.stdout_fd.get(), proto::FrameType::kStdout, config.max_output_bytes};
   Stream err{workload.stderr_fd.get(), proto::FrameType::kStderr, config.max_output_bytes};
   const Clock::time_point deadline =
-      config.timeout_ms ? workload.exec_time + std::chrono::milliseconds(config.timeout_ms)
+      config.timeout_ms ? workload.released_at + std::chrono::milliseconds(config.timeout_ms)
                         : Clock::time_point::max();
   bool exited = false, killed = false;
   Clock::time_point drain_deadline = Clock::time_point::max();
@@ -140,7 +140,7 @@ RunOutcome pump_until_exit(proto::Channel& channel, Workload& workload, int sign
       outcome.wait_status = status;
       outcome.rusage = ru;
       outcome.wall =
-          std::chrono::duration_cast<std::chrono::nanoseconds>(Clock::now() - workload.exec_time);
+          std::chrono::duration_cast<std::chrono::nanoseconds>(Clock::now() - workload.released_at);
       kill_all();  // nothing should be left (its pid namespace died with it); the cgroup says so
       drain_deadline = Clock::now() + kDrainGrace;
     }

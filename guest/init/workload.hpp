@@ -1,5 +1,5 @@
 // workload.hpp: starting the workload from a RunConfig: everything the child needs prepared in
-// init, clone3 into the namespaces (and the cgroup), and the wait until it has exec'd.
+// init, clone3 into the namespaces (and the cgroup), its release and the wait until it has exec'd.
 #pragma once
 
 #include <sys/types.h>
@@ -16,8 +16,8 @@ class WorkloadCgroup;
 
 struct Workload {
   pid_t pid = -1;
-  UniqueFd stdout_fd, stderr_fd;                    // read ends of the workload's stdout and stderr
-  std::chrono::steady_clock::time_point exec_time;  // when execve succeeded, as seen by init
+  UniqueFd stdout_fd, stderr_fd;  // read ends of the workload's stdout and stderr
+  std::chrono::steady_clock::time_point released_at;  // the "go": the run's wall clock starts here
 };
 
 // Validates config, prepares the child's plan, clones it (into cgroup when given) and waits until

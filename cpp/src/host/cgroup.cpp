@@ -360,10 +360,12 @@ void mkdir_level(const std::string& dir) {
 
 [[noreturn]] void fail_missing_v2(const Need& n, const std::string& dir) {
   const std::string limit = n.limit;
-  fail("enable cgroup controller '" + std::string(n.controller) + "' (for the " + limit +
-       " limit) in '" + dir + "': not listed in cgroup.controllers (hint: the host does not " +
-       "delegate it here; enable it in the parent's cgroup.subtree_control or with systemd " +
-       "Delegate=, or drop the " + limit + " limit)");
+  throw CgroupControllerMissing(
+      "enable cgroup controller '" + std::string(n.controller) + "' (for the " + limit +
+          " limit) in '" + dir + "': not listed in cgroup.controllers (hint: the host does not " +
+          "delegate it here; enable it in the parent's cgroup.subtree_control or with systemd " +
+          "Delegate=, or drop the " + limit + " limit)",
+      n.controller);
 }
 
 // Enables in dir/cgroup.subtree_control the controllers of kV2Controllers that dir offers. Failing
@@ -392,9 +394,11 @@ void enable_controllers_v2(const std::string& dir, const std::vector<Need>& need
 
 [[noreturn]] void fail_missing_v1(const Need& n, const std::string& root) {
   const std::string controller = n.controller, limit = n.limit;
-  fail("join cgroup controller '" + controller + "' (for the " + limit + " limit) under '" + root +
-       "': no '" + controller + "' hierarchy (hint: mount it: mount -t cgroup -o " + controller +
-       " cgroup " + root + "/" + controller + ", or drop the " + limit + " limit)");
+  throw CgroupControllerMissing(
+      "join cgroup controller '" + controller + "' (for the " + limit + " limit) under '" + root +
+          "': no '" + controller + "' hierarchy (hint: mount it: mount -t cgroup -o " + controller +
+          " cgroup " + root + "/" + controller + ", or drop the " + limit + " limit)",
+      controller);
 }
 
 // The distinct v1 hierarchies among kV1Controllers under root. A combined mount ("cpu,cpuacct")

@@ -108,24 +108,40 @@ std::string requested_limits(const host::CgroupLimits& l) {
 
 // The run's cgroup. Rootless, creating one works only in a subtree delegated to the user: without
 // it the run goes on with none (and a notice) unless a limit the user asked for (explicit) needs
-// one; the default memory and pids limits are then not applied (limits records that).
+// one. A default memory or pids limit whose controller the host does not offer here (a v2 host
+// that delegates only some controllers) is dropped the same way, with a notice. limits records
+// what was applied.
 std::optional<host::Cgroup> create_cgroup(const HostConfig& host, const std::string& name,
-                                          const host::CgroupLimits& limits,
-                                          const host::CgroupLimits& explicit_limits, bool rootless,
+                                          const RunSpec& spec, Limits& limits, bool rootless,
                                           RunResult& r) {
-  try {
-    return host::Cgroup::create(host.cgroup, name, limits);
-  } catch (const host::CgroupAccessDenied& e) {
-    if (!rootless) throw;
-    const std::string wanted = requested_limits(explicit_limits);
-    if (!wanted.empty())
-      throw SandboxError("the " + wanted + " a cgroup, which this user cannot create: " + e.what(),
-                         "cgroup");
-    r.notices.push_back("no cgroup (this user cannot create one under '" + host.cgroup.root +
-                        "'): limits, OOM detection and cgroup metrics are unavailable; CPU time "
-                        "and peak memory come from wait4 (run as root or delegate a cgroup v2 "
-                        "subtree)");
-    return std::nullopt;
+  for (;;) {  // each pass applies one default fewer, or returns, or throws
+    host::CgroupLimits cg = cpu_limits(spec), wanted = cg;
+    cg.memory_bytes = limits.memory.value;
+    cg.pids_max = limits.pids.value;
+    if (limits.memory.explicit_) wanted.memory_bytes = limits.memory.value;
+    if (limits.pids.explicit_) wanted.pids_max = limits.pids.value;
+    try {
+      return host::Cgroup::create(host.cgroup, name, cg);
+    } catch (const host::CgroupControllerMissing& e) {
+      Limit* dropped = e.controller() == "memory" ? &limits.memory
+                       : e.controller() == "pids" ? &limits.pids
+                                                  : nullptr;
+      if (dropped == nullptr || dropped->explicit_ || !dropped->value) throw;
+      dropped->value = std::nullopt;
+      r.notices.push_back("no default " + e.controller() + " limit: " + e.what());
+    } catch (const host::CgroupAccessDenied& e) {
+      if (!rootless) throw;
+      const std::string asked = requested_limits(wanted);
+      if (!asked.empty())
+        throw SandboxError("the " + asked + " a cgroup, which this user cannot create: " + e.what(),
+                           "cgroup");
+      r.notices.push_back("no cgroup (this user cannot create one under '" + host.cgroup.root +
+                          "'): limits, OOM detection and cgroup metrics are unavailable; CPU time "
+                          "and peak memory come from wait4 (run as root or delegate a cgroup v2 "
+                          "subtree)");
+      limits.memory.value = limits.pids.value = std::nullopt;
+      return std::nullopt;
+    }
   }
 }
 
@@ -172,13 +188,7 @@ class SandboxExecution final : public Execution {
     // the overlay needs.
     if (!rootless_) id_slot_.emplace(sandbox::acquire_id_slot());
 
-    host::CgroupLimits cg = cpu_limits(spec_), cg_explicit = cg;
-    cg.memory_bytes = limits.memory.value;
-    cg.pids_max = limits.pids.value;
-    if (limits.memory.explicit_) cg_explicit.memory_bytes = limits.memory.value;
-    if (limits.pids.explicit_) cg_explicit.pids_max = limits.pids.value;
-    cgroup_ = create_cgroup(ctx.host, ctx.name, cg, cg_explicit, rootless_, r);
-    if (!cgroup_) limits.memory.value = limits.pids.value = std::nullopt;
+    cgroup_ = create_cgroup(ctx.host, ctx.name, spec_, limits, rootless_, r);
     prepare_layers(ctx, limits, r);
 
     auto [out_r, out_w] = make_pipe();

@@ -38,70 +38,13 @@
 #include "benchrun/common/fs.hpp"
 #include "sandbox/caps.hpp"
 #include "sandbox/child.hpp"
+#include "sandbox/child_channel.hpp"
 #include "sandbox/child_plan.hpp"
 #include "sandbox/child_report.hpp"
 
 namespace benchrun::sandbox {
 
 namespace {
-
-struct FdPair {
-  UniqueFd parent, child;
-};
-
-// The child dup2()s onto 0, 1 and 2; our own channels must not sit there (a caller with a closed
-// stdin would otherwise get its status pipe overwritten).
-UniqueFd above_stdio(UniqueFd fd, const char* what) {
-  if (fd.get() > 2) return fd;
-  int moved = ::fcntl(fd.get(), F_DUPFD_CLOEXEC, 3);
-  if (moved < 0) throw_errno("fcntl(F_DUPFD_CLOEXEC)", what);
-  return UniqueFd(moved);
-}
-
-FdPair make_socketpair() {
-  int sv[2];
-  if (::socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv) != 0)
-    throw_errno("socketpair", "sandbox channel");
-  return {above_stdio(UniqueFd(sv[0]), "sandbox channel"),
-          above_stdio(UniqueFd(sv[1]), "sandbox channel")};
-}
-
-FdPair make_status_pipe() {
-  int p[2];
-  if (::pipe2(p, O_CLOEXEC) != 0) throw_errno("pipe2", "sandbox status");
-  return {above_stdio(UniqueFd(p[0]), "sandbox status"),
-          above_stdio(UniqueFd(p[1]), "sandbox status")};
-}
-
-// The fd the child sent, or an empty UniqueFd on EOF (the child exited before sending it).
-UniqueFd receive_fd(int sock) {
-  char byte;
-  iovec iov{&byte, 1};
-  alignas(cmsghdr) char control[CMSG_SPACE(sizeof(int))] = {};
-  msghdr msg{};
-  msg.msg_iov = &iov;
-  msg.msg_iovlen = 1;
-  msg.msg_control = control;
-  msg.msg_controllen = sizeof control;
-  ssize_t n;
-  do n = ::recvmsg(sock, &msg, MSG_CMSG_CLOEXEC);
-  while (n < 0 && errno == EINTR);
-  if (n < 0 && errno == ECONNRESET) return {};
-  if (n < 0) throw_errno("recvmsg", "sandbox channel");
-  UniqueFd fd;
-  for (cmsghdr* c = CMSG_FIRSTHDR(&msg); c != nullptr; c = CMSG_NXTHDR(&msg, c)) {
-    if (c->cmsg_level == SOL_SOCKET && c->cmsg_type == SCM_RIGHTS &&
-        c->cmsg_len == CMSG_LEN(sizeof(int))) {
-      int received;
-      std::memcpy(&received, CMSG_DATA(c), sizeof received);
-      fd.reset(received);
-    }
-  }
-  if (n == 0 && !fd) return {};
-  if (!fd || (msg.msg_flags & MSG_CTRUNC))
-    throw SandboxError("sandbox setup: the child sent no root fd", "send root fd");
-  return fd;
-}
 
 int to_wait_status(const siginfo_t& si) {
   switch (si.si_code) {
@@ -286,14 +229,7 @@ void SandboxedChild::release() {
   // EOF instead of the root fd: the child failed (or died) before sending it. Its record, if any,
   // is already in the pipe: it is written before _exit, and the socket closes at exit.
   root_fd_ = receive_fd(sock_fd_.get());
-  if (root_fd_) {
-    const char go = 'g';
-    released_at_ = std::chrono::steady_clock::now();
-    ssize_t n;
-    do n = ::send(sock_fd_.get(), &go, 1, MSG_NOSIGNAL);
-    while (n < 0 && errno == EINTR);
-    // EPIPE / ECONNRESET: the child died after sending the root; the status pipe says why.
-  }
+  if (root_fd_) released_at_ = send_go(sock_fd_.get());
   StatusRecord rec{};
   bool failed = read_status(status_fd_.get(), rec);  // blocks until exec (EOF) or a report
   sock_fd_.reset();

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import subprocess
+import uuid
 from pathlib import Path
 from typing import Callable, Optional
 
@@ -30,10 +31,13 @@ def attacker_image(tmp_path_factory: pytest.TempPathFactory) -> Callable[..., Im
     def build(
         programs: dict[str, str], *, config: Optional[dict] = None, layers: tuple[Layer, ...] = ()
     ) -> ImageInfo:
-        key = hashlib.sha256(repr((sorted(programs.items()), config, len(layers))).encode())
+        # Images with extra layers are built afresh each time, in a directory of their own.
+        key = hashlib.sha256(repr((sorted(programs.items()), config)).encode())
         name = key.hexdigest()[:16]
-        if name in built and not layers:
+        if not layers and name in built:
             return built[name]
+        if layers:
+            name += f"-{len(built)}-{uuid.uuid4().hex[:8]}"
         app = Layer("gzip").dir("attack")
         for prog, source in programs.items():
             src = work / f"{name}-{prog}.c"
@@ -46,7 +50,8 @@ def attacker_image(tmp_path_factory: pytest.TempPathFactory) -> Callable[..., Im
         cfg = {"Env": ["PATH=/attack:/bin"], "WorkingDir": "/"}
         cfg.update(config or {})
         info = write_layout(work / name, [busybox_layer(), app, *layers], config=cfg)
-        built[name] = info
+        if not layers:
+            built[name] = info
         return info
 
     return build

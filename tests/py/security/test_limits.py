@@ -257,3 +257,26 @@ def test_a_killed_runner_leaves_no_loop_device_or_disk_image(attacker_image, sto
     assert _core.cleanup_leftovers(store=str(store)) >= 1
     _wait_no_loops(store)
     assert _leftovers(store) == []
+
+
+def test_defaults_without_their_controllers_are_dropped_with_a_notice(attacker_image, store):
+    # A v2 hierarchy that offers neither memory nor pids (here: the hybrid host's empty cgroup2 at
+    # unified/; a production v2 host that delegates only some controllers looks the same). The
+    # default limits are left out, said so and recorded; an explicit one still fails, naming it.
+    unified = Path("/sys/fs/cgroup/unified")
+    offered = (unified / "cgroup.controllers").read_text().split()
+    if not unified.is_dir() or "memory" in offered or "pids" in offered:
+        pytest.skip("needs a cgroup2 mount without the memory and pids controllers")
+    spec = runner.make_spec(attacker_image(PROGRAMS).ref, ["true"], store=store, timeout=60)
+    image, _ = runner.load_image(spec)
+    d = _core.run(image=image, spec=spec.core, store=str(store), cgroup_root=str(unified))
+    r = benchrun.Result._from_core(d, 0.0)
+    assert r.ok, r
+    assert r.limits["memory"] is None and r.limits["pids"] is None
+    notes = " ".join(r.notices)
+    assert "no default memory limit" in notes and "no default pids limit" in notes, r.notices
+    explicit = runner.make_spec(
+        attacker_image(PROGRAMS).ref, ["true"], store=store, timeout=60, memory="64m"
+    )
+    with pytest.raises(benchrun.SandboxError, match="cgroup controller 'memory'"):
+        _core.run(image=image, spec=explicit.core, store=str(store), cgroup_root=str(unified))

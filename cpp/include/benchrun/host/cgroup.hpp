@@ -49,6 +49,18 @@ class CgroupAccessDenied : public SandboxError {
   using SandboxError::SandboxError;
 };
 
+// A SandboxError{stage="cgroup"} for a limit whose controller the host does not offer here (v2: not
+// in cgroup.controllers; v1: no hierarchy). controller() names it ("memory", "pids", ...).
+class CgroupControllerMissing : public SandboxError {
+ public:
+  CgroupControllerMissing(const std::string& message, std::string controller)
+      : SandboxError(message, "cgroup"), controller_(std::move(controller)) {}
+  const std::string& controller() const noexcept { return controller_; }
+
+ private:
+  std::string controller_;
+};
+
 // Detects the layout at config.root: v2 if it is a cgroup2 mount, v1 if it has controller dirs.
 // A hybrid host (tmpfs root with v1 controllers and an empty cgroup2 at root/unified) is v1.
 CgroupVersion detect_cgroup_version(const std::string& root);
