@@ -31,6 +31,9 @@ pytestmark = [pytest.mark.root, pytest.mark.slow]
 @pytest.fixture
 def notebook(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
     monkeypatch.setenv("JUPYTER_RUNTIME_DIR", str(tmp_path / "runtime"))  # connection files
+    # The notebook's work directory (tempfile.mkdtemp, kept for the user to look at) goes to the
+    # test's tmp_path, not /tmp, where each run would leave one.
+    monkeypatch.setenv("TMPDIR", str(tmp_path))
     monkeypatch.delenv("MPLBACKEND", raising=False)
     return nbformat.read(NOTEBOOK, as_version=4)
 
