@@ -159,10 +159,11 @@ class Result:
 
     @property
     def vm(self) -> Optional[dict[str, Any]]:
-        """Backend "vm": its facts and the VM's own metrics in one dict (as in schema 1)."""
+        """Backend "vm": its facts and the VM's own metrics in one dict (as in schema 1; the
+        host's state, facts["host_state"], is not the VM's)."""
         if self.backend != "vm":
             return None
-        out: dict[str, Any] = dict(self.facts)
+        out: dict[str, Any] = {k: v for k, v in self.facts.items() if k != "host_state"}
         for k in ("boot_time", "guest_boot_time", "rootfs_time", "vmm_cpu"):
             out[k] = self.metric(k)
         out["vmm_peak_memory"] = int(self.metric("vmm_peak_memory"))

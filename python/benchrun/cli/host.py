@@ -132,7 +132,13 @@ def _group(settings: list[Any], every: bool) -> list[tuple[str, Any]]:
     return rows
 
 
-_MARK = {"ok": "ok", "differs": "DIFFERS", "not settable": "differs*", "info": "", "unavailable": "-"}
+_MARK = {
+    "ok": "ok",
+    "differs": "DIFFERS",
+    "not settable": "differs*",
+    "info": "",
+    "unavailable": "-",
+}
 
 
 def cmd_check(args: argparse.Namespace) -> int:

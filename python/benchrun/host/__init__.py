@@ -4,7 +4,7 @@ journal), and the attestation recorded with every result (attest).
 
 Light on purpose: the runner imports it for every run; the submodules load what they need."""
 
-from benchrun.host.attest import attest, host_state
+from benchrun.host.attestation import attest, host_state
 from benchrun.host.journal import default_journal, state_dir
 from benchrun.host.settings import Setting, catalogue, format_cpus, parse_cpus
 from benchrun.host.tune import TuneReport, reset, tune, tuned

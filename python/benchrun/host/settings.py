@@ -238,9 +238,7 @@ def plan_cpus(
     """The benchmark CPUs (``cpus``, default every online CPU but the lowest-numbered, which
     stays for housekeeping) once SMT is off; ConfigError when ``cpus`` cannot be used."""
     online = online_cpus(root)
-    smt_off = (
-        not keep_smt and _smt_control(root) == "on" and _smt_off_possible(root, online)[0]
-    )
+    smt_off = not keep_smt and _smt_control(root) == "on" and _smt_off_possible(root, online)[0]
     usable = online - smt_secondaries(root, online) if smt_off else online
     if cpus is None:
         if len(usable) < 2:
@@ -355,9 +353,7 @@ def _cpufreq(root: Root, cpus: tuple[int, ...], is_vm: Optional[str]) -> Iterato
             if is_vm
             else "no cpufreq driver loaded"
         )
-        yield Setting(
-            "governor", "", "", None, "performance", GOVERNOR_WHY, False, note
-        )
+        yield Setting("governor", "", "", None, "performance", GOVERNOR_WHY, False, note)
         return
     for c in have:
         base = f"{CPU}/cpu{c}/cpufreq"
@@ -500,9 +496,7 @@ def irq_failures(journal: Optional[dict]) -> dict[str, str]:
     return {str(f.get("path")): str(f.get("error")) for f in journal.get("failed", ())}
 
 
-def _irqs(
-    root: Root, plan: CpuPlan, refused: dict[str, str]
-) -> Iterator[Setting]:
+def _irqs(root: Root, plan: CpuPlan, refused: dict[str, str]) -> Iterator[Setting]:
     bench = frozenset(plan.cpus)
     house = format_cpus(plan.housekeeping)
     why = "an interrupt handled on a benchmark CPU preempts the benchmark"
@@ -644,16 +638,36 @@ def catalogue(
     if informational:
         out.append(_cpu_dma_latency(r))
     out += [
-        _sysctl(r, "aslr", "randomize_va_space", "0", "address layout changes move code and "
-                "data alignment from run to run"),
+        _sysctl(
+            r,
+            "aslr",
+            "randomize_va_space",
+            "0",
+            "address layout changes move code and " "data alignment from run to run",
+        ),
         _thp(r, "enabled"),
         _thp(r, "defrag"),
-        _sysctl(r, "perf_event_max_sample_rate", "perf_event_max_sample_rate", "1",
-                "profiling interrupts on the benchmark CPUs"),
-        _sysctl(r, "nmi_watchdog", "nmi_watchdog", "0",
-                "the NMI watchdog interrupts every CPU periodically and holds a PMU counter"),
-        _sysctl(r, "numa_balancing", "numa_balancing", "0",
-                "automatic NUMA balancing unmaps pages to sample accesses: page faults mid-run"),
+        _sysctl(
+            r,
+            "perf_event_max_sample_rate",
+            "perf_event_max_sample_rate",
+            "1",
+            "profiling interrupts on the benchmark CPUs",
+        ),
+        _sysctl(
+            r,
+            "nmi_watchdog",
+            "nmi_watchdog",
+            "0",
+            "the NMI watchdog interrupts every CPU periodically and holds a PMU counter",
+        ),
+        _sysctl(
+            r,
+            "numa_balancing",
+            "numa_balancing",
+            "0",
+            "automatic NUMA balancing unmaps pages to sample accesses: page faults mid-run",
+        ),
         _clocksource(r),
     ]
     out += _irqs(r, plan, irq_failures(journal))

@@ -27,7 +27,7 @@ from typing import Any, Callable, Iterable, Iterator, Optional
 from benchrun.errors import ConfigError, SysError
 
 from . import journal as _journal
-from .attest import forget as _forget_state
+from .attestation import forget as _forget_state
 from .settings import Root, Setting, as_root, catalogue, selected
 
 KILL_ENV = "BENCHRUN_TUNE_KILL_AFTER"
@@ -149,14 +149,23 @@ def reset(
             try:
                 writer.write(rel, original)
             except OSError as e:
-                item = {"name": entry.get("name", ""), "target": entry.get("target", ""),
-                        "path": "/" + rel, "error": _error(e)}
+                item = {
+                    "name": entry.get("name", ""),
+                    "target": entry.get("target", ""),
+                    "path": "/" + rel,
+                    "error": _error(e),
+                }
                 report.failed.append(item)
                 left.append(entry)
                 continue
             report.changed.append(
-                {"name": entry.get("name", ""), "target": entry.get("target", ""),
-                 "path": "/" + rel, "from": current or "", "to": original}
+                {
+                    "name": entry.get("name", ""),
+                    "target": entry.get("target", ""),
+                    "path": "/" + rel,
+                    "from": current or "",
+                    "to": original,
+                }
             )
         if left:
             _journal.write_atomic(path, {**doc, "entries": list(reversed(left))})
@@ -232,8 +241,13 @@ def tune(
                 )
                 continue
             report.changed.append(
-                {"name": s.name, "target": s.target, "path": "/" + s.path,
-                 "from": s.current or "", "to": value}
+                {
+                    "name": s.name,
+                    "target": s.target,
+                    "path": "/" + s.path,
+                    "from": s.current or "",
+                    "to": value,
+                }
             )
         doc["complete"] = True
         doc["failed"] = report.failed

@@ -103,14 +103,20 @@ def build(
         _w(root, f"{f}/scaling_min_freq", "800000\n")
         if driver == "acpi-cpufreq":
             _w(root, f"{f}/scaling_governor", "ondemand\n")
-            _w(root, f"{f}/scaling_available_governors", "conservative ondemand userspace "
-               "powersave performance schedutil\n")
+            _w(
+                root,
+                f"{f}/scaling_available_governors",
+                "conservative ondemand userspace " "powersave performance schedutil\n",
+            )
         else:
             _w(root, f"{f}/scaling_governor", "powersave\n")
             _w(root, f"{f}/scaling_available_governors", "performance powersave\n")
             _w(root, f"{f}/energy_performance_preference", "balance_performance\n")
-            _w(root, f"{f}/energy_performance_available_preferences",
-               "default performance balance_performance balance_power power\n")
+            _w(
+                root,
+                f"{f}/energy_performance_available_preferences",
+                "default performance balance_performance balance_power power\n",
+            )
         if driver == "amd-pstate":
             _w(root, f"{f}/boost", "1\n")
     if driver == "intel_pstate":
@@ -121,8 +127,12 @@ def build(
     elif driver == "amd-pstate":
         _w(root, f"{CPU}/amd_pstate/status", "active\n")
     k = "proc/sys/kernel"
-    for key, value in (("randomize_va_space", "2"), ("perf_event_max_sample_rate", "100000"),
-                       ("nmi_watchdog", "1"), ("numa_balancing", "1")):
+    for key, value in (
+        ("randomize_va_space", "2"),
+        ("perf_event_max_sample_rate", "100000"),
+        ("nmi_watchdog", "1"),
+        ("numa_balancing", "1"),
+    ):
         _w(root, f"{k}/{key}", value + "\n")
     thp = "sys/kernel/mm/transparent_hugepage"
     _w(root, f"{thp}/enabled", "always [madvise] never\n")

@@ -61,8 +61,13 @@ def _settings_state(root: Any, journal_path: Path) -> dict[str, Any]:
             informational=False,
         )
     except ConfigError as e:  # e.g. one CPU online: nothing to tune for
-        return {"tuned": None, "differs": [], "cpus": cpus, "journal": doc is not None,
-                "error": str(e)}
+        return {
+            "tuned": None,
+            "differs": [],
+            "cpus": cpus,
+            "journal": doc is not None,
+            "error": str(e),
+        }
     differs = list(dict.fromkeys(s.name for s in settings if s.differs))
     out: dict[str, Any] = {
         "tuned": not differs,
