@@ -92,29 +92,9 @@ def test_submit_takes_the_run_flags_a_job_spec_carries(monkeypatch, capsys):
 
     fake = FakeClient()
     monkeypatch.setattr(jobs, "_client", lambda args: fake)
-    argv = [
-        "submit",
-        "--project",
-        "p",
-        "-e",
-        "A=1",
-        "--entrypoint",
-        "/bin/sh",
-        "--timeout",
-        "1.5",
-        "--output",
-        "/o",
-        "--vcpus",
-        "2",
-        "-m",
-        "64m",
-        "--backend",
-        "vm",
-        "img",
-        "--",
-        "echo",
-        "hi",
-    ]
+    argv = ["submit", "--project", "p", "-e", "A=1", "--entrypoint", "/bin/sh", "--timeout",
+            "1.5", "--output", "/o", "--vcpus", "2", "-m", "64m", "--backend", "vm", "img", "--",
+            "echo", "hi"]
     assert cli.main(argv) == 0
     ((args, kw),) = fake.submitted
     assert args == ("img", ["echo", "hi"])
@@ -130,12 +110,8 @@ def test_submit_takes_the_run_flags_a_job_spec_carries(monkeypatch, capsys):
 
 @pytest.mark.parametrize(
     "flags, message",
-    [
-        (["--backend", "qemu"], "--backend"),
-        (["--timeout", "0"], "--timeout"),
-        (["-m", "lots"], "--memory"),
-        (["--vcpus", "0"], "--vcpus"),
-    ],
+    [(["--backend", "qemu"], "--backend"), (["--timeout", "0"], "--timeout"),
+     (["-m", "lots"], "--memory"), (["--vcpus", "0"], "--vcpus")],
 )
 def test_submit_bad_values_are_usage_errors(monkeypatch, capsys, flags, message):
     from benchrun.cli import jobs

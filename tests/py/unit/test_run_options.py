@@ -280,10 +280,7 @@ def test_spec_with_options_checks_again():
         ({"kernel": "/nonexistent/bzImage"}, r"kernel"),
         ({"vm_memory": "1g"}, r"vm_memory: applies to backend 'vm' only"),
         ({"backend": "vm", "accel": "hvf"}, r"accel 'hvf': unknown"),
-        (
-            {"backend": "vm", "kernel": "/nonexistent/bzImage"},
-            r"kernel '/nonexistent/bzImage': no such",
-        ),
+        ({"backend": "vm", "kernel": "/nonexistent/bzImage"}, r"kernel '/nonexistent/bzImage': no such"),
         ({"backend": "vm", "vm_memory": "lots"}, r"vm_memory"),
         ({"backend": "vm", "vm_memory": "32m"}, r"vm_memory: .*at least 64m"),
         ({"backend": "docker"}, r"backend 'docker': unknown"),
@@ -375,9 +372,8 @@ def vm_core_result(**over: Any) -> dict[str, Any]:
         vmm_cpu=(0.375, "s"),
         vmm_peak_memory=(64 * MiB, "bytes"),
     )
-    facts = dict(
-        kernel_release="6.1.0-cloud", accel="kvm", vcpus=1, memory_mib=1024, rootfs_cached=True
-    )
+    facts = dict(kernel_release="6.1.0-cloud", accel="kvm", vcpus=1, memory_mib=1024,
+                 rootfs_cached=True)
     return core_result(**{"backend": "vm", "metrics": metrics, "facts": facts, **over})
 
 
@@ -428,9 +424,8 @@ class FakeNative:
         self.loads.append(reference)
         if not self.cached:
             raise ImageNotFound(f"image '{reference}' is not in the local store")
-        image = types.SimpleNamespace(
-            digest=DIGEST, chain_id="sha256:" + "c" * 64, rootfs=Path("/x")
-        )
+        image = types.SimpleNamespace(digest=DIGEST, chain_id="sha256:" + "c" * 64,
+                                      rootfs=Path("/x"))
         self.loaded.append(image)
         return image
 
@@ -597,11 +592,7 @@ def test_result_json_round_trip_utf8():
     assert doc["metrics"]["peak_memory"] == {"value": 4096, "unit": "bytes"}
     # The four figures stay top-level, as in schema 1.
     assert (doc["wall_time"], doc["cpu_user"], doc["cpu_system"], doc["peak_memory"]) == (
-        0.5,
-        0.25,
-        0.125,
-        4096,
-    )
+        0.5, 0.25, 0.125, 4096)
     assert doc["facts"] == {} and "vm" not in doc
     assert Result.from_json(doc) == r
 
@@ -640,11 +631,8 @@ def schema2_doc(r: Result) -> dict[str, Any]:
     for k in ("stdout", "stderr"):
         data = getattr(r, k)
         doc[k] = lossy(data)
-        doc[f"{k}_base64"] = (
-            None
-            if data.decode("utf-8", "ignore").encode() == data
-            else (base64.b64encode(data).decode())
-        )
+        doc[f"{k}_base64"] = None if data.decode("utf-8", "ignore").encode() == data else (
+            base64.b64encode(data).decode())
     doc["outputs"] = {p: lossy(v) for p, v in r.outputs.items()}
     return json.loads(json.dumps(doc))
 
@@ -689,7 +677,7 @@ def test_blob_json_chunks_at_character_boundaries(monkeypatch):
 
     monkeypatch.setattr(blobjson, "CHUNK", 7)
     monkeypatch.setattr(blobjson, "_B64_CHUNK", 6)
-    for data in ('aé✓\U0001f600"x\n'.encode() * 9, bytes(range(256)) * 3):
+    for data in ("aé✓\U0001f600\"x\n".encode() * 9, bytes(range(256)) * 3):
         r = make_result(stdout=data)
         buf = io.BytesIO()
         r.write_json(buf, prefix="  ")
@@ -740,11 +728,7 @@ def test_result_from_json_reads_schema_1(core):
     assert back.metrics == r.metrics and back.facts == r.facts and back.vm == r.vm
     assert back == r
     assert (back.wall_time, back.cpu_user, back.cpu_system, back.peak_memory) == (
-        0.5,
-        0.25,
-        0.125,
-        4096,
-    )
+        0.5, 0.25, 0.125, 4096)
 
 
 def test_result_json_schema_checked():
@@ -765,15 +749,7 @@ def test_result_is_frozen():
 
 def test_package_exports():
     assert {
-        "Result",
-        "run",
-        "pull",
-        "inspect",
-        "images",
-        "rmi",
-        "prune",
-        "ConfigError",
-        "backends",
+        "Result", "run", "pull", "inspect", "images", "rmi", "prune", "ConfigError", "backends"
     } <= set(benchrun.__all__)
     assert benchrun.Result is Result and callable(benchrun.run)
 
@@ -955,9 +931,9 @@ def test_exit_code_precedence():
 
 
 def test_cli_run_writes_bytes_and_exits_with_the_workload_code(monkeypatch):
-    fake = FakeNative(result=core_result(stdout=b"\xffraw\n", stderr=b"e\n", exit_code=3)).install(
-        monkeypatch
-    )
+    fake = FakeNative(
+        result=core_result(stdout=b"\xffraw\n", stderr=b"e\n", exit_code=3)
+    ).install(monkeypatch)
     s = Streams().install(monkeypatch)
     assert cli.main(["run", "img", "sh", "-c", "exit 3"]) == 3
     assert s.out.getvalue() == b"\xffraw\n" and s.err.getvalue() == b"e\n"  # no summary
