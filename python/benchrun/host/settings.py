@@ -565,15 +565,15 @@ def _cmdline(root: Root, plan: CpuPlan) -> Iterator[Setting]:
         key, _, value = word.partition("=")
         params[key] = value
     for key in ("isolcpus", "nohz_full", "rcu_nocbs"):
-        value = params.get(key)
+        given = params.get(key)
         cpus: set[int] = set()
-        for token in (value or "").split(","):  # isolcpus may hold flags: domain,managed_irq,1-3
+        for token in (given or "").split(","):  # isolcpus may hold flags: domain,managed_irq,1-3
             cpus |= _try_cpus(token) or set()
         yield Setting(
             key,
             "",
             "proc/cmdline",
-            None if text is None else (value if value is not None else "(not set)"),
+            None if text is None else (given if given is not None else "(not set)"),
             format_cpus(plan.cpus),
             CMDLINE_WHY,
             False,

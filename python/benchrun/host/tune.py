@@ -97,6 +97,13 @@ def _check_root(root: Root) -> None:
         raise ConfigError("changing host settings needs root (run benchrun host as root)")
 
 
+def _lock(path: Path, locked: bool) -> "contextlib.AbstractContextManager[Any]":
+    """The journal lock, or nothing when the caller holds it already."""
+    if locked:
+        return contextlib.nullcontext()
+    return _journal.Lock(path)
+
+
 def _value_now(root: Root, s: Setting) -> str:
     """The value to write for ``s``: the minimum frequency follows the maximum as it is now
     (turning turbo off lowers intel_pstate's maximum)."""
@@ -120,9 +127,7 @@ def reset(
     the journal and raises SysError after trying the others."""
     r = as_root(root)
     path = _journal_path(journal)
-    with contextlib.ExitStack() as stack:
-        if not _locked:
-            stack.enter_context(_journal.Lock(path))
+    with _lock(path, _locked):
         doc = _journal.load(path)
         if doc is None:
             return None
@@ -197,9 +202,7 @@ def tune(
     what differs but cannot be set here."""
     r = as_root(root)
     path = _journal_path(journal)
-    with contextlib.ExitStack() as stack:
-        if not _locked:
-            stack.enter_context(_journal.Lock(path))
+    with _lock(path, _locked):
         _check_root(r)
         stale = reset(r, path, kill_after=kill_after, _locked=True)
         plan, settings = catalogue(r, cpus, keep_smt=keep_smt)
