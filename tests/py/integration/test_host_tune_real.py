@@ -125,3 +125,32 @@ def test_agent_tune_wraps_the_agent_and_resets(state: Path, monkeypatch):
         assert settable_values() == original
     finally:
         restore(original, journal)
+
+
+def test_campaign_runs_record_the_host_state_and_report_shows_it(
+    tmp_path: Path, store, busybox_image, monkeypatch
+):
+    """Untuned here (the host is shared): the state travels Result -> runs.host -> report."""
+    from benchrun.campaign import Campaign, Variant
+    from benchrun.report import host_lines
+    from benchrun.results import load
+
+    monkeypatch.setenv("BENCHRUN_HOST_STATE", str(tmp_path / "state"))
+    forget()
+    bmf = '{"b":{"latency":{"value":1.5}}}'
+    c = Campaign(
+        "hs",
+        [Variant("bmf", busybox_image.ref, ["echo", bmf], timeout=60)],
+        repetitions=2,
+        store=str(tmp_path / "r.db"),
+    )
+    res = c.run(progress=False, image_store=store)
+    assert res.done == res.planned and res.failed == 0
+    df = load(res.store)
+    expected = benchrun.host.attest("/", state=tmp_path / "state")
+    assert set(df["host_state_tuned"]) == {expected["tuned"]}
+    (line,) = host_lines(df)
+    if expected["tuned"]:
+        assert line.startswith("host: tuned")
+    else:
+        assert line == "host: NOT tuned: " + ", ".join(expected["differs"])
