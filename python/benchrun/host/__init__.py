@@ -7,12 +7,13 @@ Light on purpose: the runner imports it for every run; the submodules load what 
 from benchrun.host.attestation import attest, host_state
 from benchrun.host.journal import default_journal, state_dir
 from benchrun.host.settings import Setting, catalogue, format_cpus, parse_cpus
-from benchrun.host.tune import TuneReport, reset, tune, tuned
+from benchrun.host.tune import TuneReport, benchmark_cpus, reset, tune, tuned
 
 __all__ = [
     "Setting",
     "TuneReport",
     "attest",
+    "benchmark_cpus",
     "catalogue",
     "default_journal",
     "format_cpus",

@@ -272,7 +272,12 @@ def tuned(
     also on an exception. A journal left by a crashed holder is reset first."""
     path = _journal_path(journal)
     with _journal.Lock(path):
-        report = tune(root, cpus, path, keep_smt=keep_smt, owner="agent", _locked=True)
+        try:
+            report = tune(root, cpus, path, keep_smt=keep_smt, owner="agent", _locked=True)
+        except BaseException:  # half-tuned: undo what the journal holds before giving up
+            if path.exists():
+                reset(root, path, _locked=True)
+            raise
         if report.stale_reset is not None:
             log(f"reset a stale tune journal ({len(report.stale_reset.changed)} value(s))")
         log(
@@ -284,6 +289,12 @@ def tuned(
         finally:
             done = reset(root, path, _locked=True)
             log(f"host reset: {len(done.changed) if done else 0} value(s) restored")
+
+
+def benchmark_cpus(journal: "str | os.PathLike[str] | None" = None) -> Optional[tuple[int, ...]]:
+    """The benchmark CPUs of the tune journal in place, None when the host is not tuned."""
+    doc = _journal.load(_journal_path(journal))
+    return tuple(doc.get("cpus") or ()) if doc is not None else None
 
 
 def reset_stale_agent_journal(
@@ -306,4 +317,12 @@ def reset_stale_agent_journal(
         return None
 
 
-__all__ = ["KILL_ENV", "TuneReport", "reset", "reset_stale_agent_journal", "tune", "tuned"]
+__all__ = [
+    "KILL_ENV",
+    "TuneReport",
+    "benchmark_cpus",
+    "reset",
+    "reset_stale_agent_journal",
+    "tune",
+    "tuned",
+]

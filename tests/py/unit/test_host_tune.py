@@ -318,6 +318,35 @@ def test_tuned_context_resets_on_exit_and_on_error(tmp_path: Path, journal: Path
     assert any("host tuned" in m for m in logs) and any("host reset" in m for m in logs)
 
 
+def test_tuned_context_undoes_a_tune_that_failed_half_way(tmp_path: Path, journal: Path):
+    root = build(tmp_path / "root")
+    before = snapshot(root)
+
+    class Dies(FakeKernel):
+        writes = 0
+
+        def write(self, rel, value):
+            Dies.writes += 1
+            if Dies.writes == 5:
+                raise KeyboardInterrupt  # not an OSError: tune itself does not catch it
+            super().write(rel, value)
+
+    with pytest.raises(KeyboardInterrupt):
+        with tuned(Dies(root), journal=journal):
+            pass
+    assert not journal.exists() and snapshot(root) == before
+
+
+def test_benchmark_cpus(tmp_path: Path, journal: Path):
+    from benchrun.host import benchmark_cpus
+
+    root = build(tmp_path / "root")
+    assert benchmark_cpus(journal) is None
+    tune(FakeKernel(root), [2, 3], journal)
+    assert benchmark_cpus(journal) == (2, 3)
+    reset(FakeKernel(root), journal)
+
+
 def test_stale_agent_journal_is_reset(tmp_path: Path, journal: Path):
     from benchrun.host.tune import reset_stale_agent_journal
 
