@@ -40,6 +40,55 @@ def summary(df: pd.DataFrame) -> pd.DataFrame:
     return stats.summarize_frame(df, by=by, order="plan_index" if "plan_index" in df else None)
 
 
+def _age(seconds: float) -> str:
+    for unit, size in (("d", 86400), ("h", 3600), ("min", 60)):
+        if seconds >= size:
+            return f"{seconds / size:.0f} {unit}"
+    return f"{seconds:.0f} s"
+
+
+def _present(v: Any) -> bool:
+    return v is not None and not (isinstance(v, float) and math.isnan(v))
+
+
+def host_lines(df: pd.DataFrame) -> list[str]:
+    """One line per campaign on the host's measurement state its runs recorded (host_state_*
+    columns, from Result.facts["host_state"]): "host: tuned (cpus 1) · noise 1.2% (3 h old)" or
+    "host: NOT tuned in 3 of 3 runs: aslr, thp_enabled"; none when no run recorded it. The noise
+    score is a fraction (0.012 = 1.2 %), the latest run's."""
+    if "host_state_tuned" not in df:
+        return []
+    import json
+
+    lines = []
+    key = "campaign_name" if "campaign_name" in df else "campaign"
+    many = df[key].nunique() > 1
+    for name, runs in df.drop_duplicates("run").groupby(key, sort=True):
+        runs = runs[runs["host_state_tuned"].map(_present)]
+        if runs.empty:
+            continue
+        untuned = runs[runs["host_state_tuned"] != True]  # noqa: E712 (object column)
+        if untuned.empty:
+            cpus = sorted(
+                {c for v in runs.get("host_state_cpus", []) if _present(v) for c in json.loads(v)}
+            )
+            text = "tuned" + (f" (cpus {','.join(map(str, cpus))})" if cpus else "")
+        else:
+            differs: dict[str, None] = {}
+            for v in untuned.get("host_state_differs", []):
+                differs.update(dict.fromkeys(json.loads(v) if _present(v) else ()))
+            of = "" if len(untuned) == len(runs) else f" in {len(untuned)} of {len(runs)} runs"
+            text = f"NOT tuned{of}: " + (", ".join(differs) or "unknown")
+        if "host_state_noise_score" in runs:
+            last = runs.sort_values("started").iloc[-1]
+            score, age = last.get("host_state_noise_score"), last.get("host_state_noise_age_s")
+            if _present(score):
+                text += f" · noise {100 * float(score):.1f}%"
+                text += f" ({_age(float(age))} old)" if _present(age) else ""
+        lines.append(("host" + (f" ({name})" if many else "") + ": ") + text)
+    return lines
+
+
 def _num(v: Any) -> str:
     try:
         f = float(v)
@@ -178,12 +227,18 @@ def print_comparisons(t: pd.DataFrame, file: Optional[TextIO] = None) -> None:
     console.print(table)
 
 
-def markdown_report(s: pd.DataFrame, comparison_table: Optional[pd.DataFrame]) -> str:
-    """The summary table, then (given comparisons(), None with fewer than two variants) the
+def markdown_report(
+    s: pd.DataFrame,
+    comparison_table: Optional[pd.DataFrame],
+    host: Optional[list[str]] = None,
+) -> str:
+    """``host`` (host_lines()) first, then the summary table, then (given comparisons(), None with fewer than two variants) the
     comparison table, in Markdown, separated by a blank line."""
     from benchrun import export
 
     text = export.markdown_table(s)
+    if host is not None:
+        text = "".join(f"{line}\n" for line in host) + ("\n" if host else "") + text
     if comparison_table is not None:
         text += "\n" + export.markdown_cells(COMPARISON_HEAD, comparison_rows(comparison_table))
     return text
@@ -248,6 +303,8 @@ def html_report(
             + (f"<br>Host: {html.escape(host)}" if host else "")
             + "</p>"
         )
+    for line in host_lines(df):
+        parts.append(f'<p class="meta">{html.escape(line)}</p>')
     parts += ["<h2>Summary</h2>", export.html_table(s)]
     if table is not None:
         parts += ["<h2>Comparisons</h2>", _comparison_html(table)]

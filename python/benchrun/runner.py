@@ -43,7 +43,9 @@ The Result's JSON document (Result.to_json(), Result.write_json(), `benchrun run
                  "nofile": 1024},        #   vm: memory is the guest's RAM unless one was given
       "interrupted": false,              # stopped by execute(should_stop=...) or Ctrl-C
       "facts": {}                        # how the backend ran it; "vm": kernel_release, accel,
-                                         #   vcpus, memory_mib, rootfs_cached
+                                         #   vcpus, memory_mib, rootfs_cached; sandbox and vm:
+                                         #   "host_state" (benchrun.host.attest: tuned, differs,
+                                         #   cpus, journal, noise)
     }
 
 For the vm backend, wall_time, cpu_user/cpu_system and peak_memory are measured inside the guest
@@ -83,6 +85,11 @@ STANDARD_METRICS = (
     ("cpu_system", "s"),
     ("peak_memory", "bytes"),
 )
+
+
+# The backends whose results carry facts["host_state"] (benchrun.host.attest): the host's
+# measurement state (tuned or not, the settings that differ, benchmark CPUs, noise figure).
+ATTESTED_BACKENDS = ("sandbox", "vm")
 
 
 class Metric(NamedTuple):
@@ -152,10 +159,11 @@ class Result:
 
     @property
     def vm(self) -> Optional[dict[str, Any]]:
-        """Backend "vm": its facts and the VM's own metrics in one dict (as in schema 1)."""
+        """Backend "vm": its facts and the VM's own metrics in one dict (as in schema 1; the
+        host's state, facts["host_state"], is not the VM's)."""
         if self.backend != "vm":
             return None
-        out: dict[str, Any] = dict(self.facts)
+        out: dict[str, Any] = {k: v for k, v in self.facts.items() if k != "host_state"}
         for k in ("boot_time", "guest_boot_time", "rootfs_time", "vmm_cpu"):
             out[k] = self.metric(k)
         out["vmm_peak_memory"] = int(self.metric("vmm_peak_memory"))
@@ -408,7 +416,12 @@ def execute(
         vm_cache=os.environ.get("BENCHRUN_VM_CACHE", ""),
         should_stop=should_stop,
     )
-    return Result._from_core(d, pull_s)
+    result = Result._from_core(d, pull_s)
+    if result.backend in ATTESTED_BACKENDS:
+        from benchrun.host import host_state  # cached per process: about a microsecond a run
+
+        result.facts["host_state"] = host_state()
+    return result
 
 
 def guest_init() -> str:

@@ -34,6 +34,10 @@ class AgentConfig:
     backend: str = "sandbox"  # for specs whose "sandbox" is null
     insecure_registries: tuple[str, ...] = ()
     drain_timeout: float = 0.0  # SIGTERM mid-job: let it run this long, then cancel it
+    # --tune: tune the host (benchrun.host.tune) for these benchmark CPUs (None: all but the
+    # lowest-numbered) while the agent runs, and reset it when it exits.
+    tune: bool = False
+    tune_cpus: Optional[tuple[int, ...]] = None
     # Protocol timing; the defaults are upstream's (1 s heartbeat, 5 s ack, 5 resends).
     heartbeat_interval: float = 1.0
     ack_timeout: float = 5.0
@@ -111,6 +115,8 @@ def make_config(server: str, runner: str, key: str, **options) -> AgentConfig:
         raise ConfigError(f"drain timeout {cfg.drain_timeout!r}: must not be negative")
     if cfg.once_wait is not None and not cfg.once_wait > 0:
         raise ConfigError(f"once wait {cfg.once_wait!r}: must be positive")
+    if cfg.tune_cpus is not None and not cfg.tune:
+        raise ConfigError("--tune-cpus: only with --tune")
     if cfg.max_resends < 0:
         raise ConfigError(f"max resends {cfg.max_resends!r}: must not be negative")
     return cfg

@@ -80,11 +80,17 @@ def machine_facts(
     }
 
 
-def run_facts(backend: str, image_digest: str, **machine: Any) -> dict[str, Any]:
-    """machine_facts() plus the isolation backend and the image digest of one run."""
+def run_facts(
+    backend: str, image_digest: str, host_state: Optional[dict[str, Any]] = None, **machine: Any
+) -> dict[str, Any]:
+    """machine_facts() plus the isolation backend and the image digest of one run, and the
+    run's host measurement state (Result.facts["host_state"], benchrun.host.attest) as "state"
+    when it has one (results.load() shows it as host_state_* columns)."""
     facts = machine_facts(**machine)
     facts["backend"] = backend
     facts["image_digest"] = image_digest
+    if host_state is not None:
+        facts["state"] = host_state
     return facts
 
 

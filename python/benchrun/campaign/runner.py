@@ -233,7 +233,7 @@ def _run_local(
             ended=res.end_time or time.time(),
             backend=res.backend,
             image_digest=res.image_digest,
-            host=_host.run_facts(res.backend, res.image_digest),
+            host=_host.run_facts(res.backend, res.image_digest, res.facts.get("host_state")),
             result=res.to_json(),
             error=error or None,
         )

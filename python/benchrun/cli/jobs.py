@@ -122,6 +122,17 @@ def add_parsers(sub: Any) -> None:
     p.add_argument("--max-message", default="64m", metavar="SIZE")
     p.add_argument("--store", metavar="DIR", help="image store (default: benchrun's cache)")
     p.add_argument("--insecure-registry", action="append", default=[], metavar="HOST[:PORT]")
+    p.add_argument(
+        "--tune",
+        action="store_true",
+        help="tune the host for benchmarking while the agent runs (benchrun host tune), reset it "
+        "when the agent exits",
+    )
+    p.add_argument(
+        "--tune-cpus",
+        metavar="LIST",
+        help="with --tune: the benchmark CPUs (default: all but the lowest-numbered)",
+    )
     p.set_defaults(func=cmd_agent)
 
     p = sub.add_parser("submit", help="submit a job to the job server")
@@ -349,5 +360,15 @@ def cmd_agent(args: argparse.Namespace) -> int:
         backend=args.backend,
         insecure_registries=tuple(args.insecure_registry),
         drain_timeout=args.drain_timeout,
+        tune=args.tune,
+        tune_cpus=_tune_cpus(args.tune_cpus),
     )
     return run_agent(cfg)
+
+
+def _tune_cpus(text: Any) -> Any:
+    if text is None:
+        return None
+    from benchrun.host.settings import parse_cpus
+
+    return tuple(sorted(parse_cpus(text, "--tune-cpus")))

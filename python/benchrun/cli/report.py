@@ -66,10 +66,13 @@ def cmd_report(args: argparse.Namespace) -> int:
     try:
         s = report.summary(df)
         cmp = report.comparisons(df, args.baseline)
+        host = report.host_lines(df)
         if args.markdown:
-            sys.stdout.write(report.markdown_report(s, cmp))
+            sys.stdout.write(report.markdown_report(s, cmp, host))
         else:
             names = ", ".join(sorted(map(str, df["campaign_name"].dropna().unique())))
+            for line in host:
+                print(line)
             report.print_table(s, f"{names or store}: {df['run'].nunique()} runs")
             if cmp is not None:
                 report.print_comparisons(cmp)

@@ -83,6 +83,8 @@ def test_run_arguments_parse_without_heavy_imports():
         ["jobs", "--help"],
         ["serve", "--help"],
         ["agent", "--help"],
+        ["host", "--help"],
+        ["host", "tune", "--help"],
     ],
     ids=lambda a: " ".join(a),
 )
@@ -112,6 +114,7 @@ def test_every_subcommand_is_listed_in_the_top_level_help():
         "runner",
         "campaign",
         "report",
+        "host",
     ):
         assert f"    {command} " in text, command
 

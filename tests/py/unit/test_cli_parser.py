@@ -14,6 +14,7 @@ CASES = [
     ["campaign", "run", "c.toml", "--batch", "4"],
     ["submit", "--project", "p", "--vcpus", "2", "img", "--", "echo", "hi"],
     ["jobs", "--status", "running", "--limit", "5"],
+    ["host", "tune", "--cpus", "1-3", "--keep-smt"],
 ]
 
 

@@ -535,6 +535,7 @@ def test_run_vm_result(monkeypatch):
     assert kw["spec"].backend == "vm" and kw["spec"].accel == "kvm"
     assert kw["spec"].vm_memory == 1 << 30 and kw["init_binary"] == "/bin/sh"
     assert r.backend == "vm" and r.facts["accel"] == "kvm"
+    assert set(r.facts["host_state"]) >= {"tuned", "differs", "cpus", "journal", "noise"}
     assert r.vm == {
         "kernel_release": "6.1.0-cloud",
         "accel": "kvm",
