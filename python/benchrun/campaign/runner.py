@@ -73,10 +73,10 @@ def run_campaign(
     if client is not None:
         _check_remote(campaign)
     specs = _local_specs(campaign, image_store) if client is None else {}
-    plan = make_plan(campaign)
     path = os.fspath(store) if store is not None else campaign.store
     with ResultsStore(path) as db:
-        cid = _record_campaign(db, campaign, plan)
+        plan, chosen = _plan(db, campaign)
+        cid = _record_campaign(db, campaign, plan, chosen)
         done = db.done_indices(cid)
         todo = [p for p in plan if p.index not in done]
         with _progress_bar(progress, campaign.name, len(plan), len(done)) as advance:
@@ -129,13 +129,40 @@ def _local_specs(
     return out
 
 
-def _record_campaign(db: ResultsStore, campaign: Campaign, plan: list[PlannedRun]) -> str:
+def _plan(db: ResultsStore, campaign: Campaign) -> tuple[list[PlannedRun], dict[str, Any]]:
+    """The plan, and for repetitions="auto" what was chosen ({"repetitions_chosen": n, "noise":
+    the figure it came from}): the count recorded in the store when the campaign was started
+    before (a resumed campaign keeps its plan), else chosen now from the host's noise figure."""
+    if campaign.repetitions != "auto":
+        return make_plan(campaign), {}
+    found = db.campaign(campaign.id)
+    recorded = (found or {}).get("spec", {}).get("repetitions_chosen")
+    if isinstance(recorded, int) and recorded >= 1:
+        chosen = {
+            k: found["spec"][k] for k in ("repetitions_chosen", "noise") if k in found["spec"]
+        }
+        return make_plan(campaign, recorded), chosen
+    from benchrun import noise as _noise
+
+    doc = _noise.load()
+    n = campaign.auto_repetitions(doc)
+    figure = {k: doc[k] for k in ("score", "measured_at", "host", "cpus")}
+    return make_plan(campaign, n), {"repetitions_chosen": n, "noise": figure}
+
+
+def _record_campaign(
+    db: ResultsStore,
+    campaign: Campaign,
+    plan: list[PlannedRun],
+    chosen: Optional[dict[str, Any]] = None,
+) -> str:
     """The campaign's id; records it (spec, plan, host) on first use, else checks the plan."""
     cid = campaign.id
     spec = {
         **campaign.to_dict(),
         "spec_hash": campaign.spec_hash(),
         "plan": [p.to_json() for p in plan],
+        **(chosen or {}),
     }
     found = db.campaign(cid)
     if found is None:

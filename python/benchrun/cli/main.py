@@ -112,6 +112,8 @@ SUBCOMMAND_MODULES = {
     "benchrun.cli.jobs": tuple(_JOB_COMMANDS.split()),
     "benchrun.cli.campaign": ("campaign",),
     "benchrun.cli.report": ("report",),
+    # Temporary: `benchrun host noise` as a top-level command until benchrun.cli.host has `host`.
+    "benchrun.cli.noise": ("host-noise",),
 }
 
 
