@@ -99,21 +99,29 @@ static work_fn work_of(const char* mode) {
   return NULL;
 }
 
-/* Units of work for one repetition of about target_ns: doubles until a repetition takes a
- * tenth of the target, then scales linearly. */
-static uint64_t size_rep(work_fn fn, uint64_t target_ns) {
-  uint64_t units = 64;
-  for (;;) {
+/* The fastest of `tries` runs of `units` of work: preemption only ever adds time, so the
+ * minimum is the machine's speed, not its noise. */
+static uint64_t fastest(work_fn fn, uint64_t units, int tries) {
+  uint64_t best = UINT64_MAX;
+  for (int i = 0; i < tries; ++i) {
     uint64_t t0 = now_ns();
     fn(units);
     uint64_t dt = now_ns() - t0;
-    if (dt >= target_ns / 10 || units >= (1ull << 40)) {
-      if (dt == 0) dt = 1;
-      double scaled = (double)units * (double)target_ns / (double)dt;
-      return scaled < 1 ? 1 : (uint64_t)scaled;
-    }
-    units *= 2;
+    if (dt < best) best = dt;
   }
+  return best == 0 ? 1 : best;
+}
+
+/* Units of work for one repetition of about target_ns: doubles until the fastest of three runs
+ * takes a tenth of the target, scales linearly, then corrects once from the fastest of five
+ * full-size runs (a repetition sized on a preempted run would be ten times too short). */
+static uint64_t size_rep(work_fn fn, uint64_t target_ns) {
+  uint64_t units = 64;
+  while (fastest(fn, units, 3) < target_ns / 10 && units < (1ull << 40)) units *= 2;
+  double scaled = (double)units * (double)target_ns / (double)fastest(fn, units, 3);
+  units = scaled < 1 ? 1 : (uint64_t)scaled;
+  scaled = (double)units * (double)target_ns / (double)fastest(fn, units, 5);
+  return scaled < 1 ? 1 : (uint64_t)scaled;
 }
 
 static void usage(void) {
