@@ -237,8 +237,10 @@ class Campaign:
     ``repetitions="auto"`` with ``detect`` (a relative change, 0.02 = 2 %): the number of rounds
     is chosen when the campaign first runs, from the host's stored noise figure (`benchrun host
     noise`, benchrun.noise): the fewest repetitions that detect that change at 95 % confidence
-    and 80 % power (Campaign.auto_repetitions). The store records the number chosen, so a resumed
-    campaign keeps it.
+    and 80 % power (Campaign.auto_repetitions). Run locally, each variant first runs ``pilot``
+    times (default 5; 0: none; not stored as runs) and the count is the larger of the noise
+    figure's and the one the pilot's wall-time CVs ask for: the workload's own variance counts
+    too. The store records the number chosen, so a resumed campaign keeps it.
 
     ``variants`` is a list of Variant (or of their dicts), or a matrix: a dict with ``images``
     and optional ``commands``/``configs`` (see Campaign.matrix)."""
@@ -250,6 +252,7 @@ class Campaign:
     seed: int = 0
     store: str = DEFAULT_STORE
     detect: Optional[float] = None
+    pilot: int = 5  # with repetitions="auto": runs per variant that size the campaign
 
     def __post_init__(self) -> None:
         if not isinstance(self.name, str) or not self.name.strip():
@@ -283,6 +286,8 @@ class Campaign:
                     "between 0 and 1 (detect=0.02 for 2 %)"
                 )
             object.__setattr__(self, "detect", float(d))
+            if _whole(self.pilot, "pilot", 0) in (1, 2):
+                raise ConfigError(f"pilot {self.pilot}: 0 (none) or at least 3 runs")
         else:
             if isinstance(self.repetitions, str):
                 raise ConfigError(
@@ -312,6 +317,7 @@ class Campaign:
         seed: int = 0,
         store: Union[str, os.PathLike[str]] = DEFAULT_STORE,
         detect: Optional[float] = None,
+        pilot: int = 5,
     ) -> "Campaign":
         """The cartesian product images x commands x configs, as variants named
         "img/cmd/cfg" (a dimension that is not given is left out of the name). ``images`` is
@@ -326,6 +332,7 @@ class Campaign:
             seed=seed,
             store=os.fspath(store),
             detect=detect,
+            pilot=pilot,
         )
 
     @classmethod
@@ -337,7 +344,9 @@ class Campaign:
         if not isinstance(head, Mapping):
             raise ConfigError("campaign file: a [campaign] table with a name is required")
         _check_keys(
-            head, ("name", "repetitions", "warmup", "seed", "store", "detect"), "[campaign]"
+            head,
+            ("name", "repetitions", "warmup", "seed", "store", "detect", "pilot"),
+            "[campaign]",
         )
         if "name" not in head:
             raise ConfigError("[campaign]: 'name' is required")
@@ -364,6 +373,7 @@ class Campaign:
             seed=head.get("seed", 0),
             store=store,
             detect=head.get("detect"),
+            pilot=head.get("pilot", 5),
         )
 
     @classmethod
@@ -393,20 +403,28 @@ class Campaign:
             "warmup": self.warmup,
             "seed": self.seed,
         }
-        if self.detect is not None:
+        if self.repetitions == "auto":
             d["detect"] = self.detect
+            d["pilot"] = self.pilot
         return d
 
-    def auto_repetitions(self, noise: Optional[Mapping[str, Any]] = None) -> int:
+    def auto_repetitions(
+        self, noise: Optional[Mapping[str, Any]] = None, pilot_cv: Optional[float] = None
+    ) -> int:
         """The repetitions to run: the fixed number, or for "auto" the fewest that detect a
         ``detect`` change given the host's noise figure (``noise``, a noise.json document;
-        default: the stored one, ConfigError saying to run `benchrun host noise` if none)."""
+        default: the stored one, ConfigError saying to run `benchrun host noise` if none), and
+        at least as many as the pilot's CV (``pilot_cv``, the largest of the variants') needs."""
         if self.repetitions != "auto":
             return int(self.repetitions)
         from benchrun.noise import repetitions_for_detect
+        from benchrun.power import repetitions_for
 
         assert self.detect is not None
-        return repetitions_for_detect(self.detect, noise)
+        n = repetitions_for_detect(self.detect, noise)
+        if pilot_cv is not None:
+            n = max(n, repetitions_for(self.detect, pilot_cv))
+        return n
 
     def spec_hash(self) -> str:
         """sha256 of the canonical JSON of to_dict(): equal campaigns resume each other."""

@@ -34,11 +34,11 @@ def state(tmp_path: Path, monkeypatch) -> Path:
     return d
 
 
-def auto_campaign(image: str, results: Path, detect: float = 0.2) -> Campaign:
+def auto_campaign(image: str, results: Path, detect: float = 0.2, pilot: int = 0) -> Campaign:
     return Campaign(
         "auto",
         [Variant("a", image, ["true"], timeout=60), Variant("b", image, ["true"], timeout=60)],
-        repetitions="auto", detect=detect, warmup=0, store=str(results))
+        repetitions="auto", detect=detect, warmup=0, store=str(results), pilot=pilot)
 
 
 def test_auto_needs_detect_and_detect_needs_auto():
@@ -52,8 +52,13 @@ def test_auto_needs_detect_and_detect_needs_auto():
         Campaign("c", v, repetitions=5, detect=0.02)
     with pytest.raises(ConfigError, match="'many': expected a whole number or 'auto'"):
         Campaign("c", v, repetitions="many")
+    for bad in (1, 2, -1, 2.5):
+        with pytest.raises(ConfigError, match="pilot"):
+            Campaign("c", v, repetitions="auto", detect=0.02, pilot=bad)
     c = Campaign("c", v, repetitions="auto", detect=0.02)
     assert c.to_dict()["repetitions"] == "auto" and c.to_dict()["detect"] == 0.02
+    assert c.to_dict()["pilot"] == 5 and Campaign("c", v, repetitions="auto", detect=0.02,
+                                                  pilot=0).id != c.id
     # Campaigns without detect keep the ids they had.
     assert "detect" not in Campaign("c", v).to_dict()
     with pytest.raises(ConfigError, match="must be chosen before planning"):
@@ -72,6 +77,9 @@ def test_auto_from_toml(tmp_path: Path, state: Path):
     doc = fake_noise(state, 0.03)
     assert c.auto_repetitions() == repetitions_for(0.05, 0.03)
     assert c.auto_repetitions(doc | {"score": 0.3}) == repetitions_for(0.05, 0.3)
+    # A noisier pilot raises the count; a quieter one does not lower it.
+    assert c.auto_repetitions(doc, pilot_cv=0.1) == repetitions_for(0.05, 0.1)
+    assert c.auto_repetitions(doc, pilot_cv=0.001) == repetitions_for(0.05, 0.03)
 
 
 @pytest.mark.root
@@ -91,6 +99,7 @@ def test_auto_campaign_runs_the_chosen_count_and_keeps_it(tmp_path: Path, store:
         spec = db.campaign(res.campaign_id)["spec"]
     assert spec["repetitions"] == "auto" and spec["repetitions_chosen"] == n
     assert spec["noise"]["score"] == 0.1 and spec["noise"]["host"] == "fake"
+    assert spec["pilot"] is None
     # A noisier host later: the recorded campaign keeps its count (nothing new to run).
     fake_noise(state, 0.5)
     again = c.run(progress=False, image_store=store)
@@ -127,3 +136,20 @@ def test_job_config_iter_auto(state: Path):
     fake_noise(state, 0.5)  # about 39000 iterations for 1 %
     with pytest.raises(ConfigError, match="more than the 10000"):
         job_iterations(protocol.parse_config(config(iter="auto", detect=0.01)))
+
+
+@pytest.mark.root
+def test_auto_campaign_pilot_can_raise_the_count(tmp_path: Path, store: Path, state: Path):
+    info = write_layout(tmp_path / "layout", [busybox_layer()], config={"Env": ["PATH=/bin"]})
+    benchrun.pull(info.ref, store=store)
+    fake_noise(state, 0.001)  # a quiet host: the figure alone asks for the minimum
+    assert repetitions_for(0.5, 0.001) == 2
+    c = auto_campaign(info.ref, tmp_path / "r.db", detect=0.5, pilot=3)
+    res = c.run(progress=False, image_store=store)
+    with ResultsStore(res.store) as db:
+        spec = db.campaign(res.campaign_id)["spec"]
+        runs = db.runs(res.campaign_id)
+    pilot = spec["pilot"]
+    assert set(pilot) == {"a", "b"} and all(cv > 0 for cv in pilot.values())
+    n = max(2, repetitions_for(0.5, max(pilot.values())))
+    assert spec["repetitions_chosen"] == n and res.planned == len(runs) == 2 * n  # no pilot rows
