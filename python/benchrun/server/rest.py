@@ -733,7 +733,7 @@ SCHEMAS: dict[str, Any] = {
                     "env": {"type": "object", "additionalProperties": {"type": "string"}},
                     "timeout": {"type": "integer"},
                     "file_paths": _STRS,
-                    "iter": {"oneOf": [{"type": "integer"}, {"const": "auto"}]},
+                    "iter": {"oneOf": [{"type": "integer"}, {"type": "string", "enum": ["auto"]}]},
                     "detect": {"type": "number", "description": "with iter 'auto'"},
                     "allow_failure": {"type": "boolean"},
                 },
