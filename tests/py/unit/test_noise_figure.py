@@ -183,3 +183,27 @@ def test_missing_calibration_binary(monkeypatch, tmp_path: Path):
     monkeypatch.setenv("BENCHRUN_CALIBRATE", str(tmp_path / "nope"))
     with pytest.raises(ConfigError, match="BENCHRUN_CALIBRATE"):
         noise.calibrate_binary()
+
+
+def test_the_installed_calibration_binary_speaks_the_format():
+    """The real benchrun-calibrate, directly (no sandbox): its output parses, every mode ran
+    with repetitions of about the requested size, and usage errors exit 2."""
+    import subprocess
+
+    binary = noise.calibrate_binary()
+    p = subprocess.run(
+        [binary, "--duration", "0.6", "--rep-ms", "2", "--mem-mib", "8", "cpu", "mem", "syscall"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert p.returncode == 0, p.stderr
+    samples = noise.parse_calibration(p.stdout)
+    assert list(samples) == ["cpu", "mem", "syscall"]
+    for mode, reps in samples.items():
+        assert len(reps) >= 5, mode
+        # Sized on the fastest runs: the fastest repetition is near 2 ms, never far above it.
+        assert 0.0005 < min(reps) < 0.006, (mode, min(reps))
+    for argv in ([], ["gpu"], ["--duration", "0", "cpu"], ["--bogus", "cpu"]):
+        p = subprocess.run([binary, *argv], capture_output=True, text=True, timeout=10)
+        assert p.returncode == 2 and ("usage" in p.stderr or "unknown mode" in p.stderr), argv
