@@ -140,10 +140,11 @@ def _plan(
     if campaign.repetitions != "auto":
         return make_plan(campaign), {}
     found = db.campaign(campaign.id)
-    recorded = (found or {}).get("spec", {}).get("repetitions_chosen")
+    spec = (found or {}).get("spec") or {}
+    recorded = spec.get("repetitions_chosen")
     if isinstance(recorded, int) and recorded >= 1:
         keys = ("repetitions_chosen", "noise", "pilot")
-        chosen = {k: found["spec"][k] for k in keys if k in found["spec"]}
+        chosen = {k: spec[k] for k in keys if k in spec}
         return make_plan(campaign, recorded), chosen
     from benchrun import noise as _noise
 

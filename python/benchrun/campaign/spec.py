@@ -395,8 +395,8 @@ class Campaign:
     # --- identity ---
     def to_dict(self) -> dict[str, Any]:
         """What defines the measurements (the store's location is not part of it). ``detect``
-        only when set, so the ids of campaigns without it are what they were."""
-        d = {
+        and ``pilot`` for "auto" campaigns only, so the ids of the others are what they were."""
+        d: dict[str, Any] = {
             "name": self.name,
             "variants": [v.to_dict() for v in self.variants],
             "repetitions": self.repetitions,
