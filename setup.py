@@ -42,6 +42,7 @@ class CMakeBuild(build_ext):
         subprocess.check_call(args)
         jobs = os.environ.get("CMAKE_BUILD_PARALLEL_LEVEL", str(os.cpu_count() or 2))
         targets = ["_core"] + (["benchrun-init"] if any((ROOT / "guest" / "init").glob("*.cpp")) else [])
+        targets.append("benchrun-calibrate")
         subprocess.check_call(["cmake", "--build", str(build_dir), "--target", *targets, "-j", jobs])
 
 

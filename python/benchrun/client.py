@@ -110,21 +110,26 @@ class Client:
         env: Optional[Mapping[str, str]] = None,
         timeout: int = 60,
         outputs: Sequence[str] = (),
-        iterations: int = 1,
+        iterations: Union[int, str] = 1,
         allow_failure: bool = False,
         cpus: int = 1,
         memory: Union[int, str, None] = None,
         backend: Optional[str] = None,
         priority: int = 0,
+        detect: Optional[float] = None,
     ) -> dict[str, Any]:
-        """Submits a job; the server pins ``image`` to its current digest. Returns the job."""
+        """Submits a job; the server pins ``image`` to its current digest. Returns the job.
+        ``iterations="auto"`` with ``detect`` (0.02 = 2 %): the agent runs as many iterations as
+        its host's noise figure says are needed to detect that change (`benchrun host noise`)."""
         from benchrun.options import parse_memory  # the same size syntax as run()
 
         config: dict[str, Any] = {
             "timeout": int(timeout),
-            "iter": int(iterations),
+            "iter": iterations if iterations == "auto" else int(iterations),
             "allow_failure": bool(allow_failure),
         }
+        if detect is not None:
+            config["detect"] = float(detect)
         if command is not None:
             config["cmd"] = list(command)
         if entrypoint is not None:

@@ -293,7 +293,7 @@ class Agent:
             self._cancel(job, "agent stopping")
         c = claimed.config
         log.info(
-            "job %s: claimed (iter %d, timeout %d s, cpu %d, memory %d)",
+            "job %s: claimed (iter %s, timeout %d s, cpu %d, memory %d)",
             claimed.uuid,
             c.iter,
             claimed.timeout,

@@ -86,6 +86,24 @@ def image_reference(job: ClaimedJob) -> str:
     return f"{urlsplit(c.registry).netloc}/{c.project}@{c.digest}"
 
 
+def job_iterations(config: protocol.JobConfig) -> int:
+    """The job's iteration count: as given, or for iter "auto" the fewest that detect a relative
+    change ``config.detect`` at 95 % confidence and 80 % power given this host's noise figure
+    (ConfigError saying to run `benchrun host noise` when the host has none)."""
+    if config.iter != "auto":
+        return int(config.iter)
+    from benchrun import noise  # scipy: only for "auto" jobs
+
+    assert config.detect is not None
+    n = noise.repetitions_for_detect(config.detect)
+    if n > 10_000:
+        raise ConfigError(
+            f"iter auto: detecting a {config.detect:.2%} change on this host needs {n} "
+            "iterations, more than the 10000 a job may run: ask for a larger change"
+        )
+    return n
+
+
 def plan(
     job: ClaimedJob,
     *,
@@ -156,11 +174,12 @@ class JobExecutor:
                 default_backend=self.default_backend,
                 insecure_registries=self.insecure_registries,
             )
+            iterations = job_iterations(job.config)
         except ConfigError as e:
             return Outcome("failed", error=str(e), timings=timings)
         if cancel.is_set():
             return Outcome("canceled", timings=timings)
-        if job.config.iter == 0:
+        if iterations == 0:
             on_running()
             return Outcome("completed", timings=timings)
 
@@ -199,7 +218,7 @@ class JobExecutor:
         if cancel.is_set():
             return Outcome("canceled", timings=timings)
         on_running()
-        return self._iterations(job, spec, image, cancel, timings)
+        return self._iterations(job, spec, image, cancel, timings, iterations)
 
     def _iterations(
         self,
@@ -208,9 +227,10 @@ class JobExecutor:
         image: Any,
         cancel: threading.Event,
         timings: dict[str, float],
+        iterations: int,
     ) -> Outcome:
         cut = [False]
-        outcome = self._run_iterations(job, spec, image, cancel, timings, cut)
+        outcome = self._run_iterations(job, spec, image, cancel, timings, cut, iterations)
         return dataclasses.replace(outcome, truncated=cut[0] and outcome.event != "canceled")
 
     def _run_iterations(
@@ -221,10 +241,11 @@ class JobExecutor:
         cancel: threading.Event,
         timings: dict[str, float],
         cut: list[bool],
+        iterations: int,
     ) -> Outcome:
         done: list[dict[str, Any]] = []
         deadline = time.monotonic() + job.timeout  # the job's timeout covers every iteration
-        for i in range(job.config.iter):
+        for i in range(iterations):
             if cancel.is_set():
                 return Outcome("canceled", timings=timings)
             remaining = deadline - time.monotonic()
@@ -256,7 +277,7 @@ class JobExecutor:
                 "job %s: iteration %d/%d exit %d in %.3f s",
                 job.uuid,
                 i + 1,
-                job.config.iter,
+                iterations,
                 code,
                 res.wall_time,
             )

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import random
 from dataclasses import dataclass
-from typing import Any, Sequence
+from typing import Any, Optional, Sequence
 
 from benchrun.campaign.spec import Campaign
 from benchrun.errors import ConfigError
@@ -27,12 +27,21 @@ class PlannedRun:
         return [self.variant, self.repetition, int(self.warmup)]
 
 
-def make_plan(campaign: Campaign) -> list[PlannedRun]:
+def make_plan(campaign: Campaign, repetitions: Optional[int] = None) -> list[PlannedRun]:
+    """The plan for ``repetitions`` rounds (default campaign.repetitions, which must then be a
+    number: an "auto" campaign is planned once its count is chosen, see Campaign.auto_repetitions).
+    """
+    rounds = campaign.repetitions if repetitions is None else repetitions
+    if not isinstance(rounds, int) or isinstance(rounds, bool) or rounds < 1:
+        raise ConfigError(
+            f"campaign '{campaign.name}': repetitions {rounds!r} must be chosen before planning "
+            "(Campaign.auto_repetitions)"
+        )
     names = [v.name for v in campaign.variants]
     entries: list[tuple[str, int, bool]] = []
     for name in names:
         entries += [(name, w, True) for w in range(campaign.warmup)]
-    for rnd in range(campaign.repetitions):
+    for rnd in range(rounds):
         order = list(names)
         random.Random(campaign.seed + rnd).shuffle(order)
         entries += [(name, rnd, False) for name in order]

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 import os
+import statistics
 import sys
 import time
 from contextlib import contextmanager
@@ -73,10 +74,10 @@ def run_campaign(
     if client is not None:
         _check_remote(campaign)
     specs = _local_specs(campaign, image_store) if client is None else {}
-    plan = make_plan(campaign)
     path = os.fspath(store) if store is not None else campaign.store
     with ResultsStore(path) as db:
-        cid = _record_campaign(db, campaign, plan)
+        plan, chosen = _plan(db, campaign, specs if client is None else None)
+        cid = _record_campaign(db, campaign, plan, chosen)
         done = db.done_indices(cid)
         todo = [p for p in plan if p.index not in done]
         with _progress_bar(progress, campaign.name, len(plan), len(done)) as advance:
@@ -129,13 +130,64 @@ def _local_specs(
     return out
 
 
-def _record_campaign(db: ResultsStore, campaign: Campaign, plan: list[PlannedRun]) -> str:
+def _plan(
+    db: ResultsStore, campaign: Campaign, specs: Optional[dict[str, _runner.RunSpec]] = None
+) -> tuple[list[PlannedRun], dict[str, Any]]:
+    """The plan, and for repetitions="auto" what was chosen ({"repetitions_chosen": n, "noise":
+    the figure it came from, "pilot": {variant: wall-time CV}}): the count recorded in the store
+    when the campaign was started before (a resumed campaign keeps its plan), else chosen now
+    from the host's noise figure and, locally (``specs``), a pilot of each variant."""
+    if campaign.repetitions != "auto":
+        return make_plan(campaign), {}
+    found = db.campaign(campaign.id)
+    spec = (found or {}).get("spec") or {}
+    recorded = spec.get("repetitions_chosen")
+    if isinstance(recorded, int) and recorded >= 1:
+        keys = ("repetitions_chosen", "noise", "pilot")
+        chosen = {k: spec[k] for k in keys if k in spec}
+        return make_plan(campaign, recorded), chosen
+    from benchrun import noise as _noise
+
+    doc = _noise.load()  # first: no figure, no pilot runs
+    campaign.auto_repetitions(doc)  # and an impossible count fails before them too
+    pilot = _pilot_cvs(campaign, specs) if specs and campaign.pilot else {}
+    n = campaign.auto_repetitions(doc, max(pilot.values()) if pilot else None)
+    figure = {k: doc[k] for k in ("score", "measured_at", "host", "cpus")}
+    chosen = {"repetitions_chosen": n, "noise": figure, "pilot": pilot or None}
+    return make_plan(campaign, n), chosen
+
+
+def _pilot_cvs(campaign: Campaign, specs: dict[str, _runner.RunSpec]) -> dict[str, float]:
+    """Each variant run campaign.pilot times (not stored): {variant: CV of its wall times}."""
+    out = {}
+    for v in campaign.variants:
+        spec = specs[v.name]
+        image, _ = _runner.load_image(spec)
+        times = []
+        for _ in range(campaign.pilot):
+            res = _runner.execute(spec, image=image)
+            if res.interrupted:
+                raise KeyboardInterrupt
+            if not res.ok:
+                raise ConfigError(f"variant '{v.name}': pilot run failed ({_failure(res)})")
+            times.append(res.wall_time)
+        out[v.name] = statistics.stdev(times) / statistics.fmean(times)
+    return out
+
+
+def _record_campaign(
+    db: ResultsStore,
+    campaign: Campaign,
+    plan: list[PlannedRun],
+    chosen: Optional[dict[str, Any]] = None,
+) -> str:
     """The campaign's id; records it (spec, plan, host) on first use, else checks the plan."""
     cid = campaign.id
     spec = {
         **campaign.to_dict(),
         "spec_hash": campaign.spec_hash(),
         "plan": [p.to_json() for p in plan],
+        **(chosen or {}),
     }
     found = db.campaign(cid)
     if found is None:

@@ -234,15 +234,25 @@ class Campaign:
     """A campaign: variants x repetitions, with ``warmup`` unmeasured-but-stored runs per variant
     first, in an order shuffled per round from ``seed``; results go to the SQLite ``store``.
 
+    ``repetitions="auto"`` with ``detect`` (a relative change, 0.02 = 2 %): the number of rounds
+    is chosen when the campaign first runs, from the host's stored noise figure (`benchrun host
+    noise`, benchrun.noise): the fewest repetitions that detect that change at 95 % confidence
+    and 80 % power (Campaign.auto_repetitions). Run locally, each variant first runs ``pilot``
+    times (default 5; 0: none; not stored as runs) and the count is the larger of the noise
+    figure's and the one the pilot's wall-time CVs ask for: the workload's own variance counts
+    too. The store records the number chosen, so a resumed campaign keeps it.
+
     ``variants`` is a list of Variant (or of their dicts), or a matrix: a dict with ``images``
     and optional ``commands``/``configs`` (see Campaign.matrix)."""
 
     name: str
     variants: tuple[Variant, ...]
-    repetitions: int = 10
+    repetitions: Union[int, str] = 10  # or "auto" (then ``detect`` is required)
     warmup: int = 1
     seed: int = 0
     store: str = DEFAULT_STORE
+    detect: Optional[float] = None
+    pilot: int = 5  # with repetitions="auto": runs per variant that size the campaign
 
     def __post_init__(self) -> None:
         if not isinstance(self.name, str) or not self.name.strip():
@@ -268,7 +278,24 @@ class Campaign:
                 raise ConfigError(f"campaign '{self.name}': two variants are named '{v.name}'")
             seen.add(v.name)
         object.__setattr__(self, "variants", tuple(out))
-        _whole(self.repetitions, "repetitions", 1)
+        if self.repetitions == "auto":
+            d = self.detect
+            if isinstance(d, bool) or not isinstance(d, (int, float)) or not 0 < d < 1:
+                raise ConfigError(
+                    f"detect {d!r}: repetitions='auto' needs the relative change to detect, "
+                    "between 0 and 1 (detect=0.02 for 2 %)"
+                )
+            object.__setattr__(self, "detect", float(d))
+            if _whole(self.pilot, "pilot", 0) in (1, 2):
+                raise ConfigError(f"pilot {self.pilot}: 0 (none) or at least 3 runs")
+        else:
+            if isinstance(self.repetitions, str):
+                raise ConfigError(
+                    f"repetitions {self.repetitions!r}: expected a whole number or 'auto'"
+                )
+            _whole(self.repetitions, "repetitions", 1)
+            if self.detect is not None:
+                raise ConfigError("detect: only used with repetitions='auto'")
         _whole(self.warmup, "warmup", 0)
         if isinstance(self.seed, bool) or not isinstance(self.seed, int):
             raise ConfigError(f"seed {self.seed!r}: expected a whole number")
@@ -285,10 +312,12 @@ class Campaign:
         commands: Union[Mapping[str, ArgvLike], Sequence[ArgvLike], None] = None,
         configs: Optional[Mapping[str, Mapping[str, Any]]] = None,
         *,
-        repetitions: int = 10,
+        repetitions: Union[int, str] = 10,
         warmup: int = 1,
         seed: int = 0,
         store: Union[str, os.PathLike[str]] = DEFAULT_STORE,
+        detect: Optional[float] = None,
+        pilot: int = 5,
     ) -> "Campaign":
         """The cartesian product images x commands x configs, as variants named
         "img/cmd/cfg" (a dimension that is not given is left out of the name). ``images`` is
@@ -302,6 +331,8 @@ class Campaign:
             warmup=warmup,
             seed=seed,
             store=os.fspath(store),
+            detect=detect,
+            pilot=pilot,
         )
 
     @classmethod
@@ -312,7 +343,11 @@ class Campaign:
         head = doc.get("campaign")
         if not isinstance(head, Mapping):
             raise ConfigError("campaign file: a [campaign] table with a name is required")
-        _check_keys(head, ("name", "repetitions", "warmup", "seed", "store"), "[campaign]")
+        _check_keys(
+            head,
+            ("name", "repetitions", "warmup", "seed", "store", "detect", "pilot"),
+            "[campaign]",
+        )
         if "name" not in head:
             raise ConfigError("[campaign]: 'name' is required")
         tables = doc.get("variant", [])
@@ -337,6 +372,8 @@ class Campaign:
             warmup=head.get("warmup", 1),
             seed=head.get("seed", 0),
             store=store,
+            detect=head.get("detect"),
+            pilot=head.get("pilot", 5),
         )
 
     @classmethod
@@ -357,14 +394,37 @@ class Campaign:
 
     # --- identity ---
     def to_dict(self) -> dict[str, Any]:
-        """What defines the measurements (the store's location is not part of it)."""
-        return {
+        """What defines the measurements (the store's location is not part of it). ``detect``
+        and ``pilot`` for "auto" campaigns only, so the ids of the others are what they were."""
+        d: dict[str, Any] = {
             "name": self.name,
             "variants": [v.to_dict() for v in self.variants],
             "repetitions": self.repetitions,
             "warmup": self.warmup,
             "seed": self.seed,
         }
+        if self.repetitions == "auto":
+            d["detect"] = self.detect
+            d["pilot"] = self.pilot
+        return d
+
+    def auto_repetitions(
+        self, noise: Optional[Mapping[str, Any]] = None, pilot_cv: Optional[float] = None
+    ) -> int:
+        """The repetitions to run: the fixed number, or for "auto" the fewest that detect a
+        ``detect`` change given the host's noise figure (``noise``, a noise.json document;
+        default: the stored one, ConfigError saying to run `benchrun host noise` if none), and
+        at least as many as the pilot's CV (``pilot_cv``, the largest of the variants') needs."""
+        if self.repetitions != "auto":
+            return int(self.repetitions)
+        from benchrun.noise import repetitions_for_detect
+        from benchrun.power import repetitions_for
+
+        assert self.detect is not None
+        n = repetitions_for_detect(self.detect, noise)
+        if pilot_cv is not None:
+            n = max(n, repetitions_for(self.detect, pilot_cv))
+        return n
 
     def spec_hash(self) -> str:
         """sha256 of the canonical JSON of to_dict(): equal campaigns resume each other."""

@@ -16,6 +16,8 @@ import sys
 from pathlib import Path
 from typing import Any, Callable, Optional
 
+from benchrun.cli.noise import add_noise_parser
+
 
 def _add_root(p: argparse.ArgumentParser) -> None:
     # A directory laid out like / (sys/, proc/): tests point the commands at fake trees.
@@ -90,16 +92,22 @@ def add_reset_parser(hsub: Any) -> None:
 
 
 # Each adds one `host` subcommand (benchrun.cli.main builds only the `host` parser's tree).
-HOST_PARSERS: list[Callable[[Any], None]] = [add_check_parser, add_tune_parser, add_reset_parser]
+HOST_PARSERS: list[Callable[[Any], None]] = [
+    add_check_parser,
+    add_tune_parser,
+    add_reset_parser,
+    add_noise_parser,
+]
 
 
 def add_parsers(sub: Any) -> None:
     """Adds `host` and its subcommands (HOST_PARSERS) to the CLI's subparsers."""
     p = sub.add_parser(
         "host",
-        help="check, tune and reset the host settings that affect measurement",
+        help="check, tune and reset the host settings that affect measurement; measure its noise",
         description="Benchmark-grade hosts: `check` lists the settings that affect measurement, "
-        "`tune` applies what it can (journaling the originals first), `reset` restores them.",
+        "`tune` applies what it can (journaling the originals first), `reset` restores them, "
+        "`noise` measures the host's noise with fixed calibration workloads.",
     )
     hsub = p.add_subparsers(dest="host_command", metavar="COMMAND")
     hsub.required = True

@@ -39,6 +39,16 @@ def _print(doc: Any) -> None:
     print(json.dumps(doc, indent=2, sort_keys=True))
 
 
+def _iterations(text: str) -> Any:
+    """--iterations: a whole number or "auto"."""
+    if text == "auto":
+        return text
+    try:
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r}: expected a whole number or auto") from None
+
+
 def add_parsers(sub: Any) -> None:
     p = sub.add_parser("serve", help="run the job server (REST API + runner channel)")
     p.add_argument(
@@ -141,7 +151,19 @@ def add_parsers(sub: Any) -> None:
     # The run options a job spec carries, with `benchrun run`'s flags (--timeout default 60 s,
     # --vcpus default 1: the runner's CPUs, not this machine's).
     add_run_options(p, only=JOB_OPTIONS)
-    p.add_argument("--iterations", type=int, default=1, metavar="N")
+    p.add_argument(
+        "--iterations",
+        type=_iterations,
+        default=1,
+        metavar="N|auto",
+        help="run N times, or auto: as often as the runner's noise figure says --detect needs",
+    )
+    p.add_argument(
+        "--detect",
+        type=float,
+        metavar="FRACTION",
+        help="with --iterations auto: the relative change to detect (0.02 = 2 %%)",
+    )
     p.add_argument("--allow-failure", action="store_true")
     p.add_argument("--priority", type=int, default=0)
     p.add_argument("--wait", action="store_true", help="wait for the job and print its results")
@@ -220,6 +242,7 @@ def cmd_submit(args: argparse.Namespace) -> int:
             timeout=timeout,
             outputs=given.get("outputs", []),
             iterations=args.iterations,
+            detect=args.detect,
             allow_failure=args.allow_failure,
             cpus=cpus,
             memory=memory,

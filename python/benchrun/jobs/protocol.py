@@ -14,7 +14,7 @@ from __future__ import annotations
 import re
 import uuid as _uuid
 from dataclasses import dataclass, field
-from typing import Any, Mapping, Optional
+from typing import Any, Mapping, Optional, Union
 
 from benchrun.errors import ProtocolError
 from benchrun.jobs import safejson
@@ -238,8 +238,11 @@ class JobConfig:
     env: dict[str, str] = field(default_factory=dict)
     timeout: int = 60
     file_paths: list[str] = field(default_factory=list)
-    iter: int = 1
+    # Iterations, or "auto": the agent chooses the count that detects a relative change
+    # ``detect`` on its host (benchrun.noise.repetitions_for_detect, from `benchrun host noise`).
+    iter: Union[int, str] = 1
     allow_failure: bool = False
+    detect: Optional[float] = None
 
     def to_json(self) -> dict[str, Any]:
         d: dict[str, Any] = {
@@ -260,6 +263,8 @@ class JobConfig:
             d["file_paths"] = self.file_paths
         if self.iter != 1:
             d["iter"] = self.iter
+        if self.detect is not None:
+            d["detect"] = self.detect
         if self.allow_failure:
             d["allow_failure"] = True
         return d
@@ -293,6 +298,19 @@ def parse_config(c: Any, where: str = "config") -> JobConfig:
     allow = c.get("allow_failure", False)
     if not isinstance(allow, bool):
         raise ProtocolError(f"{where}.allow_failure: expected a boolean")
+    iters: Union[int, str]
+    detect = c.get("detect")
+    if c.get("iter") == "auto":
+        if isinstance(detect, bool) or not isinstance(detect, (int, float)) or not 0 < detect < 1:
+            raise ProtocolError(
+                f"{where}.detect: iter 'auto' needs the relative change to detect, between 0 "
+                f"and 1 (0.02 for 2 %), got {detect!r:.40}"
+            )
+        iters, detect = "auto", float(detect)
+    else:
+        iters = _int(c.get("iter", 1), f"{where}.iter", 0, 10_000)
+        if detect is not None:
+            raise ProtocolError(f"{where}.detect: only used with iter 'auto'")
     return JobConfig(
         registry=registry.rstrip("/"),
         project=project,
@@ -305,8 +323,9 @@ def parse_config(c: Any, where: str = "config") -> JobConfig:
         env=dict(env),
         timeout=_int(c.get("timeout", 60), f"{where}.timeout", 1, 7 * 24 * 3600),
         file_paths=paths,
-        iter=_int(c.get("iter", 1), f"{where}.iter", 0, 10_000),
+        iter=iters,
         allow_failure=allow,
+        detect=detect,
     )
 
 

@@ -26,7 +26,16 @@ from benchrun.server.state import STATE_KEY, ServerState
 
 log = logging.getLogger("benchrun.server")
 
-_CONFIG_KEYS = {"entrypoint", "cmd", "env", "timeout", "file_paths", "iter", "allow_failure"}
+_CONFIG_KEYS = {
+    "entrypoint",
+    "cmd",
+    "env",
+    "timeout",
+    "file_paths",
+    "iter",
+    "allow_failure",
+    "detect",
+}
 # Resources, plus the descriptive fields of upstream's JsonSpec, passed through to runners.
 _SPEC_KEYS = {
     "cpu",
@@ -724,7 +733,8 @@ SCHEMAS: dict[str, Any] = {
                     "env": {"type": "object", "additionalProperties": {"type": "string"}},
                     "timeout": {"type": "integer"},
                     "file_paths": _STRS,
-                    "iter": {"type": "integer"},
+                    "iter": {"oneOf": [{"type": "integer"}, {"type": "string", "enum": ["auto"]}]},
+                    "detect": {"type": "number", "description": "with iter 'auto'"},
                     "allow_failure": {"type": "boolean"},
                 },
             },

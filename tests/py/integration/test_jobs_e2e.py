@@ -4,6 +4,8 @@ Protocol corner cases are in test_server.py (fake runner) and test_agent.py (fak
 
 from __future__ import annotations
 
+import json
+
 import signal
 import time
 import uuid
@@ -64,6 +66,29 @@ def test_submit_run_results(fleet: Fleet, pushed_image: str):
     for it in results:
         assert it == {"exit_code": 0, "stdout": "hello\n", "stderr": "oops\n",
                       "output": {"/tmp/o": "42\n"}}
+
+
+def test_iterations_auto_from_the_runner_hosts_noise(fleet: Fleet, pushed_image: str,
+                                                     tmp_path, monkeypatch):
+    from benchrun import noise
+    from benchrun.power import repetitions_for
+
+    state = tmp_path / "runner-state"
+    monkeypatch.setenv("BENCHRUN_HOST_STATE", str(state))  # the agent inherits it
+    fleet.agent("r1")
+    submit = dict(project=fleet.project, iterations="auto", detect=0.5, timeout=60)
+    job = fleet.user.submit(pushed_image, ["true"], **submit)
+    done = fleet.user.wait(job["id"], timeout=120)
+    assert done["status"] == 5, done  # failed: the runner host has no figure
+    assert "benchrun host noise" in json.dumps(done)
+    doc = noise.figures({"cpu": [1.0, 1.1, 0.9, 1.0, 1.0]}, cpus="0", duration_s=1.0)
+    noise.save(doc | {"score": 0.3}, str(state / "noise.json"))
+    n = repetitions_for(0.5, 0.3)
+    assert 2 < n < 20
+    job = fleet.user.submit(pushed_image, ["true"], **submit)
+    done = fleet.user.wait(job["id"], timeout=120)
+    assert done["status"] == 3, done
+    assert len(fleet.user.results(job["id"])) == n
 
 
 def test_cancel_while_running(fleet: Fleet, pushed_image: str):

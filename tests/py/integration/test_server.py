@@ -728,6 +728,8 @@ def test_submit_validation(tmp_path):
             path = f"/v0/projects/{h.project}/jobs"
             for bad in ({"image": IMAGE, "config": {"cmd": "not a list"}},
                         {"image": IMAGE, "config": {"bogus": 1}},
+                        {"image": IMAGE, "config": {"iter": "auto"}},  # no detect
+                        {"image": IMAGE, "config": {"iter": 3, "detect": 0.02}},
                         {"image": IMAGE, "config": {"file_paths": ["relative"]}},
                         {"image": IMAGE, "spec": {"cpu": 0}},
                         {"image": IMAGE, "priority": "high"},
@@ -746,6 +748,9 @@ def test_submit_validation(tmp_path):
             assert job["config"]["image"] == IMAGE  # the tag is dropped once pinned
             assert job["spec"]["cpu"] == 2 and job["spec"]["sandbox"] == "vm"
             assert job["timeout"] == h.config.default_job_timeout
+            job = await h.api("POST", path, h.user, {
+                "image": IMAGE, "config": {"iter": "auto", "detect": 0.02}}, 201)
+            assert job["config"]["iter"] == "auto" and job["config"]["detect"] == 0.02
     run(body())
 
 
