@@ -82,7 +82,10 @@ void bind_host(py::module_& m) {
       "exclusive, note.");
   m.def(
       "parse_cpu_list",
-      [](const std::string& text) { return host::parse_cpu_list(text, "cpus"); }, py::arg("text"),
+      [](const std::string& text, const std::string& what) {
+        return host::parse_cpu_list(text, what);
+      },
+      py::arg("text"), py::arg("what") = "cpus",
       "'0-2,5' -> [0, 1, 2, 5]; ConfigError otherwise.");
   m.def(
       "cpu_holder",

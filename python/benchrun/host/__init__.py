@@ -1,0 +1,1 @@
+"""benchrun.host: the machine benchmarks run on (benchrun.host.partition: the CPU partition)."""
