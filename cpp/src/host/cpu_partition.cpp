@@ -319,6 +319,13 @@ void remove_partition(const PartitionConfig& c) {
   }
   // Runs still in it keep the directory (it is their parent): it is emptied of CPUs only.
   (void)::rmdir(l.dir.c_str());
+  if (l.version == CgroupVersion::kV1) {
+    // Runs made the same parent in every other v1 hierarchy (cpu, memory, pids, ...): empty ones
+    // go too (rmdir fails on a cgroup that still has children or tasks).
+    const std::string root = root_of(c.root);
+    for (const std::string& h : child_dirs(root))
+      if (h != "cpuset") (void)::rmdir((root + "/" + h + "/" + c.name).c_str());
+  }
 }
 
 CpuList run_cpus(const PartitionConfig& c) {
