@@ -218,3 +218,32 @@ def test_vm_in_partition_pins_the_vcpu(image: str, store: Path, parent: str, ben
     assert list(pins.values()) == [bench_cpu]
     (tid,) = pins
     assert threads.get(tid) == str(bench_cpu), threads
+
+
+@needs_two_cpus
+def test_cli_partition_create_status_remove(parent: str):
+    import json
+    import subprocess
+    import sys
+
+    cpu = max(os.sched_getaffinity(0))
+
+    def cli(*args: str) -> subprocess.CompletedProcess:
+        return subprocess.run(
+            [sys.executable, "-m", "benchrun.cli", "partition", *args],
+            capture_output=True,
+            text=True,
+        )
+
+    p = cli("status", "--json")
+    assert p.returncode == 1 and json.loads(p.stdout)["exists"] is False, p.stderr
+    p = cli("create", str(cpu))
+    if p.returncode != 0:  # exclusivity refused: the error names the sibling cgroups in the way
+        assert "benchrun: error:" in p.stderr and "sibling" in p.stderr, p.stderr
+        p = cli("create", str(cpu), "--allow-shared")
+        assert p.returncode == 0 and "note:" in p.stdout, p.stderr
+    st = json.loads(cli("status", "--json").stdout)
+    assert st["exists"] and st["cpus"] == str(cpu) and str(cpu) not in st["housekeeping"]
+    p = cli("remove")
+    assert p.returncode == 0 and "no CPU partition" in p.stdout, p.stderr
+    assert cli("create", "0-1023").returncode != 0  # offline CPUs: a clear error
