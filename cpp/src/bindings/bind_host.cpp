@@ -73,8 +73,7 @@ void bind_host(py::module_& m) {
       "partition_status",
       [](const std::string& root, const std::string& name, const std::string& version,
          const std::string& online) {
-        return status_dict(
-            host::partition_status(partition_config(root, name, version, online)));
+        return status_dict(host::partition_status(partition_config(root, name, version, online)));
       },
       py::kw_only(), py::arg("root") = "/sys/fs/cgroup", py::arg("name") = "benchrun",
       py::arg("version") = "", py::arg("online") = "/sys/devices/system/cpu/online",
@@ -85,8 +84,7 @@ void bind_host(py::module_& m) {
       [](const std::string& text, const std::string& what) {
         return host::parse_cpu_list(text, what);
       },
-      py::arg("text"), py::arg("what") = "cpus",
-      "'0-2,5' -> [0, 1, 2, 5]; ConfigError otherwise.");
+      py::arg("text"), py::arg("what") = "cpus", "'0-2,5' -> [0, 1, 2, 5]; ConfigError otherwise.");
   m.def(
       "cpu_holder",
       [](int cpu, const std::string& lock_dir) { return host::cpu_holder(lock_dir, cpu); },

@@ -89,8 +89,8 @@ CpuLease acquire_cpus(const CpuList& available, const CpuRequest& req, const std
   if (!req.cpus.empty()) {
     const CpuList outside = cpu_difference(req.cpus, available);
     if (!outside.empty())
-      throw ConfigError("cpus " + format_cpu_list(req.cpus) + ": CPU " +
-                        format_cpu_list(outside) + " is not among the CPUs runs may use (" + pool +
+      throw ConfigError("cpus " + format_cpu_list(req.cpus) + ": CPU " + format_cpu_list(outside) +
+                        " is not among the CPUs runs may use (" + pool +
                         "; hint: pick from those, or change the partition)");
   } else {
     if (req.count == 0) throw ConfigError("cpu count: must be at least 1");

@@ -112,7 +112,9 @@ std::vector<std::string> child_dirs(const std::string& dir) {
   return out;
 }
 
-bool overlaps(const CpuList& a, const CpuList& b) { return cpu_difference(a, b).size() != a.size(); }
+bool overlaps(const CpuList& a, const CpuList& b) {
+  return cpu_difference(a, b).size() != a.size();
+}
 
 // The sibling cgroups (of dir, in top) whose cpus overlap cpus: "'docker' (cpus 0-1)".
 std::string overlapping_siblings(const Layout& l, const std::string& name, const CpuList& cpus) {
@@ -187,8 +189,8 @@ PartitionStatus create_v1(const PartitionConfig& c, const Layout& l, const CpuLi
   PartitionStatus st;
   if (int err = try_write(l.dir + "/cpuset.cpu_exclusive", "1")) {
     const std::string sib = overlapping_siblings(l, c.name, cpus);
-    const std::string why = "write '" + l.dir + "/cpuset.cpu_exclusive' = '1': " +
-                            std::strerror(err) +
+    const std::string why = "write '" + l.dir +
+                            "/cpuset.cpu_exclusive' = '1': " + std::strerror(err) +
                             (sib.empty() ? std::string()
                                          : " (sibling cpusets use the same CPUs: " + sib +
                                                "; hint: shrink their cpuset.cpus to the "
@@ -216,7 +218,8 @@ PartitionStatus create_v2(const PartitionConfig& c, const Layout& l, const CpuLi
                           bool require) {
   const std::string controllers = read_or(l.top + "/cgroup.controllers", "");
   if ((" " + controllers + " ").find(" cpuset ") == std::string::npos)
-    fail("cpu partition: '" + l.top + "/cgroup.controllers' does not offer cpuset (hint: the "
+    fail("cpu partition: '" + l.top +
+         "/cgroup.controllers' does not offer cpuset (hint: the "
          "host does not delegate the cpuset controller here)");
   const std::string control = l.top + "/cgroup.subtree_control";
   if ((" " + read_or(control, "") + " ").find(" cpuset ") == std::string::npos)
@@ -292,8 +295,8 @@ PartitionStatus create_partition(const PartitionConfig& c, const CpuList& cpus, 
   if (cpus.empty()) throw ConfigError("cpu partition: no CPUs given");
   if (!cpu_subset(cpus, online))
     throw ConfigError("cpu partition " + format_cpu_list(cpus) + ": CPU " +
-                      format_cpu_list(cpu_difference(cpus, online)) + " is not online (online: " +
-                      format_cpu_list(online) + ")");
+                      format_cpu_list(cpu_difference(cpus, online)) +
+                      " is not online (online: " + format_cpu_list(online) + ")");
   if (cpus == online)
     throw ConfigError("cpu partition " + format_cpu_list(cpus) +
                       ": leaves no housekeeping CPU for the system, the runner and QEMU's own "

@@ -198,8 +198,8 @@ void Session::pin_threads(Clock::time_point deadline) {
   try {
     s_->qmp.emplace(QmpClient::over(std::move(s_->qmp_host), deadline));
     const auto threads = parse_vcpu_threads(s_->qmp->execute("query-cpus-fast", deadline));
-    Pinning p = pin_qemu_threads(s_->qemu->pid(), threads, s_->spec.vcpu_cpus,
-                                 s_->spec.housekeeping);
+    Pinning p =
+        pin_qemu_threads(s_->qemu->pid(), threads, s_->spec.vcpu_cpus, s_->spec.housekeeping);
     r_.vcpu_threads = std::move(p.vcpus);
     r_.other_threads_pinned = p.others;
     r_.pin_notice = std::move(p.notice);

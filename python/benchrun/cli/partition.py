@@ -31,9 +31,7 @@ def add_parsers(sub: Any) -> None:
     for v in ("create", "remove", "status"):
         vp = verbs.choices[v]
         vp.add_argument("--json", action="store_true", help="print the status as JSON")
-        vp.add_argument(
-            "--cgroup-root", default="/sys/fs/cgroup", help="where cgroupfs is mounted"
-        )
+        vp.add_argument("--cgroup-root", default="/sys/fs/cgroup", help="where cgroupfs is mounted")
         vp.set_defaults(func=cmd_partition)
 
 

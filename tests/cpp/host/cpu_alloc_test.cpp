@@ -66,9 +66,8 @@ TEST_F(CpuAlloc, WaitGetsTheCpuOnceTheHolderLetsGo) {
   release.join();
   EXPECT_EQ(b.cpus(), h::CpuList{5});
   // An interrupt ends the wait with an empty lease.
-  EXPECT_TRUE(h::acquire_cpus({5}, {{}, 1, 5.0}, "run-c", dir(), [] { return true; })
-                  .cpus()
-                  .empty());
+  EXPECT_TRUE(
+      h::acquire_cpus({5}, {{}, 1, 5.0}, "run-c", dir(), [] { return true; }).cpus().empty());
 }
 
 TEST_F(CpuAlloc, LeaseIsReleasedWhenTheHolderIsKilled) {

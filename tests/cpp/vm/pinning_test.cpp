@@ -16,8 +16,8 @@ TEST(Pinning, ParsesQueryCpusFast) {
       R"( {"thread-id": 811, "cpu-index": 0, "target": "x86_64"}])";
   EXPECT_EQ(vm::parse_vcpu_threads(reply),
             (std::vector<std::pair<int, pid_t>>{{0, 811}, {1, 812}}));
-  for (const char* bad : {"{}", "[]", "[{\"cpu-index\": 0}]", "[{\"cpu-index\": 0, \"thread-id\": -1}]",
-                          "not json"})
+  for (const char* bad :
+       {"{}", "[]", "[{\"cpu-index\": 0}]", "[{\"cpu-index\": 0, \"thread-id\": -1}]", "not json"})
     EXPECT_THROW(vm::parse_vcpu_threads(bad), benchrun::VmError) << bad;
 }
 

@@ -117,9 +117,7 @@ def test_partition_run_sees_only_its_cpu(image: str, store: Path, parent: str, b
 
 
 @needs_two_cpus
-def test_concurrent_runs_never_share_the_cpu(
-    image: str, store: Path, parent: str, bench_cpu: int
-):
+def test_concurrent_runs_never_share_the_cpu(image: str, store: Path, parent: str, bench_cpu: int):
     done: dict[str, object] = {}
 
     def first() -> None:
@@ -202,7 +200,7 @@ def test_vm_vcpu_thread_pinned_others_on_housekeeping(image: str, store: Path, p
     r, threads = vm_run_with_threads(image, store)
     pins = vcpu_pins(r)
     assert len(pins) == 1
-    (tid, cpu), = pins.items()
+    ((tid, cpu),) = pins.items()
     assert r.facts["cpus"] == str(cpu)
     assert threads.get(tid) == str(cpu), threads  # seen from /proc while it ran
     housekeeping = r.facts["housekeeping_cpus"]

@@ -35,10 +35,11 @@ class CpuLease {
 
 // Locks the requested CPUs out of available (the runs' cpuset: a partition's CPUs, or all).
 // ConfigError: a listed CPU outside available, or a count larger than it. SandboxError{stage="cpu
-// allocation"} naming the holders when the CPUs stay busy past wait_s. interrupted (may be empty) is
-// polled while waiting; it returning true gives an empty lease.
-CpuLease acquire_cpus(const CpuList& available, const CpuRequest& request, const std::string& holder,
-                      const std::string& lock_dir, const std::function<bool()>& interrupted = {});
+// allocation"} naming the holders when the CPUs stay busy past wait_s. interrupted (may be empty)
+// is polled while waiting; it returning true gives an empty lease.
+CpuLease acquire_cpus(const CpuList& available, const CpuRequest& request,
+                      const std::string& holder, const std::string& lock_dir,
+                      const std::function<bool()>& interrupted = {});
 
 // Who holds a CPU's lock now ("run-12-ab (pid 12)"), or "" when it is free. For status and errors.
 std::string cpu_holder(const std::string& lock_dir, int cpu);

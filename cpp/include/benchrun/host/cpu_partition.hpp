@@ -21,17 +21,17 @@ namespace benchrun::host {
 
 struct PartitionConfig {
   std::string root = "/sys/fs/cgroup";
-  std::string name = "benchrun";  // the runs' parent (CgroupConfig::parent): one component
+  std::string name = "benchrun";         // the runs' parent (CgroupConfig::parent): one component
   std::optional<CgroupVersion> version;  // unset: detect_cgroup_version(root)
   std::string online = "/sys/devices/system/cpu/online";
 };
 
 struct PartitionStatus {
-  bool exists = false;    // the cgroup exists and has benchmark CPUs set
+  bool exists = false;  // the cgroup exists and has benchmark CPUs set
   CgroupVersion version = CgroupVersion::kV2;
-  std::string path;       // the cpuset cgroup directory
-  CpuList cpus;           // the benchmark CPUs (empty: no partition, runs may use any CPU)
-  CpuList housekeeping;   // online CPUs outside the partition
+  std::string path;      // the cpuset cgroup directory
+  CpuList cpus;          // the benchmark CPUs (empty: no partition, runs may use any CPU)
+  CpuList housekeeping;  // online CPUs outside the partition
   // v2: cpuset.cpus.partition as the kernel reports it ("isolated", "root", "member",
   // "root invalid (reason)"); v1: "exclusive" or "shared".
   std::string mode;

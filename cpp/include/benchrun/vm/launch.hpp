@@ -36,7 +36,7 @@ struct LaunchSpec {
   // up (before the guest boots); empty vcpu_cpus: no pinning.
   host::CpuList vcpu_cpus;
   host::CpuList housekeeping;
-  std::function<bool()> interrupted;      // polled at least every 100 ms; true stops the VM
+  std::function<bool()> interrupted;  // polled at least every 100 ms; true stops the VM
 };
 
 struct LaunchResult {
@@ -56,10 +56,10 @@ struct LaunchResult {
   double collect_s = 0;        // exit frame to end-of-results
   double shutdown_s = 0;       // end-of-results to QEMU gone
   std::vector<std::pair<pid_t, int>> vcpu_threads;  // pinned vCPU thread -> host CPU
-  int other_threads_pinned = 0;                      // QEMU threads moved to housekeeping CPUs
-  std::string pin_notice;                            // what pinning could not do
-  rusage qemu_usage{};         // QEMU's own CPU time (all vCPU and I/O threads)
-  double start_time = 0;       // unix seconds when the run config was sent
+  int other_threads_pinned = 0;                     // QEMU threads moved to housekeeping CPUs
+  std::string pin_notice;                           // what pinning could not do
+  rusage qemu_usage{};    // QEMU's own CPU time (all vCPU and I/O threads)
+  double start_time = 0;  // unix seconds when the run config was sent
 };
 
 class VmProcess;
