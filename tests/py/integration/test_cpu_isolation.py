@@ -157,9 +157,10 @@ def qemu_threads(pid: int) -> dict[int, str]:
 
 
 def vm_run_with_threads(image: str, store: Path) -> tuple[benchrun.Result, dict[int, str]]:
-    """A VM run; QEMU's threads' allowed CPUs, read while the workload runs."""
+    """A VM run; QEMU's threads' allowed CPUs (thread -> Cpus_allowed_list), read while the
+    workload runs: the last view of /proc/<qemu>/task that still holds the pinned vCPU thread."""
     before = set(os.listdir("/proc"))
-    threads: dict[int, str] = {}
+    snapshots: list[dict[int, str]] = []
     stop = threading.Event()
 
     def sample() -> None:
@@ -169,7 +170,11 @@ def vm_run_with_threads(image: str, store: Path) -> tuple[benchrun.Result, dict[
                     continue
                 try:
                     if b"qemu-system" in Path(f"/proc/{p}/cmdline").read_bytes().split(b"\0")[0]:
-                        threads.update(qemu_threads(int(p)))
+                        # The latest full view: threads that ended before the pinning (start-up
+                        # helpers) are not QEMU's threads during the run.
+                        now = qemu_threads(int(p))
+                        if now:
+                            snapshots.append(now)
                 except OSError:
                     pass
             time.sleep(0.1)
@@ -184,7 +189,10 @@ def vm_run_with_threads(image: str, store: Path) -> tuple[benchrun.Result, dict[
         stop.set()
         t.join()
     assert r.ok, (r.stderr, r.notices)
-    return r, threads
+    vcpus = set(vcpu_pins(r))
+    views = [v for v in snapshots if vcpus <= set(v)]
+    assert views, f"QEMU's threads were never seen with the vCPU threads {vcpus}"
+    return r, views[-1]
 
 
 def vcpu_pins(r: benchrun.Result) -> dict[int, int]:
