@@ -36,6 +36,7 @@ def main() -> None:
             "vcpus=1": make_spec(info.ref, ["true"], store=store, vcpus=1),
         }
         prepare: dict[str, list[float]] = {k: [] for k in spec}
+        phases: dict[str, dict[str, list[float]]] = {k: {} for k in spec}
         total: dict[str, list[float]] = {k: [] for k in spec}
         for k, s in spec.items():  # warm-up
             execute(s)
@@ -46,10 +47,17 @@ def main() -> None:
                 total[k].append(time.perf_counter() - t)
                 assert r.ok
                 prepare[k].append(r.phases["prepare"])
+                for ph, v in r.phases.items():
+                    phases[k].setdefault(ph, []).append(v)
         for k in spec:
             print(
                 f"{k:8s} prepare median {statistics.median(prepare[k]) * 1e3:7.2f} ms   "
                 f"execute median {statistics.median(total[k]) * 1e3:7.2f} ms"
+            )
+        for k in spec:
+            print(
+                f"{k:8s} phases (median ms): "
+                + "  ".join(f"{ph} {statistics.median(v) * 1e3:.2f}" for ph, v in phases[k].items())
             )
         d_prep = statistics.median(prepare["vcpus=1"]) - statistics.median(prepare["plain"])
         d_tot = statistics.median(total["vcpus=1"]) - statistics.median(total["plain"])
