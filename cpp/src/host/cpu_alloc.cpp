@@ -62,12 +62,35 @@ bool try_acquire(const CpuList& available, const CpuRequest& req, const std::str
     got.push_back(cpu);
   }
   if (got.size() == want) return true;
+  for (UniqueFd& fd : locks) (void)::ftruncate(fd.get(), 0);  // our notes go with our locks
   locks.clear();
   got.clear();
   return false;
 }
 
 }  // namespace
+
+void CpuLease::release() noexcept {
+  // A note left behind would name this run as the holder of the next one's CPU while that one
+  // has not written its own yet.
+  for (UniqueFd& fd : locks_)
+    if (fd) (void)::ftruncate(fd.get(), 0);
+  locks_.clear();
+  cpus_.clear();
+}
+
+CpuLease& CpuLease::operator=(CpuLease&& o) noexcept {
+  if (this != &o) {
+    release();
+    locks_ = std::move(o.locks_);
+    cpus_ = std::move(o.cpus_);
+    o.locks_.clear();
+    o.cpus_.clear();
+  }
+  return *this;
+}
+
+CpuLease::~CpuLease() { release(); }
 
 std::string cpu_holder(const std::string& lock_dir, int cpu) {
   const std::string path = lock_path(lock_dir, cpu);

@@ -24,11 +24,15 @@ struct CpuRequest {
 class CpuLease {
  public:
   CpuLease() = default;
+  CpuLease(CpuLease&&) noexcept = default;
+  CpuLease& operator=(CpuLease&& o) noexcept;
+  ~CpuLease();
   const CpuList& cpus() const noexcept { return cpus_; }
 
  private:
   friend CpuLease acquire_cpus(const CpuList&, const CpuRequest&, const std::string&,
                                const std::string&, const std::function<bool()>&);
+  void release() noexcept;  // empties the holder notes, then unlocks
   std::vector<UniqueFd> locks_;
   CpuList cpus_;
 };
