@@ -102,6 +102,7 @@ def partition_create(
     *,
     cpus: list[int],
     require_exclusive: bool = True,
+    isolated: bool = True,
     root: str = "/sys/fs/cgroup",
     name: str = "benchrun",
     version: str = "",

@@ -41,8 +41,9 @@ py::dict status_dict(const host::PartitionStatus& st) {
 void bind_host(py::module_& m) {
   m.def(
       "partition_create",
-      [](const std::vector<int>& cpus, bool require_exclusive, const std::string& root,
-         const std::string& name, const std::string& version, const std::string& online) {
+      [](const std::vector<int>& cpus, bool require_exclusive, bool isolated,
+         const std::string& root, const std::string& name, const std::string& version,
+         const std::string& online) {
         host::CpuList l(cpus.begin(), cpus.end());
         std::sort(l.begin(), l.end());
         l.erase(std::unique(l.begin(), l.end()), l.end());
@@ -50,13 +51,13 @@ void bind_host(py::module_& m) {
         {
           py::gil_scoped_release nogil;
           st = host::create_partition(partition_config(root, name, version, online), l,
-                                      require_exclusive);
+                                      require_exclusive, isolated);
         }
         return status_dict(st);
       },
       py::kw_only(), py::arg("cpus"), py::arg("require_exclusive") = true,
-      py::arg("root") = "/sys/fs/cgroup", py::arg("name") = "benchrun", py::arg("version") = "",
-      py::arg("online") = "/sys/devices/system/cpu/online",
+      py::arg("isolated") = true, py::arg("root") = "/sys/fs/cgroup", py::arg("name") = "benchrun",
+      py::arg("version") = "", py::arg("online") = "/sys/devices/system/cpu/online",
       "Make the runs' parent cgroup an exclusive cpuset of these CPUs; returns its status. "
       "SandboxError(stage='cpu partition') naming what is in the way.");
   m.def(

@@ -215,7 +215,7 @@ std::string set_partition_v2(const std::string& file, const std::string& type) {
 }
 
 PartitionStatus create_v2(const PartitionConfig& c, const Layout& l, const CpuList& cpus,
-                          bool require) {
+                          bool require, bool isolated) {
   const std::string controllers = read_or(l.top + "/cgroup.controllers", "");
   if ((" " + controllers + " ").find(" cpuset ") == std::string::npos)
     fail("cpu partition: '" + l.top +
@@ -237,12 +237,14 @@ PartitionStatus create_v2(const PartitionConfig& c, const Layout& l, const CpuLi
   (void)try_write(l.dir + "/cpuset.cpus.exclusive", want);
   const std::string file = l.dir + "/cpuset.cpus.partition";
   std::string note;
-  std::string got = set_partition_v2(file, "isolated");
-  if (got != "isolated") {
-    note = "isolated refused (" + (got.empty() ? std::string("write failed") : got) + ")";
+  std::string got = isolated ? set_partition_v2(file, "isolated") : std::string();
+  if (!isolated || got != "isolated") {
+    if (isolated)
+      note = "isolated refused (" + (got.empty() ? std::string("write failed") : got) + ")";
     got = set_partition_v2(file, "root");
     if (got != "root") {
-      note += "; root refused (" + (got.empty() ? std::string("write failed") : got) + ")";
+      note += std::string(note.empty() ? "" : "; ") + "root refused (" +
+              (got.empty() ? std::string("write failed") : got) + ")";
       (void)try_write(file, "member");
       const std::string sib = overlapping_siblings(l, c.name, cpus);
       if (!sib.empty()) note += "; sibling cgroups use the same CPUs: " + sib;
@@ -289,7 +291,8 @@ PartitionStatus partition_status(const PartitionConfig& c) {
   return st;
 }
 
-PartitionStatus create_partition(const PartitionConfig& c, const CpuList& cpus, bool require) {
+PartitionStatus create_partition(const PartitionConfig& c, const CpuList& cpus, bool require,
+                                 bool isolated) {
   const Layout l = layout(c);
   const CpuList online = online_cpus(c, l);
   if (cpus.empty()) throw ConfigError("cpu partition: no CPUs given");
@@ -303,7 +306,7 @@ PartitionStatus create_partition(const PartitionConfig& c, const CpuList& cpus, 
                       "threads (hint: keep at least one CPU out, e.g. " +
                       format_cpu_list(CpuList(online.begin() + 1, online.end())) + ")");
   return l.version == CgroupVersion::kV1 ? create_v1(c, l, cpus, require)
-                                         : create_v2(c, l, cpus, require);
+                                         : create_v2(c, l, cpus, require, isolated);
 }
 
 void remove_partition(const PartitionConfig& c) {

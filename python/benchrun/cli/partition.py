@@ -26,6 +26,12 @@ def add_parsers(sub: Any) -> None:
         help="keep the partition even when the kernel refuses exclusivity (v1: a sibling cpuset "
         "overlaps; v2: the partition is invalid); the output says why",
     )
+    c.add_argument(
+        "--balanced",
+        action="store_true",
+        help="v2: a load-balanced 'root' partition instead of 'isolated' (for multi-threaded "
+        "runs: in an isolated partition threads stay on the CPU they were placed on)",
+    )
     verbs.add_parser("remove", help="undo create: runs may use every CPU again")
     verbs.add_parser("status", help="the partition, its CPUs and the housekeeping CPUs")
     for v in ("create", "remove", "status"):
@@ -55,7 +61,12 @@ def cmd_partition(args: argparse.Namespace) -> int:
 
     root = args.cgroup_root
     if args.partition_verb == "create":
-        st = partition.create(args.cpus, require_exclusive=not args.allow_shared, root=root)
+        st = partition.create(
+            args.cpus,
+            require_exclusive=not args.allow_shared,
+            isolated=not args.balanced,
+            root=root,
+        )
     elif args.partition_verb == "remove":
         partition.remove(root=root)
         st = partition.status(root=root)

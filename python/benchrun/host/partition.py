@@ -90,6 +90,7 @@ def create(
     cpus: Union[str, Iterable[int]],
     *,
     require_exclusive: bool = True,
+    isolated: bool = True,
     name: str | None = None,
     root: str = DEFAULT_ROOT,
     version: str = "",
@@ -98,11 +99,15 @@ def create(
     """Makes the runs' parent cgroup a partition of ``cpus`` (at least one online CPU must stay
     out, for housekeeping). ``require_exclusive``: fail (SandboxError, stage "cpu partition",
     naming the sibling cgroups in the way) rather than keep CPUs other cgroups may share; without
-    it the partition keeps what the kernel granted and ``note`` says what it refused."""
+    it the partition keeps what the kernel granted and ``note`` says what it refused.
+    ``isolated`` (v2): try an ``isolated`` partition first (no load balancing: quietest for
+    single-threaded benchmarks; a multi-threaded run's threads stay where they were placed);
+    False: a load-balanced ``root`` partition only."""
     cpu_list = list(parse_cpus(cpus))
     d = _core.partition_create(
         cpus=cpu_list,
         require_exclusive=require_exclusive,
+        isolated=isolated,
         root=root,
         name=_name(name),
         version=version,

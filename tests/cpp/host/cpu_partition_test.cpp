@@ -143,6 +143,15 @@ TEST_F(FakeTree, V2IsolatedPartition) {
   EXPECT_FALSE(h::partition_status(c).exists);
 }
 
+TEST_F(FakeTree, V2BalancedPartitionIsRootOnly) {
+  const fs::path p = v2();
+  h::PartitionStatus st = h::create_partition(config(h::CgroupVersion::kV2), {3}, true, false);
+  EXPECT_EQ(slurp(p / "cpuset.cpus.partition"), "root");
+  EXPECT_EQ(st.mode, "root");
+  EXPECT_TRUE(st.exclusive);
+  EXPECT_EQ(st.note, "");
+}
+
 TEST_F(FakeTree, V2RefusedPartitionNamesTheSiblingsAndRollsBack) {
   const fs::path p = v2();
   fs::remove(p / "cpuset.cpus.partition");

@@ -43,8 +43,11 @@ struct PartitionStatus {
 // partition"}, naming the sibling cgroups in the way) rather than keep a partition other cgroups
 // may share; the cgroup is then left as it was. Without it the partition keeps what the kernel
 // granted and status.note says what it refused.
+// isolated (v2): try "isolated" first — no load balancing between the CPUs, the quietest for
+// single-threaded benchmarks, but a multi-threaded run's threads then stay where they were placed;
+// false: "root" only (a scheduling domain of its own, load-balanced). v1 has no such choice.
 PartitionStatus create_partition(const PartitionConfig& config, const CpuList& cpus,
-                                 bool require_exclusive = true);
+                                 bool require_exclusive = true, bool isolated = true);
 // Undoes create_partition: exclusivity off, the CPUs back to all, the directory removed when no
 // run cgroup is left in it. A missing partition is fine (idempotent).
 void remove_partition(const PartitionConfig& config);
