@@ -54,6 +54,8 @@ class RunSpec:
     pids_limit: Optional[int]
     disk: Optional[int]
     cpus: list[int]
+    cpu_count: Optional[int]
+    cpu_wait: float
     cpu_quota: Optional[float]
     timeout: float
     outputs: list[str]
@@ -90,8 +92,38 @@ def run(
     boot_timeout: float = 60.0,
     should_stop: Optional[Callable[[], bool]] = None,
     meminfo: str = "/proc/meminfo",
+    cgroup_parent: str = "benchrun",
+    cpu_lock_dir: str = "/run/benchrun/cpus",
 ) -> dict[str, Any]: ...
-def cleanup_leftovers(*, store: str, cgroup_root: str = "/sys/fs/cgroup") -> int: ...
+def cleanup_leftovers(
+    *, store: str, cgroup_root: str = "/sys/fs/cgroup", cgroup_parent: str = "benchrun"
+) -> int: ...
+def partition_create(
+    *,
+    cpus: list[int],
+    require_exclusive: bool = True,
+    isolated: bool = True,
+    root: str = "/sys/fs/cgroup",
+    name: str = "benchrun",
+    version: str = "",
+    online: str = "/sys/devices/system/cpu/online",
+) -> dict[str, Any]: ...
+def partition_remove(
+    *,
+    root: str = "/sys/fs/cgroup",
+    name: str = "benchrun",
+    version: str = "",
+    online: str = "/sys/devices/system/cpu/online",
+) -> None: ...
+def partition_status(
+    *,
+    root: str = "/sys/fs/cgroup",
+    name: str = "benchrun",
+    version: str = "",
+    online: str = "/sys/devices/system/cpu/online",
+) -> dict[str, Any]: ...
+def parse_cpu_list(text: str, what: str = "cpus") -> list[int]: ...
+def cpu_holder(cpu: int, *, lock_dir: str = "/run/benchrun/cpus") -> str: ...
 def resolve_digest(
     *,
     reference: str,

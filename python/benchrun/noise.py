@@ -331,10 +331,13 @@ def measure(
         )
         memory = max(64 << 20, (mem_mib << 20) * 2)
         spec = runner.make_spec(
-            ref, store=store, backend=backend, memory=memory, timeout=duration * 4 + 60
+            ref,
+            store=store,
+            backend=backend,
+            memory=memory,
+            timeout=duration * 4 + 60,
+            cpuset_cpus=chosen,
         )
-        spec.core.cpus = chosen
-        spec.core.validate()
         result = runner.execute(spec)
     if result.exit_code != 0 or result.signal or result.timed_out or result.oom_killed:
         why = (

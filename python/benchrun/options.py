@@ -175,6 +175,36 @@ def select_cpus(vcpus: Optional[int], available: Optional[Iterable[int]] = None)
     return tuple(cpus[:n])
 
 
+def _cpu_count(value: Any, what: str) -> int:
+    """A CPU count: at least 1, at most the CPUs this process may use (the run's allocation, in
+    the core, then takes free ones of the partition)."""
+    n = whole(value, what)
+    cpus = sorted(os.sched_getaffinity(0))
+    if n > len(cpus):
+        raise ConfigError(
+            f"{what} {n}: only {len(cpus)} CPUs are available to benchrun "
+            f"({','.join(str(c) for c in cpus)})"
+        )
+    return n
+
+
+def _cpu_list(value: Any, what: str) -> list[int]:
+    """A CPU list: kernel list text ("0-2,5") or an iterable of CPU numbers."""
+    from benchrun import _core
+
+    if isinstance(value, str):
+        out = list(_core.parse_cpu_list(value, what))
+        if not out:
+            raise ConfigError(f"{what} '{value}': no CPU given")
+        return out
+    cpus = []
+    for c in value:
+        if isinstance(c, bool) or not isinstance(c, int) or c < 0:
+            raise ConfigError(f"{what} {c!r}: expected a CPU number >= 0")
+        cpus.append(c)
+    return cpus
+
+
 def argv(value: ArgvArg, what: str) -> Optional[tuple[str, ...]]:
     """None stays None ("not given"); a str is split like a shell would (docker SDK does too);
     "" gives () ("given, empty")."""
@@ -350,11 +380,28 @@ OPTIONS: tuple[Option, ...] = (
     ),
     Option(
         "vcpus",
-        lambda v, what: list(select_cpus(whole(v, what))),
-        "pin the run to N CPUs (the lowest-numbered ones benchrun may use); vm: N vCPUs",
+        lambda v, what: _cpu_count(v, what),
+        "run on N CPUs of its own: free ones of the CPU partition (all CPUs without one), "
+        "locked for this run alone; vm: N vCPUs, each pinned to one",
         ("--vcpus",),
         "N",
+        core="cpu_count",
+    ),
+    Option(
+        "cpuset_cpus",
+        lambda v, what: _cpu_list(v, what),
+        "run on exactly these CPUs (0-2,5), locked for this run alone; they must be in the CPU "
+        "partition when there is one",
+        ("--cpuset-cpus",),
+        "LIST",
         core="cpus",
+    ),
+    Option(
+        "cpu_wait",
+        number,
+        "seconds to wait for CPUs another run holds (default 0: fail at once, naming it)",
+        ("--cpu-wait",),
+        "S",
     ),
     Option(
         "cpu_quota",

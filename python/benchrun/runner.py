@@ -415,6 +415,9 @@ def execute(
         # Kernels, initramfs and ext4 images are keyed by content, so stores can share them.
         vm_cache=os.environ.get("BENCHRUN_VM_CACHE", ""),
         should_stop=should_stop,
+        # The runs' parent cgroup, which is also the CPU partition (benchrun.host.partition).
+        cgroup_parent=cgroup_parent(),
+        cpu_lock_dir=cpu_lock_dir(),
     )
     result = Result._from_core(d, pull_s)
     if result.backend in ATTESTED_BACKENDS:
@@ -422,6 +425,20 @@ def execute(
 
         result.facts["host_state"] = host_state()
     return result
+
+
+def cgroup_parent() -> str:
+    """The runs' parent cgroup (and CPU partition): $BENCHRUN_CGROUP_PARENT, default benchrun."""
+    return os.environ.get("BENCHRUN_CGROUP_PARENT", "") or "benchrun"
+
+
+def cpu_lock_dir() -> str:
+    """The per-CPU lock files of the CPU allocation: host-wide for root (/run/benchrun/cpus), per
+    user otherwise (a user cannot create files in /run)."""
+    if os.geteuid() == 0:
+        return "/run/benchrun/cpus"
+    base = os.environ.get("XDG_RUNTIME_DIR") or f"/tmp/benchrun-{os.geteuid()}"
+    return os.path.join(base, "benchrun", "cpus")
 
 
 def guest_init() -> str:

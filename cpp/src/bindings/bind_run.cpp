@@ -109,14 +109,17 @@ void bind_run(py::module_& m) {
 
   m.def(
       "cleanup_leftovers",
-      [](const std::string& store, const std::string& cgroup_root) {
+      [](const std::string& store, const std::string& cgroup_root,
+         const std::string& cgroup_parent) {
         run::HostConfig host;
         host.store = store;
         host.cgroup.root = cgroup_root;
+        host.cgroup.parent = cgroup_parent;
         py::gil_scoped_release nogil;
         return run::cleanup_leftovers(host);
       },
       py::kw_only(), py::arg("store"), py::arg("cgroup_root") = "/sys/fs/cgroup",
+      py::arg("cgroup_parent") = "benchrun",
       "Remove what a killed runner left (its run cgroups, with their processes, and run "
       "directories); returns how many. Every run does this first; agents also at start.");
 
@@ -125,9 +128,12 @@ void bind_run(py::module_& m) {
       [](const run::RunImage& image, const run::RunSpec& spec, const std::string& store,
          const std::string& cgroup_root, const std::string& vm_cache,
          const std::string& init_binary, const std::string& qemu, double boot_timeout,
-         std::optional<py::function> should_stop, const std::string& meminfo) {
+         std::optional<py::function> should_stop, const std::string& meminfo,
+         const std::string& cgroup_parent, const std::string& cpu_lock_dir) {
         run::HostConfig host;
         host.meminfo = meminfo;
+        host.cgroup.parent = cgroup_parent;
+        host.cpu_lock_dir = cpu_lock_dir;
         host.store = store;
         host.cgroup.root = cgroup_root;
         host.vm_cache = vm_cache;
@@ -164,7 +170,8 @@ void bind_run(py::module_& m) {
       py::arg("cgroup_root") = "/sys/fs/cgroup", py::arg("vm_cache") = "",
       py::arg("init_binary") = "", py::arg("qemu") = "qemu-system-x86_64",
       py::arg("boot_timeout") = 60.0, py::arg("should_stop") = py::none(),
-      py::arg("meminfo") = "/proc/meminfo",
+      py::arg("meminfo") = "/proc/meminfo", py::arg("cgroup_parent") = "benchrun",
+      py::arg("cpu_lock_dir") = "/run/benchrun/cpus",
       "Run a loaded image with a RunSpec in its backend; returns the result as a dict (metrics: "
       "name -> (value, unit)). Releases the GIL.");
 }

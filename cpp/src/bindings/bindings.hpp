@@ -6,6 +6,7 @@
 namespace benchrun::bindings {
 
 void bind_errors(pybind11::module_& m);
+void bind_host(pybind11::module_& m);
 void bind_oci(pybind11::module_& m);
 void bind_run(pybind11::module_& m);
 

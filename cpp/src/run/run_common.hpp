@@ -9,10 +9,16 @@
 #include "benchrun/common/error.hpp"
 #include "benchrun/common/run_name.hpp"
 #include "benchrun/common/fs.hpp"
+#include "benchrun/host/cpu_alloc.hpp"
 #include "benchrun/run/backend.hpp"
 #include "benchrun/run/spec.hpp"
 
 namespace benchrun::run {
+
+// Locks the CPUs the spec asks for (cpus, or cpu_count free ones) out of the runs' CPUs, and fills
+// ctx.pool/housekeeping and r.facts (cpus, housekeeping_cpus, cpu_partition). An empty lease
+// when the spec asks for none, or when interrupted while waiting. (run/run_image.cpp)
+host::CpuLease allocate_cpus(RunContext& ctx, RunResult& r);
 
 // The run's CPU limits for its cgroup: the pinned CPUs as a cpuset ("0,2,3") and the quota.
 host::CgroupLimits cpu_limits(const RunSpec& spec);

@@ -6,6 +6,8 @@
 #include "benchrun/common/dir.hpp"
 #include "benchrun/common/error.hpp"
 #include "benchrun/common/fs.hpp"
+#include "benchrun/host/cpu_alloc.hpp"
+#include "benchrun/host/cpu_partition.hpp"
 #include "benchrun/host/scratch_fs.hpp"
 #include "benchrun/oci/pull.hpp"
 #include "benchrun/run/runner.hpp"
@@ -29,9 +31,19 @@ RunResult run_image(const RunImage& image, const RunSpec& spec, const HostConfig
   RunResult r;
   r.backend = b.name();
   r.image_digest = image.digest;
-  const RunContext ctx{image, spec, host, make_run_name(), interrupt};
+  RunSpec placed = spec;
+  RunContext ctx{image, placed, host, make_run_name(), interrupt};
 
   auto t = Clock::now();
+  // The run's CPUs, locked for it alone until it is over; this thread (and so what it spawns
+  // before that is placed) on the housekeeping CPUs meanwhile.
+  host::CpuLease cpus = allocate_cpus(ctx, r);
+  if ((!spec.cpus.empty() || spec.cpu_count) && cpus.cpus().empty()) {
+    r.interrupted = true;  // interrupted while waiting for busy CPUs
+    return r;
+  }
+  placed.cpus = cpus.cpus();
+  host::ScopedAffinity runner_affinity(ctx.housekeeping);
   std::unique_ptr<Execution> ex = b.prepare(ctx, r);
   r.phases.prepare_s = since(t);
   t = Clock::now();
@@ -45,6 +57,34 @@ RunResult run_image(const RunImage& image, const RunSpec& spec, const HostConfig
   ex.reset();  // every resource of the run released
   r.phases.collect_s = since(t);
   return r;
+}
+
+host::CpuLease allocate_cpus(RunContext& ctx, RunResult& r) {
+  const RunSpec& spec = ctx.spec;
+  const HostConfig& host = ctx.host;
+  if (spec.cpus.empty() && !spec.cpu_count) return {};
+  const host::PartitionConfig pc{host.cgroup.root, host.cgroup.parent, host.cgroup.version,
+                                 host.cpu_online};
+  ctx.pool = host::run_cpus(pc);
+  host::CpuRequest req{spec.cpus, spec.cpu_count ? static_cast<unsigned>(*spec.cpu_count) : 0u,
+                       spec.cpu_wait};
+  host::CpuLease lease =
+      host::acquire_cpus(ctx.pool, req, ctx.name, host.cpu_lock_dir, ctx.interrupt);
+  if (lease.cpus().empty()) return lease;
+  // Housekeeping: outside the partition when there is one, else outside the run's CPUs.
+  std::optional<host::PartitionStatus> st;
+  try {
+    st = host::partition_status(pc);
+  } catch (const Error&) {
+    // No readable cgroupfs (rootless): no partition.
+  }
+  host::CpuList others = host::thread_affinity(0);
+  others = host::cpu_difference(others, st && st->exists ? st->cpus : lease.cpus());
+  ctx.housekeeping = others;
+  r.facts["cpus"] = host::format_cpu_list(lease.cpus());
+  r.facts["housekeeping_cpus"] = host::format_cpu_list(others);
+  r.facts["cpu_partition"] = st && st->exists ? st->mode : std::string("none");
+  return lease;
 }
 
 host::CgroupLimits cpu_limits(const RunSpec& spec) {

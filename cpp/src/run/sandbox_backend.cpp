@@ -23,6 +23,7 @@
 
 #include "benchrun/common/error.hpp"
 #include "benchrun/common/fs.hpp"
+#include "benchrun/host/cpus.hpp"
 #include "benchrun/host/scratch_fs.hpp"
 #include "benchrun/sandbox/idmap.hpp"
 #include "benchrun/sandbox/seccomp.hpp"
@@ -303,6 +304,11 @@ class SandboxExecution final : public Execution {
     mount_ns_ = open_file("/proc/" + std::to_string(child_->pid()) + "/ns/mnt", O_RDONLY);
     if (cgroup_ && cgroup_->version() == host::CgroupVersion::kV1)
       cgroup_->add_process(child_->pid());
+    // The run's CPUs, explicitly: the child inherited the runner thread's housekeeping CPUs, and
+    // a v2 clone into the cgroup keeps them on kernels before 6.2 (cpuset_fork copied the
+    // parent's mask); a v1 join resets them to the cpuset's. Best effort: rootless runs have no
+    // cpuset, and then this pinning is all they get.
+    if (!spec_.cpus.empty()) (void)host::try_set_thread_affinity(child_->pid(), spec_.cpus);
     start_time_ = unix_now();
     child_->release();
     t_exec_ = child_->released_at();

@@ -75,6 +75,10 @@ void validate(const RunSpec& s) {
     if (c < 0) bad("cpus", "cpu " + std::to_string(c) + " must be >= 0");
     if (!cpus.insert(c).second) bad("cpus", "cpu " + std::to_string(c) + " is listed twice");
   }
+  if (s.cpu_count && *s.cpu_count < 1) bad("cpu_count", "must be at least 1");
+  if (s.cpu_count && !s.cpus.empty())
+    bad("cpu_count", "give either a CPU count or a CPU list (cpus), not both");
+  check_seconds("cpu_wait", s.cpu_wait, true);
   if (s.cpu_quota && (!std::isfinite(*s.cpu_quota) || *s.cpu_quota <= 0))
     bad("cpu_quota", std::to_string(*s.cpu_quota) + " must be a positive number of CPUs");
   check_seconds("timeout", s.timeout, true);

@@ -164,6 +164,8 @@ class VmExecution final : public Execution {
     ls.boot_timeout_s = host.vm_boot_timeout;
     ls.timeout_s = spec.timeout;
     ls.place_qemu = [this](pid_t pid) { cgroup_.add_process(pid); };
+    ls.vcpu_cpus = spec.cpus;
+    ls.housekeeping = ctx.housekeeping;
     ls.interrupted = ctx.interrupt;
     r.facts["accel"] = std::string(vm::accel_name(accel.accel));
     r.facts["vcpus"] = static_cast<int64_t>(ls.vm.vcpus);
@@ -191,6 +193,14 @@ class VmExecution final : public Execution {
     vm::LaunchResult& lr = session_->result();
     r.interrupted = lr.interrupted;
     r.facts["kernel_release"] = lr.hello.kernel_release;
+    if (!lr.vcpu_threads.empty()) {
+      std::string pins;
+      for (const auto& [tid, cpu] : lr.vcpu_threads)
+        pins += (pins.empty() ? "" : ",") + std::to_string(tid) + ":" + std::to_string(cpu);
+      r.facts["vcpu_threads"] = pins;  // "<thread id>:<host CPU>,..."
+      r.facts["qemu_threads_on_housekeeping"] = static_cast<int64_t>(lr.other_threads_pinned);
+    }
+    if (!lr.pin_notice.empty()) r.notices.push_back(lr.pin_notice);
     r.set_metric("boot_time", lr.start_s + lr.boot_s, "s");
     r.set_metric("guest_boot_time", static_cast<double>(lr.hello.boot_ns) / 1e9, "s");
     const host::CgroupMetrics m = cgroup_.metrics();
@@ -232,8 +242,15 @@ class VmExecution final : public Execution {
 
  private:
   // QEMU's cgroup: where its threads run and how much CPU they get.
+  // QEMU's cgroup: the run's CPUs plus the housekeeping ones, where its own threads go (the vCPU
+  // threads are pinned to the run's CPUs). Under a partition the run's cgroup cannot hold CPUs
+  // outside it: the run's CPUs only, and QEMU's own threads share them.
   static host::Cgroup make_cgroup(const RunContext& ctx) {
-    return host::Cgroup::create(ctx.host.cgroup, ctx.name, cpu_limits(ctx.spec));
+    host::CgroupLimits limits = cpu_limits(ctx.spec);
+    const host::CpuList both = host::cpu_union(ctx.spec.cpus, ctx.housekeeping);
+    if (!ctx.spec.cpus.empty() && !ctx.housekeeping.empty() && host::cpu_subset(both, ctx.pool))
+      limits.cpuset_cpus = host::format_cpu_list(both);
+    return host::Cgroup::create(ctx.host.cgroup, ctx.name, limits);
   }
 
   TempDir dir_;  // sockets, console log, QEMU's snapshot overlay: removed after QEMU is gone

@@ -20,6 +20,7 @@
 #include "benchrun/proto/transport.hpp"
 #include "benchrun/vm/qmp.hpp"
 #include "benchrun/vm/vm_process.hpp"
+#include "vm/pinning.hpp"
 #include "vm/results.hpp"
 
 namespace benchrun::vm {
@@ -101,6 +102,7 @@ struct Session::State {
   ResultCollector collector;
   std::optional<VmProcess> qemu;
   UniqueFd qmp_host;
+  std::optional<QmpClient> qmp;  // once connected (pinning): the same client asks QEMU to quit
   std::optional<proto::Channel> channel;
   Clock::time_point t_hello, hard_deadline = Clock::time_point::max();
   std::optional<Clock::time_point> t_exit;
@@ -141,9 +143,10 @@ bool Session::boot() {
   VmProcess& qemu = *s_->qemu;
   channel_qemu.reset();  // QEMU's end is QEMU's alone: its exit is our EOF
   qmp_qemu.reset();
+  const auto boot_deadline = after(t_spawn, spec.boot_timeout_s);
+  if (!spec.vcpu_cpus.empty()) pin_threads(boot_deadline);
 
   // 3. The guest init's hello: the kernel booted and init is up.
-  const auto boot_deadline = after(t_spawn, spec.boot_timeout_s);
   if (vsock_listener) {
     channel_host = accept_guest(vsock_listener.get(), qemu, boot_deadline, spec);
     if (!channel_host) {
@@ -188,6 +191,22 @@ bool Session::boot() {
   s_->t_hello = Clock::now();
   r_.boot_s = secs(t_connected, s_->t_hello);
   return true;
+}
+
+void Session::pin_threads(Clock::time_point deadline) {
+  // QEMU creates its vCPU threads before it serves QMP, so they all exist by the greeting.
+  try {
+    s_->qmp.emplace(QmpClient::over(std::move(s_->qmp_host), deadline));
+    const auto threads = parse_vcpu_threads(s_->qmp->execute("query-cpus-fast", deadline));
+    Pinning p =
+        pin_qemu_threads(s_->qemu->pid(), threads, s_->spec.vcpu_cpus, s_->spec.housekeeping);
+    r_.vcpu_threads = std::move(p.vcpus);
+    r_.other_threads_pinned = p.others;
+    r_.pin_notice = std::move(p.notice);
+  } catch (const Error& e) {
+    // A QEMU that dies during start-up is the boot's failure to report, with its log.
+    r_.pin_notice = std::string("vm: pinning QEMU threads: ") + e.what();
+  }
 }
 
 void Session::start() {
@@ -252,7 +271,10 @@ void Session::finish() {
   s_->channel.reset();
   VmProcess& qemu = *s_->qemu;
   auto ask_quit = [this](VmProcess::Deadline deadline) {
-    QmpClient::over(std::move(s_->qmp_host), deadline).quit(deadline);
+    if (s_->qmp)
+      s_->qmp->quit(deadline);
+    else
+      QmpClient::over(std::move(s_->qmp_host), deadline).quit(deadline);
   };
   if (r_.host_deadline || r_.interrupted || !qemu.wait_exit(after(Clock::now(), 0.3)))
     qemu.stop(ask_quit, std::chrono::milliseconds(r_.host_deadline || r_.interrupted ? 500 : 2000));

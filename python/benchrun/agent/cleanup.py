@@ -16,4 +16,10 @@ from benchrun.store import resolve_store
 
 def sweep_leftovers(store: Optional[str] = None, cgroup_root: str = "/sys/fs/cgroup") -> int:
     """Removes stale run cgroups and run directories under the store; returns how many."""
-    return int(_core.cleanup_leftovers(store=resolve_store(store), cgroup_root=cgroup_root))
+    from benchrun.runner import cgroup_parent
+
+    return int(
+        _core.cleanup_leftovers(
+            store=resolve_store(store), cgroup_root=cgroup_root, cgroup_parent=cgroup_parent()
+        )
+    )

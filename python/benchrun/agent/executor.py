@@ -2,7 +2,9 @@
 
 Synchronous (it runs on the agent's job thread); the agent talks to it through a cancel Event and
 an on_running callback. Mapping from upstream's job (docs/agent.md):
-  spec.cpu -> vcpus (the lowest-numbered CPUs of this process; more than available is an error),
+  spec.cpu -> vcpus (that many free CPUs of the CPU partition, or of all CPUs, locked for the run
+  alone; a job whose CPUs other runs hold waits for them up to its timeout, cancel stops the wait;
+  more than this process may use is an error),
   spec.memory -> memory limit, spec.disk -> disk (the writable layer's size; the run's other
   limits are benchrun's defaults, docs/security.md), spec.network true -> refused (benchrun runs have no network),
   spec.sandbox "vm"/"firecracker" -> backend vm, "sandbox" -> sandbox, null -> the agent's default;
@@ -196,6 +198,8 @@ class JobExecutor:
                 env=c.env,
                 backend=p.backend,
                 vcpus=job.spec.cpu,
+                # Queue for CPUs other runs hold (concurrent jobs, a campaign) instead of failing.
+                cpu_wait=float(job.timeout or 3600),
                 memory=job.spec.memory,
                 disk=job.spec.disk,
                 outputs=c.file_paths,

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any, Callable, Optional
 
 from benchrun.cli.noise import add_noise_parser
+from benchrun.cli.partition import add_partition_parser
 
 
 def _add_root(p: argparse.ArgumentParser) -> None:
@@ -97,6 +98,7 @@ HOST_PARSERS: list[Callable[[Any], None]] = [
     add_tune_parser,
     add_reset_parser,
     add_noise_parser,
+    add_partition_parser,
 ]
 
 
@@ -107,7 +109,8 @@ def add_parsers(sub: Any) -> None:
         help="check, tune and reset the host settings that affect measurement; measure its noise",
         description="Benchmark-grade hosts: `check` lists the settings that affect measurement, "
         "`tune` applies what it can (journaling the originals first), `reset` restores them, "
-        "`noise` measures the host's noise with fixed calibration workloads.",
+        "`noise` measures the host's noise with fixed calibration workloads, `partition` gives "
+        "benchmark runs CPUs of their own.",
     )
     hsub = p.add_subparsers(dest="host_command", metavar="COMMAND")
     hsub.required = True

@@ -1,6 +1,7 @@
-"""Benchmark-grade hosts (docs/host.md): the settings that affect measurement and their
+"""Benchmark-grade hosts (docs/cli.md, "host"): the settings that affect measurement and their
 recommended values (settings), `benchrun host tune`/`reset` with a crash-safe journal (tune,
-journal), and the attestation recorded with every result (attest).
+journal), the attestation recorded with every result (attest), and the CPU partition benchmark
+runs own (benchrun.host.partition, imported on its own).
 
 Light on purpose: the runner imports it for every run; the submodules load what they need."""
 

@@ -60,6 +60,14 @@ std::vector<Case> cases() {
          s.cpus = {1, 1};
        },
        "twice"},
+      {"cpu_count", [](RunSpec& s) { s.cpu_count = 2; },
+       [](RunSpec& s) {
+         s.cpu_count = 1;
+         s.cpus = {0};
+       },
+       "not both"},
+      {"cpu_wait", [](RunSpec& s) { s.cpu_wait = 2.5; }, [](RunSpec& s) { s.cpu_wait = -1; },
+       "seconds"},
       {"cpu_quota", [](RunSpec& s) { s.cpu_quota = 0.5; }, [](RunSpec& s) { s.cpu_quota = 0; },
        "positive"},
       {"timeout", [](RunSpec& s) { s.timeout = 0.001; }, [](RunSpec& s) { s.timeout = kNan; },

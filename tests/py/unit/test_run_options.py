@@ -165,6 +165,19 @@ def test_parse_env_file_errors(tmp_path):
 # --- CPUs -------------------------------------------------------------------------------------
 
 
+def test_cpu_options():
+    c = make_spec("img", store="/s", cpuset_cpus="0", cpu_wait=2).core
+    assert c.cpus == [0] and c.cpu_count is None and c.cpu_wait == 2.0
+    assert make_spec("img", store="/s", cpuset_cpus=[1, 0]).core.cpus == [1, 0]
+    for bad in ("x", "", "3-1"):
+        with pytest.raises(ConfigError, match="cpuset_cpus"):
+            make_spec("img", store="/s", cpuset_cpus=bad)
+    with pytest.raises(ConfigError, match="not both"):
+        make_spec("img", store="/s", cpuset_cpus="0", vcpus=1)
+    with pytest.raises(ConfigError, match="CPUs are available"):
+        make_spec("img", store="/s", vcpus=100000)
+
+
 def test_select_cpus():
     assert select_cpus(None) == ()
     assert select_cpus(2, available={7, 3, 1, 5}) == (1, 3)
@@ -226,7 +239,7 @@ def test_make_spec_defaults_and_conversions(tmp_path):
     assert c.entrypoint is None  # not given
     assert c.memory == 64 * MiB and c.timeout == 5.0 and c.env == ["A=1"]
     assert c.outputs == ["/tmp/a", "/tmp/b"] and c.user == "65534"  # duplicates dropped
-    assert c.max_output_bytes == MiB == s.max_output_bytes and len(c.cpus) == 1
+    assert c.max_output_bytes == MiB == s.max_output_bytes and c.cpu_count == 1 and c.cpus == []
     assert s.store == str(tmp_path) and c.network is False and s.pull == "missing"
     assert s.backend == c.backend == "sandbox"
     assert s.options["memory"] == "64m" and s.options["command"] == "sh -c 'echo a b'"  # as given
@@ -460,7 +473,7 @@ def test_run_passes_options_through(monkeypatch, tmp_path):
     assert isinstance(spec, real_core.RunSpec)
     assert spec.command == ["echo", "hi"] and spec.entrypoint is None
     assert spec.env == ["A=1"] and spec.memory == 32 * MiB and spec.pids_limit == 64
-    assert spec.cpus == [min(os.sched_getaffinity(0))] and spec.timeout == 5.0
+    assert spec.cpu_count == 1 and spec.cpus == [] and spec.timeout == 5.0
     assert spec.outputs == ["/tmp/o"] and spec.workdir == "/w" and spec.user == "nobody"
     assert spec.cpu_quota == 0.5 and spec.max_output_bytes == MiB
     assert spec.network is False and spec.backend == "sandbox"
@@ -844,7 +857,7 @@ def test_cli_options_parsed(monkeypatch):
     assert options["entrypoint"] == []  # --entrypoint "": no entrypoint
     c = make_spec("img", store=a.store, **options).core
     assert c.env == ["A=1", "B=from-caller"] and c.workdir == "/w" and c.entrypoint == []
-    assert c.user == "1:2" and c.memory == 1 << 30 and c.pids_limit == 64 and len(c.cpus) == 1
+    assert c.user == "1:2" and c.memory == 1 << 30 and c.pids_limit == 64 and c.cpu_count == 1
     assert c.cpu_quota == 1.5 and c.timeout == 2.5 and c.outputs == ["/a", "/b"]
     assert c.max_output_bytes == MiB and c.network is False and c.backend == "sandbox"
     # Nothing given: every option is the native default.

@@ -15,6 +15,7 @@
 #include <string>
 #include <vector>
 
+#include "benchrun/host/cpus.hpp"
 #include "benchrun/oci/manifest.hpp"
 #include "benchrun/run/result.hpp"
 #include "benchrun/run/spec.hpp"
@@ -39,6 +40,11 @@ struct RunContext {
   const HostConfig& host;
   std::string name;     // "run-<pid>-<random>": the run's directory and cgroup name
   Interrupt interrupt;  // may be empty
+  // Where it runs (run_image fills these before prepare): spec.cpus are the run's locked CPUs;
+  // pool the CPUs runs may use (a partition's, or all); housekeeping the CPUs outside the run's
+  // (outside the partition when there is one), where the runner and QEMU's own threads go.
+  host::CpuList pool = {};
+  host::CpuList housekeeping = {};
 };
 
 // One run in progress. Destruction releases everything it holds (processes, mounts, cgroup,

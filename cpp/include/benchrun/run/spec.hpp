@@ -40,7 +40,10 @@ inline constexpr uint64_t kUnlimited = UINT64_MAX;
     "maximum processes and threads; None: 1024; UNLIMITED: none")                                  \
   X(std::optional<uint64_t>, disk, std::nullopt, "",                                               \
     "size of the writable layer in bytes (>= 16 MiB); None: 10 GiB; UNLIMITED: none")              \
-  X(Cpus, cpus, {}, "", "host CPUs the run is pinned to; empty: no pinning")                       \
+  X(Cpus, cpus, {}, "", "host CPUs the run is pinned to, locked for it alone; empty: no pinning")  \
+  X(std::optional<uint64_t>, cpu_count, std::nullopt, "",                                          \
+    "this many free CPUs of the runs' CPUs (the partition's), locked for the run alone")           \
+  X(double, cpu_wait, 0.0, "", "seconds to wait for busy CPUs; 0: fail at once naming the holder") \
   X(std::optional<double>, cpu_quota, std::nullopt, "", "CPU time quota in CPUs' worth (1.5)")     \
   X(double, timeout, 0.0, "", "wall-clock limit of the workload in seconds; 0: none")              \
   X(Strings, outputs, {}, "", "absolute paths in the image to collect after the run")              \
@@ -85,6 +88,9 @@ struct HostConfig {
   std::string meminfo = "/proc/meminfo";  // MemTotal: the default memory limit's base
   std::string mkfs = "mkfs.ext4";         // formats the writable layer's filesystem (disk limit)
   std::string kvm_device = "/dev/kvm";
+  // Per-CPU lock files of the CPU allocation (host/cpu_alloc.hpp): host-wide, shared by stores.
+  std::string cpu_lock_dir = "/run/benchrun/cpus";
+  std::string cpu_online = "/sys/devices/system/cpu/online";
   double vm_boot_timeout = 60;
 
   std::string run_dir() const { return store + "/runs"; }

@@ -6,15 +6,19 @@
 
 #include <sys/resource.h>
 
+#include <chrono>
 #include <cstdint>
 #include <functional>
 #include <map>
 #include <memory>
 #include <optional>
 #include <string>
+#include <utility>
+#include <vector>
 
 #include "benchrun/common/metrics.hpp"
 #include "benchrun/common/output_file.hpp"
+#include "benchrun/host/cpus.hpp"
 #include "benchrun/proto/messages.hpp"
 #include "benchrun/vm/config.hpp"
 
@@ -28,7 +32,11 @@ struct LaunchSpec {
   double timeout_s = 0;        // the workload's own limit (the guest enforces it); 0 = none
   double grace_s = 30;         // host-side margin beyond boot + timeout before QEMU is killed
   std::function<void(pid_t)> place_qemu;  // e.g. join the run's cgroup, before QEMU execs
-  std::function<bool()> interrupted;      // polled at least every 100 ms; true stops the VM
+  // vCPU i's thread pinned to vcpu_cpus[i] and QEMU's other threads to housekeeping, once QEMU is
+  // up (before the guest boots); empty vcpu_cpus: no pinning.
+  host::CpuList vcpu_cpus;
+  host::CpuList housekeeping;
+  std::function<bool()> interrupted;  // polled at least every 100 ms; true stops the VM
 };
 
 struct LaunchResult {
@@ -47,8 +55,11 @@ struct LaunchResult {
   double run_s = 0;            // run config sent to the exit frame
   double collect_s = 0;        // exit frame to end-of-results
   double shutdown_s = 0;       // end-of-results to QEMU gone
-  rusage qemu_usage{};         // QEMU's own CPU time (all vCPU and I/O threads)
-  double start_time = 0;       // unix seconds when the run config was sent
+  std::vector<std::pair<pid_t, int>> vcpu_threads;  // pinned vCPU thread -> host CPU
+  int other_threads_pinned = 0;                     // QEMU threads moved to housekeeping CPUs
+  std::string pin_notice;                           // what pinning could not do
+  rusage qemu_usage{};    // QEMU's own CPU time (all vCPU and I/O threads)
+  double start_time = 0;  // unix seconds when the run config was sent
 };
 
 class VmProcess;
@@ -77,6 +88,7 @@ class Session {
 
  private:
   struct State;
+  void pin_threads(std::chrono::steady_clock::time_point deadline);
   std::unique_ptr<State> s_;
   LaunchResult r_;
 };
