@@ -78,6 +78,11 @@ def add_tune_parser(hsub: Any) -> None:
         action="store_true",
         help="leave SMT on (by default tune turns it off when at least two CPUs stay online)",
     )
+    p.add_argument(
+        "--no-partition",
+        action="store_true",
+        help="do not make the benchmark CPUs the runs' CPU partition (`benchrun host partition`)",
+    )
     p.add_argument("--json", action="store_true", help="print what changed as JSON")
     _add_journal(p)
     _add_root(p)
@@ -216,7 +221,13 @@ def cmd_tune(args: argparse.Namespace) -> int:
     from benchrun.host.settings import format_cpus
     from benchrun.host.tune import tune
 
-    report = tune(args.root, _cpus(args.cpus), args.journal, keep_smt=args.keep_smt)
+    report = tune(
+        args.root,
+        _cpus(args.cpus),
+        args.journal,
+        keep_smt=args.keep_smt,
+        partition=False if args.no_partition else None,
+    )
     if args.json:
         print(json.dumps(report.to_json(), indent=2))
         return 0 if report.ok else 1
@@ -228,6 +239,10 @@ def cmd_tune(args: argparse.Namespace) -> int:
         print(f"refused {f['name']}{target}: {f['error']}", file=sys.stderr)
     for s in report.not_settable:
         print(f"cannot set {s.name}{f' ({s.target})' if s.target else ''}: {s.note}")
+    if report.partition:
+        p = report.partition
+        note = f" ({p['note']})" if p.get("note") else ""
+        print(f"CPU partition {p['path']}: CPUs {p['cpus']}, mode {p['mode']}{note}")
     print(
         f"host tuned for CPUs {format_cpus(report.cpus)} (housekeeping "
         f"{format_cpus(report.housekeeping)}): {len(report.changed)} change(s), "

@@ -33,6 +33,12 @@ from .settings import Root, Setting, as_root, catalogue, selected
 KILL_ENV = "BENCHRUN_TUNE_KILL_AFTER"
 
 
+def _partition() -> Any:
+    from benchrun.host import partition  # the native core: loaded only when a partition is made
+
+    return partition
+
+
 @dataclass
 class TuneReport:
     """What tune() or reset() did."""
@@ -44,6 +50,7 @@ class TuneReport:
     failed: list[dict[str, str]] = field(default_factory=list)  # name, target, path, error
     not_settable: list[Setting] = field(default_factory=list)  # differ, but tune cannot
     stale_reset: Optional["TuneReport"] = None  # the earlier journal tune reset first
+    partition: Optional[dict[str, Any]] = None  # the CPU partition made (partition.Status dict)
 
     @property
     def ok(self) -> bool:
@@ -58,6 +65,7 @@ class TuneReport:
             "housekeeping": list(self.housekeeping),
             "changed": self.changed,
             "failed": self.failed,
+            "partition": self.partition,
             "not_settable": [s.to_json() for s in self.not_settable],
             "stale_reset": self.stale_reset.to_json() if self.stale_reset else None,
             "ok": self.ok,
@@ -172,8 +180,25 @@ def reset(
                     "to": original,
                 }
             )
-        if left:
-            _journal.write_atomic(path, {**doc, "entries": list(reversed(left))})
+        if doc.get("partition"):
+            # Made last by tune, undone first would be tidier, but removing it needs no setting:
+            # idempotent, and a run still inside keeps the cgroup until it ends.
+            try:
+                _partition().remove()
+            except Exception as e:  # noqa: BLE001 - a benchrun error: keep the journal entry
+                report.failed.append(
+                    {"name": "cpu_partition", "target": "", "path": "", "error": str(e)}
+                )
+                left_partition = True
+            else:
+                left_partition = False
+        else:
+            left_partition = False
+        if left or left_partition:
+            _journal.write_atomic(
+                path,
+                {**doc, "entries": list(reversed(left)), "partition": left_partition},
+            )
             raise SysError(
                 f"host reset: {len(left)} value(s) could not be restored ("
                 + "; ".join(f"{f['path']}: {f['error']}" for f in report.failed[:3])
@@ -192,6 +217,7 @@ def tune(
     journal: "str | os.PathLike[str] | None" = None,
     *,
     keep_smt: bool = False,
+    partition: Optional[bool] = None,
     owner: str = "cli",
     kill_after: Optional[int] = None,
     _locked: bool = False,
@@ -199,8 +225,12 @@ def tune(
     """Applies every settable recommendation for the benchmark ``cpus`` (default: all online
     CPUs but the lowest-numbered, which keeps the IRQs). A journal already there is reset first.
     Returns what changed, what failed (IRQs the kernel keeps in place are listed, not fatal) and
-    what differs but cannot be set here."""
+    what differs but cannot be set here. ``partition`` (default: on the real host, root "/"):
+    also make the benchmark CPUs the runs' CPU partition (benchrun.host.partition, shared when
+    the kernel refuses exclusivity: the report's ``partition`` says so); reset removes it."""
     r = as_root(root)
+    if partition is None:
+        partition = r.path == "/"
     path = _journal_path(journal)
     with _lock(path, _locked):
         _check_root(r)
@@ -252,6 +282,16 @@ def tune(
                     "to": value,
                 }
             )
+        if partition:
+            doc["partition"] = True  # journaled before it exists: a crash leaves it undoable
+            _journal.write_atomic(path, doc)
+            try:
+                made = _partition().create(plan.cpus, require_exclusive=False)
+                report.partition = made.to_dict()
+            except Exception as e:  # noqa: BLE001 - a benchrun error (no cgroupfs, a run inside)
+                report.failed.append(
+                    {"name": "cpu_partition", "target": "", "path": "", "error": str(e)}
+                )
         doc["complete"] = True
         doc["failed"] = report.failed
         _journal.write_atomic(path, doc)
