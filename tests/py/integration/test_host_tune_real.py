@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 
 import benchrun
+from benchrun.host import partition
 from benchrun.host import catalogue
 from benchrun.host.attestation import forget
 from benchrun.host.settings import Root
@@ -43,6 +44,8 @@ def state(tmp_path: Path, monkeypatch) -> Path:
     if missing or len(os.sched_getaffinity(0)) < 2:
         pytest.skip(f"host lacks {missing or 'a second CPU'}")
     monkeypatch.setenv("BENCHRUN_HOST_STATE", str(tmp_path / "state"))
+    # tune makes a CPU partition of the runs' parent cgroup: a parent of this test's own.
+    monkeypatch.setenv("BENCHRUN_CGROUP_PARENT", f"benchrun-tunetest-{os.getpid()}")
     return tmp_path / "state"
 
 
@@ -91,14 +94,24 @@ def test_tune_check_run_reset_for_real(state: Path, busybox_image, store):
         assert hs["tuned"] is True and hs["cpus"] == list(report.cpus) and hs["journal"] is True
         assert json.loads(json.dumps(r.to_json()))["facts"]["host_state"] == hs
         assert house  # housekeeping CPUs named
+        # The benchmark CPUs are the runs' partition: a run asking for a CPU gets one of them.
+        assert report.partition and report.partition["cpus"] == benchrun.host.format_cpus(
+            report.cpus
+        ), report.partition
+        assert partition.status().exists
+        r = benchrun.run(busybox_image.ref, ["cat", "/proc/self/status"], store=store, vcpus=1)
+        allowed = [ln for ln in r.stdout.decode().splitlines() if ln.startswith("Cpus_allowed_list")]
+        assert set(benchrun.host.parse_cpus(allowed[0].split()[-1])) <= set(report.cpus), allowed
         done = reset("/", journal)
         assert done is not None and not journal.exists()
+        assert not partition.status().exists
         assert settable_values() == original
         forget()
         r = benchrun.run(busybox_image.ref, ["true"], store=store)
         assert r.facts["host_state"]["journal"] is False
     finally:
         restore(original, journal)
+        partition.remove()
     assert settable_values() == original
 
 
