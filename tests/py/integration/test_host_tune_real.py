@@ -99,8 +99,9 @@ def test_tune_check_run_reset_for_real(state: Path, busybox_image, store):
             report.cpus
         ), report.partition
         assert partition.status().exists
-        r = benchrun.run(busybox_image.ref, ["cat", "/proc/self/status"], store=store, vcpus=1)
+        r = benchrun.run(busybox_image.ref, ["cat /proc/self/status"], store=store, vcpus=1)
         allowed = [ln for ln in r.stdout.decode().splitlines() if ln.startswith("Cpus_allowed_list")]
+        assert allowed, (r.exit_code, r.stdout[-300:], r.stderr[-500:], r.notices)
         assert set(benchrun.host.parse_cpus(allowed[0].split()[-1])) <= set(report.cpus), allowed
         done = reset("/", journal)
         assert done is not None and not journal.exists()
