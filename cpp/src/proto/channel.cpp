@@ -71,11 +71,19 @@ void Channel::send(std::string_view frame, Clock::time_point deadline) {
                              " bytes written)");
     }
     // A virtio-serial port whose host side is gone reports POLLHUP and refuses writes with
-    // EAGAIN forever; without this the loop would spin until the deadline.
-    if ((revents & POLLHUP) && !(revents & POLLOUT))
+    // EAGAIN forever; without this the loop would spin until the deadline. Before the first
+    // frame the host side may not be connected *yet* (QEMU's "port open" reaches the guest
+    // after init opened the port, seen on a loaded host): wait for it until the deadline.
+    if ((revents & POLLHUP) && !(revents & POLLOUT)) {
+      if (!is_socket_ && !sent_any_ && Clock::now() < deadline) {
+        ::usleep(10'000);
+        continue;
+      }
       throw ProtocolError(what + ": " + peer_ + " closed the channel while we sent the " +
                           frame_name(frame));
+    }
   }
+  sent_any_ = true;
 }
 
 Frame Channel::recv(Clock::time_point deadline, std::string_view expecting) {

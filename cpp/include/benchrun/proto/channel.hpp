@@ -43,6 +43,7 @@ class Channel {
   std::string peer_;
   bool is_socket_ = false;
   bool send_broken_ = false;  // a send stopped inside a frame
+  bool sent_any_ = false;     // a whole frame went out: the peer was there
   uint64_t received_ = 0;
   Decoder decoder_;
   std::string pending_;  // the last read; bytes from pending_pos_ on are not yet fed
