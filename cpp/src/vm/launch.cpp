@@ -5,7 +5,6 @@
 
 #include <fcntl.h>
 #include <poll.h>
-#include <pwd.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -119,9 +118,8 @@ bool Session::boot() {
   LaunchSpec& spec = s_->spec;
   VmConfig& vm = spec.vm;
   vm.serial_log = spec.run_dir + "/console.log";
-  // As root, QEMU gives up root for nobody once it has opened its files and devices.
-  if (vm.confine && vm.run_as.empty() && ::geteuid() == 0 && ::getpwnam("nobody") != nullptr)
-    vm.run_as = "nobody";
+  // QEMU keeps its user (no -runas): changing its euid would clear the PR_SET_PDEATHSIG that
+  // kills it with its runner (vm_process.cpp), and a SIGKILLed runner would leave it running.
 
   // 1. The channel and QMP as socketpairs: QEMU inherits one end of each (as fds 3 and 4), so
   //    there is no socket path anyone else could connect to first, and no listener to accept on.

@@ -33,7 +33,9 @@ def our_qemus() -> list[dict[str, str]]:
     return found
 
 
-def test_qemu_runs_filtered_and_without_root(tmp_path: Path, store: Path):
+def test_qemu_runs_filtered(tmp_path: Path, store: Path):
+    # QEMU keeps its user: -runas (dropping to nobody) changes its euid, which clears the
+    # PR_SET_PDEATHSIG that kills it with its runner (test_vm.py: no QEMU survives its runner).
     info = write_layout(tmp_path / "layout", [busybox_layer()], config={"Env": ["PATH=/bin"]})
     done: list = []
     t = threading.Thread(
@@ -46,13 +48,11 @@ def test_qemu_runs_filtered_and_without_root(tmp_path: Path, store: Path):
     deadline = time.monotonic() + 90
     while t.is_alive() and time.monotonic() < deadline and not seen:
         for fields in our_qemus():
-            # The drop happens once devices are open, before the guest starts.
-            if fields.get("Uid", "").split()[:1] != ["0"]:
+            # The filter is installed once QEMU has parsed its options, before the guest starts.
+            if fields.get("Seccomp") == "2":
                 seen = fields
         time.sleep(0.05)
     t.join(120)
     assert done and done[0].ok, done
-    assert seen, "QEMU never ran as anything but root"
-    assert seen["Uid"].split() == ["65534"] * 4 and seen["Gid"].split()[0] != "0"
+    assert seen, "QEMU never ran under its seccomp filter"
     assert seen["Seccomp"] == "2"  # filter mode
-    assert seen["CapEff"] == "0000000000000000"
