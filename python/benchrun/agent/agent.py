@@ -370,7 +370,11 @@ class Agent:
             self._once_finished = True
         # The claim this result answers: the server refuses it for any other (issue 11, finding 7).
         claim = job.claimed.claim
-        msg = outcome.message(job.claimed.uuid, report_timings=self.config.report_timings)
+        msg = outcome.message(
+            job.claimed.uuid,
+            report_timings=self.config.report_timings,
+            report_host_state=self.config.report_host_state,
+        )
         msg, cut = _results.fit(protocol.with_claim(msg, claim), self.config.max_message)
         if cut or getattr(outcome, "truncated", False):
             limit = f"{self.config.max_message / (1 << 20):g} MiB"
@@ -379,7 +383,11 @@ class Agent:
                 error = f"{outcome.error}; {error}"
             msg = protocol.with_claim(
                 protocol.failed(
-                    job.claimed.uuid, msg["results"], error, timings=msg.get("timings")
+                    job.claimed.uuid,
+                    msg["results"],
+                    error,
+                    timings=msg.get("timings"),
+                    host_state=msg.get("host_state"),
                 ),
                 claim,
             )

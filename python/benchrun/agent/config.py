@@ -46,6 +46,7 @@ class AgentConfig:
     backoff_max: float = 30.0
     cancel_grace: float = 5.0  # how long a canceled pull may take to stop before it is abandoned
     report_timings: bool = True  # add the optional "timings" key to completed/failed
+    report_host_state: bool = True  # add the optional "host_state" key to completed/failed
     runner_info: bool = True  # send runner {os, arch, version} in ready
 
     @property

@@ -52,13 +52,24 @@ class Outcome:
     timings: dict[str, float] = field(default_factory=dict)  # pull, prepare (seconds)
     # Some output was cut to the message limit while the iterations ran (reported as failed).
     truncated: bool = False
+    # The attestation of the host the last iteration ran on (Result.facts["host_state"]).
+    host_state: Optional[dict[str, Any]] = None
 
-    def message(self, job: str, *, report_timings: bool = True) -> dict[str, Any]:
+    def message(
+        self, job: str, *, report_timings: bool = True, report_host_state: bool = True
+    ) -> dict[str, Any]:
         timings = self.timings if report_timings and self.event != "canceled" else None
+        host = self.host_state if report_host_state else None
+        if host is not None and len(protocol.dumps(host).encode()) > protocol.MAX_HOST_STATE:
+            # A server closes the channel on it: send the result without the attestation.
+            log.warning("job %s: host_state over %d bytes, not sent", job, protocol.MAX_HOST_STATE)
+            host = None
         if self.event == "completed":
-            return protocol.completed(job, self.results, timings=timings)
+            return protocol.completed(job, self.results, timings=timings, host_state=host)
         if self.event == "failed":
-            return protocol.failed(job, self.results, self.error or "failed", timings=timings)
+            return protocol.failed(
+                job, self.results, self.error or "failed", timings=timings, host_state=host
+            )
         return protocol.canceled(job)
 
 
@@ -248,6 +259,7 @@ class JobExecutor:
         iterations: int,
     ) -> Outcome:
         done: list[dict[str, Any]] = []
+        host: Optional[dict[str, Any]] = None  # the last finished iteration's host state
         deadline = time.monotonic() + job.timeout  # the job's timeout covers every iteration
         for i in range(iterations):
             if cancel.is_set():
@@ -255,14 +267,19 @@ class JobExecutor:
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 return Outcome(
-                    "failed", done, f"Benchmark timed out after {job.timeout} s", timings
+                    "failed",
+                    done,
+                    f"Benchmark timed out after {job.timeout} s",
+                    timings,
+                    host_state=host,
                 )
             try:
                 res = runner.execute(
                     spec.with_options(timeout=remaining), should_stop=cancel.is_set, image=image
                 )
             except BenchrunError as e:
-                return Outcome("failed", done, f"iteration {i + 1}: {e}", timings)
+                return Outcome("failed", done, f"iteration {i + 1}: {e}", timings, host_state=host)
+            host = res.facts.get("host_state") or host
             timings["prepare"] += res.phases.get("prepare", 0.0) + res.phases.get("start", 0.0)
             if res.interrupted or cancel.is_set():
                 return Outcome("canceled", timings=timings)
@@ -287,10 +304,18 @@ class JobExecutor:
             )
             if res.timed_out:
                 return Outcome(
-                    "failed", done, f"Benchmark timed out after {job.timeout} s", timings
+                    "failed",
+                    done,
+                    f"Benchmark timed out after {job.timeout} s",
+                    timings,
+                    host_state=host,
                 )
             if code != 0 and not job.config.allow_failure:
                 return Outcome(
-                    "failed", done, f"Benchmark exited with non-zero exit code: {code}", timings
+                    "failed",
+                    done,
+                    f"Benchmark exited with non-zero exit code: {code}",
+                    timings,
+                    host_state=host,
                 )
-        return Outcome("completed", done, timings=timings)
+        return Outcome("completed", done, timings=timings, host_state=host)

@@ -418,6 +418,9 @@ def _store_job(
         "image_digest": (job.get("config") or {}).get("digest", ""),
         "benchrun_version": _host.machine_facts()["benchrun_version"],
     }
+    if isinstance(job.get("host_state"), dict):
+        # The runner host's attestation (the job's host_state), stored as a local run's is.
+        facts["state"] = job["host_state"]
     doc = {
         "job": {
             k: job.get(k)

@@ -4,7 +4,8 @@ lib/bencher_json/src/runner/{websocket,job}.rs). Every frame is one JSON text me
 malformed or hostile message is a ProtocolError naming the field, never a KeyError deep inside.
 
 Runner -> server: ready{poll_timeout?, runner?}, running, heartbeat, completed{job, results},
-failed{job, results, error}, canceled{job}.
+failed{job, results, error}, canceled{job}. benchrun extensions on completed/failed: timings?,
+host_state?, claim?.
 Server -> runner: ack{job?}, job{uuid, spec, config, oci_token, timeout, created}, no_job, cancel,
 update{version, url, checksum}.
 """
@@ -109,15 +110,36 @@ def _with_timings(msg: dict, timings: Optional[Mapping[str, float]]) -> dict:
     return msg
 
 
-def completed(job: str, results: list[dict], timings: Optional[Mapping[str, float]] = None) -> dict:
-    return _with_timings({"event": "completed", "job": job, "results": results}, timings)
+def _with_host_state(msg: dict, host_state: Optional[Mapping[str, Any]]) -> dict:
+    """benchrun's optional extension: {"host_state": {...}}, the attestation of the host the last
+    iteration ran on (benchrun.host.attestation: tuned, differs, cpus, journal, noise). Like
+    `timings`, upstream ignores it."""
+    if host_state is not None:
+        msg["host_state"] = dict(host_state)
+    return msg
+
+
+def completed(
+    job: str,
+    results: list[dict],
+    timings: Optional[Mapping[str, float]] = None,
+    host_state: Optional[Mapping[str, Any]] = None,
+) -> dict:
+    return _with_host_state(
+        _with_timings({"event": "completed", "job": job, "results": results}, timings), host_state
+    )
 
 
 def failed(
-    job: str, results: list[dict], error: str, timings: Optional[Mapping[str, float]] = None
+    job: str,
+    results: list[dict],
+    error: str,
+    timings: Optional[Mapping[str, float]] = None,
+    host_state: Optional[Mapping[str, Any]] = None,
 ) -> dict:
-    return _with_timings(
-        {"event": "failed", "job": job, "results": results, "error": error}, timings
+    return _with_host_state(
+        _with_timings({"event": "failed", "job": job, "results": results, "error": error}, timings),
+        host_state,
     )
 
 
@@ -186,6 +208,23 @@ def _timings(value: Any, where: str) -> dict[str, float]:
     return out
 
 
+MAX_HOST_STATE = 8 << 10  # bytes of the serialised `host_state` object
+
+
+def _host_state(value: Any, where: str) -> dict[str, Any]:
+    """benchrun's `host_state` extension: a JSON object of at most MAX_HOST_STATE bytes when
+    serialised (the frame itself was already checked for depth and finite numbers by loads).
+    UnsafeJson otherwise, as for `timings`: the channel closes naming the field."""
+    if not isinstance(value, dict):
+        raise safejson.UnsafeJson(f"{where}: expected an object, got {type(value).__name__}")
+    size = len(dumps(value).encode())
+    if size > MAX_HOST_STATE:
+        raise safejson.UnsafeJson(
+            f"{where}: {size} bytes when serialised, at most {MAX_HOST_STATE}"
+        )
+    return value
+
+
 def parse_runner_message(text: str | bytes, max_bytes: int) -> dict[str, Any]:
     """Validates a runner's frame (server side)."""
     msg = loads(text, max_bytes)
@@ -205,6 +244,8 @@ def parse_runner_message(text: str | bytes, max_bytes: int) -> dict[str, Any]:
         _results(msg.get("results"), f"{event}.results")
         if msg.get("timings") is not None:
             msg["timings"] = _timings(msg["timings"], f"{event}.timings")
+        if msg.get("host_state") is not None:
+            msg["host_state"] = _host_state(msg["host_state"], f"{event}.host_state")
     if event == "failed" and not isinstance(msg.get("error"), str):
         raise ProtocolError("failed.error: expected a string")
     return msg

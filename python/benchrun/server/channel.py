@@ -500,6 +500,7 @@ class RunnerChannel:
             # (Close reasons hold 123 bytes: one UUID per message.)
             raise _Violation(f"{event} for job {job_id}: not its current claim")
         timings = msg.get("timings") or None
+        host_state = msg.get("host_state")  # benchrun extension (validated by the protocol)
         mine: dict[str, Any] = {"runner": self.runner.id, "claim": claim, "key_hash": self.key_hash}
         if event == "completed":
             changed, cur = await self.db.transition(
@@ -510,6 +511,7 @@ class RunnerChannel:
                 **mine,
                 results=msg["results"],
                 timings=timings,
+                host_state=host_state,
             )
             if (
                 not changed
@@ -526,6 +528,7 @@ class RunnerChannel:
                     at=now,
                     results=msg["results"],
                     timings=timings,
+                    host_state=host_state,
                     error="",
                     reason="completed_after_heartbeat_timeout",
                 )
@@ -539,6 +542,7 @@ class RunnerChannel:
                 results=msg["results"],
                 error=msg["error"],
                 timings=timings,
+                host_state=host_state,
             )
             if (
                 not changed
@@ -555,6 +559,7 @@ class RunnerChannel:
                     results=msg["results"],
                     error=msg["error"],
                     timings=timings,
+                    host_state=host_state,
                     reason="failed_after_heartbeat_timeout",
                 )
         else:

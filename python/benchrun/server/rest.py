@@ -86,6 +86,7 @@ def job_json(job: Job, *, results: bool = False) -> dict[str, Any]:
         "error": job.error or None,
         "reason": job.reason,
         "timings": job.timings,
+        "host_state": job.host_state,
     }
     if results:
         d["results"] = job.results
@@ -487,10 +488,24 @@ async def job_results(request: web.Request) -> web.Response:
             "error": job.error or None,
             "reason": job.reason,
             "timings": job.timings,
+            "host_state": job.host_state,
         }
     )
 
 
+# The runner's attestation of its host (benchrun.host.attestation; null when it sent none).
+_HOST_STATE = {
+    "type": "object",
+    "nullable": True,
+    "properties": {
+        "tuned": {"type": "boolean", "nullable": True},
+        "differs": {"type": "array", "items": {"type": "string"}},
+        "cpus": {"type": "array", "items": {"type": "integer"}, "nullable": True},
+        "journal": {"type": "boolean"},
+        "noise": {"type": "object", "nullable": True},
+        "error": {"type": "string"},
+    },
+}
 _STATUS_Q = ("status", "string", "pending|claimed|running|completed|processed|failed|canceled")
 _LIST_Q = (
     _STATUS_Q,
@@ -761,6 +776,7 @@ SCHEMAS: dict[str, Any] = {
             "error": {"type": "string", "nullable": True},
             "reason": {"type": "string", "nullable": True},
             "timings": {"type": "object", "additionalProperties": {"type": "number"}},
+            "host_state": _HOST_STATE,
         },
     },
     "JobResults": {
@@ -773,6 +789,7 @@ SCHEMAS: dict[str, Any] = {
             "error": {"type": "string", "nullable": True},
             "reason": {"type": "string", "nullable": True},
             "timings": {"type": "object", "additionalProperties": {"type": "number"}},
+            "host_state": _HOST_STATE,
         },
     },
     "Event": {

@@ -6,6 +6,7 @@ Every message the agent sends is checked against upstream's JSON shapes (tests/p
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import http.client
 import http.server
 import json
@@ -69,12 +70,16 @@ def shape(value: Any) -> Any:
 def assert_upstream_shape(msg: dict) -> None:
     """Same keys and types as upstream's message of that event. Optional upstream fields may be
     absent (ready's poll_timeout/runner, an iteration's stdout/stderr/output); the only extra key
-    allowed is benchrun's documented `timings` extension on completed/failed."""
+    allowed are benchrun's documented `timings` and `host_state` extensions on completed/failed."""
     event = msg["event"]
     ref = shape(fixture(f"runner_{event}"))
     got = shape(msg)
     if event in ("completed", "failed") and "timings" in got:
         assert got.pop("timings") == {"pull": "number", "prepare": "number"}
+    if event in ("completed", "failed") and "host_state" in got:
+        host = msg["host_state"]
+        assert isinstance(host, dict) and {"tuned", "differs"} <= set(host), host
+        got.pop("host_state")
     optional = {"poll_timeout", "runner"} if event == "ready" else set()  # `?` upstream
     assert set(ref) - optional <= set(got) <= set(ref), (event, sorted(got), sorted(ref))
     for key, want in ref.items():
@@ -470,11 +475,20 @@ def test_agent_ready_without_timings_is_exactly_upstream():
 
     ready = protocol.ready(55, runner_info())
     assert shape(ready) == shape(fixture("runner_ready"))
+    host = {"tuned": False, "differs": ["aslr"], "cpus": None, "journal": False, "noise": None}
     out = Outcome("completed", [protocol.iteration_output(0, "a", "b", {"/tmp/results.json": "y"})],
-                  timings={"pull": 1.0, "prepare": 0.5})
+                  timings={"pull": 1.0, "prepare": 0.5}, host_state=host)
     job = str(uuid.uuid4())
-    assert shape(out.message(job, report_timings=False)) == shape(fixture("runner_completed"))
+    assert shape(out.message(job, report_timings=False, report_host_state=False)) == \
+        shape(fixture("runner_completed"))
     assert out.message(job)["timings"] == {"pull": 1.0, "prepare": 0.5}
+    assert out.message(job)["host_state"] == host
+    assert "host_state" not in out.message(job, report_host_state=False)
+    # One the server would refuse (over protocol.MAX_HOST_STATE) is left out, not sent.
+    big = dataclasses.replace(out, host_state={**host, "x": "a" * protocol.MAX_HOST_STATE})
+    assert "host_state" not in big.message(job) and big.message(job)["timings"]
+    failed = dataclasses.replace(out, event="failed", error="boom")
+    assert failed.message(job)["host_state"] == host
 
 
 # --- the agent against the fake server ---------------------------------------------------------
@@ -517,6 +531,7 @@ def test_job_runs_and_completes_with_results(harness, image, registry, tmp_path)
     assert done["results"] == [{"exit_code": 0, "stdout": "out-hi\n", "stderr": "err\n",
                                 "output": {"/tmp/r.json": '{"m": 1}\n'}}]
     assert done["timings"]["pull"] > 0 and done["timings"]["prepare"] > 0
+    assert {"tuned", "differs"} <= set(done["host_state"]), done  # the sandbox run's attestation
     assert "acknowledged" in agent.log()
 
 

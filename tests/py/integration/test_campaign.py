@@ -319,6 +319,8 @@ def test_campaign_through_job_server(tmp_path: Path, pushed_image: str):
                 assert r["status"] == "done" and r["exit_code"] == 0
                 assert r["image_digest"].startswith("sha256:")
                 assert r["host"]["remote"] is True and r["host"]["runner"]
+                # The runner host's attestation, from the job's host_state.
+                assert {"tuned", "differs"} <= set(r["host"]["state"]), r["host"]
                 assert r["result"]["job"]["status_name"] == "completed"
                 assert 0 <= r["wall_time"] < 30
                 ms = {(m["benchmark"], m["measure"]): m["value"] for m in db.metrics(r["id"])}

@@ -22,6 +22,8 @@ from support.jobs_db_worker import claim_all
 
 SPEC = {"uuid": "00000000-0000-4000-8000-000000000001", "cpu": 1, "memory": 1 << 28}
 CONFIG = {"digest": "sha256:" + "0" * 64, "timeout": 60}
+HOST_STATE = {"tuned": False, "differs": ["aslr"], "cpus": [1], "journal": True,
+              "noise": {"score": 0.012, "age_s": 3600.0}}
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
@@ -107,6 +109,60 @@ def test_concurrent_migrations(url):
         finally:
             for db in dbs:
                 await db.close()
+
+    asyncio.run(main())
+
+
+def test_migration_3_upgrades_a_version_2_database(url, monkeypatch):
+    """A store made before jobs.host_state (migrations 1-2, with a finished job in it) gains the
+    column on the next start; the old job reads back with host_state None."""
+    full = schema.MIGRATIONS
+
+    async def main() -> None:
+        monkeypatch.setattr(schema, "MIGRATIONS", full[:2])
+        db = open_database(url)
+        try:
+            assert await db.migrate() == 2
+            p = await db.create_project("old")
+        finally:
+            await db.close()
+        # A job as a version-2 server wrote it, behind the store's back (no host_state column).
+        row = ("4f7d0c3e-0d5e-4a8e-9d2b-0a6c1f3e5b71", p.id, COMPLETED, 100, "{}",
+               '{"digest":"x"}', 60, 1.0, '[{"exit_code":0}]', '{"pull":1.0}')
+        sql = ("INSERT INTO jobs (id, project, status, priority, spec, config, timeout, created, "
+               "results, timings) VALUES ({})")
+        if url.startswith("sqlite"):
+            conn = sqlite3.connect(url.removeprefix("sqlite://"))
+            with conn:
+                conn.execute(sql.format(", ".join("?" * len(row))), row)
+            conn.close()
+        else:
+            import asyncpg
+
+            conn = await asyncpg.connect(url)
+            try:
+                await conn.execute(sql.format(", ".join(f"${i + 1}" for i in range(len(row)))),
+                                   *row)
+            finally:
+                await conn.close()
+        monkeypatch.setattr(schema, "MIGRATIONS", full)
+        db = open_database(url)
+        try:
+            assert await db.migrate() == 3 == schema.LATEST_VERSION
+            old = await db.get_job(row[0])
+            assert old.status == COMPLETED and old.results == [{"exit_code": 0}]
+            assert old.timings == {"pull": 1.0} and old.host_state is None
+            r, _ = await db.create_runner("r", (p.id,))
+            job = await submit(db, p.id)
+            assert job.host_state is None
+            await db.claim_job(r, 10.0)
+            changed, now = await db.transition(job.id, FAILED, from_=(CLAIMED,), runner=r.id,
+                                               at=11.0, results=[], error="x",
+                                               host_state=HOST_STATE)
+            assert changed and now.host_state == HOST_STATE
+            assert (await db.get_job(job.id)).host_state == HOST_STATE
+        finally:
+            await db.close()
 
     asyncio.run(main())
 
@@ -339,6 +395,7 @@ def test_transitions_are_conditional(url):
         changed, again = await db.transition(job.id, RUNNING, from_=(CLAIMED,), runner=r.id,
                                              at=13.0)
         assert not changed and again == now
+        assert now.host_state is None  # none until a terminal message brings one
         # Runner silent: the server fails the job.
         changed, now = await db.transition(job.id, FAILED, from_=(CLAIMED, RUNNING), at=20.0,
                                            error="runner went away", reason="heartbeat_timeout")
@@ -351,9 +408,11 @@ def test_transitions_are_conditional(url):
         assert not changed and now.status == FAILED and now.results is None
         changed, now = await db.transition(job.id, COMPLETED, from_=(CLAIMED, RUNNING, FAILED),
                                            runner=r.id, at=22.0, results=results,
-                                           timings={"pull": 1.5, "run": 3.25})
+                                           timings={"pull": 1.5, "run": 3.25},
+                                           host_state=HOST_STATE)
         assert changed and now.status == COMPLETED and now.ended == 22.0
         assert now.results == results and now.timings == {"pull": 1.5, "run": 3.25}
+        assert now.host_state == HOST_STATE
         assert now.started == 12.0 and now.runner == r.id
         # The duplicate `completed`.
         changed, again = await db.transition(job.id, COMPLETED, from_=(CLAIMED, RUNNING),

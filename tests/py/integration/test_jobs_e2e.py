@@ -66,6 +66,15 @@ def test_submit_run_results(fleet: Fleet, pushed_image: str):
     for it in results:
         assert it == {"exit_code": 0, "stdout": "hello\n", "stderr": "oops\n",
                       "output": {"/tmp/o": "42\n"}}
+    # The runner's attestation of its host (the last iteration's Result.facts["host_state"]),
+    # stored with the job and served by both job endpoints.
+    host = done["host_state"]
+    assert isinstance(host, dict) and {"tuned", "differs"} <= set(host), done
+    assert host["tuned"] in (True, False, None) and isinstance(host["differs"], list)
+    if host["tuned"] is not None:  # None: nothing to compare here (e.g. one CPU online)
+        assert host["tuned"] == (host["differs"] == [])
+    got = fleet.user._request("GET", f"/v0/jobs/{job['id']}/results")
+    assert got["host_state"] == host
 
 
 def test_iterations_auto_from_the_runner_hosts_noise(fleet: Fleet, pushed_image: str,
@@ -81,6 +90,7 @@ def test_iterations_auto_from_the_runner_hosts_noise(fleet: Fleet, pushed_image:
     done = fleet.user.wait(job["id"], timeout=120)
     assert done["status"] == 5, done  # failed: the runner host has no figure
     assert "benchrun host noise" in json.dumps(done)
+    assert done["host_state"] is None  # it failed before any run: no host state to report
     doc = noise.figures({"cpu": [1.0, 1.1, 0.9, 1.0, 1.0]}, cpus="0", duration_s=1.0)
     noise.save(doc | {"score": 0.3}, str(state / "noise.json"))
     n = repetitions_for(0.5, 0.3)
@@ -89,6 +99,8 @@ def test_iterations_auto_from_the_runner_hosts_noise(fleet: Fleet, pushed_image:
     done = fleet.user.wait(job["id"], timeout=120)
     assert done["status"] == 3, done
     assert len(fleet.user.results(job["id"])) == n
+    # The host state names the noise figure the count came from.
+    assert done["host_state"]["noise"]["score"] == 0.3, done
 
 
 def test_cancel_while_running(fleet: Fleet, pushed_image: str):

@@ -170,6 +170,10 @@ async def exchange(ws: aiohttp.ClientWebSocketResponse, msg: dict) -> dict:
     return await recv(ws)
 
 
+HOST_STATE = {"tuned": True, "differs": [], "cpus": [1], "journal": True,
+              "noise": {"score": 0.01, "age_s": 60.0}}
+
+
 # --- the happy paths ------------------------------------------------------------------------
 
 
@@ -190,14 +194,17 @@ def test_job_lifecycle_on_one_connection(db_url):
             assert (await h.job(job["uuid"]))["status"] == p.RUNNING
             assert await exchange(ws, p.heartbeat()) == p.ack(job["uuid"])
             results = [p.iteration_output(0, "hi\n", output={"/o": "x"}), p.iteration_output(0)]
-            done = p.completed(job["uuid"], results, timings={"pull": 0.5, "prepare": 0.25})
+            assert (await h.job(job["uuid"]))["host_state"] is None
+            done = p.completed(job["uuid"], results, timings={"pull": 0.5, "prepare": 0.25},
+                               host_state=HOST_STATE)
             assert await exchange(ws, done) == p.ack(job["uuid"])
             stored = await h.job(job["uuid"])
             assert stored["status"] == p.COMPLETED and stored["status_name"] == "completed"
             assert stored["timings"] == {"pull": 0.5, "prepare": 0.25}
+            assert stored["host_state"] == HOST_STATE
             assert stored["started"] and stored["ended"] and stored["runner"]
             res = await h.api("GET", f"/v0/jobs/{job['uuid']}/results", h.user)
-            assert res["results"] == results
+            assert res["results"] == results and res["host_state"] == HOST_STATE
             # Back to idle on the same connection: the next poll ends with no_job.
             await send(ws, p.ready(1))
             t0 = time.monotonic()
@@ -283,6 +290,21 @@ def test_wrong_job_id_closes_the_channel(db_url):
             # The job's runner is gone: it fails after the heartbeat timeout.
             failed = await h.wait_status(job["uuid"], p.FAILED, timeout=HB + 5)
             assert failed["reason"] == "heartbeat_timeout"
+    run(body())
+
+
+def test_oversized_host_state_closes_the_channel(db_url):
+    async def body():
+        async with Harness(db_url) as h:
+            ws = await h.channel()
+            job = await h.claim(ws, submit=True)
+            await exchange(ws, p.running())
+            big = {**HOST_STATE, "x": "a" * p.MAX_HOST_STATE}
+            await send(ws, p.completed(job["uuid"], [], host_state=big))
+            code, reason = await closed(ws)
+            assert code == 1008 and "completed.host_state" in reason, reason
+            stored = await h.job(job["uuid"])
+            assert stored["status"] == p.RUNNING and stored["host_state"] is None
     run(body())
 
 

@@ -75,6 +75,36 @@ def test_runner_message_timings_are_checked():
         p.parse_runner_message(json.dumps({**p.completed(job, []), "claim": "x"}), 1 << 20)
 
 
+HOST_STATE = {"tuned": False, "differs": ["aslr", "thp_enabled"], "cpus": [1], "journal": True,
+              "noise": {"score": 0.012, "measured_at": 1.7e9, "age_s": 3600.0}}
+
+
+def test_runner_message_host_state_is_checked():
+    job = "00000000-0000-4000-8000-000000000000"
+    for built in (p.completed(job, [], timings={"pull": 1.5}, host_state=HOST_STATE),
+                  p.failed(job, [], "boom", host_state=HOST_STATE)):
+        assert built["host_state"] == HOST_STATE
+        ok = p.parse_runner_message(p.dumps(built), 1 << 20)
+        assert ok["host_state"] == HOST_STATE and ok["event"] == built["event"]
+    assert "host_state" not in p.completed(job, [])  # upstream's shape when there is none
+    # Exactly at the limit passes; one byte more does not.
+    pad = {"tuned": True, "x": ""}
+    pad["x"] = "a" * (p.MAX_HOST_STATE - len(p.dumps(pad).encode()))
+    assert len(p.dumps(pad).encode()) == p.MAX_HOST_STATE
+    p.parse_runner_message(p.dumps(p.completed(job, [], host_state=pad)), 1 << 20)
+    big = {**pad, "x": pad["x"] + "a"}
+    for event in ("completed", "failed"):
+        for bad, why in (([1], "object"), ("tuned", "object"), (1, "object"), (big, "bytes")):
+            msg = {**(p.completed(job, []) if event == "completed" else p.failed(job, [], "e")),
+                   "host_state": bad}
+            with pytest.raises(UnsafeJson, match=f"{event}.host_state: .*{why}"):
+                p.parse_runner_message(p.dumps(msg), 1 << 20)
+    # Multi-byte characters count as bytes, as the frame limit does.
+    wide = {"x": "é" * (p.MAX_HOST_STATE // 2)}
+    with pytest.raises(UnsafeJson, match="host_state"):
+        p.parse_runner_message(p.dumps(p.completed(job, [], host_state=wide)), 1 << 20)
+
+
 def test_registry_policy():
     pol = RegistryPolicy.parse(["registry.example.com", "team-a=ghcr.io:443", "Docker.io"])
     assert pol.allows("id-1", "anything", "registry.example.com")

@@ -65,6 +65,8 @@ class Job:
     reason: Optional[str] = None  # why it ended when not by the runner: heartbeat_timeout, ...
     timings: dict[str, float] = field(default_factory=dict)  # agent-reported: pull, prepare, run
     claim: Optional[str] = None  # UUID of the current claim (set by claim_job)
+    # The runner's attestation of its host (benchrun.host.attestation), from completed/failed.
+    host_state: Optional[dict[str, Any]] = None
 
 
 @dataclass(frozen=True)
@@ -213,11 +215,12 @@ class Database(abc.ABC):
         timings: Optional[dict[str, float]] = None,
         claim: Optional[str] = None,
         key_hash: Optional[str] = None,
+        host_state: Optional[dict[str, Any]] = None,
     ) -> tuple[bool, Optional[Job]]:
         """One conditional UPDATE: status in from_ (and runner, claim and the runner's current key
         match, when given) -> to, setting
-        started (to RUNNING; kept if already set), ended (terminal), results/error/reason/timings
-        when given (timings replace). Returns (changed, the job as it is now; None if no such
+        started (to RUNNING; kept if already set), ended (terminal), results/error/reason/timings/
+        host_state when given (timings and host_state replace). Returns (changed, the job as it is now; None if no such
         job). Emits an Event when changed; a move to PENDING also wakes idle runners."""
 
     @abc.abstractmethod

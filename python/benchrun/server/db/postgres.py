@@ -354,7 +354,7 @@ class PostgresDatabase(Database):
         timeout: int,
         at: float,
     ) -> Job:
-        marks = ", ".join(f"${i}" for i in range(1, 19))
+        marks = ", ".join(f"${i}" for i in range(1, 20))
         try:
             r = await (await self._ready()).fetchrow(
                 f"WITH u AS (INSERT INTO jobs ({_JOB_COLS}) VALUES ({marks}) {_RETURNING_JOB}) "
@@ -376,6 +376,7 @@ class PostgresDatabase(Database):
                 None,
                 None,
                 rows.dump({}),
+                None,
                 None,
             )
         except asyncpg.ForeignKeyViolationError:
@@ -416,6 +417,7 @@ class PostgresDatabase(Database):
         timings: Optional[dict[str, float]] = None,
         claim: Optional[str] = None,
         key_hash: Optional[str] = None,
+        host_state: Optional[dict[str, Any]] = None,
     ) -> tuple[bool, Optional[Job]]:
         if not from_:
             return False, await self._job(job_id)
@@ -426,7 +428,11 @@ class PostgresDatabase(Database):
             sets.append(f"started = COALESCE(started, {at_mark}::float8)")
         if rows.is_terminal(to):
             sets.append(f"ended = {at_mark}::float8")
-        for column, value in (("results", results), ("timings", timings)):
+        for column, value in (
+            ("results", results),
+            ("timings", timings),
+            ("host_state", host_state),
+        ):
             if value is not None:
                 sets.append(f"{column} = {p(rows.dump(value))}")
         for column, text in (("error", error), ("reason", reason)):

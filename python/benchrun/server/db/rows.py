@@ -31,6 +31,7 @@ JOB_COLUMNS = (
     "reason",
     "timings",
     "claim",
+    "host_state",
 )
 IN_FLIGHT = (CLAIMED, RUNNING)
 RUNNER_NAME = re.compile(r"^[a-z0-9-]{1,64}$")
@@ -104,7 +105,7 @@ def runner_from_row(r: Mapping[str, Any]) -> Runner:
 
 
 def job_from_row(r: Mapping[str, Any]) -> Job:
-    results = r["results"]
+    results, host_state = r["results"], r["host_state"]
     return Job(
         id=r["id"],
         project=r["project"],
@@ -124,6 +125,7 @@ def job_from_row(r: Mapping[str, Any]) -> Job:
         reason=r["reason"],
         timings=json.loads(r["timings"]),
         claim=r["claim"],
+        host_state=None if host_state is None else json.loads(host_state),
     )
 
 

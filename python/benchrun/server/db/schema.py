@@ -108,6 +108,13 @@ MIGRATIONS: tuple[Migration, ...] = (
         # naming another claim (or none, where one is required) changes nothing.
         ("ALTER TABLE jobs ADD COLUMN claim TEXT",),
     ),
+    Migration(
+        3,
+        "jobs.host_state: the attestation of the host a job ran on",
+        # The runner's `host_state` extension on completed/failed (benchrun.host.attestation), a
+        # JSON object; NULL for jobs that have none (older or upstream runners, canceled jobs).
+        ("ALTER TABLE jobs ADD COLUMN host_state TEXT",),
+    ),
 )
 
 LATEST_VERSION = MIGRATIONS[-1].version

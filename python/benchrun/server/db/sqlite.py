@@ -384,7 +384,7 @@ class SqliteDatabase(Database):
             try:
                 with self._write() as c:
                     c.execute(
-                        f"INSERT INTO jobs ({_JOB_COLS}) VALUES ({_marks(18)})",
+                        f"INSERT INTO jobs ({_JOB_COLS}) VALUES ({_marks(19)})",
                         (
                             job.id,
                             job.project,
@@ -403,6 +403,7 @@ class SqliteDatabase(Database):
                             None,
                             None,
                             rows.dump({}),
+                            None,
                             None,
                         ),
                     )
@@ -453,6 +454,7 @@ class SqliteDatabase(Database):
         timings: Optional[dict[str, float]] = None,
         claim: Optional[str] = None,
         key_hash: Optional[str] = None,
+        host_state: Optional[dict[str, Any]] = None,
     ) -> tuple[bool, Optional[Job]]:
         sets = ["status = ?"]
         args: list[Any] = [to]
@@ -462,7 +464,11 @@ class SqliteDatabase(Database):
         if rows.is_terminal(to):
             sets.append("ended = ?")
             args.append(at)
-        for column, value in (("results", results), ("timings", timings)):
+        for column, value in (
+            ("results", results),
+            ("timings", timings),
+            ("host_state", host_state),
+        ):
             if value is not None:
                 sets.append(f"{column} = ?")
                 args.append(rows.dump(value))
