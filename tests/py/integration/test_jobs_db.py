@@ -504,7 +504,7 @@ def test_wait_for_work(url):
             p = await writer.create_project("p")
             t0 = time.perf_counter()
             assert await db.wait_for_work(0.2) is False
-            assert 0.18 < time.perf_counter() - t0 < 1.0
+            assert 0.18 < time.perf_counter() - t0 < 5.0  # waited its timeout, and no longer
             for _ in range(3):
                 waiter = asyncio.ensure_future(db.wait_for_work(10))
                 await asyncio.sleep(0.1)
