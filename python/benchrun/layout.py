@@ -53,10 +53,26 @@ def write_image(
 ) -> str:
     """Writes an OCI layout with one layer holding ``files`` ({path: (mode, content)}) and the
     directories ``dirs``, for this machine's architecture, with Cmd ``cmd``; returns the
-    reference ``oci:DIR:TAG``. An existing layout in ``directory`` is replaced."""
+    reference ``oci:DIR:TAG`` (another tag already in ``directory`` is kept)."""
+    return write_layer_image(
+        directory, _layer_tar(files, dirs), env=["PATH=/"], cmd=cmd, tag=tag, created_by=created_by
+    )
+
+
+def write_layer_image(
+    directory: Union[str, "os.PathLike[str]"],
+    tar: bytes,
+    *,
+    env: Sequence[str],
+    cmd: Sequence[str],
+    tag: str = "latest",
+    created_by: str = "benchrun",
+) -> str:
+    """Writes the one-layer image of the uncompressed layer ``tar`` (gzip'd reproducibly), with
+    ``env`` and Cmd ``cmd``, for this machine's architecture, as ``tag`` of the OCI layout in
+    ``directory`` (other tags there are kept; this one is replaced); returns ``oci:DIR:TAG``."""
     layout = Path(directory)
     layout.mkdir(parents=True, exist_ok=True)
-    tar = _layer_tar(files, dirs)
     layer = {
         "mediaType": "application/vnd.oci.image.layer.v1.tar+gzip",
         **_put_blob(layout, gzip.compress(tar, compresslevel=6, mtime=0)),
@@ -66,7 +82,7 @@ def write_image(
         "created": "2026-01-01T00:00:00Z",
         "architecture": arch,
         "os": "linux",
-        "config": {"Env": ["PATH=/"], "Cmd": list(cmd)},
+        "config": {"Env": list(env), "Cmd": list(cmd)},
         "rootfs": {"type": "layers", "diff_ids": [_sha256(tar)]},
         "history": [{"created_by": created_by}],
     }
@@ -86,12 +102,18 @@ def write_image(
         "annotations": {"org.opencontainers.image.ref.name": tag},
     }
     (layout / "oci-layout").write_text(json.dumps({"imageLayoutVersion": "1.0.0"}))
-    index = {
-        "schemaVersion": 2,
-        "mediaType": "application/vnd.oci.image.index.v1+json",
-        "manifests": [mdesc],
-    }
-    (layout / "index.json").write_text(json.dumps(index, sort_keys=True))
+    index_path = layout / "index.json"
+    index = (
+        json.loads(index_path.read_text())
+        if index_path.exists()
+        else {"schemaVersion": 2, "mediaType": "application/vnd.oci.image.index.v1+json"}
+    )
+    index["manifests"] = [
+        m
+        for m in index.get("manifests", [])
+        if m.get("annotations", {}).get("org.opencontainers.image.ref.name") != tag
+    ] + [mdesc]
+    index_path.write_text(json.dumps(index, sort_keys=True))
     return f"oci:{layout}:{tag}"
 
 

@@ -27,6 +27,7 @@ from dataclasses import dataclass
 from typing import Any, Iterable, Mapping, Optional, Sequence
 
 from benchrun.errors import BenchrunError, ConfigError
+from benchrun.host.settings import format_cpus
 
 SCHEMA = 1
 WORKLOADS = ("cpu", "mem", "syscall")
@@ -270,16 +271,7 @@ def parse_cpu_list(text: str) -> list[int]:
     return sorted(out)
 
 
-def format_cpu_list(cpus: Iterable[int]) -> str:
-    cs = sorted(set(cpus))
-    parts, i = [], 0
-    while i < len(cs):
-        j = i
-        while j + 1 < len(cs) and cs[j + 1] == cs[j] + 1:
-            j += 1
-        parts.append(str(cs[i]) if i == j else f"{cs[i]}-{cs[j]}")
-        i = j + 1
-    return ",".join(parts)
+format_cpu_list = format_cpus  # the kernel's list format, as benchrun.host writes it
 
 
 @dataclass(frozen=True)

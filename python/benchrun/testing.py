@@ -8,10 +8,7 @@ pytest prints it as is (the helpers are registered for assertion rewriting by th
 
 from __future__ import annotations
 
-import gzip
-import hashlib
 import io
-import json
 import os
 import shutil
 import tarfile
@@ -172,18 +169,6 @@ def assert_faster_than(result: Result, seconds: float) -> Result:
 _MTIME = 1_700_000_000
 
 
-def _sha256(data: bytes) -> str:
-    return "sha256:" + hashlib.sha256(data).hexdigest()
-
-
-def _put_blob(layout: Path, data: bytes) -> dict[str, Any]:
-    digest = _sha256(data)
-    path = layout / "blobs" / "sha256" / digest.split(":", 1)[1]
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_bytes(data)
-    return {"digest": digest, "size": len(data)}
-
-
 def _busybox_tar(busybox: Path, applets: Iterable[str]) -> bytes:
     buf = io.BytesIO()
     with tarfile.open(fileobj=buf, mode="w", format=tarfile.PAX_FORMAT) as tf:
@@ -226,51 +211,13 @@ def busybox_image(
         from benchrun.errors import ConfigError
 
         raise ConfigError(f"busybox '{bb}': no such file (hint: apt-get install busybox-static)")
-    layout = Path(directory)
-    layout.mkdir(parents=True, exist_ok=True)
-    tar = _busybox_tar(bb, applets)
-    layer = {
-        "mediaType": "application/vnd.oci.image.layer.v1.tar+gzip",
-        **_put_blob(layout, gzip.compress(tar, compresslevel=6, mtime=0)),
-    }
-    config = {
-        "created": "2026-01-01T00:00:00Z",
-        "architecture": "amd64",
-        "os": "linux",
-        "config": {"Env": ["PATH=/bin"], "Cmd": ["/bin/sh"]},
-        "rootfs": {"type": "layers", "diff_ids": [_sha256(tar)]},
-        "history": [{"created_by": "benchrun.testing.busybox_image"}],
-    }
-    cfg = {
-        "mediaType": "application/vnd.oci.image.config.v1+json",
-        **_put_blob(layout, json.dumps(config, sort_keys=True).encode()),
-    }
-    manifest = {
-        "schemaVersion": 2,
-        "mediaType": "application/vnd.oci.image.manifest.v1+json",
-        "config": cfg,
-        "layers": [layer],
-    }
-    mdesc = {
-        "mediaType": "application/vnd.oci.image.manifest.v1+json",
-        **_put_blob(layout, json.dumps(manifest, sort_keys=True).encode()),
-        "annotations": {"org.opencontainers.image.ref.name": tag},
-    }
-    (layout / "oci-layout").write_text(json.dumps({"imageLayoutVersion": "1.0.0"}))
-    index_path = layout / "index.json"
-    index = (
-        json.loads(index_path.read_text())
-        if index_path.exists()
-        else {
-            "schemaVersion": 2,
-            "mediaType": "application/vnd.oci.image.index.v1+json",
-            "manifests": [],
-        }
+    from benchrun.layout import write_layer_image
+
+    return write_layer_image(
+        directory,
+        _busybox_tar(bb, applets),
+        env=["PATH=/bin"],
+        cmd=["/bin/sh"],
+        tag=tag,
+        created_by="benchrun.testing.busybox_image",
     )
-    index["manifests"] = [
-        m
-        for m in index["manifests"]
-        if m.get("annotations", {}).get("org.opencontainers.image.ref.name") != tag
-    ] + [mdesc]
-    index_path.write_text(json.dumps(index, sort_keys=True))
-    return f"oci:{layout}:{tag}"

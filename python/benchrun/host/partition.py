@@ -14,6 +14,7 @@ from typing import Iterable, Union
 
 from benchrun import _core
 from benchrun.errors import ConfigError
+from benchrun.host.settings import format_cpus
 
 DEFAULT_ROOT = "/sys/fs/cgroup"
 ONLINE = "/sys/devices/system/cpu/online"
@@ -63,19 +64,6 @@ def parse_cpus(cpus: Union[str, Iterable[int]]) -> tuple[int, ...]:
             raise ConfigError(f"cpus {c!r}: expected a CPU number >= 0")
         out.add(c)
     return tuple(sorted(out))
-
-
-def format_cpus(cpus: Iterable[int]) -> str:
-    """(0, 1, 2, 5) -> '0-2,5' (the kernel's list format)."""
-    cs = sorted(set(cpus))
-    parts, i = [], 0
-    while i < len(cs):
-        j = i
-        while j + 1 < len(cs) and cs[j + 1] == cs[j] + 1:
-            j += 1
-        parts.append(str(cs[i]) if i == j else f"{cs[i]}-{cs[j]}")
-        i = j + 1
-    return ",".join(parts)
 
 
 def _name(name: str | None) -> str:
