@@ -177,3 +177,76 @@ class Threshold:
         elif lo is not None and v < lo:
             side, limit = "lower", lo
         return ThresholdResult(side is not None, side, limit, self.model, v, lo, up, int(h.size))
+
+
+def _limits_rows(th: Threshold, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Vectorised limits() of each row of ``rows`` (histories of equal length); NaN where unset."""
+    from scipy import stats as sst
+
+    k, n = rows.shape
+    nan = np.full(k, np.nan)
+    up, lo, m = th.upper, th.lower, th.model
+    if m == "static":
+        return (nan if lo is None else np.full(k, lo)), (nan if up is None else np.full(k, up))
+    if m == "percentage":
+        mean = rows.mean(axis=1)
+        return (nan if lo is None else mean * (1 - lo)), (nan if up is None else mean * (1 + up))
+    if m in ("z_score", "t_test"):
+        mean, sd = rows.mean(axis=1), rows.std(axis=1, ddof=1)
+        dist = sst.norm() if m == "z_score" else sst.t(n - 1)
+        return (
+            nan if lo is None else mean - float(dist.ppf(lo)) * sd,
+            nan if up is None else mean + float(dist.ppf(up)) * sd,
+        )
+    if m == "log_normal":
+        if np.any(rows <= 0):
+            raise ConfigError("threshold log_normal: the history has values <= 0 (no logarithm)")
+        lg = np.log(rows)
+        mu, sigma = lg.mean(axis=1), lg.std(axis=1, ddof=1)
+        return (
+            nan if lo is None else np.exp(mu - float(sst.norm.ppf(lo)) * sigma),
+            nan if up is None else np.exp(mu + float(sst.norm.ppf(up)) * sigma),
+        )
+    q1, med, q3 = np.percentile(rows, [25, 50, 75], axis=1)
+    if m == "iqr":
+        spread = q3 - q1
+    else:
+        with np.errstate(divide="ignore", invalid="ignore"):
+            d = np.abs(np.diff(rows, axis=1)) / np.abs(rows[:, :-1])
+        if not np.all(np.isfinite(d)):  # a zero in the history: per row, as check() does
+            return _rows_by_check(th, rows)
+        d1, d3 = np.percentile(d, [25, 75], axis=1)
+        spread = np.abs(med) * (d3 - d1)
+    return (nan if lo is None else med - lo * spread), (nan if up is None else med + up * spread)
+
+
+def _rows_by_check(th: Threshold, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    lims = [th.limits(r) for r in rows]
+    return (
+        np.array([np.nan if a is None else a for a, _ in lims], dtype=float),
+        np.array([np.nan if b is None else b for _, b in lims], dtype=float),
+    )
+
+
+def scan(th: Threshold, values: Any) -> list[int]:
+    """The indices t of ``values`` (oldest first) where th.check(values[:t], values[t]) alerts:
+    the whole history replayed, vectorised over the points whose window is full."""
+    from numpy.lib.stride_tricks import sliding_window_view
+
+    x = np.asarray(values, dtype=float).ravel()
+    if not np.all(np.isfinite(x)):
+        raise ConfigError(f"threshold {th.model}: non-finite value in the series")
+    n = x.size
+    out: list[int] = []
+    w = th.window
+    first_full = n if w is None else w  # from here on every history is the last w points
+    for t in range(max(th.min_sample, 0), min(first_full, n)):
+        if th.check(x[:t], x[t]).alert:
+            out.append(t)
+    if w is not None and n > w and w >= th.min_sample:
+        rows = sliding_window_view(x, w)[: n - w]  # rows[i] = x[i : i + w], the history of i + w
+        lo, up = _limits_rows(th, rows)
+        v = x[w:]
+        hit = (np.isfinite(up) & (v > up)) | (np.isfinite(lo) & (v < lo))
+        out += [int(i) + w for i in np.flatnonzero(hit)]
+    return out

@@ -190,3 +190,17 @@ def test_threshold_window_min_sample_and_errors() -> None:
         Threshold("iqr", upper=1, window=0)
     with pytest.raises(ConfigError, match="non-finite"):
         Threshold("iqr", upper=1).check([1.0, math.inf], 1.0)
+
+
+@pytest.mark.parametrize("model", thresholds.MODELS)
+def test_scan_replays_check(model: str) -> None:
+    rng = np.random.default_rng(9)
+    x = 100 * rng.lognormal(0, 0.03, 160)
+    x[90:] *= 1.08
+    b = {"static": 104.0, "percentage": 0.05}.get(
+        model, 0.95 if model in ("z_score", "t_test", "log_normal") else 1.5
+    )
+    th = Threshold(model, upper=b, lower=b if model != "static" else 96.0, window=30, min_sample=5)
+    expected = [t for t in range(x.size) if th.check(x[:t], x[t]).alert]
+    assert thresholds.scan(th, x) == expected
+    assert expected  # the shift at 90 is seen by every model
