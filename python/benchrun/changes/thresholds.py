@@ -23,6 +23,7 @@ sd is the sample standard deviation (ddof = 1); quartiles are numpy's linear int
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import asdict, dataclass
 from typing import Any, Optional
@@ -30,6 +31,16 @@ from typing import Any, Optional
 import numpy as np
 
 from benchrun.errors import ConfigError
+
+
+@functools.lru_cache(maxsize=1024)
+def _quantile(dist: str, p: float, df: int = 0) -> float:
+    """The normal ("norm") or Student's t ("t", df degrees of freedom) quantile, cached: scipy's
+    distribution objects cost ~50 us a call, a replayed history calls it per point."""
+    from scipy import stats as sst
+
+    return float(sst.norm.ppf(p) if dist == "norm" else sst.t.ppf(p, df))
+
 
 MODELS = ("static", "percentage", "z_score", "t_test", "log_normal", "iqr", "delta_iqr")
 _QUANTILE_MODELS = ("z_score", "t_test", "log_normal")
@@ -118,17 +129,13 @@ class Threshold:
                 None if up is None else mean * (1 + up),
             )
         if m in ("z_score", "t_test"):
-            from scipy import stats as sst
-
             mean, sd = float(np.mean(h)), float(np.std(h, ddof=1))
-            dist = sst.norm() if m == "z_score" else sst.t(h.size - 1)
+            dist, df = ("norm", 0) if m == "z_score" else ("t", h.size - 1)
             return (
-                None if lo is None else mean - float(dist.ppf(lo)) * sd,
-                None if up is None else mean + float(dist.ppf(up)) * sd,
+                None if lo is None else mean - _quantile(dist, lo, df) * sd,
+                None if up is None else mean + _quantile(dist, up, df) * sd,
             )
         if m == "log_normal":
-            from scipy import stats as sst
-
             if np.any(h <= 0):
                 raise ConfigError(
                     "threshold log_normal: the history has values <= 0 (no logarithm)"
@@ -136,8 +143,8 @@ class Threshold:
             lg = np.log(h)
             mu, sigma = float(np.mean(lg)), float(np.std(lg, ddof=1))
             return (
-                None if lo is None else math.exp(mu - float(sst.norm.ppf(lo)) * sigma),
-                None if up is None else math.exp(mu + float(sst.norm.ppf(up)) * sigma),
+                None if lo is None else math.exp(mu - _quantile("norm", lo) * sigma),
+                None if up is None else math.exp(mu + _quantile("norm", up) * sigma),
             )
         q1, med, q3 = (float(v) for v in np.percentile(h, [25, 50, 75]))
         if m == "iqr":
@@ -181,8 +188,6 @@ class Threshold:
 
 def _limits_rows(th: Threshold, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Vectorised limits() of each row of ``rows`` (histories of equal length); NaN where unset."""
-    from scipy import stats as sst
-
     k, n = rows.shape
     nan = np.full(k, np.nan)
     up, lo, m = th.upper, th.lower, th.model
@@ -193,10 +198,10 @@ def _limits_rows(th: Threshold, rows: np.ndarray) -> tuple[np.ndarray, np.ndarra
         return (nan if lo is None else mean * (1 - lo)), (nan if up is None else mean * (1 + up))
     if m in ("z_score", "t_test"):
         mean, sd = rows.mean(axis=1), rows.std(axis=1, ddof=1)
-        dist = sst.norm() if m == "z_score" else sst.t(n - 1)
+        dist, df = ("norm", 0) if m == "z_score" else ("t", n - 1)
         return (
-            nan if lo is None else mean - float(dist.ppf(lo)) * sd,
-            nan if up is None else mean + float(dist.ppf(up)) * sd,
+            nan if lo is None else mean - _quantile(dist, lo, df) * sd,
+            nan if up is None else mean + _quantile(dist, up, df) * sd,
         )
     if m == "log_normal":
         if np.any(rows <= 0):
@@ -204,8 +209,8 @@ def _limits_rows(th: Threshold, rows: np.ndarray) -> tuple[np.ndarray, np.ndarra
         lg = np.log(rows)
         mu, sigma = lg.mean(axis=1), lg.std(axis=1, ddof=1)
         return (
-            nan if lo is None else np.exp(mu - float(sst.norm.ppf(lo)) * sigma),
-            nan if up is None else np.exp(mu + float(sst.norm.ppf(up)) * sigma),
+            nan if lo is None else np.exp(mu - _quantile("norm", lo) * sigma),
+            nan if up is None else np.exp(mu + _quantile("norm", up) * sigma),
         )
     q1, med, q3 = np.percentile(rows, [25, 50, 75], axis=1)
     if m == "iqr":
@@ -237,6 +242,17 @@ def scan(th: Threshold, values: Any) -> list[int]:
     if not np.all(np.isfinite(x)):
         raise ConfigError(f"threshold {th.model}: non-finite value in the series")
     n = x.size
+    if th.model == "static":  # the limits do not depend on the history
+        if th.window is not None and th.window < th.min_sample:
+            return []  # never enough history
+        start = th.min_sample
+        v = x[start:]
+        hit = np.zeros(v.size, dtype=bool)
+        if th.upper is not None:
+            hit |= v > th.upper
+        if th.lower is not None:
+            hit |= v < th.lower
+        return [int(i) + start for i in np.flatnonzero(hit)]
     out: list[int] = []
     w = th.window
     first_full = n if w is None else w  # from here on every history is the last w points
