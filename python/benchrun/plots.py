@@ -324,10 +324,11 @@ def series(
             fontsize=8,
         )
     for a in alerts or ():
-        i = int(a["index"] if isinstance(a, dict) else a)
+        info: dict[str, Any] = dict(a) if isinstance(a, dict) else {"index": a}
+        i = int(info["index"])
         if not 0 <= i < v.size:
             raise ConfigError(f"series plot: alert index {i} outside 0..{v.size - 1}")
-        state = a.get("state", "open") if isinstance(a, dict) else "open"
+        state = str(info.get("state", "open"))
         face = {"confirmed": "tab:orange", "dismissed": "white"}.get(state, "tab:orange")
         ax.plot(i, v[i], "v", ms=9, mec="tab:orange", mfc=face, label=f"alert ({state})")
         if isinstance(a, dict) and a.get("label"):

@@ -187,8 +187,7 @@ COMPARISON_HEAD = [
 def comparison_rows(t: pd.DataFrame) -> list[list[str]]:
     """The display cells of a comparisons() table (COMPARISON_HEAD), for every format."""
 
-    def pct(v: Any) -> str:
-        return "–" if v is None or math.isnan(v) else f"{100 * v:+.2f}%"
+    from benchrun.changes.frames import pct
 
     return [
         [
@@ -265,10 +264,10 @@ def change_point_lines(df: pd.DataFrame) -> list[str]:
             continue
         bounds = [0, *cps, v.size]
         parts = []
-        prev = None
+        prev = 0.0
         for a, b in zip(bounds, bounds[1:]):
             med = float(pd.Series(v[a:b]).median())
-            rel = "" if prev in (None, 0) else f" ({100 * (med / prev - 1):+.1f}%)"
+            rel = "" if prev == 0 else f" ({100 * (med / prev - 1):+.1f}%)"
             parts.append(f"{a}-{b - 1}{rel}")
             prev = med
         lines.append(f"{variant} {bench}/{meas}: runs " + " | ".join(parts))

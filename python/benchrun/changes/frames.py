@@ -134,10 +134,20 @@ def compare_frames(
     return pd.DataFrame(rows, columns=list(COLUMNS))
 
 
+def _float(v: Any) -> float:
+    try:
+        return float(v)
+    except (TypeError, ValueError):
+        return math.nan
+
+
 def pct(v: Any) -> str:
     """A relative change as "+5.12%" ("–" when unknown)."""
-    try:
-        f = float(v)
-    except (TypeError, ValueError):
-        return "–"
+    f = _float(v)
     return "–" if math.isnan(f) else f"{100 * f:+.2f}%"
+
+
+def num(v: Any) -> str:
+    """A value with 4 significant digits ("–" when unknown)."""
+    f = _float(v)
+    return "–" if math.isnan(f) else f"{f:.4g}"

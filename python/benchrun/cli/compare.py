@@ -59,16 +59,9 @@ def add_parsers(sub: Any) -> None:
     p.set_defaults(func=cmd_compare)
 
 
-def _num(v: Any) -> str:
-    try:
-        f = float(v)
-    except (TypeError, ValueError):
-        return "–"
-    return "–" if math.isnan(f) else f"{f:.4g}"
-
-
 def render(table: Any, a: str, b: str) -> str:
     """The text table of compare_frames()'s rows."""
+    from benchrun.changes.frames import num as _num
     from benchrun.changes.frames import pct
 
     head = [
