@@ -5,7 +5,7 @@ Mann-Whitney U p-value, the verdict and the minimum detectable change at these s
 A and B are result sets (benchrun.resultsets): FILE.json[,FILE.json...], STORE:VARIANT, or
 job:ID[,job:ID...]. Registered by benchrun.cli.main (add_parsers); pandas and scipy are imported
 only when the command runs. Exit status 0, or with --fail-on-slower 1 when any verdict is
-"slower" (for CI), 2 on an error.
+"slower" (for CI), 125 on an error (docs/cli.md).
 """
 
 from __future__ import annotations
