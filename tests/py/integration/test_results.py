@@ -267,7 +267,8 @@ def test_report_html(store, tmp_path, capsys):
     assert text.startswith("<!DOCTYPE html>") and "benchrun-summary" in text
     assert "benchrun-comparison" in text and "Test CPU @ 3GHz" in text
     images = re.findall(r'src="data:image/png;base64,([A-Za-z0-9+/=]+)"', text)
-    assert len(images) == 3  # distribution, comparison, trend
+    assert len(images) == 4  # distribution, comparison, trend, series with change points
+    assert "Change points (run order)" in text
     assert all(base64.b64decode(i).startswith(b"\x89PNG") for i in images)
     assert "http" not in text.replace("http-equiv", "")  # self-contained: nothing to fetch
 
