@@ -172,3 +172,52 @@ def test_compare_errors(
     rc, _, err = _run([a.format(**fmt), b.format(**fmt)], capsys)
     assert rc != 0 and err.startswith("benchrun: error: ")
     assert message.format(**fmt) in err, err
+
+
+class _FakeClient:
+    """What resultsets reads of benchrun.Client: job() and results()."""
+
+    def __init__(self, iterations: dict[str, list[dict[str, Any]]]) -> None:
+        self.iterations = iterations
+        self.closed = False
+
+    def job(self, job_id: str) -> dict[str, Any]:
+        return {"id": job_id, "status": "completed"}
+
+    def results(self, job_id: str) -> list[dict[str, Any]]:
+        return self.iterations[job_id]
+
+    def close(self) -> None:
+        self.closed = True
+
+
+def test_job_sides_metrics_map_or_stdout_bmf() -> None:
+    from benchrun import resultsets
+    from benchrun.changes.frames import compare_frames
+    from benchrun.errors import ConfigError
+
+    fake = _FakeClient(
+        {
+            # part B's per-iteration metrics: BMF-shaped, or flat {measure: value | {value, unit}}
+            "a": [{"exit_code": 0, "metrics": {"fib": {"latency": {"value": 10.0 + i / 10}}}}
+                  for i in range(6)],
+            "b": [{"exit_code": 0, "stdout": json.dumps({"fib": {"latency": {"value": 12.0 + i / 10}}})}
+                  for i in range(6)] + [{"exit_code": 1, "stdout": "crash"}],
+            "flat": [{"exit_code": 0, "metrics": {"wall_time": {"value": 1.0, "unit": "s"}, "n": 3}}],
+            "none": [{"exit_code": 0, "stdout": "hello"}],
+        }
+    )  # fmt: skip
+    a = resultsets.load("job:a", client=lambda: fake)
+    b = resultsets.load("job:b", client=lambda: fake)
+    assert fake.closed and len(a) == 6 and len(b) == 6  # the failed iteration is left out
+    t = compare_frames(a, b)
+    assert t["verdict"].tolist() == ["slower"] and t["n_b"].tolist() == [6]
+    flat = resultsets.load("job:flat", client=lambda: fake)
+    assert sorted(zip(flat["benchmark"], flat["measure"], flat["unit"])) == [
+        ("run", "n", None),
+        ("run", "wall_time", "s"),
+    ]
+    with pytest.raises(ConfigError, match="job none iteration 0: stdout: metrics document"):
+        resultsets.load("job:none", client=lambda: fake)
+    with pytest.raises(ConfigError, match="mixes job ids and files"):
+        resultsets.load("job:a,x.json", client=lambda: fake)
