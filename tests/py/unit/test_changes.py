@@ -207,3 +207,20 @@ def test_scan_replays_check(model: str) -> None:
     expected = [t for t in range(x.size) if th.check(x[:t], x[t]).alert]
     assert thresholds.scan(th, x) == expected
     assert expected  # the shift at 90 is seen by every model
+
+
+def test_series_plot_marks_change_points_and_alerts() -> None:
+    from benchrun import plots
+
+    x = np.r_[np.full(30, 100.0), np.full(30, 110.0)] + np.random.default_rng(2).normal(0, 1, 60)
+    fig = plots.series(x, alerts=[31, {"index": 40, "state": "dismissed", "label": "noise"}])
+    ax = fig.axes[0]
+    dashed = [line for line in ax.get_lines() if line.get_linestyle() == "--"]
+    assert [line.get_xdata()[0] for line in dashed] == [29.5]  # computed: the step at 30
+    assert "+10" in " ".join(t.get_text() for t in ax.texts)  # the relative change of the median
+    with pytest.raises(ConfigError, match="change point 60 outside"):
+        plots.series(x, change_points=[60])
+    with pytest.raises(ConfigError, match="alert index 99"):
+        plots.series(x, change_points=[], alerts=[99])
+    with pytest.raises(ConfigError, match="3 x labels for 60 points"):
+        plots.series(x, change_points=[], x=["a", "b", "c"])
