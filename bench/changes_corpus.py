@@ -2,6 +2,7 @@
 """The labelled corpus for benchrun.changes: precision, recall, false alarms and detection delay of
 change point detection and of the seven threshold models (docs/regressions.md has the table).
 
+    source scripts/venv.sh                          # benchrun installed in .venv
     python bench/changes_corpus.py                  # the table (synthetic + stored real series)
     python bench/changes_corpus.py --collect-real   # re-measure the real series on this machine
     python bench/changes_corpus.py --timing         # also time change_points on 10,000 points
@@ -47,17 +48,9 @@ from pathlib import Path
 
 import numpy as np
 
+from benchrun.changes import ChangePointDetector, Threshold, change_points, significance, thresholds
+
 HERE = Path(__file__).resolve().parent
-sys.path.insert(0, str(HERE.parent / "python"))
-
-from benchrun.changes import significance  # noqa: E402
-from benchrun.changes import (  # noqa: E402
-    ChangePointDetector,
-    Threshold,
-    change_points,
-    thresholds,
-)
-
 SEED = 20261203
 TOL = 3
 REAL = HERE / "data" / "changes_real.json"
@@ -127,7 +120,7 @@ def synthetic(rng: np.random.Generator) -> list[Series]:
 
 # --- real series ------------------------------------------------------------------------------
 
-REAL_PLAN = {  # name: (length, {index: work factor from there on})
+REAL_PLAN: dict[str, tuple[int, dict[int, float]]] = {  # name: (length, {index: factor})
     "real-aa-1": (400, {}),
     "real-aa-2": (400, {}),
     "real-steps-5-3": (300, {100: 1.05, 200: 1.02}),
@@ -156,7 +149,7 @@ def collect_real() -> None:
     base = 2_000_000
     t = np.median([run(base) for _ in range(5)])
     base = int(base * 0.020 / t)  # ~20 ms of CPU a run
-    series = {name: [] for name in REAL_PLAN}
+    series: dict[str, list[float]] = {name: [] for name in REAL_PLAN}
     longest = max(n for n, _ in REAL_PLAN.values())
     for i in range(longest):  # round robin: the machine's drift reaches every series alike
         for name, (n, steps) in REAL_PLAN.items():

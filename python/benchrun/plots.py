@@ -324,7 +324,9 @@ def series(
             fontsize=8,
         )
     for a in alerts or ():
-        info: dict[str, Any] = dict(a) if isinstance(a, dict) else {"index": a}
+        info: dict[str, Any] = {"index": a}
+        if isinstance(a, dict):
+            info = {str(k): v for k, v in a.items()}
         i = int(info["index"])
         if not 0 <= i < v.size:
             raise ConfigError(f"series plot: alert index {i} outside 0..{v.size - 1}")
