@@ -231,3 +231,10 @@ def test_job_sides_metrics_map_or_stdout_bmf() -> None:
         resultsets.load("job:busy", client=lambda: fake)
     with pytest.raises(ConfigError, match="mixes job ids and files"):
         resultsets.load("job:a,x.json", client=lambda: fake)
+
+
+def test_compare_confidence_option(sides: tuple[str, str], capsys: Any) -> None:
+    rc, out, _ = _run([*sides, "--confidence", "0.99", "--measure", "latency"], capsys)
+    assert rc == 0 and "99% CI" in out and "slower" in out
+    rc, _, err = _run([*sides, "--confidence", "95"], capsys)
+    assert rc == 125 and "--confidence 95.0: must be between 0 and 1" in err
