@@ -30,6 +30,7 @@ def test_known_slowdown() -> None:
     assert compare(a, b, higher_is_better=True).verdict == "faster"  # throughput went up
     doc = c.to_json()
     assert json.loads(json.dumps(doc))["verdict"] == "slower" and doc["ci"] == list(c.ci)
+    assert doc["significant"] is True and doc["p_value"] == c.p_value
 
 
 def test_no_significant_change() -> None:
