@@ -113,6 +113,7 @@ SUBCOMMAND_MODULES = {
     "benchrun.cli.campaign": ("campaign",),
     "benchrun.cli.report": ("report",),
     "benchrun.cli.host": ("host",),
+    "benchrun.cli.history": ("history",),
 }
 
 
