@@ -88,19 +88,27 @@ def _check(confidence: float, resamples: int) -> None:
         raise ConfigError(f"resamples {resamples!r}: must be at least 1")
 
 
-def _boot_means(x: np.ndarray, resamples: int, rng: np.random.Generator) -> np.ndarray:
-    """Means of ``resamples`` bootstrap resamples of x, vectorised in bounded chunks."""
+def boot_stats(
+    x: np.ndarray, resamples: int, rng: np.random.Generator, *, stat: str = "mean"
+) -> np.ndarray:
+    """``stat`` ("mean" or "median") of ``resamples`` bootstrap resamples of x, vectorised in
+    bounded chunks."""
+    reduce = {"mean": np.mean, "median": np.median}[stat]
     n = x.size
     out = np.empty(resamples)
     step = max(1, _CHUNK // n)
     for start in range(0, resamples, step):
         stop = min(resamples, start + step)
         idx = rng.integers(0, n, size=(stop - start, n))
-        out[start:stop] = x[idx].mean(axis=1)
+        out[start:stop] = reduce(x[idx], axis=1)
     return out
 
 
-def _interval(samples: np.ndarray, confidence: float) -> tuple[float, float]:
+def _boot_means(x: np.ndarray, resamples: int, rng: np.random.Generator) -> np.ndarray:
+    return boot_stats(x, resamples, rng)
+
+
+def interval(samples: np.ndarray, confidence: float) -> tuple[float, float]:
     tail = (1 - confidence) / 2
     lo, hi = np.quantile(samples, [tail, 1 - tail])
     return float(lo), float(hi)
@@ -114,7 +122,7 @@ def bootstrap_ci(
     x = _array(values)
     if x.size == 1:
         return float(x[0]), float(x[0])
-    return _interval(_boot_means(x, resamples, np.random.default_rng(seed)), confidence)
+    return interval(_boot_means(x, resamples, np.random.default_rng(seed)), confidence)
 
 
 def iqr_outliers(x: np.ndarray) -> tuple[int, ...]:
@@ -263,7 +271,7 @@ def compare(
         with np.errstate(divide="ignore", invalid="ignore"):
             ratios = mc / mb - 1
         ratios = ratios[np.isfinite(ratios)]
-        lo, hi = _interval(ratios, confidence) if ratios.size else (math.nan, math.nan)
+        lo, hi = interval(ratios, confidence) if ratios.size else (math.nan, math.nan)
     if np.ptp(np.concatenate([b, c])) == 0:
         p = 1.0  # all samples equal: no evidence of a difference (scipy would warn)
     else:
