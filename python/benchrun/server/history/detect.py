@@ -122,40 +122,16 @@ def suspects(
 
 
 def compare(base: Sequence[float], head: Sequence[float]) -> dict[str, Any]:
-    """head vs base as JSON: verdict, relative change, its CI, p-value, test."""
-    try:
-        from benchrun.changes import compare as _compare  # part A's comparison
-    except ImportError:  # pragma: no cover - before part A lands
-        _compare = None
-    if _compare is not None:
-        c = _compare(list(base), list(head))
-        ci = getattr(c, "ci", None)
-        return {
-            "verdict": str(getattr(c, "verdict")),
-            "change": float(getattr(c, "change")),
-            "ci": [float(ci[0]), float(ci[1])] if ci is not None else None,
-            "p_value": float(getattr(c, "p_value")),
-            "test": str(getattr(c, "test", "")),
-            "n": [len(base), len(head)],
-        }
-    from benchrun import stats
+    """head vs base (benchrun.changes.compare, JSON-ready): median change, its bootstrap CI,
+    Mann-Whitney U p-value, verdict and minimum detectable change."""
+    from benchrun.changes import compare as _compare
 
-    c = stats.compare(list(base), list(head))
-    verdict = (
-        "no significant change" if not c.significant else ("slower" if c.change > 0 else "faster")
-    )
-    return {
-        "verdict": verdict,
-        "change": c.change,
-        "ci": [c.ci_low, c.ci_high] if hasattr(c, "ci_low") else None,
-        "p_value": c.p_value,
-        "test": "mann-whitney u",
-        "n": [len(base), len(head)],
-    }
+    return _compare(list(base), list(head)).to_json()
 
 
 def confirms(result: dict[str, Any], change: float) -> bool:
     """The re-run shows a significant change in the direction the detection saw."""
-    if result["verdict"] not in ("slower", "faster"):
+    moved = result.get("change")
+    if result.get("verdict") == "no significant change" or not isinstance(moved, (int, float)):
         return False
-    return (result["change"] > 0) == (change > 0)
+    return (moved > 0) == (change > 0)

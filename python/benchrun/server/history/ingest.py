@@ -106,13 +106,18 @@ def job_samples(
     return out
 
 
-def upload_samples(results: Any, where: str = "results") -> Samples:
+Bounds = dict[tuple[str, str], tuple[Optional[float], Optional[float]]]
+
+
+def upload_samples(results: Any, where: str = "results") -> tuple[Samples, Bounds]:
     """Uploaded BMF: one document, or a list of documents (one per repetition, each a sample).
-    Strictly validated (benchrun.metrics.parse_bmf) and bounded."""
+    Strictly validated (benchrun.metrics.parse_bmf) and bounded. The bounds are the document's
+    lower_value/upper_value when there is one document (else the samples' min and max)."""
     docs = results if isinstance(results, list) else [results]
     if not docs or len(docs) > MAX_SAMPLES:
         raise ConfigError(f"{where}: expected a BMF object or a list of 1-{MAX_SAMPLES} of them")
     out: Samples = {}
+    bounds: Bounds = {}
     for i, doc in enumerate(docs):
         if not isinstance(doc, dict):
             raise ConfigError(f"{where}[{i}]: expected a BMF object")
@@ -125,4 +130,6 @@ def upload_samples(results: Any, where: str = "results") -> Samples:
             if key not in out and len(out) >= MAX_POINTS:
                 raise ConfigError(f"{where}: more than {MAX_POINTS} benchmark/measure pairs")
             out.setdefault(key, (None, []))[1].append(m.value)
-    return out
+            if len(docs) == 1:
+                bounds[key] = (m.lower, m.upper)
+    return out, bounds

@@ -101,7 +101,7 @@ async def upload_results(request: web.Request) -> web.Response:
     _rest._check_keys(body, {"branch", "commit", "testbed", "results", "rerun", "at"}, "upload")
     branch = ingest.name(body.get("branch"), "upload.branch")
     commit = ingest.name(body.get("commit"), "upload.commit")
-    samples = ingest.upload_samples(body.get("results"), "upload.results")
+    samples, bounds = ingest.upload_samples(body.get("results"), "upload.results")
     at = body.get("at", time.time())
     if isinstance(at, bool) or not isinstance(at, (int, float)) or not 0 <= at <= 1e11:
         raise ConfigError("upload.at: expected unix seconds")
@@ -125,6 +125,8 @@ async def upload_results(request: web.Request) -> web.Response:
             source=source,
             at=float(at),
             rerun=rerun,
+            lower=bounds.get((bench, measure), (None, None))[0],
+            upper=bounds.get((bench, measure), (None, None))[1],
         )
         for (bench, measure), (unit, xs) in samples.items()
     ]
