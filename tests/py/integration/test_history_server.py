@@ -307,3 +307,27 @@ def test_uploads_isolation_and_hostile_input(db_url):
             assert up["alerts"][0]["confirmation"]["status"] == "unavailable"
 
     run(body())
+
+
+def test_change_points_raise_one_alert_per_change(db_url):
+    async def body():
+        async with Server(db_url) as s:
+            A = f"/v0/projects/{s.a}"
+            await s.api("PUT", f"{A}/history/alert-configs", s.ua, {
+                "branch": "main", "benchmark": "fib", "measure": "ns", "change_points": True,
+                "params": {"min_size": 5}}, 201)
+            noise = [0.0, 0.1, -0.1, 0.05, -0.05, 0.08, -0.08]
+            values = [10 + noise[i % 7] for i in range(20)] + [13 + noise[i % 7] for i in range(8)]
+            for i, v in enumerate(values):
+                await s.api("POST", f"{A}/history/results", s.ua, {
+                    "branch": "main", "commit": f"c{i:02}", "testbed": "box", "at": 1e9 + i,
+                    "results": {"fib": {"ns": {"value": v}}}}, 201)
+            alerts = await s.api("GET", f"{A}/alerts", s.ua)
+            assert len(alerts) == 1, alerts
+            a = alerts[0]
+            assert a["kind"] == "change_point" and a["head_revision"] in ("c19", "c20", "c21")
+            assert 0.2 < a["detail"]["change"] < 0.35
+            # Uploaded points have no recipe to re-run: raised at once, saying so.
+            assert a["state"] == "open" and a["confirmation"]["status"] == "unavailable"
+
+    run(body())
