@@ -275,7 +275,8 @@ class JobExecutor:
         return dataclasses.replace(
             outcome,
             truncated=cut[0],
-            iterations=measured[: len(outcome.results)],
+            # One entry per result; when results were dropped to fit the limit, none.
+            iterations=measured if len(measured) == len(outcome.results) else None,
             testbed=_testbed.testbed_facts(spec.backend, host),
         )
 
