@@ -331,3 +331,50 @@ def test_change_points_raise_one_alert_per_change(db_url):
             assert a["state"] == "open" and a["confirmation"]["status"] == "unavailable"
 
     run(body())
+
+
+def test_history_cli(tmp_path):
+    import os
+    import sys
+
+    async def cli(s: Server, *args: str, ok: bool = True) -> str:
+        env = {**os.environ, "BENCHRUN_SERVER": s.url, "BENCHRUN_TOKEN": s.ua,
+               "BENCHRUN_PROJECT": s.a}
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "benchrun.cli.main", "history", *args, env=env,
+            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+        out, err = await proc.communicate()
+        assert (proc.returncode == 0) == ok, (args, proc.returncode, err.decode())
+        return out.decode() if ok else err.decode()
+
+    async def body():
+        async with Server(f"sqlite:///{tmp_path / 'jobs.db'}") as s:
+            out = await cli(s, "config", "set", "--branch", "main", "--measure", "latency",
+                            "--model", "static", "--upper", "20", "--min-sample", "0",
+                            "--json")
+            assert json.loads(out)["params"] == {"upper": 20.0, "min_sample": 0}
+            bmf = tmp_path / "bmf.json"
+            for commit, v in (("a1", 10.0), ("a2", 30.0)):
+                bmf.write_text(json.dumps({"fib": {"latency": {"value": v}}}))
+                up = json.loads(await cli(s, "upload", str(bmf), "--branch", "main",
+                                          "--commit", commit, "--testbed", "ci-box"))
+            assert [a["state"] for a in up["alerts"]] == ["open"]
+            series = json.loads(await cli(s, "series", "--json"))
+            assert [(x["benchmark"], x["measure"], x["points"]) for x in series] == [
+                ("fib", "latency", 2)]
+            csv = await cli(s, "show", series[0]["id"], "--csv")
+            assert csv.splitlines()[2].split(",")[6:8] == ["a2", "30.0"]
+            table = await cli(s, "show", series[0]["id"])
+            assert "main / ci-box / fib / latency" in table and "alert:" in table
+            alerts = await cli(s, "alerts", "--state", "open")
+            assert "threshold:static" in alerts and "a1..a2" in alerts
+            aid = alerts.split()[0]
+            assert (await cli(s, "dismiss", aid)).strip() == "dismissed"
+            assert "dismissed" in await cli(s, "alert", aid)
+            assert "ci-box" in await cli(s, "testbeds")
+            bmf.write_text("{not json")
+            err = await cli(s, "upload", str(bmf), "--branch", "main", "--commit", "x",
+                            "--testbed", "t", ok=False)
+            assert "not JSON" in err and "Traceback" not in err
+
+    run(body())
