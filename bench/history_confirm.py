@@ -14,7 +14,8 @@ Prints every alert with its state, the re-run's comparison and the wall time the
 JSON. Run as root from the project venv:
 
     python bench/history_confirm.py [--measure cpu_user|wall_time] [--slowdown 0.05]
-        [--loops 200000] [--base 8] [--iterations 5] [--repetitions N] [--db sqlite|postgres]
+        [--loops 200000] [--base 8] [--iterations 5] [--repetitions N] [--window N]
+        [--db sqlite|postgres]
 """
 
 from __future__ import annotations
@@ -65,6 +66,7 @@ def main() -> None:
     ap.add_argument("--measure", default="cpu_user")
     ap.add_argument("--slowdown", type=float, default=0.05)
     ap.add_argument("--upper", type=float, default=0.03)
+    ap.add_argument("--window", type=int, help="threshold window (points; default all)")
     ap.add_argument("--loops", type=int, default=200_000)
     ap.add_argument("--base", type=int, default=8)
     ap.add_argument("--iterations", type=int, default=5)
@@ -95,7 +97,9 @@ def main() -> None:
             user, project = fleet.user, fleet.project
             fleet.agent("r1")
             user.set_alert_config(project, branch="main", measure=args.measure,
-                                  model="percentage", params={"upper": args.upper},
+                                  model="percentage",
+                                  params={"upper": args.upper,
+                                          **({"window": args.window} if args.window else {})},
                                   repetitions=args.repetitions)
 
             def submit(commit: str, loops: int) -> str:
@@ -126,6 +130,7 @@ def main() -> None:
                 "measure": args.measure,
                 "slowdown": args.slowdown,
                 "threshold_upper": args.upper,
+                "window": args.window,
                 "seconds": round(time.monotonic() - t0, 1),
                 "alerts": [],
             }
