@@ -108,6 +108,7 @@ async def _start_background(app: web.Application) -> None:
     state.hub.add_listener(_cancel_listener(state))
     if state.history is not None:  # completed jobs feed the history; confirmations finish
         state.hub.add_listener(state.history.on_event)
+        state.history.start()  # catch up on what a stopped server left undone
     state.db.add_revocation_listener(_revocation_listener(state))
     state.hub.start()
     app[_TASKS_KEY] = [asyncio.create_task(sweeper(state), name="sweeper")]

@@ -142,3 +142,34 @@ def test_alert_events_reach_subscribers(url):
             await sub.aclose()
 
     with_db(url, body)
+
+
+def test_recover_ingests_jobs_a_stopped_server_missed(url):
+    import time
+
+    from benchrun.server.history.alerts import HistoryService
+
+    async def body(db: Database) -> None:
+        pr = await db.create_project("p")
+        r1, _ = await db.create_runner("r1", (pr.id,))
+        spec = {"history": {"branch": "main", "commit": "c1", "metrics": "run",
+                            "benchmark": "b"}}
+        job = await db.submit_job(pr.id, spec, {**CONFIG, "image": "reg/x/app@sha256:0"},
+                                  priority=0, timeout=60, at=time.time())
+        await db.claim_job(r1, time.time())
+        its = [{"metrics": {"wall_time": {"value": v, "unit": "s"}}} for v in (1.0, 2.0, 3.0)]
+        changed, _ = await db.transition(job.id, COMPLETED, from_=(CLAIMED,), runner=r1.id,
+                                         at=time.time(), results=[{"exit_code": 0}] * 3,
+                                         iterations=its, testbed={"cpu_model": "X"})
+        assert changed
+        svc = HistoryService(db)  # no event listener ran: the server "stopped" before ingesting
+        assert await svc.recover() == (1, 0)
+        assert await svc.recover() == (0, 0)  # idempotent
+        (series, n), = await svc.store.list_series(pr.id)
+        assert (series.benchmark, series.measure, series.unit, n) == ("b", "wall_time", "s", 1)
+        point, = await svc.store.points(series.id)
+        assert point.value == 2.0 and point.samples == [1.0, 2.0, 3.0] and point.job == job.id
+        tb, = await svc.store.list_testbeds(pr.id)
+        assert tb.name.startswith("r1-") and tb.runner == r1.id
+
+    with_db(url, body)

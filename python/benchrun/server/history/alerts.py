@@ -41,6 +41,7 @@ log = logging.getLogger("benchrun.server.history")
 
 DEFAULT_REPETITIONS = 5
 REPETITIONS_RANGE = (2, 30)
+RECOVER_WINDOW = 7 * 24 * 3600.0  # seconds of completed jobs recover() looks at
 CONFIRM_PRIORITY = 1000  # PRIORITY_RANGE's top: confirmations run before queued work
 
 
@@ -81,6 +82,41 @@ class HistoryService:
         task = asyncio.get_running_loop().create_task(self._job_ended(ev.job))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
+
+    def start(self) -> None:
+        """Catches up in the background (recover())."""
+        task = asyncio.get_running_loop().create_task(self.recover())
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def recover(self, *, since_s: float = RECOVER_WINDOW) -> tuple[int, int]:
+        """What a stopped server may have left undone: completed history jobs of the last
+        `since_s` seconds without points (the process ended between the job's completion and its
+        ingestion), and confirmations whose jobs have all ended. Idempotent (points are unique
+        per job, alert decisions conditional). Returns (jobs ingested, alerts decided)."""
+        ingested = decided = 0
+        try:
+            rows = await self.db.fetch(
+                "SELECT id FROM jobs WHERE status = ? AND ended > ? AND spec LIKE ? "
+                "AND NOT EXISTS (SELECT 1 FROM points WHERE points.job = jobs.id) "
+                "ORDER BY ended LIMIT 1000",
+                (p.COMPLETED, time.time() - since_s, '%"history":%'),
+            )
+            for r in rows:
+                job = await self.db.get_job(r["id"])
+                if job is not None and isinstance(job.spec.get("history"), dict):
+                    ingested += bool(await self.ingest_job(job))
+            for r in await self.db.fetch(
+                "SELECT id FROM alerts WHERE state = ? ORDER BY created LIMIT 1000", (CONFIRMING,)
+            ):
+                decided += (await self.confirmation_progress(r["id"])) is not None
+        except asyncio.CancelledError:
+            raise
+        except Exception:  # noqa: BLE001 - recovery must not stop the server
+            log.exception("history: recovery")
+        if ingested or decided:
+            log.info("history: recovered %d job(s), decided %d alert(s)", ingested, decided)
+        return ingested, decided
 
     async def stop(self) -> None:
         for t in list(self._tasks):
