@@ -130,9 +130,9 @@ def comparisons(
     confidence: float = 0.95,
     seed: int = 0,
 ) -> pd.DataFrame:
-    """stats.compare() of ``candidate`` against ``baseline`` for each benchmark and measure both
-    have: columns benchmark, measure, unit, change, ci_low, ci_high, p_value, significant,
-    bimodal, baseline_mean, candidate_mean (change = candidate/baseline - 1)."""
+    """stats.compare_frame() (benchrun.changes.compare) of ``candidate`` against ``baseline`` for
+    each benchmark and measure both have: columns stats.COMPARISON_COLUMNS (change =
+    median(candidate) / median(baseline) - 1)."""
     return stats.compare_frame(
         df,
         baseline,
@@ -157,7 +157,8 @@ def comparison(
     seed: int = 0,
 ) -> Figure:
     """Relative change of ``candidate`` vs ``baseline`` per benchmark/measure, with its bootstrap
-    confidence interval; significant changes (stats.compare) are drawn filled and starred."""
+    confidence interval; significant changes (benchrun.changes.compare) are drawn filled and
+    starred, red when slower, green when faster."""
     table = comparisons(
         df,
         baseline,
@@ -179,9 +180,9 @@ def comparison(
     ax = fig.subplots()
     ax.axvline(0, color="0.5", lw=1)
     for i, sig in enumerate(table["significant"]):
-        if not np.isfinite(change[i]):  # a zero baseline mean: no relative change exists
+        if not np.isfinite(change[i]):  # a zero baseline median: no relative change exists
             ax.annotate(
-                "n/a (baseline mean 0)",
+                "n/a (baseline median 0)",
                 (0, y[i]),
                 xytext=(6, 0),
                 textcoords="offset points",
@@ -190,7 +191,8 @@ def comparison(
                 color="0.4",
             )
             continue
-        color = ("tab:red" if change[i] > 0 else "tab:green") if sig else "0.4"
+        worse = table["verdict"].iloc[i] == "slower"
+        color = ("tab:red" if worse else "tab:green") if sig else "0.4"
         err = np.nan_to_num([[max(change[i] - lo[i], 0)], [max(hi[i] - change[i], 0)]])
         ax.errorbar(
             change[i],
@@ -214,7 +216,7 @@ def comparison(
         )
     ax.set_yticks(y, labels)
     ax.invert_yaxis()
-    ax.set_xlabel(f"change of the mean, {candidate} vs {baseline} (%), {confidence:.0%} CI")
+    ax.set_xlabel(f"change of the median, {candidate} vs {baseline} (%), {confidence:.0%} CI")
     ax.set_title(f"{candidate} vs {baseline}  (* significant, Mann–Whitney p < {alpha:g})")
     ax.margins(x=0.25)
     return fig
@@ -268,3 +270,118 @@ def to_png(fig: Figure, dpi: int = 100) -> bytes:
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=dpi)
     return buf.getvalue()
+
+
+def series(
+    values: Sequence[float],
+    *,
+    change_points: Optional[Sequence[int]] = None,
+    alerts: Optional[Sequence[Any]] = None,
+    x: Optional[Sequence[Any]] = None,
+    title: str = "",
+    ylabel: str = "value",
+    ax: Any = None,
+) -> Figure:
+    """A history (one benchmark/measure, oldest first) with its change points and alerts marked.
+
+    ``change_points`` are indices where a segment begins (default: computed with
+    benchrun.changes.change_points); each segment's median is drawn as a step, and each change
+    point as a dashed line labelled with the relative change of the median. ``alerts`` are
+    indices, or mappings with "index" (and optionally "state": open / confirmed / dismissed,
+    "label"), drawn as triangles (filled when confirmed, hollow when dismissed). ``x`` labels the
+    points (commits, dates); default the index. With ``ax`` the plot goes there (its figure is
+    returned)."""
+    from benchrun import changes
+
+    v = np.asarray(values, dtype=float)
+    if v.ndim != 1 or v.size == 0:
+        raise ConfigError("series plot: expected a non-empty 1-d sequence of numbers")
+    cps = list(changes.change_points(v)) if change_points is None else sorted(change_points)
+    for c in cps:
+        if not 0 < int(c) < v.size:
+            raise ConfigError(f"series plot: change point {c} outside 1..{v.size - 1}")
+    if ax is None:
+        fig = Figure(figsize=(9, 3.4), layout="constrained")
+        ax = fig.subplots()
+    else:
+        fig = ax.figure
+    idx = np.arange(v.size)
+    ax.plot(idx, v, ".", color="0.35", ms=4, label="value")
+    bounds = [0, *[int(c) for c in cps], v.size]
+    meds = [float(np.median(v[a:b])) for a, b in zip(bounds, bounds[1:])]
+    for (a, b), m in zip(zip(bounds, bounds[1:]), meds):
+        ax.hlines(m, a - 0.5, b - 0.5, color="tab:blue", lw=2)
+    for k, c in enumerate(cps):
+        ax.axvline(int(c) - 0.5, color="tab:red", ls="--", lw=1)
+        rel = meds[k + 1] / meds[k] - 1 if meds[k] else float("nan")
+        ax.annotate(
+            f"{100 * rel:+.1f}%" if np.isfinite(rel) else "change",
+            (int(c) - 0.5, 1.0),
+            xycoords=("data", "axes fraction"),
+            xytext=(3, -12),
+            textcoords="offset points",
+            color="tab:red",
+            fontsize=8,
+        )
+    for a in alerts or ():
+        info: dict[str, Any] = {"index": a}
+        if isinstance(a, dict):
+            info = {str(k): v for k, v in a.items()}
+        i = int(info["index"])
+        if not 0 <= i < v.size:
+            raise ConfigError(f"series plot: alert index {i} outside 0..{v.size - 1}")
+        state = str(info.get("state", "open"))
+        face = {"confirmed": "tab:orange", "dismissed": "white"}.get(state, "tab:orange")
+        ax.plot(i, v[i], "v", ms=9, mec="tab:orange", mfc=face, label=f"alert ({state})")
+        if isinstance(a, dict) and a.get("label"):
+            ax.annotate(
+                str(a["label"]),
+                (i, v[i]),
+                xytext=(0, 8),
+                textcoords="offset points",
+                ha="center",
+                fontsize=7,
+            )
+    handles, labels = ax.get_legend_handles_labels()
+    uniq = dict(zip(labels, handles))
+    if len(uniq) > 1:
+        ax.legend(uniq.values(), uniq.keys(), fontsize=8, loc="best")
+    if x is not None:
+        xs = list(x)
+        if len(xs) != v.size:
+            raise ConfigError(f"series plot: {len(xs)} x labels for {v.size} points")
+        step = max(1, v.size // 12)
+        ax.set_xticks(idx[::step], [str(t) for t in xs[::step]], rotation=30, ha="right")
+    ax.set_ylabel(ylabel)
+    ax.set_xlabel("point (oldest first)" if x is None else "")
+    ax.set_title(title or f"{len(cps)} change point{'s' if len(cps) != 1 else ''}")
+    return fig
+
+
+def change_point_panels(
+    df: pd.DataFrame, *, by: str = "variant", order: str = "plan_index", max_panels: int = 12
+) -> Figure:
+    """Each variant's values of each benchmark/measure in run order with its change points
+    (benchrun.changes), one panel per benchmark/measure: a shift inside a campaign (the host
+    changed state, a cache warmed) shows as a change point within a variant."""
+    from benchrun import changes
+
+    _require(df, [by])
+    sel = df[np.isfinite(df["value"].astype(float))]
+    if order in sel:
+        sel = sel.sort_values(order, kind="stable")
+    panels = list(sel.groupby(["benchmark", "measure"], sort=True))[:max_panels]
+    fig, axes = _grid(len(panels), cols=2)
+    for ax, ((bench, meas), group) in zip(axes, panels):
+        for k, (name, g) in enumerate(sorted(group.groupby(by), key=lambda t: str(t[0]))):
+            v = g["value"].to_numpy(dtype=float)
+            color = f"C{k % 10}"
+            ax.plot(np.arange(v.size), v, ".-", color=color, ms=3, lw=0.6, label=str(name))
+            for c in changes.change_points(v):
+                ax.axvline(c - 0.5, color=color, ls="--", lw=1)
+        ax.set_title(f"{bench}: {meas}")
+        ax.set_ylabel(f"{meas}{_unit(group)}")
+        ax.set_xlabel("run (in order, per variant)")
+        ax.legend(fontsize=7)
+    fig.suptitle("Series in run order; dashed: change points (E-divisive, alpha 0.01)")
+    return fig

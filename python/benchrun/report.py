@@ -1,9 +1,12 @@
 """The report of a results store (`benchrun report`, benchrun.cli.report): the per-variant summary
 and the comparison of every variant with the baseline, as terminal tables, Markdown or HTML.
 
-The comparison table is computed once (stats.compare_frame, as the comparison plot) and rendered
-by every format from the same cells. The HTML report is one self-contained file: the summary
-table, the comparisons, and the plots (distribution, comparison, trend) embedded as base64 PNG.
+The comparison table is computed once (stats.compare_frame -> benchrun.changes.compare, as the
+comparison plot and `benchrun compare`) and rendered by every format from the same cells. Change
+points of each variant's series in run order (benchrun.changes.change_points) are listed in the
+terminal and HTML reports. The HTML report is one self-contained file: the summary table, the
+comparisons, the change points, and the plots (distribution, comparison, trend, series with
+change points) embedded as base64 PNG.
 """
 
 from __future__ import annotations
@@ -170,12 +173,13 @@ COMPARISON_HEAD = [
     "benchmark",
     "measure",
     "unit",
-    "baseline mean",
-    "candidate mean",
+    "baseline median",
+    "candidate median",
     "change",
     "95% CI",
     "p",
-    "significant",
+    "verdict",
+    "MDC",
     "bimodal",
 ]
 
@@ -183,8 +187,7 @@ COMPARISON_HEAD = [
 def comparison_rows(t: pd.DataFrame) -> list[list[str]]:
     """The display cells of a comparisons() table (COMPARISON_HEAD), for every format."""
 
-    def pct(v: Any) -> str:
-        return "–" if v is None or math.isnan(v) else f"{100 * v:+.2f}%"
+    from benchrun.changes.frames import pct
 
     return [
         [
@@ -193,12 +196,13 @@ def comparison_rows(t: pd.DataFrame) -> list[list[str]]:
             str(r["benchmark"]),
             str(r["measure"]),
             "" if r["unit"] is None else str(r["unit"]),
-            _num(r["baseline_mean"]),
-            _num(r["candidate_mean"]),
+            _num(r["baseline_median"]),
+            _num(r["candidate_median"]),
             pct(r["change"]),
             f"[{pct(r['ci_low'])}, {pct(r['ci_high'])}]",
             _num(r["p_value"]),
-            "yes" if r["significant"] else "no",
+            str(r["verdict"]),
+            pct(r["mdc"]).lstrip("+"),
             "yes" if r["bimodal"] else "no",
         ]
         for r in t.to_dict("records")
@@ -215,15 +219,15 @@ def print_comparisons(t: pd.DataFrame, file: Optional[TextIO] = None) -> None:
     console = Console(file=out, width=None if out.isatty() else 200)
     base = ", ".join(sorted(map(str, t["baseline"].unique())))
     table = Table(
-        title=f"compared with {base} (change of the mean; significant: p < 0.05 and the 95% CI "
-        "excludes 0)",
+        title=f"compared with {base} (change of the median; significant: Mann-Whitney p < 0.05 "
+        "and the 95% CI excludes 0; MDC: the smallest change these runs detect)",
         title_justify="left",
     )
     for h in COMPARISON_HEAD:
         left = h in ("baseline", "candidate", "benchmark", "measure", "unit")
         table.add_column(h, justify="left" if left else "right")
     for r in comparison_rows(t):
-        table.add_row(*r, style="bold" if r[-2] == "yes" else None)
+        table.add_row(*r, style="bold" if r[-3] != "no significant change" else None)
     console.print(table)
 
 
@@ -244,6 +248,32 @@ def markdown_report(
     return text
 
 
+def change_point_lines(df: pd.DataFrame) -> list[str]:
+    """One line per variant/benchmark/measure whose values, in run order, have change points
+    (benchrun.changes.change_points): "slow sleep/latency: runs 0-11 | 12-23 (+5.1%)"."""
+    from benchrun import changes
+
+    sel = df[df["value"].map(lambda v: v is not None and math.isfinite(float(v)))]
+    if "plan_index" in sel:
+        sel = sel.sort_values("plan_index", kind="stable")
+    lines = []
+    for (variant, bench, meas), g in sel.groupby(["variant", "benchmark", "measure"], sort=True):
+        v = g["value"].to_numpy(dtype=float)
+        cps = changes.change_points(v)
+        if not cps:
+            continue
+        bounds = [0, *cps, v.size]
+        parts = []
+        prev = 0.0
+        for a, b in zip(bounds, bounds[1:]):
+            med = float(pd.Series(v[a:b]).median())
+            rel = "" if prev == 0 else f" ({100 * (med / prev - 1):+.1f}%)"
+            parts.append(f"{a}-{b - 1}{rel}")
+            prev = med
+        lines.append(f"{variant} {bench}/{meas}: runs " + " | ".join(parts))
+    return lines
+
+
 def _figures(df: pd.DataFrame, baseline: Optional[str]) -> list[tuple[str, Any]]:
     from benchrun import plots
 
@@ -254,6 +284,7 @@ def _figures(df: pd.DataFrame, baseline: Optional[str]) -> list[tuple[str, Any]]
     for cand in candidates:
         figs.append((f"{cand} vs {base}", plots.comparison(df, str(base), cand)))
     figs.append(("Trend over the campaign", plots.trend(df, measure=None)))
+    figs.append(("Series and change points", plots.change_point_panels(df)))
     return figs
 
 
@@ -308,6 +339,9 @@ def html_report(
     parts += ["<h2>Summary</h2>", export.html_table(s)]
     if table is not None:
         parts += ["<h2>Comparisons</h2>", _comparison_html(table)]
+    cps = change_point_lines(df)
+    parts.append("<h2>Change points (run order)</h2>")
+    parts += [f"<p>{html.escape(line)}</p>" for line in cps] or ["<p>none</p>"]
     parts.append("<h2>Plots</h2>")
     for title, fig in figs:
         png = base64.b64encode(plots.to_png(fig)).decode("ascii")

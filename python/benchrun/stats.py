@@ -93,14 +93,16 @@ def boot_stats(
 ) -> np.ndarray:
     """``stat`` ("mean" or "median") of ``resamples`` bootstrap resamples of x, vectorised in
     bounded chunks."""
-    reduce = {"mean": np.mean, "median": np.median}[stat]
+    if stat not in ("mean", "median"):
+        raise ConfigError(f"bootstrap statistic {stat!r}: expected 'mean' or 'median'")
     n = x.size
     out = np.empty(resamples)
     step = max(1, _CHUNK // n)
     for start in range(0, resamples, step):
         stop = min(resamples, start + step)
         idx = rng.integers(0, n, size=(stop - start, n))
-        out[start:stop] = reduce(x[idx], axis=1)
+        sample = x[idx]
+        out[start:stop] = sample.mean(axis=1) if stat == "mean" else np.median(sample, axis=1)
     return out
 
 
@@ -340,6 +342,11 @@ COMPARISON_COLUMNS = (
     "bimodal",
     "baseline_mean",
     "candidate_mean",
+    "baseline_median",
+    "candidate_median",
+    "verdict",
+    "mdc",
+    "higher_is_better",
 )
 
 
@@ -354,11 +361,15 @@ def compare_frame(
     confidence: float = 0.95,
     seed: int = 0,
 ) -> Any:
-    """compare() of ``candidate`` against ``baseline`` (values of column ``by``) for each benchmark
-    and measure both have, in a tidy frame: one row each, columns COMPARISON_COLUMNS (change =
-    mean(candidate) / mean(baseline) - 1). Non-finite values are left out; ``measure`` keeps only
-    that measure. The one comparison behind the report's tables and the comparison plot."""
+    """benchrun.changes.compare() of ``candidate`` against ``baseline`` (values of column ``by``)
+    for each benchmark and measure both have, in a tidy frame: one row each, columns
+    COMPARISON_COLUMNS (change = median(candidate) / median(baseline) - 1, its bootstrap CI,
+    Mann-Whitney p, verdict, minimum detectable change; bimodal when either side is). Non-finite
+    values are left out; ``measure`` keeps only that measure. The one comparison behind
+    `benchrun compare`, the report's tables and the comparison plot."""
     import pandas as pd
+
+    from benchrun.changes import frames
 
     missing = [c for c in (by, "benchmark", "measure", "value") if c not in df.columns]
     if missing:
@@ -380,27 +391,37 @@ def compare_frame(
             raise ConfigError(
                 f"{by} '{name}': not in the results (have: {', '.join(sorted(map(str, present)))})"
             )
-    rows = []
-    for (bench, meas), group in sel.groupby(["benchmark", "measure"], sort=True):
-        b = group.loc[group[by] == baseline, "value"].to_numpy(dtype=float)
-        c = group.loc[group[by] == candidate, "value"].to_numpy(dtype=float)
-        if len(b) == 0 or len(c) == 0:
-            continue
-        cmp = compare(b, c, alpha=alpha, confidence=confidence, seed=seed)
-        units = group["unit"].dropna().unique() if "unit" in group.columns else ()
-        rows.append(
-            {
-                "benchmark": bench,
-                "measure": meas,
-                "unit": units[0] if len(units) == 1 and units[0] else None,
-                "change": cmp.change,
-                "ci_low": cmp.ci_low,
-                "ci_high": cmp.ci_high,
-                "p_value": cmp.p_value,
-                "significant": cmp.significant,
-                "bimodal": cmp.bimodal,
-                "baseline_mean": cmp.baseline.mean,
-                "candidate_mean": cmp.candidate.mean,
-            }
-        )
-    return pd.DataFrame(rows, columns=list(COMPARISON_COLUMNS))
+    a = sel[sel[by] == baseline]
+    b = sel[sel[by] == candidate]
+    try:
+        t = frames.compare_frames(a, b, confidence=confidence, alpha=alpha, seed=seed)
+    except ConfigError:  # no benchmark/measure in common: an empty table, as before
+        return pd.DataFrame([], columns=list(COMPARISON_COLUMNS))
+    bimodal = []
+    for r in t.itertuples():
+        side = [
+            g.loc[(g["benchmark"] == r.benchmark) & (g["measure"] == r.measure), "value"]
+            for g in (a, b)
+        ]
+        bimodal.append(any(is_bimodal(v.to_numpy(dtype=float)) for v in side))
+    out = pd.DataFrame(
+        {
+            "benchmark": t["benchmark"],
+            "measure": t["measure"],
+            "unit": t["unit"],
+            "change": t["change"],
+            "ci_low": t["ci_low"],
+            "ci_high": t["ci_high"],
+            "p_value": t["p_value"],
+            "significant": t["significant"],
+            "bimodal": bimodal,
+            "baseline_mean": t["mean_a"],
+            "candidate_mean": t["mean_b"],
+            "baseline_median": t["median_a"],
+            "candidate_median": t["median_b"],
+            "verdict": t["verdict"],
+            "mdc": t["mdc"],
+            "higher_is_better": t["higher_is_better"],
+        }
+    )
+    return out.reindex(columns=list(COMPARISON_COLUMNS))

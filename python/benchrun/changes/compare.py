@@ -5,11 +5,11 @@
   * ci: percentile bootstrap interval of that change at ``confidence``, both sides resampled
     independently (benchrun.stats.boot_stats, numpy default_rng(seed): reproducible).
   * test: two-sided Mann-Whitney U (scipy), p_value its p; 1.0 when all samples are equal.
-  * verdict: significant when p < 1 - confidence AND the CI excludes 0; then "slower" or
+  * verdict: significant when p < alpha (default 1 - confidence) AND the CI excludes 0; then "slower" or
     "faster" from the sign of the change and ``higher_is_better`` (False for times, True for
     throughputs); else "no significant change".
   * mdc: the minimum detectable relative change at this sample size (benchrun.power: 80 %
-    power, two-sided at 1 - confidence) for the pooled noise cv = sqrt((var A + var B) / 2) /
+    power, two-sided at alpha) for the pooled noise cv = sqrt((var A + var B) / 2) /
     |mean A|, with n the harmonic mean of n_a and n_b (rounded down); NaN with fewer than two
     samples a side. A "no significant change" with an MDC of 8 % says little about a 2 % change.
 """
@@ -61,7 +61,7 @@ class Comparison:
         return d
 
 
-def _mdc(a: np.ndarray, b: np.ndarray, confidence: float) -> float:
+def _mdc(a: np.ndarray, b: np.ndarray, alpha: float) -> float:
     if a.size < 2 or b.size < 2:
         return math.nan
     mean_a = float(np.mean(a))
@@ -69,7 +69,7 @@ def _mdc(a: np.ndarray, b: np.ndarray, confidence: float) -> float:
         return math.nan
     cv = math.sqrt((float(np.var(a, ddof=1)) + float(np.var(b, ddof=1))) / 2) / abs(mean_a)
     n = max(2, int(2 / (1 / a.size + 1 / b.size)))
-    return power.minimum_detectable_change(n, cv, alpha=1 - confidence)
+    return power.minimum_detectable_change(n, cv, alpha=alpha)
 
 
 def compare(
@@ -80,13 +80,18 @@ def compare(
     confidence: float = 0.95,
     resamples: int = 10_000,
     seed: int = 0,
+    alpha: Optional[float] = None,
 ) -> Comparison:
     """B against A: relative change of the median with its bootstrap CI, Mann-Whitney U, the
-    verdict and the minimum detectable change (rules: module docstring)."""
+    verdict and the minimum detectable change (rules: module docstring). ``alpha`` is the test's
+    significance level, by default 1 - confidence."""
     from scipy import stats as sst
 
     if not (isinstance(confidence, (int, float)) and 0 < confidence < 1):
         raise ConfigError(f"confidence {confidence!r}: must be between 0 and 1")
+    alpha = 1 - confidence if alpha is None else alpha
+    if not (isinstance(alpha, (int, float)) and 0 < alpha < 1):
+        raise ConfigError(f"alpha {alpha!r}: must be between 0 and 1")
     if isinstance(resamples, bool) or not isinstance(resamples, int) or resamples < 1:
         raise ConfigError(f"resamples {resamples!r}: must be a whole number >= 1")
     x = stats._array(a, "A")
@@ -108,7 +113,7 @@ def compare(
         p = 1.0
     else:
         p = float(sst.mannwhitneyu(x, y, alternative="two-sided").pvalue)
-    significant = p < 1 - confidence and (lo > 0 or hi < 0)
+    significant = p < alpha and (lo > 0 or hi < 0)
     if not significant:
         verdict = "no significant change"
     elif (change > 0) != bool(higher_is_better):
@@ -123,7 +128,7 @@ def compare(
         test=TEST,
         p_value=p,
         verdict=verdict,
-        mdc=_mdc(x, y, confidence),
+        mdc=_mdc(x, y, alpha),
         n_a=int(x.size),
         n_b=int(y.size),
         confidence=float(confidence),

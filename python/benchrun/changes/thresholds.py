@@ -23,6 +23,7 @@ sd is the sample standard deviation (ddof = 1); quartiles are numpy's linear int
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import asdict, dataclass
 from typing import Any, Optional
@@ -30,6 +31,16 @@ from typing import Any, Optional
 import numpy as np
 
 from benchrun.errors import ConfigError
+
+
+@functools.lru_cache(maxsize=1024)
+def _quantile(dist: str, p: float, df: int = 0) -> float:
+    """The normal ("norm") or Student's t ("t", df degrees of freedom) quantile, cached: scipy's
+    distribution objects cost ~50 us a call, a replayed history calls it per point."""
+    from scipy import stats as sst
+
+    return float(sst.norm.ppf(p) if dist == "norm" else sst.t.ppf(p, df))
+
 
 MODELS = ("static", "percentage", "z_score", "t_test", "log_normal", "iqr", "delta_iqr")
 _QUANTILE_MODELS = ("z_score", "t_test", "log_normal")
@@ -118,17 +129,13 @@ class Threshold:
                 None if up is None else mean * (1 + up),
             )
         if m in ("z_score", "t_test"):
-            from scipy import stats as sst
-
             mean, sd = float(np.mean(h)), float(np.std(h, ddof=1))
-            dist = sst.norm() if m == "z_score" else sst.t(h.size - 1)
+            dist, df = ("norm", 0) if m == "z_score" else ("t", h.size - 1)
             return (
-                None if lo is None else mean - float(dist.ppf(lo)) * sd,
-                None if up is None else mean + float(dist.ppf(up)) * sd,
+                None if lo is None else mean - _quantile(dist, lo, df) * sd,
+                None if up is None else mean + _quantile(dist, up, df) * sd,
             )
         if m == "log_normal":
-            from scipy import stats as sst
-
             if np.any(h <= 0):
                 raise ConfigError(
                     "threshold log_normal: the history has values <= 0 (no logarithm)"
@@ -136,8 +143,8 @@ class Threshold:
             lg = np.log(h)
             mu, sigma = float(np.mean(lg)), float(np.std(lg, ddof=1))
             return (
-                None if lo is None else math.exp(mu - float(sst.norm.ppf(lo)) * sigma),
-                None if up is None else math.exp(mu + float(sst.norm.ppf(up)) * sigma),
+                None if lo is None else math.exp(mu - _quantile("norm", lo) * sigma),
+                None if up is None else math.exp(mu + _quantile("norm", up) * sigma),
             )
         q1, med, q3 = (float(v) for v in np.percentile(h, [25, 50, 75]))
         if m == "iqr":
@@ -177,3 +184,85 @@ class Threshold:
         elif lo is not None and v < lo:
             side, limit = "lower", lo
         return ThresholdResult(side is not None, side, limit, self.model, v, lo, up, int(h.size))
+
+
+def _limits_rows(th: Threshold, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Vectorised limits() of each row of ``rows`` (histories of equal length); NaN where unset."""
+    k, n = rows.shape
+    nan = np.full(k, np.nan)
+    up, lo, m = th.upper, th.lower, th.model
+    if m == "static":
+        return (nan if lo is None else np.full(k, lo)), (nan if up is None else np.full(k, up))
+    if m == "percentage":
+        mean = rows.mean(axis=1)
+        return (nan if lo is None else mean * (1 - lo)), (nan if up is None else mean * (1 + up))
+    if m in ("z_score", "t_test"):
+        mean, sd = rows.mean(axis=1), rows.std(axis=1, ddof=1)
+        dist, df = ("norm", 0) if m == "z_score" else ("t", n - 1)
+        return (
+            nan if lo is None else mean - _quantile(dist, lo, df) * sd,
+            nan if up is None else mean + _quantile(dist, up, df) * sd,
+        )
+    if m == "log_normal":
+        if np.any(rows <= 0):
+            raise ConfigError("threshold log_normal: the history has values <= 0 (no logarithm)")
+        lg = np.log(rows)
+        mu, sigma = lg.mean(axis=1), lg.std(axis=1, ddof=1)
+        return (
+            nan if lo is None else np.exp(mu - _quantile("norm", lo) * sigma),
+            nan if up is None else np.exp(mu + _quantile("norm", up) * sigma),
+        )
+    q1, med, q3 = np.percentile(rows, [25, 50, 75], axis=1)
+    if m == "iqr":
+        spread = q3 - q1
+    else:
+        with np.errstate(divide="ignore", invalid="ignore"):
+            d = np.abs(np.diff(rows, axis=1)) / np.abs(rows[:, :-1])
+        if not np.all(np.isfinite(d)):  # a zero in the history: per row, as check() does
+            return _rows_by_check(th, rows)
+        d1, d3 = np.percentile(d, [25, 75], axis=1)
+        spread = np.abs(med) * (d3 - d1)
+    return (nan if lo is None else med - lo * spread), (nan if up is None else med + up * spread)
+
+
+def _rows_by_check(th: Threshold, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    lims = [th.limits(r) for r in rows]
+    return (
+        np.array([np.nan if a is None else a for a, _ in lims], dtype=float),
+        np.array([np.nan if b is None else b for _, b in lims], dtype=float),
+    )
+
+
+def scan(th: Threshold, values: Any) -> list[int]:
+    """The indices t of ``values`` (oldest first) where th.check(values[:t], values[t]) alerts:
+    the whole history replayed, vectorised over the points whose window is full."""
+    from numpy.lib.stride_tricks import sliding_window_view
+
+    x = np.asarray(values, dtype=float).ravel()
+    if not np.all(np.isfinite(x)):
+        raise ConfigError(f"threshold {th.model}: non-finite value in the series")
+    n = x.size
+    if th.model == "static":  # the limits do not depend on the history
+        if th.window is not None and th.window < th.min_sample:
+            return []  # never enough history
+        start = th.min_sample
+        v = x[start:]
+        hit = np.zeros(v.size, dtype=bool)
+        if th.upper is not None:
+            hit |= v > th.upper
+        if th.lower is not None:
+            hit |= v < th.lower
+        return [int(i) + start for i in np.flatnonzero(hit)]
+    out: list[int] = []
+    w = th.window
+    first_full = n if w is None else w  # from here on every history is the last w points
+    for t in range(max(th.min_sample, 0), min(first_full, n)):
+        if th.check(x[:t], x[t]).alert:
+            out.append(t)
+    if w is not None and n > w and w >= th.min_sample:
+        rows = sliding_window_view(x, w)[: n - w]  # rows[i] = x[i : i + w], the history of i + w
+        lo, up = _limits_rows(th, rows)
+        v = x[w:]
+        hit = (np.isfinite(up) & (v > up)) | (np.isfinite(lo) & (v < lo))
+        out += [int(i) + w for i in np.flatnonzero(hit)]
+    return out

@@ -112,6 +112,7 @@ SUBCOMMAND_MODULES = {
     "benchrun.cli.jobs": tuple(_JOB_COMMANDS.split()),
     "benchrun.cli.campaign": ("campaign",),
     "benchrun.cli.report": ("report",),
+    "benchrun.cli.compare": ("compare",),
     "benchrun.cli.host": ("host",),
     "benchrun.cli.history": ("history",),
 }

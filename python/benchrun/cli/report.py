@@ -76,6 +76,11 @@ def cmd_report(args: argparse.Namespace) -> int:
             report.print_table(s, f"{names or store}: {df['run'].nunique()} runs")
             if cmp is not None:
                 report.print_comparisons(cmp)
+            cps = report.change_point_lines(df)
+            if cps:
+                print("change points in run order (E-divisive, alpha 0.01):")
+                for line in cps:
+                    print(f"  {line}")
         if out_file is not None:
             out_file.write(report.html_report(store, df, s, args.baseline, comparison_table=cmp))
     except BaseException:

@@ -204,7 +204,7 @@ def test_report_terminal_table(store, capsys):
     summary, _, compared = out.partition("compared with fast")
     assert len([line for line in summary.splitlines() if " fast " in f" {line} "]) == 2
     # Then the comparison with the baseline: slow is ~2x fast, significantly, in both measures.
-    for word in ("candidate", "change", "95% CI", "significant"):
+    for word in ("candidate", "change", "95% CI", "verdict", "MDC"):
         assert word in compared
     rows = [line for line in compared.splitlines() if " slow " in line]
     assert len(rows) == 2
@@ -212,7 +212,7 @@ def test_report_terminal_table(store, capsys):
         change = re.search(r"\+(\d+\.\d\d)%", line)
         assert change and 80 < float(change.group(1)) < 120, line
         assert re.search(r"\[\+\d+\.\d\d%, \+\d+\.\d\d%\]", line), line
-        assert " yes " in line  # significant
+        assert " slower " in line  # significant: slow takes longer
 
 
 def test_report_baseline_option(store, capsys):
@@ -230,12 +230,12 @@ def test_report_markdown(store, capsys):
     assert summary.startswith("| variant | benchmark | measure |")
     assert len(summary.strip().splitlines()) == 2 + 4
     lines = compared.strip().splitlines()
-    assert lines[0] == ("| baseline | candidate | benchmark | measure | unit | baseline mean | "
-                        "candidate mean | change | 95% CI | p | significant | bimodal |")
+    assert lines[0] == ("| baseline | candidate | benchmark | measure | unit | baseline median | "
+                        "candidate median | change | 95% CI | p | verdict | MDC | bimodal |")
     assert len(lines) == 2 + 2  # slow vs fast, for latency and wall_time
     cells = [c.strip() for c in lines[2].strip("|").split("|")]
     assert cells[:5] == ["fast", "slow", "sleep", "latency", "ms"]
-    assert cells[7].startswith("+") and cells[7].endswith("%") and cells[10] == "yes"
+    assert cells[7].startswith("+") and cells[7].endswith("%") and cells[10] == "slower"
 
 
 def test_report_one_variant_has_no_comparison(tmp_path, capsys):
@@ -267,7 +267,8 @@ def test_report_html(store, tmp_path, capsys):
     assert text.startswith("<!DOCTYPE html>") and "benchrun-summary" in text
     assert "benchrun-comparison" in text and "Test CPU @ 3GHz" in text
     images = re.findall(r'src="data:image/png;base64,([A-Za-z0-9+/=]+)"', text)
-    assert len(images) == 3  # distribution, comparison, trend
+    assert len(images) == 4  # distribution, comparison, trend, series with change points
+    assert "Change points (run order)" in text
     assert all(base64.b64decode(i).startswith(b"\x89PNG") for i in images)
     assert "http" not in text.replace("http-equiv", "")  # self-contained: nothing to fetch
 

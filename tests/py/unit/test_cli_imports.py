@@ -34,6 +34,8 @@ LAZY_BENCHRUN = (
     "benchrun.server",
     "benchrun.client",
     "benchrun.jobs.protocol",
+    "benchrun.changes",
+    "benchrun.resultsets",
 )
 
 PROBE = """
@@ -78,6 +80,7 @@ def test_run_arguments_parse_without_heavy_imports():
         ["run", "--help"],
         ["pull", "--help"],
         ["report", "--help"],
+        ["compare", "--help"],
         ["campaign", "run", "--help"],
         ["submit", "--help"],
         ["jobs", "--help"],
@@ -114,6 +117,7 @@ def test_every_subcommand_is_listed_in_the_top_level_help():
         "runner",
         "campaign",
         "report",
+        "compare",
         "host",
     ):
         assert f"    {command} " in text, command
