@@ -244,9 +244,19 @@ class Client:
         return self._request("POST", f"/v0/jobs/{job_id}/cancel")
 
     def results(self, job_id: str) -> list[dict[str, Any]]:
-        """The job's per-iteration outputs ({exit_code, stdout?, stderr?, output?})."""
+        """The job's per-iteration outputs ({exit_code, stdout?, stderr?, output?}), each with the
+        runner's own measurements when it sent them (benchrun agents): "metrics" (name ->
+        {value, unit}, as a local Result's) and the workload's "start"/"end" (unix seconds)."""
         d = self._request("GET", f"/v0/jobs/{job_id}/results")
-        return list(d["results"] or []) if isinstance(d, dict) else list(d or [])
+        if not isinstance(d, dict):
+            return list(d or [])
+        out = [dict(it) for it in d.get("results") or []]
+        measured = d.get("iterations")
+        if isinstance(measured, list) and len(measured) == len(out):
+            for it, m in zip(out, measured):
+                if isinstance(m, dict):
+                    it.update({k: m[k] for k in ("metrics", "start", "end") if k in m})
+        return out
 
     def wait(
         self, job_id: str, timeout: Optional[float] = None, interval: float = 0.05
