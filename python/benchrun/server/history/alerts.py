@@ -211,7 +211,7 @@ class HistoryService:
                 head.revision,
                 100 * s.change if math.isfinite(s.change) else math.inf,
             )
-            await self._publish(alert)
+            await self.publish(alert)
             alerts.append(await self.start_confirmation(alert, series, base, head, cfg.repetitions))
         return alerts
 
@@ -352,10 +352,10 @@ class HistoryService:
         if updated is None:
             return alert  # another process decided it
         log.info("history: alert %s -> %s", alert.id, updated.state_name)
-        await self._publish(updated)
+        await self.publish(updated)
         return updated
 
-    async def _publish(self, alert: Alert) -> None:
+    async def publish(self, alert: Alert) -> None:
         await self.db.notify(
             Event(
                 kind="alert",

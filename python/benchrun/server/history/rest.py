@@ -8,6 +8,7 @@ from __future__ import annotations
 import csv
 import io
 import time
+import uuid
 from typing import Any, Optional
 
 from aiohttp import web
@@ -112,7 +113,7 @@ async def upload_results(request: web.Request) -> web.Response:
         spec, config, _ = await _rest.prepare_job(state, project, body["rerun"], "upload.rerun")
         rerun = {"spec": spec, "config": config.to_json(), "timeout": config.timeout}
     tb = await _upload_testbed(svc, project.id, body.get("testbed"))
-    source = f"upload:{_rest.uuid.uuid4()}"
+    source = f"upload:{uuid.uuid4()}"
     points = [
         NewPoint(
             branch=branch,
@@ -336,7 +337,7 @@ async def _move(request: web.Request, to: int, from_: tuple[int, ...]) -> web.Re
         raise http_error(
             409, f"alert '{ident}' is {alert.state_name}: cannot become {ALERT_STATES[to]}"
         )
-    await svc._publish(moved)
+    await svc.publish(moved)
     return json_response(moved.to_json())
 
 
