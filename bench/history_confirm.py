@@ -46,8 +46,10 @@ def hog_while(fleet: Fleet, job_id: str) -> threading.Thread:
     def run() -> None:
         while fleet.user.job(job_id)["status"] < 2:
             time.sleep(0.01)
-        hogs = [subprocess.Popen(["sh", "-c", "while :; do :; done"])
-                for _ in range(os.cpu_count() or 1)]
+        hogs = [
+            subprocess.Popen(["sh", "-c", "while :; do :; done"])
+            for _ in range(os.cpu_count() or 1)
+        ]
         try:
             while fleet.user.job(job_id)["status"] == 2:
                 time.sleep(0.01)
@@ -81,8 +83,9 @@ def main() -> None:
         layer = Layer("gzip")
         for applet in ("sh", "[", "test", "true"):
             layer.symlink(f"bin/{applet}", "busybox")
-        info = write_layout(work / "layout", [busybox_layer(), layer],
-                            config={"Env": ["PATH=/bin"]})
+        info = write_layout(
+            work / "layout", [busybox_layer(), layer], config={"Env": ["PATH=/bin"]}
+        )
         image = f"{registry.host}/bench/loop:1"
         skopeo_push(info, image)
         if args.db == "postgres":
@@ -96,17 +99,25 @@ def main() -> None:
         try:
             user, project = fleet.user, fleet.project
             fleet.agent("r1")
-            user.set_alert_config(project, branch="main", measure=args.measure,
-                                  model="percentage",
-                                  params={"upper": args.upper,
-                                          **({"window": args.window} if args.window else {})},
-                                  repetitions=args.repetitions)
+            user.set_alert_config(
+                project,
+                branch="main",
+                measure=args.measure,
+                model="percentage",
+                params={"upper": args.upper, **({"window": args.window} if args.window else {})},
+                repetitions=args.repetitions,
+            )
 
             def submit(commit: str, loops: int) -> str:
-                return user.submit(image, LOOP, project=project, env={"LOOPS": str(loops)},
-                                   iterations=args.iterations, timeout=600,
-                                   history={"branch": "main", "commit": commit,
-                                            "benchmark": "loop"})["id"]
+                return user.submit(
+                    image,
+                    LOOP,
+                    project=project,
+                    env={"LOOPS": str(loops)},
+                    iterations=args.iterations,
+                    timeout=600,
+                    history={"branch": "main", "commit": commit, "benchmark": "loop"},
+                )["id"]
 
             t0 = time.monotonic()
             slow = int(args.loops * (1 + args.slowdown))
@@ -137,17 +148,19 @@ def main() -> None:
             for a in reversed(user.alerts(project)):
                 conf = a.get("confirmation") or {}
                 cmp_ = conf.get("comparison") or {}
-                out["alerts"].append({
-                    "commit": a["head_revision"],
-                    "state": a["state"],
-                    "seen_change": a["detail"].get("change"),
-                    "repetitions": conf.get("repetitions"),
-                    "rerun_change": cmp_.get("change"),
-                    "rerun_ci": cmp_.get("ci"),
-                    "p_value": cmp_.get("p_value"),
-                    "verdict": cmp_.get("verdict"),
-                    "mdc": cmp_.get("mdc"),
-                })
+                out["alerts"].append(
+                    {
+                        "commit": a["head_revision"],
+                        "state": a["state"],
+                        "seen_change": a["detail"].get("change"),
+                        "repetitions": conf.get("repetitions"),
+                        "rerun_change": cmp_.get("change"),
+                        "rerun_ci": cmp_.get("ci"),
+                        "p_value": cmp_.get("p_value"),
+                        "verdict": cmp_.get("verdict"),
+                        "mdc": cmp_.get("mdc"),
+                    }
+                )
             series = user.series(project, measure=args.measure)
             rows = user.series_table(project, series[0]["id"])["rows"] if series else []
             out["series"] = [(r["revision"], round(r["value"], 6), r["noise"]) for r in rows]
