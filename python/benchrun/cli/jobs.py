@@ -290,7 +290,9 @@ def _print_results(job: dict[str, Any]) -> None:
         file=sys.stderr,
     )
     for i, it in enumerate(job.get("results") or []):
-        print(f"--- iteration {i + 1}: exit {it.get('exit_code')}", file=sys.stderr)
+        wall = ((it.get("metrics") or {}).get("wall_time") or {}).get("value")
+        took = f" in {wall:.4g} s" if isinstance(wall, (int, float)) else ""
+        print(f"--- iteration {i + 1}: exit {it.get('exit_code')}{took}", file=sys.stderr)
         sys.stdout.write(it.get("stdout", ""))
         sys.stderr.write(it.get("stderr", ""))
         for path, text in sorted((it.get("output") or {}).items()):
