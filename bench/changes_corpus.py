@@ -15,6 +15,10 @@ series (no change, the same noise families, with and without outliers); pure dri
 bench/cpuloop.c run repeatedly on this machine (round robin over the series) with its work
 scaled at known points.
 
+Methods: change_points (benchrun.changes), three ablations of it (E-divisive on raw values with
+hunter's Welch t-test at the split; on raw values with benchrun's calibrated rank test; benchrun's
+without the final re-location pass), and the seven threshold models.
+
 Scoring. A labelled change point is found when a detection lies within +-3 points of it (each
 detection matches at most one label); precision = matched detections / all detections on the
 step series without drift ("precision >=4σ": on those whose every shift is >= 4 sigma; the step
@@ -45,10 +49,12 @@ import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any, Optional
 
 import numpy as np
 
-from benchrun.changes import ChangePointDetector, Threshold, change_points, significance, thresholds
+from benchrun.changes import ChangePointDetector, Threshold, change_points, detect, energy
+from benchrun.changes import significance, thresholds
 
 HERE = Path(__file__).resolve().parent
 SEED = 20261203
@@ -250,12 +256,54 @@ def thresholds_models(series: Series) -> dict[str, Threshold]:
     }
 
 
-METHODS = ("change_points",) + thresholds.MODELS
+# Ablations of change_points (what each of its choices buys), scored as the real thing:
+#   "raw + t-test"     E-divisive on the values, kept when Welch's t-test at the split has p <
+#                      alpha (hunter's significance test: blind to the search over splits)
+#   "raw + rank test"  E-divisive on the values, benchrun's calibrated rank test
+#   "no refine"        benchrun's without the final re-location pass
+ABLATIONS = ("raw + t-test", "raw + rank test", "no refine")
+METHODS = ("change_points", *ABLATIONS) + thresholds.MODELS
+
+
+def _bisect(x: np.ndarray, alpha: float, min_size: int, split: Any) -> list[int]:
+    found, stack = [], [(0, x.size)]
+    while stack:
+        lo, hi = stack.pop()
+        got = split(x[lo:hi], min_size)
+        if got is None or got[1] >= alpha:
+            continue
+        found.append(lo + got[0])
+        stack += [(lo, lo + got[0]), (lo + got[0], hi)]
+    return sorted(found)
+
+
+def _raw_split(test: str) -> Any:
+    from scipy import stats as sst
+
+    def split(x: np.ndarray, min_size: int) -> Optional[tuple[int, float]]:
+        if x.size < 2 * min_size:
+            return None
+        q = energy.split_statistic(x, min_size)
+        if not np.any(np.isfinite(q)) or np.nanmax(q) <= 0:
+            return None
+        t = int(np.nanargmax(q))
+        if test == "t":
+            return t, float(sst.ttest_ind(x[:t], x[t:], equal_var=False).pvalue)
+        z = float(significance.z_scores(x, min_size)[t])
+        return t, significance.p_value(z, x.size, min_size)
+
+    return split
 
 
 def detections(method: str, s: Series) -> list[int]:
     if method == "change_points":
         return change_points(s.values)
+    if method == "raw + t-test":
+        return _bisect(s.values, 0.01, 5, _raw_split("t"))
+    if method == "raw + rank test":
+        return _bisect(s.values, 0.01, 5, _raw_split("rank"))
+    if method == "no refine":
+        return _bisect(s.values, 0.01, 5, detect.best_split)
     return thresholds.scan(thresholds_models(s)[method], s.values)
 
 
@@ -389,6 +437,9 @@ def evaluate(corpus: list[Series], delay_subset: int) -> dict:
         dets = {i: detections(m, s) for i, s in enumerate(corpus)}
         if m == "change_points":
             rows[m] = score(corpus, dets, shifts, cp_delay)
+            continue
+        if m in ABLATIONS:
+            rows[f"ablation: {m}"] = score(corpus, dets, shifts, lambda i, s, ds: [])
             continue
         rows[m] = score(corpus, dets, shifts, th_delay)
         first = {i: first_per_window(d) for i, d in dets.items()}

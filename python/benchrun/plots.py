@@ -383,5 +383,5 @@ def change_point_panels(
         ax.set_ylabel(f"{meas}{_unit(group)}")
         ax.set_xlabel("run (in order, per variant)")
         ax.legend(fontsize=7)
-    fig.suptitle("Series in run order; dashed: change points (E-divisive, alpha 0.01)")
+    fig.suptitle("Run order; dashed: change points", fontsize=10)
     return fig

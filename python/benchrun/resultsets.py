@@ -9,10 +9,11 @@ A side is one of (several of the same kind joined with commas):
                      Google Benchmark or hyperfine document is read as one run's metrics.
   STORE:VARIANT      the completed, non-warm-up runs of that variant in a campaign results store
                      (SQLite, benchrun.results.load; --campaign narrows to one campaign).
-  job:ID             a job on the job server (--server/--token-file): its iterations' "metrics"
-                     maps when the server stores them ({benchmark: {measure: {value}}} BMF, or
-                     {measure: value | {value, unit}} for benchmark "run"), else the BMF (or
-                     other known document) each iteration printed on stdout.
+  job:ID             a job on the job server (--server/--token-file): per successful iteration,
+                     its "metrics" map when the runner sent one ({measure: {value, unit}} or
+                     {measure: value}, benchmark "run"; or BMF-shaped) plus the BMF / Google
+                     Benchmark / hyperfine document it printed on stdout (required when there
+                     is no metrics map; ignored when stdout is not such a document).
 """
 
 from __future__ import annotations
@@ -136,26 +137,32 @@ def _iteration_metrics(m: Any, where: str) -> list[tuple[str, str, Optional[str]
 def _job_rows(job_id: str, client: Any) -> list[tuple[str, str, Optional[str], float]]:
     from benchrun import metrics
 
+    from benchrun.client import TERMINAL
+    from benchrun.jobs.status import status_name
+
     job = client.job(job_id)
-    status = job.get("status")
+    status = status_name(job.get("status"))
+    if status not in TERMINAL:
+        raise ConfigError(f"job {job_id}: still {status} (hint: benchrun job {job_id} --wait)")
     its = client.results(job_id)
     if not its:
-        raise ConfigError(f"job {job_id}: no iteration results (status {status!r})")
+        raise ConfigError(f"job {job_id}: no iteration results ({status})")
     rows: list[tuple[str, str, Optional[str], float]] = []
     for i, it in enumerate(its):
         where = f"job {job_id} iteration {i}"
         if it.get("exit_code", 0) != 0:
             continue
-        if it.get("metrics"):
-            rows += _iteration_metrics(it["metrics"], where)
-            continue
+        measured = it.get("metrics")
+        if measured:
+            rows += _iteration_metrics(measured, where)
         out = it.get("stdout") or ""
         if not out.strip():
             continue
         try:
             rows += _metric_rows(metrics.parse(out))
         except ConfigError as e:
-            raise ConfigError(f"{where}: stdout: {e}") from None
+            if not measured:  # as extract("auto"): stdout is optional beside the runner's map
+                raise ConfigError(f"{where}: stdout: {e}") from None
     if not rows:
         raise ConfigError(
             f"job {job_id}: no metrics in its iterations (no metrics map, no BMF on stdout, or "

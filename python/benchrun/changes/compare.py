@@ -51,13 +51,13 @@ class Comparison:
         return self.verdict != "no significant change"
 
     def to_json(self) -> dict[str, Any]:
-        """A JSON-ready dict (NaN becomes None)."""
-        d = asdict(self)
-        d["ci"] = list(self.ci)
-        for k, v in list(d.items()):
-            if isinstance(v, float) and not math.isfinite(v):
-                d[k] = None
+        """A JSON-ready dict of the fields and "significant" (NaN becomes None)."""
+        d: dict[str, Any] = {
+            k: (None if isinstance(v, float) and not math.isfinite(v) else v)
+            for k, v in asdict(self).items()
+        }
         d["ci"] = [None if not math.isfinite(v) else v for v in self.ci]
+        d["significant"] = self.significant
         return d
 
 

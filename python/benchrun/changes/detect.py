@@ -5,9 +5,10 @@ largest (benchrun.changes.energy); the split is kept when the Mann-Whitney stati
 significant against the maximum over all splits under no change (benchrun.changes.significance),
 and both halves are then searched in turn. Finally each change point is re-located and re-tested
 between its two neighbours (refine()), which removes the doubled splits binary segmentation
-leaves next to a step. Working on ranks makes the search and the test blind
-to the noise distribution: outliers count as one rank, and log-normal or any skewed noise is the
-same as normal noise (ranks do not change under a monotone transform).
+leaves next to a step. Working on ranks makes the search and the test blind to the noise
+distribution: outliers count as one rank, and log-normal or any skewed noise is the same as
+normal noise (ranks do not change under a monotone transform). docs/regressions.md has the
+measured precision, recall and false alarms, and ablations of each of these choices.
 """
 
 from __future__ import annotations
@@ -42,7 +43,9 @@ def as_series(values: Any) -> np.ndarray:
 
 
 def best_split(x: np.ndarray, min_size: int) -> tuple[int, float] | None:
-    """(t, p) of the most likely split of x, or None when x is too short or constant."""
+    """(t, p) of the most likely split of x (t: the index where the second part begins, p: its
+    significance), or None when x is too short for two parts of min_size or no split separates
+    anything (constant data, or an energy statistic <= 0 everywhere)."""
     m = x.size
     if m < 2 * min_size:
         return None

@@ -3,7 +3,8 @@
 An appended point can only move or add change points near the end of the history: the detector
 keeps every change point up to the second-to-last one and re-runs the segmentation
 (benchrun.changes.detect.segment) on the points after it, so each update costs the length of the
-last two segments, not of the whole history. The result equals change_points() of the same
+last two segments, not of the whole history (a history without any change is one segment: then
+it is the whole history, ~13 ms at 10,000 points). The result equals change_points() of the same
 series whenever the segmentation of the points before that boundary does not depend on what came
 after it — which holds for the well-separated changes the detector is meant to find; a change
 too small to be significant within the last two segments is not revisited by later points (in

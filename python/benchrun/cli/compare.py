@@ -59,7 +59,7 @@ def add_parsers(sub: Any) -> None:
     p.set_defaults(func=cmd_compare)
 
 
-def render(table: Any, a: str, b: str) -> str:
+def render(table: Any, a: str, b: str, confidence: float = 0.95) -> str:
     """The text table of compare_frames()'s rows."""
     from benchrun.changes.frames import num as _num
     from benchrun.changes.frames import pct
@@ -70,7 +70,7 @@ def render(table: Any, a: str, b: str) -> str:
         "A median",
         "B median",
         "change",
-        "95% CI",
+        f"{100 * confidence:g}% CI",
         "p",
         "verdict",
         "MDC",
@@ -144,7 +144,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
         json.dump({"a": args.a, "b": args.b, "comparisons": out}, sys.stdout, indent=2)
         sys.stdout.write("\n")
     else:
-        sys.stdout.write(render(table, args.a, args.b))
+        sys.stdout.write(render(table, args.a, args.b, args.confidence))
     if args.fail_on_slower and (table["verdict"] == "slower").any():
         return 1
     return 0

@@ -30,6 +30,7 @@ def test_known_slowdown() -> None:
     assert compare(a, b, higher_is_better=True).verdict == "faster"  # throughput went up
     doc = c.to_json()
     assert json.loads(json.dumps(doc))["verdict"] == "slower" and doc["ci"] == list(c.ci)
+    assert doc["significant"] is True and doc["p_value"] == c.p_value
 
 
 def test_no_significant_change() -> None:
@@ -61,3 +62,20 @@ def test_reproducible_with_seed() -> None:
     rng = np.random.default_rng(2)
     a, b = rng.lognormal(0, 0.1, 15), rng.lognormal(0.05, 0.1, 15)
     assert compare(a, b, seed=3) == compare(a, b, seed=3)
+
+
+def test_report_lists_change_points_in_run_order() -> None:
+    import pandas as pd
+
+    from benchrun import report
+
+    rng = np.random.default_rng(4)
+    values = np.r_[rng.normal(1.0, 0.01, 30), rng.normal(1.1, 0.01, 30)]  # +10 % at run 30
+    rows = [
+        {"variant": v, "benchmark": "b", "measure": "t", "value": x, "plan_index": 2 * i + k}
+        for k, v in enumerate(("shifted", "steady"))
+        for i, x in enumerate(values if v == "shifted" else rng.normal(1.0, 0.01, 60))
+    ]
+    lines = report.change_point_lines(pd.DataFrame(rows))
+    assert len(lines) == 1 and lines[0].startswith("shifted b/t: runs 0-29 | 30-59 (+"), lines
+    assert 9.0 < float(lines[0].rpartition("(+")[2].rstrip("%)")) < 11.0

@@ -182,7 +182,7 @@ class _FakeClient:
         self.closed = False
 
     def job(self, job_id: str) -> dict[str, Any]:
-        return {"id": job_id, "status": "completed"}
+        return {"id": job_id, "status": 2 if job_id == "busy" else 3}  # running / completed
 
     def results(self, job_id: str) -> list[dict[str, Any]]:
         return self.iterations[job_id]
@@ -203,7 +203,10 @@ def test_job_sides_metrics_map_or_stdout_bmf() -> None:
                   for i in range(6)],
             "b": [{"exit_code": 0, "stdout": json.dumps({"fib": {"latency": {"value": 12.0 + i / 10}}})}
                   for i in range(6)] + [{"exit_code": 1, "stdout": "crash"}],
-            "flat": [{"exit_code": 0, "metrics": {"wall_time": {"value": 1.0, "unit": "s"}, "n": 3}}],
+            "flat": [{"exit_code": 0, "metrics": {"wall_time": {"value": 1.0, "unit": "s"}, "n": 3},
+                      "stdout": "not a document"}],
+            "both": [{"exit_code": 0, "metrics": {"wall_time": {"value": 1.0, "unit": "s"}},
+                      "stdout": json.dumps({"fib": {"latency": {"value": 9.0}}})}],
             "none": [{"exit_code": 0, "stdout": "hello"}],
         }
     )  # fmt: skip
@@ -217,7 +220,21 @@ def test_job_sides_metrics_map_or_stdout_bmf() -> None:
         ("run", "n", None),
         ("run", "wall_time", "s"),
     ]
+    both = resultsets.load("job:both", client=lambda: fake)
+    assert sorted(zip(both["benchmark"], both["measure"])) == [
+        ("fib", "latency"),
+        ("run", "wall_time"),
+    ]
     with pytest.raises(ConfigError, match="job none iteration 0: stdout: metrics document"):
         resultsets.load("job:none", client=lambda: fake)
+    with pytest.raises(ConfigError, match="job busy: still running"):
+        resultsets.load("job:busy", client=lambda: fake)
     with pytest.raises(ConfigError, match="mixes job ids and files"):
         resultsets.load("job:a,x.json", client=lambda: fake)
+
+
+def test_compare_confidence_option(sides: tuple[str, str], capsys: Any) -> None:
+    rc, out, _ = _run([*sides, "--confidence", "0.99", "--measure", "latency"], capsys)
+    assert rc == 0 and "99% CI" in out and "slower" in out
+    rc, _, err = _run([*sides, "--confidence", "95"], capsys)
+    assert rc == 125 and "--confidence 95.0: must be between 0 and 1" in err
