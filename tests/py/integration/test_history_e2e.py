@@ -119,6 +119,13 @@ def test_slowdown_confirmed_outlier_is_noise(fleet: Fleet, loop_image: str):
         spans.append((its[0]["start"], its[-1]["end"]))
     assert all(a[1] <= b[0] for a, b in zip(spans, spans[1:])), spans
 
+    # `benchrun compare job:ID` reads the same per-iteration metrics the server stored.
+    from benchrun import resultsets
+
+    head_side = resultsets.load(f"job:{slow['id']}", client=lambda: user)
+    cpu = head_side[head_side["measure"] == MEASURE]
+    assert len(cpu) == 3 and set(cpu["unit"]) == {"s"}, head_side
+
     # A fake outlier uploaded for c4 (3x the new level), with the recipe that reproduces c4.
     testbed = next(t for t in user.testbeds(project) if t["runner"] == slow["runner"])
     level = sorted(it["metrics"][MEASURE]["value"]
