@@ -117,10 +117,13 @@ class Client:
         backend: Optional[str] = None,
         priority: int = 0,
         detect: Optional[float] = None,
+        history: Optional[Mapping[str, Any]] = None,
     ) -> dict[str, Any]:
         """Submits a job; the server pins ``image`` to its current digest. Returns the job.
         ``iterations="auto"`` with ``detect`` (0.02 = 2 %): the agent runs as many iterations as
-        its host's noise figure says are needed to detect that change (`benchrun host noise`)."""
+        its host's noise figure says are needed to detect that change (`benchrun host noise`).
+        ``history`` ({"branch", "commit", "benchmark"?, "metrics": "run"|"bmf"}) files the
+        job's results in the project's history (docs/history.md)."""
         from benchrun.options import parse_memory  # the same size syntax as run()
 
         config: dict[str, Any] = {
@@ -143,11 +146,88 @@ class Client:
             spec["memory"] = parse_memory(memory)
         if backend is not None:
             spec["sandbox"] = backend
+        if history is not None:
+            spec["history"] = dict(history)
         return self._request(
             "POST",
             f"/v0/projects/{project}/jobs",
             {"image": image, "spec": spec, "config": config, "priority": int(priority)},
         )
+
+    # --- history and alerts (docs/history.md) ---
+    def upload(
+        self,
+        project: str,
+        results: Any,
+        *,
+        branch: str,
+        commit: str,
+        testbed: Any,
+        rerun: Optional[Mapping[str, Any]] = None,
+        at: Optional[float] = None,
+    ) -> dict[str, Any]:
+        """Files BMF results (one document, or a list: one per repetition) of a commit."""
+        body: dict[str, Any] = {
+            "branch": branch,
+            "commit": commit,
+            "testbed": testbed,
+            "results": results,
+        }
+        if rerun is not None:
+            body["rerun"] = dict(rerun)
+        if at is not None:
+            body["at"] = float(at)
+        return self._request("POST", f"/v0/projects/{project}/history/results", body)
+
+    def testbeds(self, project: str) -> list[dict[str, Any]]:
+        return self._request("GET", f"/v0/projects/{project}/history/testbeds")
+
+    def series(self, project: str, **filters: Optional[str]) -> list[dict[str, Any]]:
+        """filters: branch, testbed, benchmark, measure."""
+        params = {k: v for k, v in filters.items() if v is not None}
+        return self._request("GET", f"/v0/projects/{project}/history/series", params=params)
+
+    def series_table(self, project: str, series: str, fmt: str = "json") -> Any:
+        """One series as a tidy table: {"series", "testbed", "rows"} (json) or CSV text."""
+        path = f"/v0/projects/{project}/history/series/{series}"
+        if fmt == "json":
+            return self._request("GET", path)
+        try:
+            r = self._http.request(
+                "GET", self.url + path, params={"format": fmt}, timeout=self.timeout
+            )
+        except self._requests.RequestException as e:
+            raise ServerError(f"GET {self.url}{path}: {e}") from None
+        if r.status_code >= 300:
+            return self._request("GET", path, params={"format": fmt})  # raises the typed error
+        return r.text
+
+    def alert_configs(self, project: str) -> list[dict[str, Any]]:
+        return self._request("GET", f"/v0/projects/{project}/history/alert-configs")
+
+    def set_alert_config(self, project: str, **config: Any) -> dict[str, Any]:
+        """branch, measure, benchmark?, model?, params?, change_points?, repetitions?"""
+        return self._request("PUT", f"/v0/projects/{project}/history/alert-configs", config)
+
+    def delete_alert_config(self, project: str, config: str) -> dict[str, Any]:
+        return self._request("DELETE", f"/v0/projects/{project}/history/alert-configs/{config}")
+
+    def alerts(
+        self, project: str, *, state: Optional[str] = None, limit: int = 100
+    ) -> list[dict[str, Any]]:
+        params: dict[str, Any] = {"limit": limit}
+        if state is not None:
+            params["state"] = state
+        return self._request("GET", f"/v0/projects/{project}/alerts", params=params)
+
+    def alert(self, project: str, alert: str) -> dict[str, Any]:
+        return self._request("GET", f"/v0/projects/{project}/alerts/{alert}")
+
+    def dismiss_alert(self, project: str, alert: str) -> dict[str, Any]:
+        return self._request("POST", f"/v0/projects/{project}/alerts/{alert}/dismiss")
+
+    def confirm_alert(self, project: str, alert: str) -> dict[str, Any]:
+        return self._request("POST", f"/v0/projects/{project}/alerts/{alert}/confirm")
 
     def job(self, job_id: str) -> dict[str, Any]:
         return self._request("GET", f"/v0/jobs/{job_id}")
@@ -164,9 +244,19 @@ class Client:
         return self._request("POST", f"/v0/jobs/{job_id}/cancel")
 
     def results(self, job_id: str) -> list[dict[str, Any]]:
-        """The job's per-iteration outputs ({exit_code, stdout?, stderr?, output?})."""
+        """The job's per-iteration outputs ({exit_code, stdout?, stderr?, output?}), each with the
+        runner's own measurements when it sent them (benchrun agents): "metrics" (name ->
+        {value, unit}, as a local Result's) and the workload's "start"/"end" (unix seconds)."""
         d = self._request("GET", f"/v0/jobs/{job_id}/results")
-        return list(d["results"] or []) if isinstance(d, dict) else list(d or [])
+        if not isinstance(d, dict):
+            return list(d or [])
+        out = [dict(it) for it in d.get("results") or []]
+        measured = d.get("iterations")
+        if isinstance(measured, list) and len(measured) == len(out):
+            for it, m in zip(out, measured):
+                if isinstance(m, dict):
+                    it.update({k: m[k] for k in ("metrics", "start", "end") if k in m})
+        return out
 
     def wait(
         self, job_id: str, timeout: Optional[float] = None, interval: float = 0.05

@@ -388,6 +388,8 @@ class Agent:
                     error,
                     timings=msg.get("timings"),
                     host_state=msg.get("host_state"),
+                    iterations=msg.get("iterations"),
+                    testbed=msg.get("testbed"),
                 ),
                 claim,
             )

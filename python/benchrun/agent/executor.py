@@ -30,6 +30,7 @@ from benchrun.jobs import protocol
 from benchrun.jobs.protocol import ClaimedJob
 
 from . import results as _results
+from . import testbed as _testbed
 from .config import DEFAULT_MAX_MESSAGE
 
 log = logging.getLogger("benchrun.agent")
@@ -54,6 +55,10 @@ class Outcome:
     truncated: bool = False
     # The attestation of the host the last iteration ran on (Result.facts["host_state"]).
     host_state: Optional[dict[str, Any]] = None
+    # benchrun extensions: each iteration's metrics and times (one per entry of results), the
+    # testbed facts (benchrun.agent.testbed).
+    iterations: Optional[list[dict[str, Any]]] = None
+    testbed: Optional[dict[str, Any]] = None
 
     def message(
         self, job: str, *, report_timings: bool = True, report_host_state: bool = True
@@ -64,11 +69,28 @@ class Outcome:
             # A server closes the channel on it: send the result without the attestation.
             log.warning("job %s: host_state over %d bytes, not sent", job, protocol.MAX_HOST_STATE)
             host = None
+        iterations = self.iterations if report_host_state else None
+        if iterations is not None and len(iterations) != len(self.results):
+            iterations = None  # results were dropped to fit the message: nothing to pair with
+        testbed = self.testbed if report_host_state else None
         if self.event == "completed":
-            return protocol.completed(job, self.results, timings=timings, host_state=host)
+            return protocol.completed(
+                job,
+                self.results,
+                timings=timings,
+                host_state=host,
+                iterations=iterations,
+                testbed=testbed,
+            )
         if self.event == "failed":
             return protocol.failed(
-                job, self.results, self.error or "failed", timings=timings, host_state=host
+                job,
+                self.results,
+                self.error or "failed",
+                timings=timings,
+                host_state=host,
+                iterations=iterations,
+                testbed=testbed,
             )
         return protocol.canceled(job)
 
@@ -245,8 +267,18 @@ class JobExecutor:
         iterations: int,
     ) -> Outcome:
         cut = [False]
-        outcome = self._run_iterations(job, spec, image, cancel, timings, cut, iterations)
-        return dataclasses.replace(outcome, truncated=cut[0] and outcome.event != "canceled")
+        measured: list[dict[str, Any]] = []
+        outcome = self._run_iterations(job, spec, image, cancel, timings, cut, iterations, measured)
+        if outcome.event == "canceled":
+            return outcome
+        host = outcome.host_state
+        return dataclasses.replace(
+            outcome,
+            truncated=cut[0],
+            # One entry per result; when results were dropped to fit the limit, none.
+            iterations=measured if len(measured) == len(outcome.results) else None,
+            testbed=_testbed.testbed_facts(spec.backend, host),
+        )
 
     def _run_iterations(
         self,
@@ -257,6 +289,7 @@ class JobExecutor:
         timings: dict[str, float],
         cut: list[bool],
         iterations: int,
+        measured: list[dict[str, Any]],
     ) -> Outcome:
         done: list[dict[str, Any]] = []
         host: Optional[dict[str, Any]] = None  # the last finished iteration's host state
@@ -284,6 +317,7 @@ class JobExecutor:
             if res.interrupted or cancel.is_set():
                 return Outcome("canceled", timings=timings)
             done.append(_results.iteration_output(res, self.max_message))
+            measured.append(_results.iteration_measurements(res))
             # Cut as we go (the final message is cut the same way): the agent never holds every
             # iteration's output until the end.
             fitted, was_cut = _results.fit({"results": done}, self.max_message)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import codecs
 import copy
+import math
 from typing import Any, Optional
 
 from benchrun.jobs import protocol
@@ -69,6 +70,22 @@ def iteration_output(result: Result, max_bytes: Optional[int] = None) -> dict[st
     )
 
 
+def iteration_measurements(result: Result) -> dict[str, Any]:
+    """benchrun's `iterations` entry for one run: its full metrics map (as a local Result's JSON:
+    name -> {value, unit}) and when the workload started and ended (unix seconds)."""
+    metrics = {
+        name: {"value": float(m.value), "unit": str(m.unit)}
+        for name, m in list(result.metrics.items())[: protocol.MAX_METRICS]
+        if protocol.metric_name_ok(name) and math.isfinite(m.value)
+    }
+    out: dict[str, Any] = {"metrics": metrics}
+    if result.start_time > 0:
+        out["start"] = float(result.start_time)
+    if result.end_time > 0:
+        out["end"] = float(result.end_time)
+    return out
+
+
 def was_cut(iteration: dict[str, Any]) -> bool:
     """An iteration_output() one of whose texts was cut to the message limit."""
     texts = [
@@ -99,6 +116,7 @@ def fit(msg: dict[str, Any], max_bytes: int) -> tuple[dict[str, Any], bool]:
         texts = _texts(results)
         if not texts:
             out["results"] = []
+            out.pop("iterations", None)  # one entry per result: nothing left to pair with
             break
         limit = max(len(holder[key]) for holder, key in texts) // 2
         for holder, key in texts:

@@ -166,6 +166,17 @@ def add_parsers(sub: Any) -> None:
     )
     p.add_argument("--allow-failure", action="store_true")
     p.add_argument("--priority", type=int, default=0)
+    p.add_argument(
+        "--branch", metavar="NAME", help="file the results in the history (with --commit)"
+    )
+    p.add_argument("--commit", metavar="REV", help="the commit the image was built from")
+    p.add_argument("--benchmark", metavar="NAME", help="benchmark name (default: the image's)")
+    p.add_argument(
+        "--metrics",
+        choices=["run", "bmf"],
+        default="run",
+        help="history values: the run metrics (default) or BMF printed on stdout",
+    )
     p.add_argument("--wait", action="store_true", help="wait for the job and print its results")
     p.add_argument("--json", action="store_true")
     p.add_argument("image", metavar="IMAGE")
@@ -248,6 +259,7 @@ def cmd_submit(args: argparse.Namespace) -> int:
             memory=memory,
             backend=backend,
             priority=args.priority,
+            history=_history(args),
         )
         if args.wait:
             job = c.wait(job["id"])
@@ -261,13 +273,26 @@ def cmd_submit(args: argparse.Namespace) -> int:
     return 0 if not args.wait or _status(job) == "completed" else 1
 
 
+def _history(args: argparse.Namespace) -> Any:
+    if args.branch is None and args.commit is None:
+        return None
+    if not (args.branch and args.commit):
+        raise ConfigError("submit: --branch and --commit go together")
+    h = {"branch": args.branch, "commit": args.commit, "metrics": args.metrics}
+    if args.benchmark:
+        h["benchmark"] = args.benchmark
+    return h
+
+
 def _print_results(job: dict[str, Any]) -> None:
     print(
         f"status {_status(job)}" + (f": {job['error']}" if job.get("error") else ""),
         file=sys.stderr,
     )
     for i, it in enumerate(job.get("results") or []):
-        print(f"--- iteration {i + 1}: exit {it.get('exit_code')}", file=sys.stderr)
+        wall = ((it.get("metrics") or {}).get("wall_time") or {}).get("value")
+        took = f" in {wall:.4g} s" if isinstance(wall, (int, float)) else ""
+        print(f"--- iteration {i + 1}: exit {it.get('exit_code')}{took}", file=sys.stderr)
         sys.stdout.write(it.get("stdout", ""))
         sys.stderr.write(it.get("stderr", ""))
         for path, text in sorted((it.get("output") or {}).items()):

@@ -114,6 +114,7 @@ SUBCOMMAND_MODULES = {
     "benchrun.cli.report": ("report",),
     "benchrun.cli.compare": ("compare",),
     "benchrun.cli.host": ("host",),
+    "benchrun.cli.history": ("history",),
 }
 
 

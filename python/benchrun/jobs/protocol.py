@@ -5,7 +5,7 @@ malformed or hostile message is a ProtocolError naming the field, never a KeyErr
 
 Runner -> server: ready{poll_timeout?, runner?}, running, heartbeat, completed{job, results},
 failed{job, results, error}, canceled{job}. benchrun extensions on completed/failed: timings?,
-host_state?, claim?.
+host_state?, claim?, iterations?, testbed?.
 Server -> runner: ack{job?}, job{uuid, spec, config, oci_token, timeout, created}, no_job, cancel,
 update{version, url, checksum}.
 """
@@ -119,14 +119,37 @@ def _with_host_state(msg: dict, host_state: Optional[Mapping[str, Any]]) -> dict
     return msg
 
 
+def _with_measurements(
+    msg: dict,
+    iterations: Optional[list[Mapping[str, Any]]],
+    testbed: Optional[Mapping[str, Any]],
+) -> dict:
+    """benchrun's optional extensions: {"iterations": [{"metrics": {name: {"value", "unit"}},
+    "start": unix s, "end": unix s}, ...]}, one entry per entry of `results` (the runner's own
+    measurements: the same metrics map as a local Result), and {"testbed": {...}}, the facts that
+    identify the host for history (benchrun.agent.testbed). Upstream ignores both."""
+    if iterations is not None:
+        msg["iterations"] = [dict(it) for it in iterations]
+    if testbed is not None:
+        msg["testbed"] = dict(testbed)
+    return msg
+
+
 def completed(
     job: str,
     results: list[dict],
     timings: Optional[Mapping[str, float]] = None,
     host_state: Optional[Mapping[str, Any]] = None,
+    iterations: Optional[list[Mapping[str, Any]]] = None,
+    testbed: Optional[Mapping[str, Any]] = None,
 ) -> dict:
-    return _with_host_state(
-        _with_timings({"event": "completed", "job": job, "results": results}, timings), host_state
+    return _with_measurements(
+        _with_host_state(
+            _with_timings({"event": "completed", "job": job, "results": results}, timings),
+            host_state,
+        ),
+        iterations,
+        testbed,
     )
 
 
@@ -136,10 +159,18 @@ def failed(
     error: str,
     timings: Optional[Mapping[str, float]] = None,
     host_state: Optional[Mapping[str, Any]] = None,
+    iterations: Optional[list[Mapping[str, Any]]] = None,
+    testbed: Optional[Mapping[str, Any]] = None,
 ) -> dict:
-    return _with_host_state(
-        _with_timings({"event": "failed", "job": job, "results": results, "error": error}, timings),
-        host_state,
+    return _with_measurements(
+        _with_host_state(
+            _with_timings(
+                {"event": "failed", "job": job, "results": results, "error": error}, timings
+            ),
+            host_state,
+        ),
+        iterations,
+        testbed,
     )
 
 
@@ -225,6 +256,78 @@ def _host_state(value: Any, where: str) -> dict[str, Any]:
     return value
 
 
+MAX_ITERATIONS = 10_000  # as config.iter
+MAX_METRICS = 64  # metrics per iteration
+METRIC_RANGE = (-1e18, 1e18)  # finite values a metric may take (bytes, counts, seconds)
+TIME_RANGE = (0.0, 1e11)  # unix seconds
+_METRIC_NAME = re.compile(r"^[A-Za-z0-9_.:/-]{1,64}$")
+MAX_TESTBED = 4 << 10  # bytes of the serialised `testbed` object
+
+
+def metric_name_ok(name: Any) -> bool:
+    return isinstance(name, str) and bool(_METRIC_NAME.match(name))
+
+
+def parse_metrics(value: Any, where: str) -> dict[str, dict[str, Any]]:
+    """A metrics map {name: {"value": number, "unit": string}} (a local Result's metrics as JSON):
+    at most MAX_METRICS names of [A-Za-z0-9_.:/-]{1,64}, finite values, units of at most 16
+    characters. UnsafeJson naming the field otherwise."""
+    if not isinstance(value, dict) or len(value) > MAX_METRICS:
+        raise safejson.UnsafeJson(f"{where}: expected an object of at most {MAX_METRICS} metrics")
+    out: dict[str, dict[str, Any]] = {}
+    for name, m in value.items():
+        if not isinstance(name, str) or not _METRIC_NAME.match(name):
+            raise safejson.UnsafeJson(f"{where}: metric names are 1-64 of [A-Za-z0-9_.:/-]")
+        if not isinstance(m, dict) or set(m) - {"value", "unit"}:
+            raise safejson.UnsafeJson(f"{where}.{name}: expected {{value, unit}}")
+        unit = m.get("unit", "")
+        if not isinstance(unit, str) or len(unit) > 16:
+            raise safejson.UnsafeJson(f"{where}.{name}.unit: a string of at most 16 characters")
+        out[name] = {
+            "value": safejson.finite(m.get("value"), f"{where}.{name}.value", *METRIC_RANGE),
+            "unit": unit,
+        }
+    return out
+
+
+def _iterations(value: Any, results: list, where: str) -> list[dict[str, Any]]:
+    """benchrun's `iterations` extension, one entry per iteration of `results`."""
+    if not isinstance(value, list) or len(value) > MAX_ITERATIONS:
+        raise safejson.UnsafeJson(f"{where}: expected a list of at most {MAX_ITERATIONS} entries")
+    if len(value) != len(results):
+        raise safejson.UnsafeJson(
+            f"{where}: {len(value)} entries for {len(results)} results (one per iteration)"
+        )
+    out = []
+    for i, it in enumerate(value):
+        w = f"{where}[{i}]"
+        if not isinstance(it, dict) or set(it) - {"metrics", "start", "end"}:
+            raise safejson.UnsafeJson(f"{w}: expected an object of metrics, start, end")
+        entry: dict[str, Any] = {"metrics": parse_metrics(it.get("metrics", {}), f"{w}.metrics")}
+        for k in ("start", "end"):
+            if it.get(k) is not None:
+                entry[k] = safejson.finite(it[k], f"{w}.{k}", *TIME_RANGE)
+        out.append(entry)
+    return out
+
+
+def _testbed(value: Any, where: str) -> dict[str, Any]:
+    """benchrun's `testbed` extension: a flat object of strings, numbers, booleans and nulls of
+    at most MAX_TESTBED bytes serialised."""
+    if not isinstance(value, dict) or not all(
+        isinstance(k, str) and (v is None or isinstance(v, (str, int, float, bool)))
+        for k, v in value.items()
+    ):
+        raise safejson.UnsafeJson(f"{where}: expected a flat object of scalars")
+    size = len(dumps(value).encode())
+    if size > MAX_TESTBED:
+        raise safejson.UnsafeJson(f"{where}: {size} bytes when serialised, at most {MAX_TESTBED}")
+    return value
+
+
+parse_testbed = _testbed
+
+
 def parse_runner_message(text: str | bytes, max_bytes: int) -> dict[str, Any]:
     """Validates a runner's frame (server side)."""
     msg = loads(text, max_bytes)
@@ -246,6 +349,12 @@ def parse_runner_message(text: str | bytes, max_bytes: int) -> dict[str, Any]:
             msg["timings"] = _timings(msg["timings"], f"{event}.timings")
         if msg.get("host_state") is not None:
             msg["host_state"] = _host_state(msg["host_state"], f"{event}.host_state")
+        if msg.get("iterations") is not None:
+            msg["iterations"] = _iterations(
+                msg["iterations"], msg["results"], f"{event}.iterations"
+            )
+        if msg.get("testbed") is not None:
+            msg["testbed"] = _testbed(msg["testbed"], f"{event}.testbed")
     if event == "failed" and not isinstance(msg.get("error"), str):
         raise ProtocolError("failed.error: expected a string")
     return msg

@@ -22,6 +22,8 @@ from benchrun.server import channel, rest, sse
 from benchrun.server.config import ServerConfig
 from benchrun.server.db.base import Database, Event
 from benchrun.server.events import EventHub
+from benchrun.server.history import rest as history_rest
+from benchrun.server.history.alerts import HistoryService
 from benchrun.server.http import error_middleware, json_response
 from benchrun.server.liveness import sweeper
 from benchrun.server.openapi import Route, build_document
@@ -44,11 +46,13 @@ def _version() -> str:
 
 
 async def openapi_document(request: web.Request) -> web.Response:
-    return json_response(build_document(request.app[ROUTES_KEY], rest.SCHEMAS, _version()))
+    schemas = {**rest.SCHEMAS, **history_rest.SCHEMAS}
+    return json_response(build_document(request.app[ROUTES_KEY], schemas, _version()))
 
 
 ROUTES: list[Route] = [
     *rest.ROUTES,
+    *history_rest.ROUTES,
     sse.ROUTE,
     Route(
         "GET",
@@ -67,6 +71,7 @@ def make_app(db: Database, config: ServerConfig) -> web.Application:
     """The server application over an opened, migrated database (the caller closes it)."""
     app = web.Application(middlewares=[error_middleware], logger=log)
     state = ServerState(db=db, config=config, hub=EventHub(db))
+    state.history = HistoryService(db)
     app[STATE_KEY] = state
     app[ROUTES_KEY] = ROUTES
     for r in ROUTES:
@@ -101,6 +106,9 @@ def _revocation_listener(state: ServerState) -> Callable[[str], None]:
 async def _start_background(app: web.Application) -> None:
     state: ServerState = app[STATE_KEY]
     state.hub.add_listener(_cancel_listener(state))
+    if state.history is not None:  # completed jobs feed the history; confirmations finish
+        state.hub.add_listener(state.history.on_event)
+        state.history.start()  # catch up on what a stopped server left undone
     state.db.add_revocation_listener(_revocation_listener(state))
     state.hub.start()
     app[_TASKS_KEY] = [asyncio.create_task(sweeper(state), name="sweeper")]
@@ -139,6 +147,8 @@ async def _stop_background(app: web.Application) -> None:
     for t in tasks:
         t.cancel()
     await asyncio.gather(*tasks, return_exceptions=True)
+    if state.history is not None:
+        await state.history.stop()
     await state.hub.stop()
 
 

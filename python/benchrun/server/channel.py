@@ -501,6 +501,8 @@ class RunnerChannel:
             raise _Violation(f"{event} for job {job_id}: not its current claim")
         timings = msg.get("timings") or None
         host_state = msg.get("host_state")  # benchrun extension (validated by the protocol)
+        # benchrun extensions: each iteration's metrics and times, the testbed facts.
+        extras = {"iterations": msg.get("iterations"), "testbed": msg.get("testbed")}
         mine: dict[str, Any] = {"runner": self.runner.id, "claim": claim, "key_hash": self.key_hash}
         if event == "completed":
             changed, cur = await self.db.transition(
@@ -512,6 +514,7 @@ class RunnerChannel:
                 results=msg["results"],
                 timings=timings,
                 host_state=host_state,
+                **extras,
             )
             if (
                 not changed
@@ -529,6 +532,7 @@ class RunnerChannel:
                     results=msg["results"],
                     timings=timings,
                     host_state=host_state,
+                    **extras,
                     error="",
                     reason="completed_after_heartbeat_timeout",
                 )
@@ -543,6 +547,7 @@ class RunnerChannel:
                 error=msg["error"],
                 timings=timings,
                 host_state=host_state,
+                **extras,
             )
             if (
                 not changed
@@ -560,6 +565,7 @@ class RunnerChannel:
                     error=msg["error"],
                     timings=timings,
                     host_state=host_state,
+                    **extras,
                     reason="failed_after_heartbeat_timeout",
                 )
         else:

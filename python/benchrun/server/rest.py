@@ -52,6 +52,7 @@ _SPEC_KEYS = {
     "created",
     "modified",
     "archived",
+    "history",  # benchrun: branch/commit of the results (checked by history.ingest)
 }
 _RUNNER_NAME = re.compile(r"^[a-z0-9][a-z0-9-]{0,62}$")
 PRIORITY_RANGE = (0, 1000)
@@ -87,6 +88,8 @@ def job_json(job: Job, *, results: bool = False) -> dict[str, Any]:
         "reason": job.reason,
         "timings": job.timings,
         "host_state": job.host_state,
+        "testbed": job.testbed,
+        "pin_runner": job.pin_runner,
     }
     if results:
         d["results"] = job.results
@@ -360,29 +363,35 @@ async def delete_runner(request: web.Request) -> web.Response:
     return json_response(runner_json(runner))
 
 
-async def submit_job(request: web.Request) -> web.Response:
-    state = _state(request)
-    principal = await auth.user(request, state.db)
-    project = await _project(state, principal, request.match_info["project"])
-    body = await read_json(request)
-    _check_keys(body, {"image", "spec", "config", "priority"}, "job")
-    ref = _str_field(body, "image", "job", max_len=1024)
+async def prepare_job(
+    state: ServerState, project: Project, body: dict[str, Any], where: str = "job"
+) -> tuple[dict[str, Any], p.JobConfig, int]:
+    """A job submission body checked and its image pinned: (spec, config, priority)."""
+    _check_keys(body, {"image", "spec", "config", "priority"}, where)
+    ref = _str_field(body, "image", where, max_len=1024)
     spec_in = body.get("spec") or {}
     if not isinstance(spec_in, dict):
-        raise ConfigError("job.spec: expected an object")
-    _check_keys(spec_in, _SPEC_KEYS, "job.spec")
-    spec = p.parse_spec(spec_in, "job.spec").to_json()
+        raise ConfigError(f"{where}.spec: expected an object")
+    _check_keys(spec_in, _SPEC_KEYS, f"{where}.spec")
+    spec = p.parse_spec(spec_in, f"{where}.spec").to_json()
+    if spec_in.get("history") is not None:
+        # benchrun: where the job's results go in the project's history (docs/history.md).
+        from benchrun.server.history.ingest import parse_history_spec
+
+        spec["history"] = parse_history_spec(spec_in["history"], f"{where}.spec.history")
+    else:
+        spec.pop("history", None)
     cfg_in = body.get("config") or {}
     if not isinstance(cfg_in, dict):
-        raise ConfigError("job.config: expected an object")
-    _check_keys(cfg_in, _CONFIG_KEYS, "job.config")
+        raise ConfigError(f"{where}.config: expected an object")
+    _check_keys(cfg_in, _CONFIG_KEYS, f"{where}.config")
     priority = body.get("priority", 0)
     if (
         isinstance(priority, bool)
         or not isinstance(priority, int)
         or not PRIORITY_RANGE[0] <= priority <= PRIORITY_RANGE[1]
     ):
-        raise ConfigError(f"job.priority: expected an integer in {list(PRIORITY_RANGE)}")
+        raise ConfigError(f"{where}.priority: expected an integer in {list(PRIORITY_RANGE)}")
     cfg = state.config
     timeout = cfg_in.get("timeout", cfg.default_job_timeout)
     # Validate what the user wrote before asking a registry anything.
@@ -394,7 +403,7 @@ async def submit_job(request: web.Request) -> web.Response:
             "project": project.id,
             "digest": "sha256:" + "0" * 64,
         },
-        "job.config",
+        f"{where}.config",
     )
     registry, digest, pinned = await pin_image(ref, cfg, project)
     config = p.parse_config(
@@ -406,8 +415,17 @@ async def submit_job(request: web.Request) -> web.Response:
             "digest": digest,
             "image": pinned,
         },
-        "job.config",
+        f"{where}.config",
     )
+    return spec, config, priority
+
+
+async def submit_job(request: web.Request) -> web.Response:
+    state = _state(request)
+    principal = await auth.user(request, state.db)
+    project = await _project(state, principal, request.match_info["project"])
+    body = await read_json(request)
+    spec, config, priority = await prepare_job(state, project, body)
     job = await state.db.submit_job(
         project.id,
         spec,
@@ -489,6 +507,9 @@ async def job_results(request: web.Request) -> web.Response:
             "reason": job.reason,
             "timings": job.timings,
             "host_state": job.host_state,
+            # benchrun: each iteration's metrics and times as the runner measured them.
+            "iterations": job.iterations,
+            "testbed": job.testbed,
         }
     )
 
@@ -790,12 +811,37 @@ SCHEMAS: dict[str, Any] = {
             "reason": {"type": "string", "nullable": True},
             "timings": {"type": "object", "additionalProperties": {"type": "number"}},
             "host_state": _HOST_STATE,
+            "iterations": {
+                "type": "array",
+                "nullable": True,
+                "description": "benchrun: one entry per iteration, as the runner measured it",
+                "items": {
+                    "type": "object",
+                    "properties": {
+                        "metrics": {
+                            "type": "object",
+                            "additionalProperties": {
+                                "type": "object",
+                                "properties": {
+                                    "value": {"type": "number"},
+                                    "unit": {"type": "string"},
+                                },
+                            },
+                        },
+                        "start": {"type": "number"},
+                        "end": {"type": "number"},
+                    },
+                },
+            },
+            "testbed": {"type": "object", "nullable": True},
         },
     },
     "Event": {
         "type": "object",
         "properties": {
-            "kind": {"type": "string", "enum": ["job", "heartbeat", "submitted"]},
+            "kind": {"type": "string", "enum": ["job", "heartbeat", "submitted", "alert"]},
+            "alert": {"type": "string", "description": "kind alert: the alert id"},
+            "state": {"type": "string", "description": "kind alert: the alert's state"},
             "job": {"type": "string"},
             "project": {"type": "string"},
             "status": _STATUS,

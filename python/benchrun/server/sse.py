@@ -19,6 +19,17 @@ from benchrun.server.state import STATE_KEY, ServerState
 
 
 def format_event(ev: Event) -> bytes:
+    if ev.kind == "alert":  # an alert was created or changed state (docs/history.md)
+        from benchrun.server.history.store import ALERT_STATES
+
+        alert = {
+            "kind": ev.kind,
+            "alert": ev.job,
+            "project": ev.project,
+            "state": ALERT_STATES[ev.status] if 0 <= ev.status < len(ALERT_STATES) else None,
+            "at": ev.at,
+        }
+        return f"event: alert\ndata: {safejson.dumps(alert, separators=(',', ':'))}\n\n".encode()
     data = {
         "kind": ev.kind,
         "job": ev.job,
@@ -74,7 +85,7 @@ ROUTE = Route(
     "GET",
     "/v0/events",
     events,
-    "Live job status changes and heartbeats (Server-Sent Events)",
+    "Live job status changes, heartbeats and alerts (Server-Sent Events)",
     "user",
     media="text/event-stream",
     errors=(404,),

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Optional
 
 from benchrun.server.config import ServerConfig
 from benchrun.server.db.base import Database
@@ -15,6 +15,7 @@ STATE_KEY = "benchrun.state"  # app[STATE_KEY] is the process's ServerState
 
 if TYPE_CHECKING:
     from benchrun.server.channel import RunnerChannel
+    from benchrun.server.history.alerts import HistoryService
 
 
 @dataclass
@@ -27,6 +28,7 @@ class ServerState:
     # job id -> the timer armed when its runner disconnected mid-job
     timers: dict[str, "asyncio.Task[None]"] = field(default_factory=dict)
     shutting_down: bool = False
+    history: Optional["HistoryService"] = None  # history, detection, confirmations
 
     def request_cancel(self, job_id: str) -> bool:
         """Tells the channel executing job_id here (if any) to send `cancel` now."""

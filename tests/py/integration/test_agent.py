@@ -70,7 +70,8 @@ def shape(value: Any) -> Any:
 def assert_upstream_shape(msg: dict) -> None:
     """Same keys and types as upstream's message of that event. Optional upstream fields may be
     absent (ready's poll_timeout/runner, an iteration's stdout/stderr/output); the only extra key
-    allowed are benchrun's documented `timings` and `host_state` extensions on completed/failed."""
+    allowed are benchrun's documented `timings`, `host_state`, `iterations` and `testbed`
+    extensions on completed/failed."""
     event = msg["event"]
     ref = shape(fixture(f"runner_{event}"))
     got = shape(msg)
@@ -80,6 +81,14 @@ def assert_upstream_shape(msg: dict) -> None:
         host = msg["host_state"]
         assert isinstance(host, dict) and {"tuned", "differs"} <= set(host), host
         got.pop("host_state")
+    if event in ("completed", "failed") and "iterations" in got:
+        its = msg["iterations"]
+        assert len(its) == len(msg["results"]), msg
+        assert all(it["metrics"]["wall_time"]["unit"] == "s" for it in its), its
+        got.pop("iterations")
+    if event in ("completed", "failed") and "testbed" in got:
+        assert {"cpu_model", "kernel", "backend"} <= set(msg["testbed"]), msg["testbed"]
+        got.pop("testbed")
     optional = {"poll_timeout", "runner"} if event == "ready" else set()  # `?` upstream
     assert set(ref) - optional <= set(got) <= set(ref), (event, sorted(got), sorted(ref))
     for key, want in ref.items():

@@ -64,6 +64,10 @@ def test_submit_run_results(fleet: Fleet, pushed_image: str):
     results = fleet.user.results(job["id"])
     assert len(results) == 2
     for it in results:
+        # The runner's own measurements of the iteration ride along (issue 14/18).
+        measured = {k: it.pop(k) for k in ("metrics", "start", "end")}
+        assert measured["metrics"]["wall_time"]["unit"] == "s", measured
+        assert measured["end"] >= measured["start"] > 0
         assert it == {"exit_code": 0, "stdout": "hello\n", "stderr": "oops\n",
                       "output": {"/tmp/o": "42\n"}}
     # The runner's attestation of its host (the last iteration's Result.facts["host_state"]),

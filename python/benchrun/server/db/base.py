@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import abc
 from dataclasses import dataclass, field
-from typing import Any, AsyncIterator, Callable, Optional
+from typing import Any, AsyncIterator, Callable, Optional, Sequence
 
 
 @dataclass(frozen=True)
@@ -67,16 +67,20 @@ class Job:
     claim: Optional[str] = None  # UUID of the current claim (set by claim_job)
     # The runner's attestation of its host (benchrun.host.attestation), from completed/failed.
     host_state: Optional[dict[str, Any]] = None
+    # benchrun extensions from completed/failed: each iteration's metrics and times, the testbed.
+    iterations: Optional[list[dict[str, Any]]] = None
+    testbed: Optional[dict[str, Any]] = None
+    pin_runner: Optional[str] = None  # only this runner may claim it (confirmation jobs)
 
 
 @dataclass(frozen=True)
 class Event:
     """A change worth telling listeners about (SSE, idle runners)."""
 
-    kind: str  # "job" (status change), "heartbeat", "submitted"
-    job: str
+    kind: str  # "job" (status change), "heartbeat", "submitted", "alert"
+    job: str  # the job id (an alert's id for kind "alert")
     project: str
-    status: int
+    status: int  # a job status (an alert state for kind "alert")
     at: float
 
 
@@ -187,8 +191,10 @@ class Database(abc.ABC):
         priority: int,
         timeout: int,
         at: float,
+        pin_runner: Optional[str] = None,
     ) -> Job:
-        """Inserts a pending job and wakes idle runners (notify)."""
+        """Inserts a pending job and wakes idle runners (notify); pin_runner = the only runner
+        (id) that may claim it."""
 
     @abc.abstractmethod
     async def claim_job(
@@ -216,11 +222,13 @@ class Database(abc.ABC):
         claim: Optional[str] = None,
         key_hash: Optional[str] = None,
         host_state: Optional[dict[str, Any]] = None,
+        iterations: Optional[list[dict[str, Any]]] = None,
+        testbed: Optional[dict[str, Any]] = None,
     ) -> tuple[bool, Optional[Job]]:
         """One conditional UPDATE: status in from_ (and runner, claim and the runner's current key
         match, when given) -> to, setting
         started (to RUNNING; kept if already set), ended (terminal), results/error/reason/timings/
-        host_state when given (timings and host_state replace). Returns (changed, the job as it is now; None if no such
+        host_state/iterations/testbed when given (they replace). Returns (changed, the job as it is now; None if no such
         job). Emits an Event when changed; a move to PENDING also wakes idle runners."""
 
     @abc.abstractmethod
@@ -263,6 +271,22 @@ class Database(abc.ABC):
         processes, an in-process signal for SQLite) or timeout; True if woken. A wakeup is not
         remembered for later callers: loop claim -> wait_for_work(short timeout, e.g. 1 s, as
         upstream's POLL_INTERVAL) so a submit landing between them costs at most one interval."""
+
+    # --- plain SQL for the history store (benchrun.server.history.store) ---
+    @abc.abstractmethod
+    async def fetch(self, sql: str, args: Sequence[Any] = ()) -> list[dict[str, Any]]:
+        """The rows of one statement, as dicts; `?` marks parameters in both dialects."""
+
+    @abc.abstractmethod
+    async def write(
+        self, statements: Sequence[tuple[str, Sequence[Any]]]
+    ) -> list[list[dict[str, Any]]]:
+        """Runs the statements in one transaction (all or none); each one's rows (RETURNING)."""
+
+    @abc.abstractmethod
+    async def notify(self, event: Event) -> None:
+        """Publishes an event (e.g. kind "alert") to every events() subscriber: in process for
+        SQLite, through NOTIFY to every server process for PostgreSQL."""
 
     @abc.abstractmethod
     def events(self) -> AsyncIterator[Event]:

@@ -18,14 +18,14 @@ from __future__ import annotations
 import asyncio
 import time
 import urllib.parse
-from typing import Any, Optional
+from typing import Any, Optional, Sequence
 
 import asyncpg
 
 from benchrun.errors import ConfigError
 from benchrun.jobs.protocol import CLAIMED, PENDING, RUNNING
 from benchrun.server.db import keys, rows, schema
-from benchrun.server.db.base import Database, Job, Principal, Project, Runner
+from benchrun.server.db.base import Database, Event, Job, Principal, Project, Runner
 from benchrun.server.db.fanout import EventHub, Subscription, WorkSignal
 
 _JOB_COLS = ", ".join(rows.JOB_COLUMNS)
@@ -66,6 +66,13 @@ class _Params:
     def __call__(self, value: Any) -> str:
         self.values.append(value)
         return f"${len(self.values)}"
+
+
+def _dollar_marks(sql: str) -> str:
+    """`?` -> `$1`, `$2`, ... (the history store writes one SQL text for both dialects and never
+    puts a `?` inside a literal)."""
+    parts = sql.split("?")
+    return "".join(f"{part}${i}" if i < len(parts) else part for i, part in enumerate(parts, 1))
 
 
 def redact(dsn: str) -> str:
@@ -353,8 +360,9 @@ class PostgresDatabase(Database):
         priority: int,
         timeout: int,
         at: float,
+        pin_runner: Optional[str] = None,
     ) -> Job:
-        marks = ", ".join(f"${i}" for i in range(1, 20))
+        marks = ", ".join(f"${i}" for i in range(1, len(rows.JOB_COLUMNS) + 1))
         try:
             r = await (await self._ready()).fetchrow(
                 f"WITH u AS (INSERT INTO jobs ({_JOB_COLS}) VALUES ({marks}) {_RETURNING_JOB}) "
@@ -378,6 +386,9 @@ class PostgresDatabase(Database):
                 rows.dump({}),
                 None,
                 None,
+                None,
+                None,
+                pin_runner,
             )
         except asyncpg.ForeignKeyViolationError:
             raise ConfigError(f"submit job: no project '{project}'") from None
@@ -395,6 +406,7 @@ class PostgresDatabase(Database):
             key_cond = f" AND {_key_current('$2', '$5')}"
         r = await (await self._ready()).fetchrow(
             f"WITH c AS (SELECT id FROM jobs WHERE status = {PENDING} AND project = ANY($1::text[])"
+            f"  AND (pin_runner IS NULL OR pin_runner = $2)"
             f"  ORDER BY priority DESC, created, id LIMIT 1 FOR UPDATE SKIP LOCKED),"
             f" u AS (UPDATE jobs SET status = {CLAIMED}, runner = $2, claimed = $3, claim = $4"
             f"  FROM c WHERE jobs.id = c.id AND jobs.status = {PENDING}{key_cond} {_RETURNING_JOB})"
@@ -418,6 +430,8 @@ class PostgresDatabase(Database):
         claim: Optional[str] = None,
         key_hash: Optional[str] = None,
         host_state: Optional[dict[str, Any]] = None,
+        iterations: Optional[list[dict[str, Any]]] = None,
+        testbed: Optional[dict[str, Any]] = None,
     ) -> tuple[bool, Optional[Job]]:
         if not from_:
             return False, await self._job(job_id)
@@ -432,6 +446,8 @@ class PostgresDatabase(Database):
             ("results", results),
             ("timings", timings),
             ("host_state", host_state),
+            ("iterations", iterations),
+            ("testbed", testbed),
         ):
             if value is not None:
                 sets.append(f"{column} = {p(rows.dump(value))}")
@@ -517,6 +533,27 @@ class PostgresDatabase(Database):
             f"ORDER BY created, id"
         )
         return [rows.job_from_row(r) for r in rs]
+
+    # --- plain SQL (history) ---
+    async def fetch(self, sql: str, args: Sequence[Any] = ()) -> list[dict[str, Any]]:
+        rs = await (await self._ready()).fetch(_dollar_marks(sql), *args)
+        return [dict(r) for r in rs]
+
+    async def write(
+        self, statements: Sequence[tuple[str, Sequence[Any]]]
+    ) -> list[list[dict[str, Any]]]:
+        pool = await self._ready()
+        out = []
+        async with pool.acquire() as c:
+            async with c.transaction():
+                for sql, args in statements:
+                    out.append([dict(r) for r in await c.fetch(_dollar_marks(sql), *args)])
+        return out
+
+    async def notify(self, event: Event) -> None:
+        await (await self._ready()).execute(
+            "SELECT pg_notify($1, $2)", rows.EVENTS_CHANNEL, rows.event_to_json(event)
+        )
 
     # --- wakeups and events ---
     async def wait_for_work(self, timeout: float) -> bool:

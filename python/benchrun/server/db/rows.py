@@ -32,6 +32,9 @@ JOB_COLUMNS = (
     "timings",
     "claim",
     "host_state",
+    "iterations",
+    "testbed",
+    "pin_runner",
 )
 IN_FLIGHT = (CLAIMED, RUNNING)
 RUNNER_NAME = re.compile(r"^[a-z0-9-]{1,64}$")
@@ -126,7 +129,14 @@ def job_from_row(r: Mapping[str, Any]) -> Job:
         timings=json.loads(r["timings"]),
         claim=r["claim"],
         host_state=None if host_state is None else json.loads(host_state),
+        iterations=_json_or_none(r["iterations"]),
+        testbed=_json_or_none(r["testbed"]),
+        pin_runner=r["pin_runner"],
     )
+
+
+def _json_or_none(text: Optional[str]) -> Any:
+    return None if text is None else json.loads(text)
 
 
 def event_of(kind: str, job: Job, at: float) -> Event:

@@ -115,6 +115,93 @@ MIGRATIONS: tuple[Migration, ...] = (
         # JSON object; NULL for jobs that have none (older or upstream runners, canceled jobs).
         ("ALTER TABLE jobs ADD COLUMN host_state TEXT",),
     ),
+    Migration(
+        4,
+        "history: per-iteration metrics, testbeds, series, points, alert configs, alerts",
+        (
+            # The agent's per-iteration measurements ({"metrics": {name: {value, unit}}, "start",
+            # "end"} per iteration, benchrun extension `iterations`), its testbed fingerprint facts
+            # (`testbed`), and the runner a job is pinned to (confirmation jobs; NULL = any).
+            "ALTER TABLE jobs ADD COLUMN iterations TEXT",
+            "ALTER TABLE jobs ADD COLUMN testbed TEXT",
+            "ALTER TABLE jobs ADD COLUMN pin_runner TEXT",
+            # A testbed is a host fingerprint (CPU model, microcode, kernel, SMT, tuning, backend)
+            # per project: fingerprint = SHA-256 of the canonical facts.
+            """CREATE TABLE testbeds (
+            id TEXT PRIMARY KEY,
+            project TEXT NOT NULL REFERENCES projects (id),
+            name TEXT NOT NULL,
+            fingerprint TEXT NOT NULL,
+            facts TEXT NOT NULL,
+            runner TEXT,
+            created DOUBLE PRECISION NOT NULL,
+            UNIQUE (project, fingerprint)
+        )""",
+            """CREATE TABLE series (
+            id TEXT PRIMARY KEY,
+            project TEXT NOT NULL REFERENCES projects (id),
+            branch TEXT NOT NULL,
+            testbed TEXT NOT NULL REFERENCES testbeds (id),
+            benchmark TEXT NOT NULL,
+            measure TEXT NOT NULL,
+            unit TEXT,
+            created DOUBLE PRECISION NOT NULL,
+            UNIQUE (project, branch, testbed, benchmark, measure)
+        )""",
+            # One result of one commit: value (the median of its samples), the samples (JSON list),
+            # where it came from (a job, an upload), and noise = 1 once a confirmation re-run
+            # did not reproduce it (excluded from detection, still shown).
+            """CREATE TABLE points (
+            id TEXT PRIMARY KEY,
+            series TEXT NOT NULL REFERENCES series (id),
+            revision TEXT NOT NULL,
+            value DOUBLE PRECISION NOT NULL,
+            lower_value DOUBLE PRECISION,
+            upper_value DOUBLE PRECISION,
+            samples TEXT NOT NULL,
+            at DOUBLE PRECISION NOT NULL,
+            source TEXT NOT NULL,
+            job TEXT,
+            runner TEXT,
+            rerun TEXT,
+            noise INTEGER NOT NULL,
+            UNIQUE (series, source)
+        )""",
+            "CREATE INDEX points_series_at ON points (series, at, id)",
+            """CREATE TABLE alert_configs (
+            id TEXT PRIMARY KEY,
+            project TEXT NOT NULL REFERENCES projects (id),
+            branch TEXT NOT NULL,
+            benchmark TEXT NOT NULL,
+            measure TEXT NOT NULL,
+            model TEXT NOT NULL,
+            params TEXT NOT NULL,
+            change_points INTEGER NOT NULL,
+            repetitions INTEGER,
+            created DOUBLE PRECISION NOT NULL,
+            UNIQUE (project, branch, benchmark, measure)
+        )""",
+            # state: 0 confirming, 1 open, 2 confirmed, 3 dismissed, 4 noise (not raised).
+            """CREATE TABLE alerts (
+            id TEXT PRIMARY KEY,
+            project TEXT NOT NULL REFERENCES projects (id),
+            series TEXT NOT NULL REFERENCES series (id),
+            point TEXT NOT NULL REFERENCES points (id),
+            kind TEXT NOT NULL,
+            state INTEGER NOT NULL,
+            base_revision TEXT,
+            head_revision TEXT NOT NULL,
+            base_value DOUBLE PRECISION,
+            head_value DOUBLE PRECISION NOT NULL,
+            detail TEXT NOT NULL,
+            confirmation TEXT,
+            created DOUBLE PRECISION NOT NULL,
+            updated DOUBLE PRECISION NOT NULL,
+            UNIQUE (point)
+        )""",
+            "CREATE INDEX alerts_project_created ON alerts (project, created DESC)",
+        ),
+    ),
 )
 
 LATEST_VERSION = MIGRATIONS[-1].version

@@ -17,7 +17,7 @@ import contextlib
 import sqlite3
 import time
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any, Callable, Iterator, Optional, TypeVar
+from typing import Any, Callable, Iterator, Optional, Sequence, TypeVar
 
 from benchrun.errors import ConfigError
 from benchrun.jobs.protocol import CLAIMED, PENDING, RUNNING
@@ -368,6 +368,7 @@ class SqliteDatabase(Database):
         priority: int,
         timeout: int,
         at: float,
+        pin_runner: Optional[str] = None,
     ) -> Job:
         job = Job(
             id=rows.new_id(),
@@ -378,13 +379,14 @@ class SqliteDatabase(Database):
             config=config,
             timeout=int(timeout),
             created=at,
+            pin_runner=pin_runner,
         )
 
         def insert() -> None:
             try:
                 with self._write() as c:
                     c.execute(
-                        f"INSERT INTO jobs ({_JOB_COLS}) VALUES ({_marks(19)})",
+                        f"INSERT INTO jobs ({_JOB_COLS}) VALUES ({_marks(len(rows.JOB_COLUMNS))})",
                         (
                             job.id,
                             job.project,
@@ -405,6 +407,9 @@ class SqliteDatabase(Database):
                             rows.dump({}),
                             None,
                             None,
+                            None,
+                            None,
+                            pin_runner,
                         ),
                     )
             except sqlite3.IntegrityError:
@@ -430,8 +435,18 @@ class SqliteDatabase(Database):
                     f"UPDATE jobs SET status = ?, runner = ?, claimed = ?, claim = ? WHERE id = ("
                     f" SELECT id FROM jobs WHERE status = ?"
                     f" AND project IN ({_marks(len(projects))})"
+                    f" AND (pin_runner IS NULL OR pin_runner = ?)"
                     f" ORDER BY priority DESC, created, id LIMIT 1){key_cond} RETURNING {_JOB_COLS}",
-                    (CLAIMED, runner.id, at, rows.new_id(), PENDING, *projects, *key_args),
+                    (
+                        CLAIMED,
+                        runner.id,
+                        at,
+                        rows.new_id(),
+                        PENDING,
+                        *projects,
+                        runner.id,
+                        *key_args,
+                    ),
                 ).fetchall()
                 return rows.job_from_row(r[0]) if r else None
 
@@ -455,6 +470,8 @@ class SqliteDatabase(Database):
         claim: Optional[str] = None,
         key_hash: Optional[str] = None,
         host_state: Optional[dict[str, Any]] = None,
+        iterations: Optional[list[dict[str, Any]]] = None,
+        testbed: Optional[dict[str, Any]] = None,
     ) -> tuple[bool, Optional[Job]]:
         sets = ["status = ?"]
         args: list[Any] = [to]
@@ -468,6 +485,8 @@ class SqliteDatabase(Database):
             ("results", results),
             ("timings", timings),
             ("host_state", host_state),
+            ("iterations", iterations),
+            ("testbed", testbed),
         ):
             if value is not None:
                 sets.append(f"{column} = ?")
@@ -596,6 +615,27 @@ class SqliteDatabase(Database):
             return [rows.job_from_row(r) for r in cur.fetchall()]
 
         return await self._run(q)
+
+    # --- plain SQL (history) ---
+    async def fetch(self, sql: str, args: Sequence[Any] = ()) -> list[dict[str, Any]]:
+        def q() -> list[dict[str, Any]]:
+            return [dict(r) for r in self._db().execute(sql, tuple(args)).fetchall()]
+
+        return await self._run(q)
+
+    async def write(
+        self, statements: Sequence[tuple[str, Sequence[Any]]]
+    ) -> list[list[dict[str, Any]]]:
+        def w() -> list[list[dict[str, Any]]]:
+            with self._write() as c:
+                return [
+                    [dict(r) for r in c.execute(sql, tuple(a)).fetchall()] for sql, a in statements
+                ]
+
+        return await self._run(w)
+
+    async def notify(self, event: Event) -> None:
+        self._publish([event])
 
     # --- wakeups and events ---
     async def wait_for_work(self, timeout: float) -> bool:
