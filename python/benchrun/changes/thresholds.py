@@ -84,7 +84,7 @@ class Threshold:
         model: str,
         *,
         window: Optional[int] = None,
-        min_sample: int = 2,
+        min_sample: Optional[int] = None,
         upper: Optional[float] = None,
         lower: Optional[float] = None,
     ) -> None:
@@ -97,6 +97,8 @@ class Threshold:
         ):
             raise ConfigError(f"threshold {model}: window {window!r}: a whole number >= 1")
         least = 0 if model == "static" else 2
+        if min_sample is None:  # a static limit needs no history; the others two points at least
+            min_sample = least
         if isinstance(min_sample, bool) or not isinstance(min_sample, int) or min_sample < least:
             raise ConfigError(
                 f"threshold {model}: min_sample {min_sample!r}: a whole number >= {least}"

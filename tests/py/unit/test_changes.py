@@ -172,6 +172,9 @@ def test_threshold_window_min_sample_and_errors() -> None:
     assert th.check([1000.0, 100.0, 100.0], 109.0).alert is False  # the window drops 1000
     assert th.check([1000.0, 100.0, 100.0], 111.0).side == "upper"
     assert Threshold("z_score", upper=0.99, min_sample=10).check(H, 1e9).alert is False
+    # A static limit needs no history by default; the statistical models need two points.
+    assert Threshold("static", upper=5.0).check([], 6.0).side == "upper"
+    assert Threshold("z_score", upper=0.99).min_sample == 2
     assert thresholds.MODELS == (
         "static",
         "percentage",

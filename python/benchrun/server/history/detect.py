@@ -94,7 +94,8 @@ def suspects(
         if n >= 2 * min_size:
             before = set(cps(list(values[:-1]), alpha=alpha, min_size=min_size))
             after = cps(list(values), alpha=alpha, min_size=min_size)
-            new = [k for k in after if k not in before]
+            # A change point the newest value only moved (within min_size) is not a new one.
+            new = [k for k in after if all(abs(k - c) >= min_size for c in before)]
             if new:
                 k = max(new)
                 prev = max([c for c in after if c < k], default=0)
