@@ -25,7 +25,7 @@ import benchrun
 from benchrun import image as img
 from benchrun.cli.progress import pull_progress
 from benchrun.errors import BenchrunError, ConfigError
-from benchrun.cli.run_options import add_run_options, run_options, with_flag
+from benchrun.cli.run_options import add_run_options, restore_positional, run_options, with_flag
 from benchrun.options import PULL_POLICIES, parse_env_file
 from benchrun.runner import SCHEMA, Result, execute, load_image, make_spec
 
@@ -384,6 +384,7 @@ def cmd_prune(args: argparse.Namespace) -> int:
 
 def _split_image_command(args: argparse.Namespace) -> tuple[str, Optional[list[str]]]:
     """(image, command or None) from --image and the positionals; a usage error if no image."""
+    restore_positional(args)  # `--instructions IMAGE`: the IMAGE is a positional
     rest = list(args.args)
     if rest[:1] == ["--"]:  # `benchrun run -- IMAGE CMD`: the usual end-of-options marker
         rest.pop(0)
