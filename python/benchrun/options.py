@@ -298,7 +298,9 @@ def _instructions(value: Any, what: str) -> str:
     if value is False:
         return ""
     if not isinstance(value, str):
-        raise ConfigError(f"{what} {value!r}: expected True or one of {', '.join(INSTRUCTION_MODES)}")
+        raise ConfigError(
+            f"{what} {value!r}: expected True or one of {', '.join(INSTRUCTION_MODES)}"
+        )
     return value
 
 

@@ -27,8 +27,7 @@ std::vector<std::string_view> words(std::string_view s) {
 bool event_name(std::string_view w) {
   if (w.empty() || w.size() > 16) return false;
   for (char c : w)
-    if (!((c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9')))
-      return false;
+    if (!((c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9'))) return false;
   return true;
 }
 
@@ -83,9 +82,8 @@ void CallgrindParser::line(std::string_view l) {
     header_seen_ = true;
     return;
   }
-  if (l.find('\0') != std::string_view::npos && (starts_with(l, "events:") ||
-                                                 starts_with(l, "totals:") ||
-                                                 starts_with(l, "part:")))
+  if (l.find('\0') != std::string_view::npos &&
+      (starts_with(l, "events:") || starts_with(l, "totals:") || starts_with(l, "part:")))
     bad("NUL byte");
   auto open_part = [&] {
     if (part_open_ && !part_has_totals_) bad("a part ends without a 'totals:' line");

@@ -146,14 +146,15 @@ Argv instrumented_argv(const std::string& mode, const Argv& argv) {
               "-q",
               "--trace-children=yes",
               "--child-silent-after-fork=yes",
+              "--sigill-diagnostics=yes",  // -q silences them; an unsupported ISA needs them
               "--callgrind-out-file=" + tool_path("out") + "/callgrind.out.%p",
               "--dump-instr=no",
               "--compress-strings=no"};
   if (mode == "cache") {
     // A fixed hierarchy, not the host's (Valgrind reads it with cpuid): the estimate must not
     // change with the machine. 32 KiB 8-way L1s and an 8 MiB 16-way LL, 64-byte lines.
-    out.insert(out.end(), {"--cache-sim=yes", "--I1=32768,8,64", "--D1=32768,8,64",
-                           "--LL=8388608,16,64"});
+    out.insert(out.end(),
+               {"--cache-sim=yes", "--I1=32768,8,64", "--D1=32768,8,64", "--LL=8388608,16,64"});
   } else if (mode == "sections") {
     out.push_back("--instr-atstart=no");  // only what CALLGRIND_START_INSTRUMENTATION brackets
   }
@@ -168,7 +169,8 @@ std::string instruction_output_options(uid_t uid, gid_t gid) {
 
 void set_instruction_metrics(const std::vector<CallgrindPart>& parts, const std::string& mode,
                              RunResult& r) {
-  constexpr const char* kCacheEvents[] = {"Dr", "Dw", "I1mr", "D1mr", "D1mw", "ILmr", "DLmr", "DLmw"};
+  constexpr const char* kCacheEvents[] = {"Dr",   "Dw",   "I1mr", "D1mr",
+                                          "D1mw", "ILmr", "DLmr", "DLmw"};
   std::map<std::string, uint64_t> sum, sections;
   auto add = [](uint64_t& to, uint64_t v) {
     if (to > UINT64_MAX - v) throw InstructionCountError("callgrind counts overflow 64 bits");
@@ -199,8 +201,9 @@ void set_instruction_metrics(const std::vector<CallgrindPart>& parts, const std:
   const uint64_t l1_misses = sum["I1mr"] + sum["D1mr"] + sum["D1mw"];
   const uint64_t ll_misses = sum["ILmr"] + sum["DLmr"] + sum["DLmw"];
   if (ll_misses > l1_misses || l1_misses > ir + dr + dw)
-    throw InstructionCountError("callgrind cache counts are inconsistent (more misses than "
-                                "accesses): the output was tampered with");
+    throw InstructionCountError(
+        "callgrind cache counts are inconsistent (more misses than "
+        "accesses): the output was tampered with");
   r.set_metric("data_reads", static_cast<double>(dr), "count");
   r.set_metric("data_writes", static_cast<double>(dw), "count");
   r.set_metric("i1_misses", static_cast<double>(sum["I1mr"]), "count");
@@ -217,8 +220,8 @@ void set_instruction_metrics(const std::vector<CallgrindPart>& parts, const std:
 void collect_instruction_metrics(int rootfd, const std::string& mode, RunResult& r) {
   if (std::string msg = unsupported_instruction_message(r); !msg.empty())
     throw InstructionCountError(
-        "Valgrind cannot run this workload: '" + msg +
-        "' (an instruction Valgrind " + "does not implement, e.g. AVX-512: build the workload "
+        "Valgrind cannot run this workload: '" + msg + "' (an instruction Valgrind " +
+        "does not implement, e.g. AVX-512: build the workload "
         "for an older target such as x86-64-v3, or run it without --instructions)");
   struct open_how how {};
   how.flags = O_RDONLY | O_DIRECTORY | O_CLOEXEC;

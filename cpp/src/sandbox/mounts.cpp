@@ -210,11 +210,15 @@ constexpr const char* kToolSteps[] = {
     "/.benchrun-tools (read-only)",
 };
 
-// A read-only bind of a host path (absolute: we have not pivoted yet) onto rel.
+// A read-only bind of a host path (absolute: we have not pivoted yet) onto rel. mount_setattr
+// sets only these attributes: a remount would also have to repeat the source's atime flags,
+// which are locked in a user namespace (EPERM otherwise).
 int bind_readonly(const char* host_path, const char* rel) noexcept {
   if (::mount(host_path, rel, nullptr, MS_BIND, nullptr) != 0) return errno;
-  return err_of(::mount(nullptr, rel, nullptr,
-                        MS_BIND | MS_REMOUNT | MS_RDONLY | MS_NOSUID | MS_NODEV, nullptr));
+  mount_attr attr{};
+  attr.attr_set = MOUNT_ATTR_RDONLY | MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV;
+  return err_of(
+      static_cast<int>(::syscall(SYS_mount_setattr, AT_FDCWD, rel, 0, &attr, sizeof attr)));
 }
 
 }  // namespace

@@ -89,9 +89,10 @@ TEST(CallgrindOutput, ChunkBoundariesDoNotMatter) {
 
 TEST(CallgrindOutput, TrailingZerosMayBeLeftOutAndPartsCombine) {
   // --combine-dumps: parts in one file; "totals: 0" for nine events is how callgrind writes zeros.
-  std::string text = std::string("# callgrind format\npart: 1\ndesc: Trigger: Client Request: a\n") +
-                     "events: Ir Dr Dw I1mr D1mr D1mw ILmr DLmr DLmw\ntotals: 0\npart: 2\n" +
-                     "desc: Trigger: Program termination\nevents: Ir\ntotals: 7\n";
+  std::string text =
+      std::string("# callgrind format\npart: 1\ndesc: Trigger: Client Request: a\n") +
+      "events: Ir Dr Dw I1mr D1mr D1mw ILmr DLmr DLmw\ntotals: 0\npart: 2\n" +
+      "desc: Trigger: Program termination\nevents: Ir\ntotals: 7\n";
   auto parts = parse_callgrind(text);
   ASSERT_EQ(parts.size(), 2u);
   EXPECT_EQ(parts[0].totals.at("DLmw"), 0u);
@@ -135,8 +136,15 @@ TEST(CallgrindOutput, SectionNamesBecomeMetricNames) {
 
 TEST(CallgrindOutput, TamperedCacheCountsAreRefused) {
   CallgrindPart p{"Program termination",
-                  {{"Ir", 10}, {"Dr", 0}, {"Dw", 0}, {"I1mr", 5}, {"D1mr", 0}, {"D1mw", 0},
-                   {"ILmr", 9}, {"DLmr", 0}, {"DLmw", 0}}};
+                  {{"Ir", 10},
+                   {"Dr", 0},
+                   {"Dw", 0},
+                   {"I1mr", 5},
+                   {"D1mr", 0},
+                   {"D1mw", 0},
+                   {"ILmr", 9},
+                   {"DLmr", 0},
+                   {"DLmw", 0}}};
   RunResult r;
   EXPECT_THROW(set_instruction_metrics({p}, "cache", r), InstructionCountError);
   CallgrindPart no_cache{"Program termination", {{"Ir", 10}}};
@@ -179,8 +187,8 @@ TEST(CallgrindOutput, HostileCorpusGetsAClearError) {
     }
   }
   // A huge line is cut, not buffered: the rest of the file still parses.
-  auto parts = parse_callgrind(head + "fn=(1) " + std::string(1 << 20, 'f') +
-                               "\nevents: Ir\ntotals: 3\n");
+  auto parts =
+      parse_callgrind(head + "fn=(1) " + std::string(1 << 20, 'f') + "\nevents: Ir\ntotals: 3\n");
   EXPECT_EQ(parts.at(0).totals.at("Ir"), 3u);
 }
 
@@ -229,7 +237,9 @@ TEST(Instructions, ArgvRunsTheLauncherWithTheWorkloadLast) {
   Argv argv = instrumented_argv("cache", {"sh", "-c", "true"});
   EXPECT_EQ(argv.front(), "/.benchrun-tools/launch");
   EXPECT_EQ(Argv(argv.end() - 3, argv.end()), (Argv{"sh", "-c", "true"}));
-  auto has = [&](const std::string& a) { return std::find(argv.begin(), argv.end(), a) != argv.end(); };
+  auto has = [&](const std::string& a) {
+    return std::find(argv.begin(), argv.end(), a) != argv.end();
+  };
   EXPECT_TRUE(has("--trace-children=yes"));
   EXPECT_TRUE(has("--cache-sim=yes"));
   EXPECT_FALSE(has("--instr-atstart=no"));

@@ -181,7 +181,7 @@ def test_forged_output_is_refused(instr_image, image_store):
     # what it plants there fails the run loudly instead of changing the count.
     out = "/.benchrun-tools/out"
     for plant, why in [
-        (f"echo junk > {out}/callgrind.out.1", "expected '# callgrind format'"),
+        (f"echo junk > {out}/callgrind.out.99", "expected '# callgrind format'"),
         (f"ln -s /etc/passwd {out}/callgrind.out.2", "not a regular file"),
         (f"echo x > {out}/notes", "unexpected file 'notes'"),
         (f"mkfifo {out}/callgrind.out.3", "not a regular file"),
@@ -208,8 +208,16 @@ def test_cli_flag_before_the_image(instr_image, image_store, capsys):
     from benchrun.cli.main import main
 
     rc = main(
-        ["run", "--store", str(image_store), "--json", "--instructions", instr_image.ref,
-         "loop1", "10"]
+        [
+            "run",
+            "--store",
+            str(image_store),
+            "--json",
+            "--instructions",
+            instr_image.ref,
+            "loop1",
+            "10",
+        ]
     )
     assert rc == 0
     import json

@@ -57,7 +57,7 @@ inline constexpr uint64_t kUnlimited = UINT64_MAX;
   X(std::string, kernel, "", "vm", "a bzImage; empty: Debian's cloud kernel")                      \
   X(std::string, kernel_modules, "", "vm", "lib/modules/<release> of kernel; empty: next to it")   \
   X(std::optional<uint64_t>, vm_memory, std::nullopt, "vm",                                        \
-    "guest RAM in bytes; None: memory + 256 MiB, or 1 GiB")                                      \
+    "guest RAM in bytes; None: memory + 256 MiB, or 1 GiB")                                        \
   X(std::string, instructions, "", "",                                                             \
     "count instructions under Valgrind (callgrind): count, cache or sections; empty: off")
 
