@@ -1,16 +1,18 @@
 """Instruction counting (`--instructions`, issue 13 part 2): determinism, slowdown, sensitivity.
 Never a pass/fail test; figures and how to read them: docs/performance.md "Instruction counts".
 
-1. determinism: bench/cpuloop.c (static, CPU-bound) --rounds times with --instructions on a quiet
-   machine, then again with every other CPU busy (a `sh -c 'while :; do :; done'` per CPU, on the
-   host): the spread (max-min)/median of `instructions` next to the coefficient of variation of
-   `wall_time` of the same runs.
-2. slowdown: the same workload without and with --instructions (and --instructions=cache),
-   interleaved: median wall_time ratio.
+1. determinism: two static CPU-bound programs, --rounds times each with --instructions, on a
+   quiet machine and again with every other CPU busy (a `sh -c 'while :; do :; done'` per CPU,
+   on the host): `nop1 N` (a loop, nothing else) and bench/cpuloop.c (the same kind of loop, but
+   it reads the clock twice to time itself). The spread (max-min)/median of `instructions` next
+   to the coefficient of variation of `wall_time` of the same runs.
+2. slowdown: cpuloop without and with --instructions (and --instructions=cache), interleaved:
+   median wall_time ratio.
 3. sensitivity: a loop with 1 nop per iteration vs 3 nops, N iterations: the difference benchrun
    reports vs the known 2N.
 
 Run as root from the project venv:  python bench/instructions_bench.py [--rounds 10] [--loops N]
+(about a minute on 2 CPUs).
 Writes bench/out/instructions.json.
 """
 
@@ -55,7 +57,7 @@ def build_image(work: Path) -> str:
             ["cc", "-O1", "-static", f'-DNOPS="{nops}"', "-o", str(out), str(src)], check=True
         )
         layer.file(name, out.read_bytes(), mode=0o755)
-    info = write_layout(work / "layout", [busybox_layer(), layer], config={"Env": ["PATH=/"]})
+    info = write_layout(work / "layout", [busybox_layer(), layer], config={"Env": ["PATH=/:/bin"]})
     return info.ref
 
 
@@ -74,14 +76,14 @@ def cv(values: list[float]) -> float:
     return statistics.stdev(values) / statistics.mean(values)
 
 
-def determinism(ref: str, store: Path, rounds: int, loops: int, loaded: bool) -> dict:
+def determinism(ref: str, store: Path, rounds: int, argv: list[str], loaded: bool) -> dict:
     hogs = []
     if loaded:
         for _ in range(max(1, (os.cpu_count() or 2) - 1)):
             hogs.append(subprocess.Popen(["sh", "-c", "while :; do :; done"]))
         time.sleep(0.5)
     try:
-        results = [run(ref, store, ["cpuloop", str(loops)], "count") for _ in range(rounds)]
+        results = [run(ref, store, argv, "count") for _ in range(rounds)]
     finally:
         for h in hogs:
             h.kill()
@@ -89,6 +91,7 @@ def determinism(ref: str, store: Path, rounds: int, loops: int, loaded: bool) ->
     ins = [r.metrics["instructions"][0] for r in results]
     wall = [r.metrics["wall_time"][0] for r in results]
     return {
+        "argv": argv,
         "loaded": loaded,
         "instructions": ins,
         "wall_time": wall,
@@ -123,8 +126,11 @@ def sensitivity(ref: str, store: Path, n: int) -> dict:
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--rounds", type=int, default=10)
-    ap.add_argument("--loops", type=int, default=5_000_000, help="cpuloop iterations")
+    ap.add_argument(
+        "--loops", type=int, default=5_000_000, help="iterations of nop1 and cpuloop (determinism)"
+    )
     ap.add_argument("--slowdown-rounds", type=int, default=5)
+    ap.add_argument("--slowdown-loops", type=int, default=50_000_000, help="cpuloop iterations")
     ap.add_argument("--nops", type=int, default=1_000_000, help="sensitivity loop iterations")
     args = ap.parse_args()
     out_dir = HERE / "out"
@@ -137,23 +143,31 @@ def main() -> int:
         doc = {
             "machine": {"cpus": os.cpu_count(), "kernel": os.uname().release},
             "loops": args.loops,
-            "quiet": determinism(ref, store, args.rounds, args.loops, loaded=False),
-            "loaded": determinism(ref, store, args.rounds, args.loops, loaded=True),
-            "slowdown": slowdown(ref, store, args.slowdown_rounds, args.loops),
+            "slowdown_loops": args.slowdown_loops,
+            "determinism": [
+                determinism(ref, store, args.rounds, argv, loaded)
+                for argv in (["nop1", str(args.loops)], ["cpuloop", str(args.loops)])
+                for loaded in (False, True)
+            ],
+            "slowdown": slowdown(ref, store, args.slowdown_rounds, args.slowdown_loops),
             "sensitivity": sensitivity(ref, store, args.nops),
         }
     (out_dir / "instructions.json").write_text(json.dumps(doc, indent=1))
-    print("| condition | runs | instructions (median) | spread of instructions | wall time CV |")
-    print("|---|---|---|---|---|")
-    for key in ("quiet", "loaded"):
-        d = doc[key]
+    print(
+        "| workload | machine | runs | instructions (median) | spread (max-min)/median "
+        "| max-min | wall time CV |"
+    )
+    print("|---|---|---|---|---|---|---|")
+    for d in doc["determinism"]:
+        ins = d["instructions"]
         print(
-            f"| {key} | {len(d['instructions'])} | {statistics.median(d['instructions']):,.0f} | "
-            f"{d['instructions_spread'] * 100:.4f} % | {d['wall_time_cv'] * 100:.2f} % |"
+            f"| `{' '.join(d['argv'])}` | {'other CPUs busy' if d['loaded'] else 'quiet'} | "
+            f"{len(ins)} | {statistics.median(ins):,.0f} | {d['instructions_spread'] * 100:.5f} % "
+            f"| {max(ins) - min(ins):,.0f} | {d['wall_time_cv'] * 100:.1f} % |"
         )
     s = doc["slowdown"]
     print(
-        f"\nslowdown (median wall time, cpuloop {args.loops:,}): plain {s['median']['plain']:.3f} s, "
+        f"\nslowdown (median wall time, cpuloop {args.slowdown_loops:,}): plain {s['median']['plain']:.3f} s, "
         f"--instructions {s['median']['count']:.3f} s ({s['slowdown_count']:.1f}x), "
         f"--instructions=cache {s['median']['cache']:.3f} s ({s['slowdown_cache']:.1f}x)"
     )
