@@ -112,6 +112,9 @@ std::vector<CallgrindPart> read_output_file(int dirfd, const std::string& name) 
   if (!S_ISREG(st.st_mode))
     throw InstructionCountError("callgrind output '" + printable(name) +
                                 "': not a regular file (planted by the workload?)");
+  // Callgrind creates its file when the process starts and writes it when the process ends: an
+  // empty one is a process that never ended normally (SIGKILL, the timeout). None of its parts.
+  if (st.st_size == 0) return {};
   CallgrindParser parser(name);
   std::vector<char> buf(64 << 10);
   for (;;) {
@@ -262,8 +265,17 @@ void collect_instruction_metrics(int rootfd, const std::string& mode, RunResult&
   if (names.size() > kMaxFiles)
     throw InstructionCountError("more than " + std::to_string(kMaxFiles) +
                                 " callgrind output files");
-  if (names.empty()) {
-    if (r.timed_out || r.interrupted || r.oom_killed || r.signal == SIGKILL) {
+  std::sort(names.begin(), names.end());
+  std::vector<CallgrindPart> parts;
+  size_t unfinished = 0;
+  for (const auto& n : names) {
+    auto p = read_output_file(fd, n);
+    if (p.empty()) ++unfinished;
+    parts.insert(parts.end(), std::make_move_iterator(p.begin()), std::make_move_iterator(p.end()));
+  }
+  const bool killed = r.timed_out || r.interrupted || r.oom_killed || r.signal == SIGKILL;
+  if (parts.empty()) {
+    if (killed) {
       r.notices.push_back(
           "instructions: no count (the workload was killed before Valgrind wrote its output)");
       return;
@@ -273,16 +285,11 @@ void collect_instruction_metrics(int rootfd, const std::string& mode, RunResult&
                                 (tail.empty() ? std::string() : ": '" + tail + "'") +
                                 " (see the run's stderr)");
   }
-  std::sort(names.begin(), names.end());
-  std::vector<CallgrindPart> parts;
-  for (const auto& n : names) {
-    auto p = read_output_file(fd, n);
-    parts.insert(parts.end(), std::make_move_iterator(p.begin()), std::make_move_iterator(p.end()));
-  }
   set_instruction_metrics(parts, mode, r);
-  if (r.signal == SIGKILL || r.timed_out || r.interrupted)
-    r.notices.push_back(
-        "instructions: the run was killed: processes that had not exited are not counted");
+  if (unfinished > 0)
+    r.notices.push_back("instructions: " + std::to_string(unfinished) +
+                        " process(es) ended without writing a profile (killed, e.g. by the "
+                        "timeout or SIGKILL): their instructions are not counted");
 }
 
 }  // namespace benchrun::run

@@ -224,3 +224,13 @@ def test_cli_flag_before_the_image(instr_image, image_store, capsys):
 
     doc = json.loads(capsys.readouterr().out)
     assert doc["metrics"]["instructions"]["value"] > 0
+
+
+def test_killed_processes_are_a_notice_and_missing_commands_an_error(instr_image, image_store):
+    # The subshell exits (counted); the sleep and the shell are killed by the timeout (not).
+    r = _run(instr_image, image_store, ["sh", "-c", "(true); /bin/sleep 30; true"], timeout=2)
+    assert r.timed_out
+    assert r.metrics["instructions"][0] > 0
+    assert any("ended without writing a profile" in n for n in r.notices), r.notices
+    with pytest.raises(InstructionCountError, match="nosuchcmd: command not found"):
+        _run(instr_image, image_store, ["nosuchcmd"])
