@@ -117,10 +117,13 @@ class Client:
         backend: Optional[str] = None,
         priority: int = 0,
         detect: Optional[float] = None,
+        instructions: Optional[str] = None,
     ) -> dict[str, Any]:
         """Submits a job; the server pins ``image`` to its current digest. Returns the job.
         ``iterations="auto"`` with ``detect`` (0.02 = 2 %): the agent runs as many iterations as
-        its host's noise figure says are needed to detect that change (`benchrun host noise`)."""
+        its host's noise figure says are needed to detect that change (`benchrun host noise`).
+        ``instructions`` ("count", "cache", "sections"): the agent runs it with --instructions
+        (docs/instructions.md)."""
         from benchrun.options import parse_memory  # the same size syntax as run()
 
         config: dict[str, Any] = {
@@ -143,6 +146,8 @@ class Client:
             spec["memory"] = parse_memory(memory)
         if backend is not None:
             spec["sandbox"] = backend
+        if instructions:
+            spec["instructions"] = instructions
         return self._request(
             "POST",
             f"/v0/projects/{project}/jobs",

@@ -43,6 +43,7 @@ _SPEC_KEYS = {
     "disk",
     "network",
     "sandbox",
+    "instructions",
     "uuid",
     "name",
     "slug",
@@ -371,6 +372,8 @@ async def submit_job(request: web.Request) -> web.Response:
     if not isinstance(spec_in, dict):
         raise ConfigError("job.spec: expected an object")
     _check_keys(spec_in, _SPEC_KEYS, "job.spec")
+    if spec_in.get("instructions") not in (None, "count", "cache", "sections"):
+        raise ConfigError("job.spec.instructions: expected count, cache, sections or null")
     spec = p.parse_spec(spec_in, "job.spec").to_json()
     cfg_in = body.get("config") or {}
     if not isinstance(cfg_in, dict):
@@ -737,6 +740,11 @@ SCHEMAS: dict[str, Any] = {
                     "disk": {"type": "integer"},
                     "network": {"type": "boolean"},
                     "sandbox": {"type": "string", "nullable": True},
+                    "instructions": {
+                        "type": "string",
+                        "nullable": True,
+                        "enum": ["count", "cache", "sections"],
+                    },
                 },
             },
             "config": {
