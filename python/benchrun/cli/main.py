@@ -445,6 +445,8 @@ def _summary(r: Result, notes: list[str], label: str) -> str:
         f"peak {_human(r.peak_memory)}",
         f"setup {setup:.3f}s",
     ]
+    if "instructions" in r.metrics:  # --instructions (docs/instructions.md)
+        parts.append(f"instructions {r.metrics['instructions'].value:,.0f}")
     if r.missing_outputs:
         parts.append("missing outputs: " + ", ".join(sorted(r.missing_outputs)))
     return f"benchrun: {label}{'; '.join(parts)}"
