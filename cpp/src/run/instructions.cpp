@@ -13,6 +13,7 @@
 
 #include <algorithm>
 #include <cerrno>
+#include <initializer_list>
 #include <cstring>
 #include <vector>
 
@@ -200,21 +201,27 @@ void set_instruction_metrics(const std::vector<CallgrindPart>& parts, const std:
     if (!parts.empty() && !parts.front().totals.count(e))
       throw InstructionCountError(std::string("callgrind output without the '") + e +
                                   "' event (cache simulation was off?)");
-  const uint64_t ir = sum["Ir"], dr = sum["Dr"], dw = sum["Dw"];
-  const uint64_t l1_misses = sum["I1mr"] + sum["D1mr"] + sum["D1mw"];
-  const uint64_t ll_misses = sum["ILmr"] + sum["DLmr"] + sum["DLmw"];
-  if (ll_misses > l1_misses || l1_misses > ir + dr + dw)
+  auto total = [&](std::initializer_list<const char*> events) {
+    uint64_t t = 0;
+    for (const char* e : events) add(t, sum[e]);
+    return t;
+  };
+  const uint64_t dr = sum["Dr"], dw = sum["Dw"];
+  const uint64_t accesses = total({"Ir", "Dr", "Dw"});
+  const uint64_t l1_misses = total({"I1mr", "D1mr", "D1mw"});
+  const uint64_t ll_misses = total({"ILmr", "DLmr", "DLmw"});
+  if (ll_misses > l1_misses || l1_misses > accesses)
     throw InstructionCountError(
         "callgrind cache counts are inconsistent (more misses than "
         "accesses): the output was tampered with");
   r.set_metric("data_reads", static_cast<double>(dr), "count");
   r.set_metric("data_writes", static_cast<double>(dw), "count");
   r.set_metric("i1_misses", static_cast<double>(sum["I1mr"]), "count");
-  r.set_metric("d1_misses", static_cast<double>(sum["D1mr"] + sum["D1mw"]), "count");
+  r.set_metric("d1_misses", static_cast<double>(total({"D1mr", "D1mw"})), "count");
   r.set_metric("ll_misses", static_cast<double>(ll_misses), "count");
   // An estimate, not a measurement (docs/instructions.md): an access served by L1 costs 1 cycle,
   // one served by LL 5 and one served by memory 35 (the weights of iai and CodSpeed).
-  const double l1_hits = static_cast<double>(ir + dr + dw - l1_misses);
+  const double l1_hits = static_cast<double>(accesses - l1_misses);
   const double ll_hits = static_cast<double>(l1_misses - ll_misses);
   r.set_metric("estimated_cycles", l1_hits + 5 * ll_hits + 35 * static_cast<double>(ll_misses),
                "cycles");

@@ -147,6 +147,19 @@ TEST(CallgrindOutput, TamperedCacheCountsAreRefused) {
                    {"DLmw", 0}}};
   RunResult r;
   EXPECT_THROW(set_instruction_metrics({p}, "cache", r), InstructionCountError);
+  // Sums that would wrap around 64 bits are refused, not wrapped into plausible numbers.
+  const uint64_t big = UINT64_MAX / 2 + 1;
+  CallgrindPart huge{"Program termination",
+                     {{"Ir", 1},
+                      {"Dr", 0},
+                      {"Dw", 0},
+                      {"I1mr", big},
+                      {"D1mr", big},
+                      {"D1mw", 1},
+                      {"ILmr", 0},
+                      {"DLmr", 0},
+                      {"DLmw", 0}}};
+  EXPECT_THROW(set_instruction_metrics({huge}, "cache", r), InstructionCountError);
   CallgrindPart no_cache{"Program termination", {{"Ir", 10}}};
   EXPECT_THROW(set_instruction_metrics({no_cache}, "cache", r), InstructionCountError);
   CallgrindPart no_ir{"Program termination", {{"Dr", 10}}};
