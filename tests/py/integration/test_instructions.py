@@ -169,6 +169,9 @@ def test_dynamic_workload(instr_image, image_store):
     r = _run(instr_image, image_store, ["dynamic"])
     assert r.exit_code == 0 and r.stdout == b"dynamic 42\n", r.stderr
     assert r.metrics["instructions"][0] > 50_000  # the loader's relocations alone
+    # Another user than root: the output tmpfs belongs to the workload's user.
+    nobody = _run(instr_image, image_store, ["loop1", "10"], user="65534")
+    assert nobody.exit_code == 0 and nobody.metrics["instructions"][0] > 0, nobody.stderr
 
 
 def test_unsupported_instruction_set_quotes_valgrind(instr_image, image_store):
