@@ -17,7 +17,7 @@
 
 #define TOOL_ROOT "/.benchrun-tools"
 
-int main(int argc, char **argv) {
+int main(int argc, char** argv) {
   (void)argc;
   if (setenv("VALGRIND_LAUNCHER", TOOL_ROOT "/launch", 1) != 0 ||
       setenv("VALGRIND_LIB", TOOL_ROOT "/valgrind", 1) != 0) {

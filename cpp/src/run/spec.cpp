@@ -77,8 +77,8 @@ void validate(const RunSpec& s) {
   }
   if (!s.instructions.empty() && s.instructions != "count" && s.instructions != "cache" &&
       s.instructions != "sections")
-    bad("instructions", "'" + printable(s.instructions) +
-                            "': expected count, cache or sections (empty: off)");
+    bad("instructions",
+        "'" + printable(s.instructions) + "': expected count, cache or sections (empty: off)");
   if (s.cpu_count && *s.cpu_count < 1) bad("cpu_count", "must be at least 1");
   if (s.cpu_count && !s.cpus.empty())
     bad("cpu_count", "give either a CPU count or a CPU list (cpus), not both");
