@@ -44,3 +44,21 @@ def test_python_values():
         parse(3, "instructions")
     with pytest.raises(ConfigError, match="expected count, cache or sections"):
         options.core_spec({"instructions": "cycles"})
+
+
+def test_campaign_variants_carry_it_locally_and_to_a_job_server():
+    from benchrun.campaign.runner import _check_remote, _submit
+    from benchrun.campaign.spec import Campaign, Variant
+
+    v = Variant.from_dict({"name": "a", "image": "busybox", "instructions": "cache"})
+    assert v.options == {"instructions": "cache"}
+    _check_remote(Campaign("c", [v]))  # a job spec key: allowed through a job server
+
+    class FakeClient:
+        def submit(self, *args, **kwargs):
+            self.kwargs = kwargs
+            return {"id": "j1"}
+
+    client = FakeClient()
+    assert _submit(client, "proj", v) == "j1"
+    assert client.kwargs["instructions"] == "cache"
