@@ -43,6 +43,7 @@ class CMakeBuild(build_ext):
         jobs = os.environ.get("CMAKE_BUILD_PARALLEL_LEVEL", str(os.cpu_count() or 2))
         targets = ["_core"] + (["benchrun-init"] if any((ROOT / "guest" / "init").glob("*.cpp")) else [])
         targets.append("benchrun-calibrate")
+        targets.append("benchrun-vglaunch")
         subprocess.check_call(["cmake", "--build", str(build_dir), "--target", *targets, "-j", jobs])
 
 

@@ -24,6 +24,8 @@ PKGS=(
   # check our initramfs writer; clang + compiler-rt (libFuzzer, ASan, UBSan) for the fuzzers
   # (scripts/fuzz.sh), built through ccache
   qemu-system-x86 qemu-system-data qemu-utils e2fsprogs cpio clang libclang-rt-14-dev ccache
+  # --instructions: callgrind, bound into runs from the host (docs/instructions.md)
+  valgrind
 )
 
 missing=()

@@ -16,6 +16,7 @@ from benchrun.errors import (
     ImageError,
     ImageNotFound,
     ImageTooLarge,
+    InstructionCountError,
     JobNotFound,
     ProtocolError,
     RegistryError,
@@ -23,6 +24,7 @@ from benchrun.errors import (
     ServerError,
     SysError,
     UnsafeLayerError,
+    ValgrindNotFound,
     VmError,
 )
 from benchrun.image import Image, images, inspect, prune, pull, rmi
@@ -44,6 +46,7 @@ __all__ = [
     "ImageError",
     "ImageNotFound",
     "ImageTooLarge",
+    "InstructionCountError",
     "JobNotFound",
     "ProtocolError",
     "RegistryError",
@@ -52,6 +55,7 @@ __all__ = [
     "ServerError",
     "SysError",
     "UnsafeLayerError",
+    "ValgrindNotFound",
     "VmError",
     "backends",
     "images",

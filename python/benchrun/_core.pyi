@@ -69,6 +69,7 @@ class RunSpec:
     kernel: str
     kernel_modules: str
     vm_memory: Optional[int]
+    instructions: str
     rootless: Optional[bool]
     def __init__(self) -> None: ...
     def validate(self) -> None: ...
@@ -94,6 +95,8 @@ def run(
     meminfo: str = "/proc/meminfo",
     cgroup_parent: str = "benchrun",
     cpu_lock_dir: str = "/run/benchrun/cpus",
+    valgrind_dir: str = "/usr/libexec/valgrind",
+    valgrind_launcher: str = "",
 ) -> dict[str, Any]: ...
 def cleanup_leftovers(
     *, store: str, cgroup_root: str = "/sys/fs/cgroup", cgroup_parent: str = "benchrun"

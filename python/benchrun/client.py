@@ -118,12 +118,15 @@ class Client:
         priority: int = 0,
         detect: Optional[float] = None,
         history: Optional[Mapping[str, Any]] = None,
+        instructions: Optional[str] = None,
     ) -> dict[str, Any]:
         """Submits a job; the server pins ``image`` to its current digest. Returns the job.
         ``iterations="auto"`` with ``detect`` (0.02 = 2 %): the agent runs as many iterations as
         its host's noise figure says are needed to detect that change (`benchrun host noise`).
         ``history`` ({"branch", "commit", "benchmark"?, "metrics": "run"|"bmf"}) files the
-        job's results in the project's history (docs/history.md)."""
+        job's results in the project's history (docs/history.md).
+        ``instructions`` ("count", "cache", "sections"): the agent runs it with --instructions
+        (docs/instructions.md)."""
         from benchrun.options import parse_memory  # the same size syntax as run()
 
         config: dict[str, Any] = {
@@ -148,6 +151,8 @@ class Client:
             spec["sandbox"] = backend
         if history is not None:
             spec["history"] = dict(history)
+        if instructions:
+            spec["instructions"] = instructions
         return self._request(
             "POST",
             f"/v0/projects/{project}/jobs",

@@ -75,6 +75,16 @@ class DeadlineExceeded(BenchrunError, TimeoutError):
     """An operation ran out of time."""
 
 
+class InstructionCountError(BenchrunError):
+    """Instruction counting (``--instructions``) failed: Valgrind could not run the workload
+    (e.g. an instruction set it does not know, such as AVX-512: its own message is quoted), or its
+    output is missing or malformed (see docs/instructions.md)."""
+
+
+class ValgrindNotFound(InstructionCountError):
+    """``--instructions`` on a host without Valgrind (Debian: ``apt-get install valgrind``)."""
+
+
 class ServerError(BenchrunError):
     """The job server refused a request or failed; ``http_status`` is 0 for transport errors."""
 
@@ -94,6 +104,7 @@ __all__ = [
     "DeadlineExceeded",
     "DigestMismatch",
     "ImageError",
+    "InstructionCountError",
     "JobNotFound",
     "ServerError",
     "ImageNotFound",
@@ -103,5 +114,6 @@ __all__ = [
     "SysError",
     "UnsafeLayerError",
     "ImageTooLarge",
+    "ValgrindNotFound",
     "VmError",
 ]

@@ -287,6 +287,23 @@ def _host_file(value: Any, what: str) -> str:
     return os.path.abspath(p)
 
 
+INSTRUCTION_MODES = ("count", "cache", "sections")
+
+
+def _instructions(value: Any, what: str) -> str:
+    """Instruction counting: True or "count", "cache", "sections"; False or "" = off (the modes
+    are docs/instructions.md's; RunSpec.validate() checks them)."""
+    if value is True:
+        return "count"
+    if value is False:
+        return ""
+    if not isinstance(value, str):
+        raise ConfigError(
+            f"{what} {value!r}: expected True or one of {', '.join(INSTRUCTION_MODES)}"
+        )
+    return value
+
+
 def _network(value: Any, what: str) -> bool:
     if value != "none":
         raise ConfigError(f"{what} {value!r}: only 'none' is supported (loopback only)")
@@ -309,6 +326,7 @@ class Option:
     repeat: bool = False  # a CLI flag given once per value (a list)
     core: str = ""  # the _core.RunSpec attribute; "" = name
     choices: tuple[str, ...] = ()  # shown in --help; the check is RunSpec.validate()'s
+    const: Optional[str] = None  # a CLI flag whose value is optional: its value when given bare
 
     @property
     def attr(self) -> str:
@@ -462,6 +480,17 @@ OPTIONS: tuple[Option, ...] = (
         "vm: the guest's RAM (default: --memory + 256m, or 1g)",
         ("--vm-memory",),
         "SIZE",
+    ),
+    Option(
+        "instructions",
+        _instructions,
+        "count the workload's instructions under Valgrind (deterministic; 4-50x slower): "
+        "count (the default), cache (also simulated cache misses and estimated cycles) or "
+        "sections (only what CALLGRIND_START_INSTRUMENTATION brackets); docs/instructions.md",
+        ("--instructions",),
+        "MODE",
+        choices=INSTRUCTION_MODES,
+        const="count",
     ),
 )
 

@@ -418,6 +418,7 @@ def execute(
         # The runs' parent cgroup, which is also the CPU partition (benchrun.host.partition).
         cgroup_parent=cgroup_parent(),
         cpu_lock_dir=cpu_lock_dir(),
+        valgrind_launcher=valgrind_launcher() if spec.core.instructions else "",
     )
     result = Result._from_core(d, pull_s)
     if result.backend in ATTESTED_BACKENDS:
@@ -453,6 +454,14 @@ def guest_init() -> str:
             "BENCHRUN_GUEST_INIT to a benchrun-init binary"
         )
     return path
+
+
+def valgrind_launcher() -> str:
+    """The static launcher of --instructions installed with this package ($BENCHRUN_VGLAUNCH
+    overrides it); the core checks it exists (ValgrindNotFound)."""
+    return os.environ.get("BENCHRUN_VGLAUNCH") or os.path.join(
+        os.path.dirname(os.path.abspath(__file__)), "benchrun-vglaunch"
+    )
 
 
 def run(

@@ -49,6 +49,10 @@ void bind_errors(py::module_& m) {
       PyErr_SetString(cls("ProtocolError").ptr(), e.what());
     } catch (const DeadlineExceeded& e) {
       PyErr_SetString(cls("DeadlineExceeded").ptr(), e.what());
+    } catch (const ValgrindNotFound& e) {
+      PyErr_SetString(cls("ValgrindNotFound").ptr(), e.what());
+    } catch (const InstructionCountError& e) {
+      PyErr_SetString(cls("InstructionCountError").ptr(), e.what());
     } catch (const Error& e) {
       PyErr_SetString(cls("BenchrunError").ptr(), e.what());
     }
@@ -71,6 +75,8 @@ void bind_errors(py::module_& m) {
         if (kind == "VmError") throw VmError("vm");
         if (kind == "ProtocolError") throw ProtocolError("protocol");
         if (kind == "DeadlineExceeded") throw DeadlineExceeded("deadline");
+        if (kind == "InstructionCountError") throw InstructionCountError("instructions");
+        if (kind == "ValgrindNotFound") throw ValgrindNotFound("valgrind");
         throw Error("error");
       },
       py::arg("kind"));

@@ -129,8 +129,11 @@ void bind_run(py::module_& m) {
          const std::string& cgroup_root, const std::string& vm_cache,
          const std::string& init_binary, const std::string& qemu, double boot_timeout,
          std::optional<py::function> should_stop, const std::string& meminfo,
-         const std::string& cgroup_parent, const std::string& cpu_lock_dir) {
+         const std::string& cgroup_parent, const std::string& cpu_lock_dir,
+         const std::string& valgrind_dir, const std::string& valgrind_launcher) {
         run::HostConfig host;
+        host.valgrind_dir = valgrind_dir;
+        host.valgrind_launcher = valgrind_launcher;
         host.meminfo = meminfo;
         host.cgroup.parent = cgroup_parent;
         host.cpu_lock_dir = cpu_lock_dir;
@@ -172,6 +175,7 @@ void bind_run(py::module_& m) {
       py::arg("boot_timeout") = 60.0, py::arg("should_stop") = py::none(),
       py::arg("meminfo") = "/proc/meminfo", py::arg("cgroup_parent") = "benchrun",
       py::arg("cpu_lock_dir") = "/run/benchrun/cpus",
+      py::arg("valgrind_dir") = "/usr/libexec/valgrind", py::arg("valgrind_launcher") = "",
       "Run a loaded image with a RunSpec in its backend; returns the result as a dict (metrics: "
       "name -> (value, unit)). Releases the GIL.");
 }

@@ -29,6 +29,7 @@
 #include "benchrun/sandbox/seccomp.hpp"
 #include "benchrun/sandbox/spawn.hpp"
 #include "run/capture.hpp"
+#include "run/instructions.hpp"
 #include "run/limits.hpp"
 #include "run/process_config.hpp"
 #include "run/run_common.hpp"
@@ -220,6 +221,13 @@ class SandboxExecution final : public Execution {
     ss_.tmpfs_bytes = limits.tmpfs;
     record_limits(limits, spec_, r);
     ss_.argv = proc.argv;
+    if (!spec_.instructions.empty()) {  // under callgrind, from the host (run/instructions.hpp)
+      check_valgrind(ctx.host);
+      ss_.argv = instrumented_argv(spec_.instructions, proc.argv);
+      ss_.tool_dir = ctx.host.valgrind_dir;
+      ss_.tool_launcher = ctx.host.valgrind_launcher;
+      ss_.tool_out_options = instruction_output_options(proc.uid, proc.gid);
+    }
     ss_.env = proc.env;
     ss_.cwd = proc.cwd;
     ss_.uid = proc.uid;
@@ -357,6 +365,8 @@ class SandboxExecution final : public Execution {
       r.set_metric(metric::kPeakMemory, static_cast<double>(ru.ru_maxrss) * 1024, "bytes");
     }
     collect_outputs(child_->root_fd(), spec_, outputs_, r);
+    if (!spec_.instructions.empty())
+      collect_instruction_metrics(child_->root_fd(), spec_.instructions, r);
   }
 
  private:

@@ -75,6 +75,10 @@ void validate(const RunSpec& s) {
     if (c < 0) bad("cpus", "cpu " + std::to_string(c) + " must be >= 0");
     if (!cpus.insert(c).second) bad("cpus", "cpu " + std::to_string(c) + " is listed twice");
   }
+  if (!s.instructions.empty() && s.instructions != "count" && s.instructions != "cache" &&
+      s.instructions != "sections")
+    bad("instructions",
+        "'" + printable(s.instructions) + "': expected count, cache or sections (empty: off)");
   if (s.cpu_count && *s.cpu_count < 1) bad("cpu_count", "must be at least 1");
   if (s.cpu_count && !s.cpus.empty())
     bad("cpu_count", "give either a CPU count or a CPU list (cpus), not both");

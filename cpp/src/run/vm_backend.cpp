@@ -264,6 +264,12 @@ class VmBackend final : public Backend {
   std::string name() const override { return "vm"; }
   void validate(const RunSpec& spec) const override {
     if (spec.network) throw ConfigError("vm: networking is not supported by the vm backend yet");
+    // Valgrind in a TCG guest would multiply two emulators' slowdowns, and its 50 MB tool
+    // directory would have to reach every initramfs: refused (docs/instructions.md).
+    if (!spec.instructions.empty())
+      throw ConfigError(
+          "instructions: the vm backend does not count instructions (use "
+          "--backend sandbox; see docs/instructions.md)");
     parse_accel(spec.accel);
   }
   std::unique_ptr<Execution> prepare(const RunContext& ctx, RunResult& r) const override {

@@ -83,6 +83,7 @@ constexpr const char* kStageNames[] = {
     "seccomp",
     "exec",
     "idmapped lower",
+    "mount instruction-count tools",
 };
 static_assert(std::size(kStageNames) == static_cast<size_t>(Stage::kCount));
 
@@ -347,6 +348,9 @@ void child_main(const ChildPlan& p) noexcept {
   check(p, Stage::kMountSys, mount_sys());
   check(p, Stage::kMaskPaths, mask_paths(&index), index);
   check(p, Stage::kReadonlyPaths, make_readonly_paths(&index), index);
+  if (p.tool_dir != nullptr)
+    check(p, Stage::kToolMounts,
+          mount_tools(p.tool_dir, p.tool_launcher, p.tool_out_options, &index), index);
   if (overlay)
     check(p, Stage::kPivotRoot, pivot_to_cwd());
   else

@@ -52,6 +52,7 @@ enum class Stage : int32_t {
   kSeccomp,
   kExec,
   kIdmapLower,  // appended: the numbers travel from the guest
+  kToolMounts,
   kCount,
 };
 
@@ -115,6 +116,11 @@ struct ChildPlan {
   size_t group_count = 0;
   int cap_last = 0;                     // /proc/sys/kernel/cap_last_cap, read by the parent
   const sock_fprog* seccomp = nullptr;  // nullptr: no filter
+
+  // SpawnSpec::tool_dir/tool_launcher/tool_out_options; tool_dir nullptr: no tool mounts.
+  const char* tool_dir = nullptr;
+  const char* tool_launcher = nullptr;
+  const char* tool_out_options = nullptr;
 
   const char* cwd = nullptr;
   char* const* argv = nullptr;

@@ -169,6 +169,16 @@ PreparedChild::PreparedChild(const SpawnSpec& spec, int cap_last, RootKind root_
     fprog_.filter = filter_.data();
     plan_.seccomp = &fprog_;
   }
+  if (!spec.tool_dir.empty()) {
+    require_absolute("tool_dir", spec.tool_dir);
+    require_absolute("tool_launcher", spec.tool_launcher);
+    tool_dir_ = spec.tool_dir;
+    tool_launcher_ = spec.tool_launcher;
+    tool_out_options_ = spec.tool_out_options.empty() ? "mode=0700" : spec.tool_out_options;
+    plan_.tool_dir = tool_dir_.c_str();
+    plan_.tool_launcher = tool_launcher_.c_str();
+    plan_.tool_out_options = tool_out_options_.c_str();
+  }
   plan_.cwd = cwd_.c_str();
   plan_.argv = argv_ptrs_.data();
   plan_.envp = env_ptrs_.data();

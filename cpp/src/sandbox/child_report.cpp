@@ -30,6 +30,9 @@ std::string detail_object(const StatusRecord& rec) {
       break;
     case Stage::kRlimits:
       return rec.detail >= 0 ? "rlimit #" + std::to_string(rec.detail) : "";
+    case Stage::kToolMounts:
+      name = tool_mount_step(rec.detail);
+      break;
     default:
       break;
   }

@@ -197,6 +197,60 @@ int make_readonly_paths(int* failed_index) noexcept {
   return 0;
 }
 
+namespace {
+
+// The steps of mount_tools, for error messages (failed_step indexes them).
+constexpr const char* kToolSteps[] = {
+    "/.benchrun-tools (create; a symlink there is refused)",
+    "/.benchrun-tools (tmpfs)",
+    "/.benchrun-tools/{valgrind,launch,out} (mount points)",
+    "/.benchrun-tools/valgrind (bind the host's tool directory read-only)",
+    "/.benchrun-tools/launch (bind the launcher read-only)",
+    "/.benchrun-tools/out (tmpfs)",
+    "/.benchrun-tools (read-only)",
+};
+
+// A read-only bind of a host path (absolute: we have not pivoted yet) onto rel. mount_setattr
+// sets only these attributes: a remount would also have to repeat the source's atime flags,
+// which are locked in a user namespace (EPERM otherwise).
+int bind_readonly(const char* host_path, const char* rel) noexcept {
+  if (::mount(host_path, rel, nullptr, MS_BIND, nullptr) != 0) return errno;
+  mount_attr attr{};
+  attr.attr_set = MOUNT_ATTR_RDONLY | MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV;
+  return err_of(
+      static_cast<int>(::syscall(SYS_mount_setattr, AT_FDCWD, rel, 0, &attr, sizeof attr)));
+}
+
+}  // namespace
+
+int mount_tools(const char* tool_dir, const char* tool_launcher, const char* out_options,
+                int* failed_step) noexcept {
+  constexpr const char* kRoot = ".benchrun-tools";
+  constexpr const char* kTmpfs = "mode=0755,size=64k";
+  auto step = [&](int index, int err) {
+    if (err != 0) *failed_step = index;
+    return err;
+  };
+  if (int err = step(0, ensure_dir(kRoot, 0755))) return err;
+  if (int err = step(1, err_of(::mount("tmpfs", kRoot, "tmpfs", MS_NOSUID | MS_NODEV, kTmpfs))))
+    return err;
+  int err = err_of(::mkdir(".benchrun-tools/valgrind", 0755));
+  if (err == 0) err = err_of(::mkdir(".benchrun-tools/out", 0755));
+  if (err == 0) {
+    int fd = ::open(".benchrun-tools/launch", O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0755);
+    err = fd < 0 ? errno : 0;
+    if (fd >= 0) ::close(fd);
+  }
+  if (step(2, err)) return err;
+  if (int e = step(3, bind_readonly(tool_dir, ".benchrun-tools/valgrind"))) return e;
+  if (int e = step(4, bind_readonly(tool_launcher, ".benchrun-tools/launch"))) return e;
+  if (int e = step(5, err_of(::mount("tmpfs", ".benchrun-tools/out", "tmpfs",
+                                     MS_NOSUID | MS_NODEV | MS_NOEXEC, out_options))))
+    return e;
+  return step(6, err_of(::mount(nullptr, kRoot, nullptr,
+                                MS_REMOUNT | MS_RDONLY | MS_NOSUID | MS_NODEV, kTmpfs)));
+}
+
 int pivot_to_cwd() noexcept {
   // pivot_root(2), "NOTES": with new_root == put_old == ".", the old root ends up stacked on top of
   // the new one and can be detached in place, without a put_old directory in the image.
@@ -245,6 +299,10 @@ const char* dev_link_path(int index) noexcept {
 const char* masked_path(int index) noexcept {
   return index >= 0 && index < static_cast<int>(std::size(kMaskedPaths)) ? kMaskedPaths[index]
                                                                          : nullptr;
+}
+const char* tool_mount_step(int index) noexcept {
+  return index >= 0 && index < static_cast<int>(std::size(kToolSteps)) ? kToolSteps[index]
+                                                                       : nullptr;
 }
 const char* readonly_path(int index) noexcept {
   return index >= 0 && index < static_cast<int>(std::size(kReadonlyPaths)) ? kReadonlyPaths[index]

@@ -29,6 +29,12 @@ int pivot_to_cwd() noexcept;
 // switch_root(8)'s way, where the old root is an initramfs that pivot_root refuses to move: the
 // working directory's mount is moved onto "/" and chroot'ed into; it becomes "/".
 int move_cwd_to_root() noexcept;
+// Instruction counting's tools (SpawnSpec::tool_dir), in the new root (the cwd) before
+// pivot_root: a tmpfs on /.benchrun-tools (a real directory of the image, created if missing; a
+// symlink there is refused), tool_dir bound read-only at its "valgrind", tool_launcher at its
+// "launch", a tmpfs with out_options at its "out"; then the tmpfs itself goes read-only.
+int mount_tools(const char* tool_dir, const char* tool_launcher, const char* out_options,
+                int* failed_step) noexcept;
 // mkdir -p for an absolute path (mode 0755); existing directories are fine.
 int make_dirs(const char* path) noexcept;
 
@@ -37,5 +43,6 @@ const char* dev_node_path(int index) noexcept;
 const char* dev_link_path(int index) noexcept;
 const char* masked_path(int index) noexcept;
 const char* readonly_path(int index) noexcept;
+const char* tool_mount_step(int index) noexcept;
 
 }  // namespace benchrun::sandbox

@@ -8,6 +8,7 @@ an on_running callback. Mapping from upstream's job (docs/agent.md):
   spec.memory -> memory limit, spec.disk -> disk (the writable layer's size; the run's other
   limits are benchrun's defaults, docs/security.md), spec.network true -> refused (benchrun runs have no network),
   spec.sandbox "vm"/"firecracker" -> backend vm, "sandbox" -> sandbox, null -> the agent's default;
+  spec.instructions (benchrun's, not upstream's) "count"/"cache"/"sections" -> --instructions;
   config.entrypoint/cmd/env/file_paths as in docker; iterations run one after another, all within
   the job's timeout; a non-zero exit stops them unless allow_failure.
 """
@@ -24,7 +25,7 @@ from typing import Any, Callable, Optional
 from urllib.parse import urlsplit
 
 from benchrun import runner
-from benchrun.options import backends
+from benchrun.options import INSTRUCTION_MODES, backends
 from benchrun.errors import BenchrunError, ConfigError
 from benchrun.jobs import protocol
 from benchrun.jobs.protocol import ClaimedJob
@@ -102,6 +103,7 @@ class Plan:
     reference: str
     backend: str
     pull_kwargs: dict[str, Any]
+    instructions: str = ""  # spec.instructions (benchrun's): "", "count", "cache", "sections"
 
 
 def image_reference(job: ClaimedJob) -> str:
@@ -165,6 +167,11 @@ def plan(
     cpus = available_cpus if available_cpus is not None else len(os.sched_getaffinity(0))
     if spec.cpu > cpus:
         raise ConfigError(f"spec asks for {spec.cpu} CPUs; this runner has {cpus}")
+    instructions = spec.extra.get("instructions") or ""
+    if instructions not in ("", *INSTRUCTION_MODES):
+        raise ConfigError(
+            f"spec instructions {instructions!r}: expected one of {', '.join(INSTRUCTION_MODES)}"
+        )
     registry = urlsplit(job.config.registry)
     insecure = list(insecure_registries)
     if registry.scheme == "http":
@@ -172,7 +179,12 @@ def plan(
     kwargs: dict[str, Any] = {"insecure_registries": insecure}
     if job.oci_token:
         kwargs["registry_token"] = job.oci_token
-    return Plan(reference=image_reference(job), backend=backend, pull_kwargs=kwargs)
+    return Plan(
+        reference=image_reference(job),
+        backend=backend,
+        pull_kwargs=kwargs,
+        instructions=instructions,
+    )
 
 
 class JobExecutor:
@@ -239,6 +251,7 @@ class JobExecutor:
                 store=self.store,
                 pull=self.pull,
                 timeout=job.timeout,
+                instructions=p.instructions or None,
                 progress=progress,
                 **p.pull_kwargs,
             )

@@ -24,6 +24,7 @@ from benchrun.campaign.plan import PlannedRun, make_plan, plan_from_json
 from benchrun.campaign.spec import Campaign, Variant
 from benchrun.campaign.store import ResultsStore, RunRecord
 from benchrun.errors import BenchrunError, ConfigError
+from benchrun.options import BY_NAME
 
 # A job's timeout when the variant gives none (the job protocol needs one).
 REMOTE_DEFAULT_TIMEOUT = 3600
@@ -310,9 +311,10 @@ def _failure(res: _runner.Result) -> str:
 def _check_remote(campaign: Campaign) -> None:
     """ConfigError before any job is submitted for a variant a job server cannot run as given."""
     for v in campaign.variants:
-        if v.options:
+        other = sorted(set(v.options) - {"instructions"})  # a job spec key of benchrun's
+        if other:
             raise ConfigError(
-                f"variant '{v.name}': option(s) {', '.join(sorted(v.options))} cannot be run "
+                f"variant '{v.name}': option(s) {', '.join(other)} cannot be run "
                 "through a job server (Bencher's job spec has no field for them); run the "
                 "campaign locally"
             )
@@ -333,6 +335,9 @@ def _submit(client: Any, project: str, v: Variant) -> str:
         cpus=v.vcpus or 1,
         memory=v.memory,
         backend=v.backend,
+        instructions=BY_NAME["instructions"].parse(v.options["instructions"], "instructions")
+        if "instructions" in v.options
+        else None,
     )
     return str(job["id"])
 

@@ -25,7 +25,7 @@ import benchrun
 from benchrun import image as img
 from benchrun.cli.progress import pull_progress
 from benchrun.errors import BenchrunError, ConfigError
-from benchrun.cli.run_options import add_run_options, run_options, with_flag
+from benchrun.cli.run_options import add_run_options, restore_positional, run_options, with_flag
 from benchrun.options import PULL_POLICIES, parse_env_file
 from benchrun.runner import SCHEMA, Result, execute, load_image, make_spec
 
@@ -386,6 +386,7 @@ def cmd_prune(args: argparse.Namespace) -> int:
 
 def _split_image_command(args: argparse.Namespace) -> tuple[str, Optional[list[str]]]:
     """(image, command or None) from --image and the positionals; a usage error if no image."""
+    restore_positional(args)  # `--instructions IMAGE`: the IMAGE is a positional
     rest = list(args.args)
     if rest[:1] == ["--"]:  # `benchrun run -- IMAGE CMD`: the usual end-of-options marker
         rest.pop(0)
@@ -446,6 +447,8 @@ def _summary(r: Result, notes: list[str], label: str) -> str:
         f"peak {_human(r.peak_memory)}",
         f"setup {setup:.3f}s",
     ]
+    if "instructions" in r.metrics:  # --instructions (docs/instructions.md)
+        parts.append(f"instructions {r.metrics['instructions'].value:,.0f}")
     if r.missing_outputs:
         parts.append("missing outputs: " + ", ".join(sorted(r.missing_outputs)))
     return f"benchrun: {label}{'; '.join(parts)}"

@@ -43,6 +43,7 @@ _SPEC_KEYS = {
     "disk",
     "network",
     "sandbox",
+    "instructions",
     "uuid",
     "name",
     "slug",
@@ -373,6 +374,8 @@ async def prepare_job(
     if not isinstance(spec_in, dict):
         raise ConfigError(f"{where}.spec: expected an object")
     _check_keys(spec_in, _SPEC_KEYS, f"{where}.spec")
+    if spec_in.get("instructions") not in (None, "count", "cache", "sections"):
+        raise ConfigError(f"{where}.spec.instructions: expected count, cache, sections or null")
     spec = p.parse_spec(spec_in, f"{where}.spec").to_json()
     if spec_in.get("history") is not None:
         # benchrun: where the job's results go in the project's history (docs/history.md).
@@ -758,6 +761,11 @@ SCHEMAS: dict[str, Any] = {
                     "disk": {"type": "integer"},
                     "network": {"type": "boolean"},
                     "sandbox": {"type": "string", "nullable": True},
+                    "instructions": {
+                        "type": "string",
+                        "nullable": True,
+                        "enum": ["count", "cache", "sections"],
+                    },
                 },
             },
             "config": {

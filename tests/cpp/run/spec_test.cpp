@@ -126,7 +126,24 @@ std::vector<Case> cases() {
          s.vm_memory = uint64_t{63} << 20;
        },
        "at least 64m"},
+      {"instructions", [](RunSpec& s) { s.instructions = "cache"; },
+       [](RunSpec& s) { s.instructions = "cycles"; }, "expected count, cache or sections"},
   };
+}
+
+// The vm backend refuses instruction counting (docs/instructions.md), by name.
+TEST(RunSpec, InstructionsRefusedOnTheVmBackend) {
+  RunSpec s;
+  s.backend = "vm";
+  s.instructions = "count";
+  try {
+    validate(s);
+    ADD_FAILURE() << "accepted";
+  } catch (const ConfigError& e) {
+    EXPECT_NE(std::string(e.what()).find("vm backend does not count instructions"),
+              std::string::npos)
+        << e.what();
+  }
 }
 
 TEST(RunSpec, EveryOptionHasACase) {

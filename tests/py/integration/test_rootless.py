@@ -46,6 +46,11 @@ try:
     elif mode == "memory":
         benchrun.run(ref, ["true"], store=store, memory="64m")
         print(json.dumps({"error": None}))
+    elif mode == "instructions":  # the host's Valgrind bound in by an unprivileged user
+        r = benchrun.run(ref, ["sh", "-c", "echo hi"], store=store, instructions=True)
+        print(json.dumps({"exit_code": r.exit_code, "stdout": r.stdout.decode(),
+                          "stderr": r.stderr.decode()[-500:],
+                          "instructions": r.metrics["instructions"][0]}))
     elif mode == "user":
         benchrun.run(ref, ["true"], store=store, user="65534")
         print(json.dumps({"error": None}))
@@ -108,7 +113,8 @@ def rootless(nobody_dir: Path):
         copy = nobody_dir / "pkg"
         shutil.copytree(pkg_parent / "benchrun", copy / "benchrun")
         for p in [copy, *copy.rglob("*")]:
-            p.chmod(0o755 if p.is_dir() or p.suffix == ".so" else 0o644)
+            executable = p.suffix == ".so" or p.name.startswith("benchrun-")
+            p.chmod(0o755 if p.is_dir() or executable else 0o644)
         env["PYTHONPATH"] = str(copy)
         probe = as_nobody([sys.executable, "-c", "import benchrun._core"], env)
         if probe.returncode != 0:
@@ -162,3 +168,12 @@ def test_another_user_than_the_caller_is_refused(rootless):
     assert out["error"] == ("user 65534 is not available without root: only the calling user is "
                             "mapped (run as root for other users)"), out
     assert out["stage"] == "user namespace"
+
+
+def test_instructions_without_root(rootless):
+    if not os.path.exists("/usr/libexec/valgrind/callgrind-amd64-linux"):
+        pytest.skip("needs Debian's valgrind on the host")
+    out = rootless("instructions")
+    assert out["exit_code"] == 0, out
+    assert out["stdout"] == "hi\n"
+    assert out["instructions"] > 0

@@ -152,3 +152,14 @@ def test_iteration_text_is_cut_before_it_is_decoded_whole():
     assert agent_results._text(b"ok\xff", None) == "ok\ufffd"
     cut = agent_results._text("é".encode() * limit, limit)  # cut inside no character
     assert cut.rstrip(agent_results.TRUNCATED_MARK).strip("é") == ""
+
+
+def test_plan_maps_instructions():
+    p = executor.plan(claimed(spec__instructions="cache"), default_backend="sandbox",
+                      insecure_registries=(), available_cpus=4)
+    assert p.instructions == "cache"
+    assert executor.plan(claimed(), default_backend="sandbox", insecure_registries=(),
+                         available_cpus=4).instructions == ""
+    with pytest.raises(ConfigError, match="spec instructions 'cycles'"):
+        executor.plan(claimed(spec__instructions="cycles"), default_backend="sandbox",
+                      insecure_registries=(), available_cpus=4)

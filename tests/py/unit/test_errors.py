@@ -21,6 +21,8 @@ CASES = [
     ("VmError", errors.VmError),
     ("ProtocolError", errors.ProtocolError),
     ("DeadlineExceeded", errors.DeadlineExceeded),
+    ("InstructionCountError", errors.InstructionCountError),
+    ("ValgrindNotFound", errors.ValgrindNotFound),
     ("Error", errors.BenchrunError),
 ]
 

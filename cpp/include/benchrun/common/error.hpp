@@ -110,6 +110,19 @@ class DeadlineExceeded : public Error {
   using Error::Error;
 };
 
+// Instruction counting (--instructions) failed: Valgrind could not run the workload (e.g. an
+// instruction set it does not know), or its output is missing or malformed.
+class InstructionCountError : public Error {
+ public:
+  using Error::Error;
+};
+
+// --instructions on a host without Valgrind's tool directory (Debian: apt-get install valgrind).
+class ValgrindNotFound : public InstructionCountError {
+ public:
+  using InstructionCountError::InstructionCountError;
+};
+
 // Throws SysError for the current errno: throw_errno("mount", "/run/x/proc").
 [[noreturn]] void throw_errno(std::string_view op, std::string_view path);
 [[noreturn]] void throw_errno(int err, std::string_view op, std::string_view path);

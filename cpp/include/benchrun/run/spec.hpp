@@ -57,7 +57,9 @@ inline constexpr uint64_t kUnlimited = UINT64_MAX;
   X(std::string, kernel, "", "vm", "a bzImage; empty: Debian's cloud kernel")                      \
   X(std::string, kernel_modules, "", "vm", "lib/modules/<release> of kernel; empty: next to it")   \
   X(std::optional<uint64_t>, vm_memory, std::nullopt, "vm",                                        \
-    "guest RAM in bytes; None: memory + 256 MiB, or 1 GiB")
+    "guest RAM in bytes; None: memory + 256 MiB, or 1 GiB")                                        \
+  X(std::string, instructions, "", "",                                                             \
+    "count instructions under Valgrind (callgrind): count, cache or sections; empty: off")
 
 struct RunSpec {
 #define BENCHRUN_RUN_OPTION_FIELD(type, name, init, scope, doc) type name = init;
@@ -92,6 +94,10 @@ struct HostConfig {
   std::string cpu_lock_dir = "/run/benchrun/cpus";
   std::string cpu_online = "/sys/devices/system/cpu/online";
   double vm_boot_timeout = 60;
+  // Instruction counting (--instructions, run/instructions.hpp): Valgrind's tool directory
+  // (Debian's valgrind package) and benchrun's static launcher (cpp/tools/vglaunch.c).
+  std::string valgrind_dir = "/usr/libexec/valgrind";
+  std::string valgrind_launcher;
 
   std::string run_dir() const { return store + "/runs"; }
   std::string vm_cache_dir() const { return vm_cache.empty() ? store + "/vm" : vm_cache; }

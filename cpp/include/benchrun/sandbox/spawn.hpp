@@ -67,7 +67,17 @@ struct SpawnSpec {
   // searchable by the range.
   IdRange id_range;
   std::string idmapped_lower;
+  // Instruction counting (run/instructions.hpp): a read-only tmpfs at kToolRoot
+  // ("/.benchrun-tools", hiding whatever the image has there) holding tool_dir (a host directory,
+  // e.g. Valgrind's) bound read-only at "valgrind", tool_launcher (a host file) bound read-only at
+  // "launch", and a private tmpfs at "out" mounted with tool_out_options (owner, mode, size) for
+  // the tool's output. Host paths, bound by the child before pivot_root: they must be searchable by
+  // the run's root (the id range's uid). Empty tool_dir: none of it.
+  std::string tool_dir, tool_launcher, tool_out_options;
 };
+
+// Where the child mounts the tools of SpawnSpec::tool_dir, inside the run's root.
+inline constexpr const char* kToolRoot = "/.benchrun-tools";
 
 // A started sandboxed child. The child sets up its root (mounts, pivot_root, hostname, lo) and then
 // waits, before rlimits, credentials and exec, until release() — the parent uses that window to
