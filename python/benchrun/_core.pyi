@@ -69,6 +69,7 @@ class RunSpec:
     kernel: str
     kernel_modules: str
     vm_memory: Optional[int]
+    counters: Optional[list[str]]
     rootless: Optional[bool]
     def __init__(self) -> None: ...
     def validate(self) -> None: ...

@@ -117,8 +117,10 @@ class Client:
         backend: Optional[str] = None,
         priority: int = 0,
         detect: Optional[float] = None,
+        counters: Union[str, Sequence[str], None] = None,
     ) -> dict[str, Any]:
         """Submits a job; the server pins ``image`` to its current digest. Returns the job.
+        ``counters``: the run option (docs/counters.md); None: the agent's default set.
         ``iterations="auto"`` with ``detect`` (0.02 = 2 %): the agent runs as many iterations as
         its host's noise figure says are needed to detect that change (`benchrun host noise`)."""
         from benchrun.options import parse_memory  # the same size syntax as run()
@@ -143,6 +145,10 @@ class Client:
             spec["memory"] = parse_memory(memory)
         if backend is not None:
             spec["sandbox"] = backend
+        if counters is not None:
+            from benchrun.options import parse_counters
+
+            spec["counters"] = parse_counters(counters)
         return self._request(
             "POST",
             f"/v0/projects/{project}/jobs",

@@ -150,7 +150,7 @@ def add_parsers(sub: Any) -> None:
     p.add_argument("--project", metavar="ID", help="project (default $BENCHRUN_PROJECT)")
     # The run options a job spec carries, with `benchrun run`'s flags (--timeout default 60 s,
     # --vcpus default 1: the runner's CPUs, not this machine's).
-    add_run_options(p, only=JOB_OPTIONS)
+    add_run_options(p, only=JOB_OPTIONS + ("counters",))
     p.add_argument(
         "--iterations",
         type=_iterations,
@@ -248,6 +248,7 @@ def cmd_submit(args: argparse.Namespace) -> int:
             memory=memory,
             backend=backend,
             priority=args.priority,
+            counters=given.get("counters"),
         )
         if args.wait:
             job = c.wait(job["id"])

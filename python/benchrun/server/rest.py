@@ -43,6 +43,7 @@ _SPEC_KEYS = {
     "disk",
     "network",
     "sandbox",
+    "counters",
     "uuid",
     "name",
     "slug",
@@ -737,6 +738,7 @@ SCHEMAS: dict[str, Any] = {
                     "disk": {"type": "integer"},
                     "network": {"type": "boolean"},
                     "sandbox": {"type": "string", "nullable": True},
+                    "counters": _STRS,
                 },
             },
             "config": {

@@ -126,6 +126,12 @@ std::vector<Case> cases() {
          s.vm_memory = uint64_t{63} << 20;
        },
        "at least 64m"},
+      {"counters",
+       [](RunSpec& s) {
+         s.counters = Strings{"default", "instructions:u", "ref-cycles"};
+       },
+       [](RunSpec& s) { s.counters = Strings{"instructions:x"}; },
+       "unknown counter 'instructions:x' (known: task-clock"},
   };
 }
 

@@ -57,7 +57,10 @@ inline constexpr uint64_t kUnlimited = UINT64_MAX;
   X(std::string, kernel, "", "vm", "a bzImage; empty: Debian's cloud kernel")                      \
   X(std::string, kernel_modules, "", "vm", "lib/modules/<release> of kernel; empty: next to it")   \
   X(std::optional<uint64_t>, vm_memory, std::nullopt, "vm",                                        \
-    "guest RAM in bytes; None: memory + 256 MiB, or 1 GiB")
+    "guest RAM in bytes; None: memory + 256 MiB, or 1 GiB")                                        \
+  X(std::optional<Strings>, counters, std::nullopt, "",                                            \
+    "performance counters over the workload (perf/counters.hpp); None: the default set; empty: "   \
+    "none")
 
 struct RunSpec {
 #define BENCHRUN_RUN_OPTION_FIELD(type, name, init, scope, doc) type name = init;
