@@ -111,7 +111,7 @@ def test_sandbox_counts_page_faults_and_context_switches(counter_image: str, sto
         assert name in r.metrics, (name, r.notices)
     assert r.metrics["task_clock"].unit == "ns" and r.metrics["page_faults"].unit == "count"
     faults = r.metrics["page_faults"].value - base.metrics["page_faults"].value
-    assert N_FAULTS <= faults <= N_FAULTS * 1.05 + 200, faults
+    assert N_FAULTS * 0.99 <= faults <= N_FAULTS * 1.05 + 200, faults
     assert r.metrics["page_faults"].value == (
         r.metrics["minor_faults"].value + r.metrics["major_faults"].value)
     switches = r.metrics["context_switches"].value - base.metrics["context_switches"].value
