@@ -28,6 +28,7 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent / "tests" / "py"))
 
 import benchrun  # noqa: E402
+from benchrun.stats import bootstrap_ci  # noqa: E402
 from support.ocilayout import Layer, busybox_layer, write_layout  # noqa: E402
 
 
@@ -84,6 +85,7 @@ def main() -> int:
                 {
                     "wall": r.wall_time,
                     "self": float(r.stdout.decode()),
+                    "cpu": r.cpu_user + r.cpu_system,
                     "task_clock": r.metrics.get("task_clock", None)
                     and r.metrics["task_clock"].value,
                 }
@@ -117,31 +119,42 @@ def main() -> int:
         "notices": sorted(notices),
         "samples": samples,
     }
-    for key in ("wall", "self"):
+    for key in ("wall", "self", "cpu"):
         on = [s[key] for s in samples["on"]]
         off = [s[key] for s in samples["off"]]
         paired = [pct(a, b) for a, b in zip(on, off)]
+        lo, hi = bootstrap_ci(paired)  # of the mean per-round difference
         res[key] = {
             "median_on": statistics.median(on),
             "median_off": statistics.median(off),
             "overhead_pct_of_medians": pct(statistics.median(on), statistics.median(off)),
             "overhead_pct_paired_median": statistics.median(paired),
+            "overhead_pct_paired_mean": statistics.mean(paired),
+            "overhead_pct_paired_mean_ci95": [lo, hi],
             "cv_on": statistics.stdev(on) / statistics.mean(on),
             "cv_off": statistics.stdev(off) / statistics.mean(off),
         }
+    res["load_avg_end"] = os.getloadavg()
     (out_dir / "counters_bench.json").write_text(json.dumps(res, indent=1))
     print(
         f"backend {args.backend}, {args.rounds} interleaved rounds, loop {args.loops}, "
-        f"CPU {args.cpu}, PMU {'yes' if res['machine']['pmu'] else 'no'}"
+        f"CPU {args.cpu}, PMU {'yes' if res['machine']['pmu'] else 'no'}, "
+        f"load average at the end {res['load_avg_end'][0]:.1f}"
     )
     print(f"counters measured: {', '.join(opened)}")
-    for key, what in (("wall", "wall_time (run)"), ("self", "loop's own time")):
+    for key, what in (
+        ("wall", "wall_time (run)"),
+        ("self", "loop's own time"),
+        ("cpu", "cpu user+system"),
+    ):
         f = res[key]
+        ci = f["overhead_pct_paired_mean_ci95"]
         print(
             f"{what:16s} median on {f['median_on']:.4f} s, off {f['median_off']:.4f} s: "
-            f"overhead {f['overhead_pct_of_medians']:+.2f} % (paired median "
-            f"{f['overhead_pct_paired_median']:+.2f} %), CV on {f['cv_on']*100:.2f} %, "
-            f"off {f['cv_off']*100:.2f} %"
+            f"overhead of medians {f['overhead_pct_of_medians']:+.2f} %, paired median "
+            f"{f['overhead_pct_paired_median']:+.2f} %, paired mean "
+            f"{f['overhead_pct_paired_mean']:+.2f} % [95 % CI {ci[0]:+.2f}, {ci[1]:+.2f}]; "
+            f"CV on {f['cv_on']*100:.2f} %, off {f['cv_off']*100:.2f} %"
         )
     return 0
 

@@ -60,11 +60,10 @@ def test_unknown_counters_are_refused_listing_the_known_ones(bad, match):
 
 def test_cli_quiets_only_the_default_sets_missing_pmu():
     pmu = "counters absent: cycles.user: no hardware PMU for them here (...)"
-    assert quiet_counter_notice(pmu, counters_given=False, verbose=False)
-    assert not quiet_counter_notice(pmu, counters_given=True, verbose=False)
-    assert not quiet_counter_notice(pmu, counters_given=False, verbose=True)
+    assert quiet_counter_notice(pmu, counters_given=False)
+    assert not quiet_counter_notice(pmu, counters_given=True)
     denied = "counters absent: task_clock: not permitted (...)"
-    assert not quiet_counter_notice(denied, counters_given=False, verbose=False)
+    assert not quiet_counter_notice(denied, counters_given=False)
 
 
 def test_job_spec_carries_counters():
