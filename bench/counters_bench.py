@@ -9,6 +9,7 @@ are absent (one notice) and cost nothing. The figure is then the software counte
 
 Run as root from the project venv:
     python bench/counters_bench.py [--rounds 15] [--loops 300000000] [--backend sandbox|vm]
+    python bench/counters_bench.py --pingpong 100000   # the worst case: context switches
 Writes bench/out/counters_bench.json.
 """
 
@@ -35,7 +36,13 @@ from support.ocilayout import Layer, busybox_layer, write_layout  # noqa: E402
 def build_image(work: Path) -> str:
     exe = work / "cpuloop"
     subprocess.run(["cc", "-O2", "-static", "-o", str(exe), str(HERE / "cpuloop.c")], check=True)
-    layer = Layer("gzip").file("cpuloop", exe.read_bytes(), mode=0o755)
+    pp = work / "pingpong"
+    subprocess.run(["cc", "-O2", "-static", "-o", str(pp), str(HERE / "pingpong.c")], check=True)
+    layer = (
+        Layer("gzip")
+        .file("cpuloop", exe.read_bytes(), mode=0o755)
+        .file("pingpong", pp.read_bytes(), mode=0o755)
+    )
     return write_layout(
         work / "layout", [busybox_layer(), layer], config={"Env": ["PATH=/bin"]}
     ).ref
@@ -49,6 +56,14 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--rounds", type=int, default=15)
     ap.add_argument("--loops", type=int, default=300_000_000)
+    ap.add_argument(
+        "--pingpong",
+        type=int,
+        default=0,
+        metavar="N",
+        help="instead of the loop: N pipe round trips between two processes (~2N context "
+        "switches), the counters' worst case",
+    )
     ap.add_argument("--backend", default="sandbox")
     ap.add_argument(
         "--cpu",
@@ -72,7 +87,11 @@ def main() -> int:
         def run(mode: str) -> None:
             r = benchrun.run(
                 ref,
-                ["/cpuloop", str(args.loops)],
+                (
+                    ["/pingpong", str(args.pingpong)]
+                    if args.pingpong
+                    else ["/cpuloop", str(args.loops)]
+                ),
                 store=store,
                 backend=args.backend,
                 counters=modes[mode],
@@ -84,10 +103,16 @@ def main() -> int:
             samples[mode].append(
                 {
                     "wall": r.wall_time,
-                    "self": float(r.stdout.decode()),
+                    "self": r.wall_time if args.pingpong else float(r.stdout.decode()),
                     "cpu": r.cpu_user + r.cpu_system,
-                    "task_clock": r.metrics.get("task_clock", None)
-                    and r.metrics["task_clock"].value,
+                    "task_clock": r.metrics["task_clock"].value
+                    if "task_clock" in r.metrics
+                    else None,
+                    "context_switches": (
+                        r.metrics["context_switches"].value
+                        if "context_switches" in r.metrics
+                        else None
+                    ),
                 }
             )
             if mode == "on":
@@ -113,6 +138,7 @@ def main() -> int:
         },
         "backend": args.backend,
         "loops": args.loops,
+        "pingpong": args.pingpong,
         "rounds": args.rounds,
         "cpu": args.cpu,
         "counters_measured": opened,
@@ -137,7 +163,8 @@ def main() -> int:
     res["load_avg_end"] = os.getloadavg()
     (out_dir / "counters_bench.json").write_text(json.dumps(res, indent=1))
     print(
-        f"backend {args.backend}, {args.rounds} interleaved rounds, loop {args.loops}, "
+        f"backend {args.backend}, {args.rounds} interleaved rounds, "
+        f"{f'pingpong {args.pingpong}' if args.pingpong else f'loop {args.loops}'}, "
         f"CPU {args.cpu}, PMU {'yes' if res['machine']['pmu'] else 'no'}, "
         f"load average at the end {res['load_avg_end'][0]:.1f}"
     )
