@@ -57,6 +57,12 @@ def main() -> int:
     ap.add_argument("--rounds", type=int, default=15)
     ap.add_argument("--loops", type=int, default=300_000_000)
     ap.add_argument(
+        "--on",
+        default=None,
+        metavar="LIST",
+        help="the counters of the 'on' runs (a --counters list; default: the default set)",
+    )
+    ap.add_argument(
         "--pingpong",
         type=int,
         default=0,
@@ -79,7 +85,7 @@ def main() -> int:
         ref = build_image(work)
         store = work / "store"
         benchrun.pull(ref, store=store)
-        modes = {"on": None, "off": "none"}  # None: the default set
+        modes = {"on": args.on, "off": "none"}  # None: the default set
         samples: dict[str, list[dict]] = {m: [] for m in modes}
         notices: set[str] = set()
         opened: list[str] = []
@@ -139,6 +145,7 @@ def main() -> int:
         "backend": args.backend,
         "loops": args.loops,
         "pingpong": args.pingpong,
+        "on": args.on or "default",
         "rounds": args.rounds,
         "cpu": args.cpu,
         "counters_measured": opened,
