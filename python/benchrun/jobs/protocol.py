@@ -386,7 +386,7 @@ class JobSpec:
     counters: Optional[tuple[str, ...]] = None
 
     def to_json(self) -> dict[str, Any]:
-        out = {
+        out: dict[str, Any] = {
             **self.extra,
             "cpu": self.cpu,
             "memory": self.memory,
