@@ -66,7 +66,6 @@ def iteration_output(result: Result, max_bytes: Optional[int] = None) -> dict[st
         _text(result.stdout, max_bytes),
         _text(result.stderr, max_bytes),
         {path: _text(data, max_bytes) for path, data in result.outputs.items()},
-        {name: (m.value, m.unit) for name, m in result.metrics.items()},
     )
 
 

@@ -339,22 +339,15 @@ def _submit(client: Any, project: str, v: Variant) -> str:
 
 def remote_result(job: dict[str, Any], it: dict[str, Any], backend: str) -> _runner.Result:
     """A Result from a job and its one iteration, for metrics.extract. The job protocol carries
-    exit code, stdout, stderr and collected files (as text), and from a benchrun agent the run's
-    metrics (wall_time, cpu_user, ..., the performance counters). Without them (another runner)
-    wall_time is the job's running span (ended - started) less the agent's reported prepare time,
-    so it includes the result upload (milliseconds on a LAN), and nothing else is known."""
+    exit code, stdout, stderr and collected files (as text); wall_time is the job's running span
+    (ended - started) less the agent's reported prepare time, so it includes the result upload
+    (milliseconds on a LAN); CPU time and peak memory are not reported (absent from metrics)."""
     timings = job.get("timings") or {}
     span = None
     if isinstance(job.get("started"), (int, float)) and isinstance(job.get("ended"), (int, float)):
         span = max(
             0.0, float(job["ended"]) - float(job["started"]) - float(timings.get("prepare", 0.0))
         )
-    metrics = {
-        name: _runner.Metric(float(m["value"]), str(m["unit"]))
-        for name, m in (it.get("metrics") or {}).items()
-    }
-    if span is not None:
-        metrics.setdefault("wall_time", _runner.Metric(span, "s"))
     return _runner.Result(
         exit_code=int(it.get("exit_code", -1)),
         signal=0,
@@ -366,7 +359,7 @@ def remote_result(job: dict[str, Any], it: dict[str, Any], backend: str) -> _run
         missing_outputs={},
         timed_out=False,
         oom_killed=False,
-        metrics=metrics,
+        metrics={"wall_time": _runner.Metric(span, "s")} if span is not None else {},
         image_digest=str((job.get("config") or {}).get("digest", "")),
         backend=backend,
         start_time=float(job.get("started") or 0.0),
@@ -470,7 +463,7 @@ def _store_job(
         stored(p, rec)
         return
     res = remote_result(job, results[0], v.backend)
-    found, error = _metrics_of(res, v.metrics)  # of "result": the agent's metrics (remote_result)
+    found, error = _metrics_of(res, v.metrics)  # of "result": wall_time only (remote_result)
     if not error and res.exit_code != 0:
         error = f"exit code {res.exit_code}"
     rec = _record(

@@ -156,14 +156,9 @@ def with_claim(msg: dict, claim: Optional[str]) -> dict:
 
 
 def iteration_output(
-    exit_code: int,
-    stdout: str = "",
-    stderr: str = "",
-    output: Optional[Mapping[str, str]] = None,
-    metrics: Optional[Mapping[str, tuple[float, str]]] = None,
+    exit_code: int, stdout: str = "", stderr: str = "", output: Optional[Mapping[str, str]] = None
 ) -> dict:
-    """JsonIterationOutput: empty stdout/stderr/output are left out, as upstream does. benchrun
-    extension: ``metrics``, the run's Result.metrics as {name: {"value": v, "unit": u}}."""
+    """JsonIterationOutput: empty stdout/stderr/output are left out, as upstream does."""
     out: dict[str, Any] = {"exit_code": int(exit_code)}
     if stdout:
         out["stdout"] = stdout
@@ -171,37 +166,7 @@ def iteration_output(
         out["stderr"] = stderr
     if output:
         out["output"] = dict(output)
-    if metrics:
-        out["metrics"] = {k: {"value": float(v), "unit": u} for k, (v, u) in metrics.items()}
     return out
-
-
-MAX_METRICS = 256  # per iteration, as the core's metric::kMaxCount
-_METRIC_NAME = re.compile(r"^[a-z0-9_.]{1,64}$")
-
-
-def _metrics(value: Any, where: str) -> None:
-    """benchrun's `metrics` extension of an iteration: names as the core's metric names, each
-    {"value": finite number, "unit": str of at most 16 characters}."""
-    if not isinstance(value, dict) or len(value) > MAX_METRICS:
-        raise ProtocolError(f"{where}: expected an object of at most {MAX_METRICS} metrics")
-    for name, m in value.items():
-        if not isinstance(name, str) or not _METRIC_NAME.match(name):
-            raise ProtocolError(
-                f"{where}: metric name {str(name)[:70]!r} is not [a-z0-9_.]{{1,64}}"
-            )
-        v = m.get("value") if isinstance(m, dict) else None
-        if (
-            not isinstance(m, dict)
-            or set(m) != {"value", "unit"}
-            or isinstance(v, bool)
-            or not isinstance(v, (int, float))
-            or v != v
-            or v in (float("inf"), float("-inf"))
-            or not isinstance(m["unit"], str)
-            or len(m["unit"]) > 16
-        ):
-            raise ProtocolError(f"{where}.{name}: expected {{value: finite number, unit: str}}")
 
 
 def _results(value: Any, where: str) -> list[dict]:
@@ -220,9 +185,7 @@ def _results(value: Any, where: str) -> list[dict]:
             isinstance(k, str) and isinstance(v, str) for k, v in out.items()
         ):
             raise ProtocolError(f"{w}.output: expected an object of path -> string")
-        if "metrics" in it:
-            _metrics(it["metrics"], f"{w}.metrics")
-        unknown = set(it) - {"exit_code", "stdout", "stderr", "output", "metrics"}
+        unknown = set(it) - {"exit_code", "stdout", "stderr", "output"}
         if unknown:
             raise ProtocolError(f"{w}: unknown field(s) {sorted(unknown)}")
     return value

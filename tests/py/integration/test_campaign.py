@@ -337,10 +337,8 @@ def test_campaign_through_job_server(tmp_path: Path, pushed_image: str):
                 if r["variant"] == "bmf":
                     assert ms[("b", "latency")] == 1.5
                     assert json.loads(r["result"]["results"][0]["stdout"]) == json.loads(BMF)
-                # The agent sends the run's metrics (benchrun's extension of the iteration
-                # output): the Result's own measures and the performance counters.
-                assert ("run", "wall_time") in ms and ("run", "cpu_user") in ms
-                assert ms[("run", "page_faults")] > 0
+                # Remotely only the wall time of the Result's own measures is known.
+                assert ("run", "wall_time") in ms and ("run", "cpu_user") not in ms
         # Resuming through the server too: nothing left to do.
         again = c.run(client=fleet.user, project=fleet.project, progress=False)
         assert again.skipped == 6

@@ -74,25 +74,3 @@ def test_job_spec_carries_counters():
     assert "counters" not in s.extra
     with pytest.raises(ProtocolError, match="spec.counters"):
         parse_spec({"counters": "page-faults"})
-
-
-def test_iteration_output_carries_metrics_and_they_are_checked():
-    from benchrun.jobs.protocol import _results, iteration_output
-
-    it = iteration_output(0, "x", metrics={"page_faults": (12.0, "count"), "wall_time": (0.5, "s")})
-    assert it["metrics"] == {
-        "page_faults": {"value": 12.0, "unit": "count"},
-        "wall_time": {"value": 0.5, "unit": "s"},
-    }
-    assert _results([it], "completed.results") == [it]
-    assert "metrics" not in iteration_output(0)
-    for bad in (
-        {"Page Faults": {"value": 1, "unit": "count"}},
-        {"x": {"value": float("nan"), "unit": "count"}},
-        {"x": {"value": True, "unit": "count"}},
-        {"x": {"value": 1, "unit": "count", "more": 1}},
-        {"x": {"value": 1, "unit": "u" * 17}},
-        [1],
-    ):
-        with pytest.raises(ProtocolError, match="metrics"):
-            _results([{"exit_code": 0, "metrics": bad}], "completed.results")
