@@ -8,6 +8,7 @@ tests/cpp/perf/counters_test.cpp."""
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 from pathlib import Path
@@ -16,7 +17,8 @@ import pytest
 
 import benchrun
 from benchrun.errors import ConfigError
-from support.ocilayout import Layer, busybox_layer, write_layout
+from support.jobs import Fleet
+from support.ocilayout import Layer, busybox_layer, skopeo_push, write_layout
 
 pytestmark = pytest.mark.root
 
@@ -172,3 +174,25 @@ def test_counters_flow_through_a_campaign_into_statistics(counter_image: str, st
     summary = stats.summarize_frame(pf, by=("variant", "measure"))
     med = dict(zip(summary["variant"], summary["median"]))
     assert 2900 <= med["many"] - med["few"] <= 2900 * 1.05 + 100, med
+
+
+def test_job_spec_counters_reach_the_agents_run(tmp_path: Path, registry):
+    # A job's spec.counters goes through the server to the agent's run option: a bad name fails
+    # the job with the core's message, a good one completes it.
+    info = write_layout(tmp_path / "layout", [busybox_layer()], config={"Env": ["PATH=/bin"]})
+    ref = f"{registry.host}/bench/counters:1"
+    skopeo_push(info, ref)
+    fleet = Fleet(tmp_path, f"sqlite:///{tmp_path / 'jobs.db'}", allow_registries=(registry.host,))
+    try:
+        fleet.agent("r1")
+        bad = fleet.user.submit(ref, ["true"], project=fleet.project, timeout=60,
+                                counters=["cycels"])
+        assert bad["spec"]["counters"] == ["cycels"]
+        good = fleet.user.submit(ref, ["true"], project=fleet.project, timeout=60,
+                                 counters="page-faults,task-clock")
+        done = fleet.user.wait(bad["id"], timeout=120)
+        assert done["status"] == 5 and "unknown counter 'cycels'" in json.dumps(done), done
+        done = fleet.user.wait(good["id"], timeout=120)
+        assert done["status"] == 3, done
+    finally:
+        fleet.close()
