@@ -174,6 +174,11 @@ def test_counters_flow_through_a_campaign_into_statistics(counter_image: str, st
     summary = stats.summarize_frame(pf, by=("variant", "measure"))
     med = dict(zip(summary["variant"], summary["median"]))
     assert 2900 <= med["many"] - med["few"] <= 2900 * 1.05 + 100, med
+    # ... and plots like any metric.
+    from benchrun import plots
+
+    assert plots.to_png(plots.distribution(df, measure="page_faults", kind="strip"))[:4] == (
+        b"\x89PNG")
 
 
 def test_job_spec_counters_reach_the_agents_run(tmp_path: Path, registry):
