@@ -64,10 +64,24 @@ int main(int argc, char **argv) {
 """,
 }
 
-SOFTWARE = ("task_clock", "context_switches", "cpu_migrations", "page_faults", "minor_faults",
-            "major_faults")
-HARDWARE = ("instructions.user", "instructions.kernel", "cycles.user", "cycles.kernel",
-            "branches.user", "branches.kernel", "branch_misses.user", "branch_misses.kernel")
+SOFTWARE = (
+    "task_clock",
+    "context_switches",
+    "cpu_migrations",
+    "page_faults",
+    "minor_faults",
+    "major_faults",
+)
+HARDWARE = (
+    "instructions.user",
+    "instructions.kernel",
+    "cycles.user",
+    "cycles.kernel",
+    "branches.user",
+    "branches.kernel",
+    "branch_misses.user",
+    "branch_misses.kernel",
+)
 N_FAULTS = 20000
 N_TRIPS = 2000
 
@@ -82,11 +96,17 @@ def counter_image(tmp_path_factory: pytest.TempPathFactory) -> str:
     app = Layer("gzip").dir("bench")
     for prog, source in PROGRAMS.items():
         (work / f"{prog}.c").write_text(source)
-        subprocess.run(["gcc", "-static", "-O1", "-o", str(work / prog), str(work / f"{prog}.c")],
-                       check=True, capture_output=True)
+        subprocess.run(
+            ["gcc", "-static", "-O1", "-o", str(work / prog), str(work / f"{prog}.c")],
+            check=True,
+            capture_output=True,
+        )
         app.file(f"bench/{prog}", (work / prog).read_bytes(), mode=0o755)
-    info = write_layout(work / "image", [busybox_layer(), app],
-                        config={"Env": ["PATH=/bench:/bin"], "WorkingDir": "/"})
+    info = write_layout(
+        work / "image",
+        [busybox_layer(), app],
+        config={"Env": ["PATH=/bench:/bin"], "WorkingDir": "/"},
+    )
     return info.ref
 
 
@@ -115,7 +135,8 @@ def test_sandbox_counts_page_faults_and_context_switches(counter_image: str, sto
     faults = r.metrics["page_faults"].value - base.metrics["page_faults"].value
     assert N_FAULTS * 0.99 <= faults <= N_FAULTS * 1.05 + 200, faults
     assert r.metrics["page_faults"].value == (
-        r.metrics["minor_faults"].value + r.metrics["major_faults"].value)
+        r.metrics["minor_faults"].value + r.metrics["major_faults"].value
+    )
     switches = r.metrics["context_switches"].value - base.metrics["context_switches"].value
     assert 1.5 * N_TRIPS <= switches <= 3 * N_TRIPS + 200, switches
     # task-clock counts the workload's CPU time (both processes): close to the cgroup's figure.
@@ -130,19 +151,27 @@ def test_counters_option(counter_image: str, store: Path):
     r = benchrun.run(counter_image, ["faults", "10"], store=store, counters="none", timeout=60)
     assert r.ok and not set(SOFTWARE + HARDWARE) & set(r.metrics)
     assert not any(n.startswith("counters") for n in r.notices)
-    r = benchrun.run(counter_image, ["faults", "10"], store=store, counters=["page-faults"],
-                     timeout=60)
+    r = benchrun.run(
+        counter_image, ["faults", "10"], store=store, counters=["page-faults"], timeout=60
+    )
     assert r.ok and "page_faults" in r.metrics and "task_clock" not in r.metrics
-    with pytest.raises(ConfigError, match=r"unknown counter 'cycels' \(known: task-clock, .*"
-                                          r"instructions\[:u\|:k\]"):
+    with pytest.raises(
+        ConfigError,
+        match=r"unknown counter 'cycels' \(known: task-clock, .*" r"instructions\[:u\|:k\]",
+    ):
         benchrun.run(counter_image, ["true"], store=store, counters="task-clock,cycels")
 
 
 @pytest.mark.slow
 def test_vm_guest_counts_the_workload(counter_image: str, store: Path):
     # One VM run for every check: the guest's init opens the same counters around the workload.
-    r = benchrun.run(counter_image, ["sh", "-c", f"faults {N_FAULTS} && pingpong {N_TRIPS}"],
-                     backend="vm", store=store, timeout=300)
+    r = benchrun.run(
+        counter_image,
+        ["sh", "-c", f"faults {N_FAULTS} && pingpong {N_TRIPS}"],
+        backend="vm",
+        store=store,
+        timeout=300,
+    )
     assert r.ok, (r.stderr, r.notices)
     for name in SOFTWARE:
         assert name in r.metrics, (name, r.notices)
@@ -154,17 +183,35 @@ def test_vm_guest_counts_the_workload(counter_image: str, store: Path):
         assert len(said) == 1 and "TCG" in said[0], r.notices
 
 
-def test_counters_flow_through_a_campaign_into_statistics(counter_image: str, store: Path,
-                                                          tmp_path: Path):
+def test_counters_flow_through_a_campaign_into_statistics(
+    counter_image: str, store: Path, tmp_path: Path
+):
     from benchrun import results, stats
     from benchrun.campaign import Campaign, Variant
 
-    c = Campaign("faults", [
-        Variant("few", counter_image, ["faults", "100"], timeout=60,
-                options={"counters": "page-faults,task-clock"}),
-        Variant("many", counter_image, ["faults", "3000"], timeout=60,
-                options={"counters": ["page-faults", "task-clock"]})],
-        repetitions=2, warmup=0, seed=0, store=str(tmp_path / "r.db"))
+    c = Campaign(
+        "faults",
+        [
+            Variant(
+                "few",
+                counter_image,
+                ["faults", "100"],
+                timeout=60,
+                options={"counters": "page-faults,task-clock"},
+            ),
+            Variant(
+                "many",
+                counter_image,
+                ["faults", "3000"],
+                timeout=60,
+                options={"counters": ["page-faults", "task-clock"]},
+            ),
+        ],
+        repetitions=2,
+        warmup=0,
+        seed=0,
+        store=str(tmp_path / "r.db"),
+    )
     res = c.run(progress=False, image_store=store)
     assert res.complete and res.failed == 0
     df = results.load(res.store, campaign="faults")
@@ -178,7 +225,8 @@ def test_counters_flow_through_a_campaign_into_statistics(counter_image: str, st
     from benchrun import plots
 
     assert plots.to_png(plots.distribution(df, measure="page_faults", kind="strip"))[:4] == (
-        b"\x89PNG")
+        b"\x89PNG"
+    )
 
 
 def test_job_spec_counters_reach_the_agents_run(tmp_path: Path, registry):
@@ -190,11 +238,13 @@ def test_job_spec_counters_reach_the_agents_run(tmp_path: Path, registry):
     fleet = Fleet(tmp_path, f"sqlite:///{tmp_path / 'jobs.db'}", allow_registries=(registry.host,))
     try:
         fleet.agent("r1")
-        bad = fleet.user.submit(ref, ["true"], project=fleet.project, timeout=60,
-                                counters=["cycels"])
+        bad = fleet.user.submit(
+            ref, ["true"], project=fleet.project, timeout=60, counters=["cycels"]
+        )
         assert bad["spec"]["counters"] == ["cycels"]
-        good = fleet.user.submit(ref, ["true"], project=fleet.project, timeout=60,
-                                 counters="page-faults,task-clock")
+        good = fleet.user.submit(
+            ref, ["true"], project=fleet.project, timeout=60, counters="page-faults,task-clock"
+        )
         done = fleet.user.wait(bad["id"], timeout=120)
         assert done["status"] == 5 and "unknown counter 'cycels'" in json.dumps(done), done
         done = fleet.user.wait(good["id"], timeout=120)
