@@ -258,7 +258,7 @@ TEST(CounterGroup, RealSoftwareCountersCountTheExecedProgramAndItsChildren) {
                          "minor_faults", "major_faults"})
     ASSERT_EQ(m.count(sw), 1u) << sw;
   EXPECT_GT(m.at("task_clock").value, 1e5);   // three execs take more than 0.1 ms
-  EXPECT_GT(m.at("page_faults").value, 100);  // three processes fault in their pages
+  EXPECT_GT(m.at("page_faults").value, 50);  // three processes fault in their pages
   EXPECT_EQ(m.at("page_faults").value, m.at("minor_faults").value + m.at("major_faults").value);
   EXPECT_GE(m.at("context_switches").value, 1);  // sh waits for its child
 }
