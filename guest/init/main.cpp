@@ -107,7 +107,9 @@ void run(std::optional<proto::Channel>& channel, uint64_t boot_ns) {
   std::optional<CgroupMetrics> metrics;
   if (cgroup) metrics = cgroup->metrics();
   const proto::Exit exit = make_exit(outcome, metrics);
-  const Metrics measured = make_metrics(outcome, metrics);
+  std::vector<std::string> notices;
+  const Metrics measured = make_metrics(outcome, metrics, workload.counters, notices);
+  for (const auto& n : notices) breadcrumb(n);  // the host names absent counters in its notice
   breadcrumb("workload exited: code " + std::to_string(exit.exit_code) + ", signal " +
              std::to_string(exit.signal) + (exit.timed_out ? ", timed out" : "") +
              (exit.oom_killed ? ", OOM-killed" : ""));

@@ -26,7 +26,8 @@ proto::Exit make_exit(const RunOutcome& outcome, const std::optional<CgroupMetri
   return e;
 }
 
-Metrics make_metrics(const RunOutcome& outcome, const std::optional<CgroupMetrics>& cgroup) {
+Metrics make_metrics(const RunOutcome& outcome, const std::optional<CgroupMetrics>& cgroup,
+                     const perf::CounterGroup& counters, std::vector<std::string>& notices) {
   Metrics m;
   m[metric::kWallTime] = {static_cast<double>(outcome.wall.count()) / 1e9, "s"};
   const double maxrss = static_cast<double>(outcome.rusage.ru_maxrss) * 1024;  // KiB
@@ -40,6 +41,7 @@ Metrics make_metrics(const RunOutcome& outcome, const std::optional<CgroupMetric
     m[metric::kCpuSystem] = {seconds(outcome.rusage.ru_stime), "s"};
     m[metric::kPeakMemory] = {maxrss, "bytes"};
   }
+  counters.read_into(m, notices);
   return m;
 }
 

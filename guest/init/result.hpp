@@ -3,8 +3,11 @@
 #pragma once
 
 #include <optional>
+#include <string>
+#include <vector>
 
 #include "benchrun/proto/messages.hpp"
+#include "benchrun/perf/counters.hpp"
 #include "init/cgroup.hpp"
 #include "init/pump.hpp"
 
@@ -16,6 +19,10 @@ proto::Exit make_exit(const RunOutcome& outcome, const std::optional<CgroupMetri
 // wall_time from the outcome; cpu_user, cpu_system, peak_memory from the cgroup, or without one
 // from wait4's rusage. ru_maxrss is the largest single process's RSS, not the sum memory.peak
 // measures: a lower bound.
-Metrics make_metrics(const RunOutcome& outcome, const std::optional<CgroupMetrics>& cgroup);
+// The workload's performance counters (read after it and every process of its pid namespace
+// were reaped) join them; counters it could not count go into notices instead (one line per
+// reason), and are absent from the metrics.
+Metrics make_metrics(const RunOutcome& outcome, const std::optional<CgroupMetrics>& cgroup,
+                     const perf::CounterGroup& counters, std::vector<std::string>& notices);
 
 }  // namespace benchrun::guest

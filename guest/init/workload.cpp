@@ -95,6 +95,7 @@ void reap(pid_t pid) noexcept {
 Workload start_workload(const proto::RunConfig& config, const std::string& root,
                         const WorkloadCgroup* cgroup) {
   const sandbox::SpawnSpec spec = spawn_spec(config, root);
+  const std::vector<const perf::Counter*> counters = perf::resolve(config.counters);
   sandbox::PreparedChild prepared(spec, sandbox::read_cap_last_cap(), sandbox::RootKind::kPrepared);
   UniqueFd devnull(::open("/dev/null", O_RDWR | O_CLOEXEC));
   if (!devnull) throw_errno("open", "/dev/null");
@@ -132,9 +133,13 @@ Workload start_workload(const proto::RunConfig& config, const std::string& root,
   bool failed;
   std::chrono::steady_clock::time_point start{};
   bool released = false;
+  perf::CounterGroup group;
   try {
     // Its root (not needed here: init reads outputs through the mount) means the setup is done.
     if (sandbox::receive_fd(sock.parent.get())) {
+      // Counting starts at its execve and follows its children (perf/counters.hpp).
+      if (!counters.empty())
+        group = perf::CounterGroup::open_on_exec(static_cast<pid_t>(pid), counters);
       start = sandbox::send_go(sock.parent.get());
       released = true;
     }
@@ -158,6 +163,7 @@ Workload start_workload(const proto::RunConfig& config, const std::string& root,
   w.stdout_fd = std::move(out.read);
   w.stderr_fd = std::move(err.read);
   w.released_at = start;
+  w.counters = std::move(group);
   return w;
 }
 

@@ -70,6 +70,7 @@ class RunSpec:
     kernel_modules: str
     vm_memory: Optional[int]
     instructions: str
+    counters: Optional[list[str]]
     rootless: Optional[bool]
     def __init__(self) -> None: ...
     def validate(self) -> None: ...

@@ -119,8 +119,10 @@ class Client:
         detect: Optional[float] = None,
         history: Optional[Mapping[str, Any]] = None,
         instructions: Optional[str] = None,
+        counters: Union[str, Sequence[str], None] = None,
     ) -> dict[str, Any]:
         """Submits a job; the server pins ``image`` to its current digest. Returns the job.
+        ``counters``: the run option (docs/counters.md); None: the agent's default set.
         ``iterations="auto"`` with ``detect`` (0.02 = 2 %): the agent runs as many iterations as
         its host's noise figure says are needed to detect that change (`benchrun host noise`).
         ``history`` ({"branch", "commit", "benchmark"?, "metrics": "run"|"bmf"}) files the
@@ -153,6 +155,10 @@ class Client:
             spec["history"] = dict(history)
         if instructions:
             spec["instructions"] = instructions
+        if counters is not None:
+            from benchrun.options import parse_counters
+
+            spec["counters"] = parse_counters(counters)
         return self._request(
             "POST",
             f"/v0/projects/{project}/jobs",

@@ -310,6 +310,24 @@ def _network(value: Any, what: str) -> bool:
     return False
 
 
+def parse_counters(value: Any, what: str = "counters") -> list[str]:
+    """Performance counters (docs/counters.md): perf's names, comma-separated text or a list
+    ("task-clock,instructions:u", ["default", "cache-misses"]); "none" or [] = none. Which names
+    exist is RunSpec.validate()'s check (an unknown one fails listing the known ones)."""
+    if isinstance(value, str):
+        names = [n.strip() for n in value.split(",") if n.strip()]
+        if not names:
+            raise ConfigError(f"{what} '{value}': expected counter names or 'none'")
+    elif isinstance(value, (list, tuple)):
+        names = list(value)
+        for n in names:
+            if not isinstance(n, str) or not n:
+                raise ConfigError(f"{what} {n!r}: expected a counter name")
+    else:
+        raise ConfigError(f"{what} {value!r}: expected a list of counter names or 'none'")
+    return [] if names == ["none"] else names
+
+
 # --- the table --------------------------------------------------------------------------------
 
 
@@ -492,6 +510,15 @@ OPTIONS: tuple[Option, ...] = (
         choices=INSTRUCTION_MODES,
         const="count",
     ),
+    Option(
+        "counters",
+        parse_counters,
+        "performance counters over the workload, comma-separated perf names (default: the "
+        "software counters and instructions, cycles, branches, branch-misses in user and kernel "
+        "mode; all; none); see docs/counters.md",
+        ("--counters",),
+        "LIST",
+    ),
 )
 
 BY_NAME: dict[str, Option] = {o.name: o for o in OPTIONS}
@@ -539,6 +566,7 @@ __all__ = [
     "parse_env_file",
     "parse_limit",
     "parse_memory",
+    "parse_counters",
     "parse_size",
     "select_cpus",
 ]

@@ -417,7 +417,8 @@ payloads = {
     + u64(1 << 26)
     + u32(64)
     + s(b"/dev/vda")
-    + s(bytes.fromhex("0600000000000000") * 2),
+    + s(bytes.fromhex("0600000000000000") * 2)
+    + strs(b"task-clock", b"instructions:u"),
     3: b"hello\n",
     4: b"warning\n",
     5: s(b"/out/result.json") + u64(10) + u64(0) + s(b"0123456789"),

@@ -72,6 +72,7 @@ void validate(const RunConfig& c, std::string_view what) {
                   " above hard limit " + std::to_string(r.hard));
   }
   for (const auto& o : c.outputs) check_abs_path(what, "outputs", o);
+  for (const auto& n : c.counters) check_no_nul(what, "counters", n);
   check_abs_path(what, "root_device", c.root_device);
   if (c.seccomp_bpf.size() % 8 != 0)
     invalid(what, "seccomp_bpf",
@@ -190,6 +191,7 @@ std::string encode_run_config(const RunConfig& c) {
   w.u32(c.max_files);
   w.bytes(c.root_device);
   w.bytes(c.seccomp_bpf);
+  write_strings(w, c.counters);
   return std::move(w).finish();
 }
 
@@ -220,6 +222,7 @@ RunConfig decode_run_config(const Frame& f) {
   c.max_files = r.u32("max_files");
   c.root_device = r.bytes("root_device");
   c.seccomp_bpf = r.bytes("seccomp_bpf");
+  c.counters = read_strings(r, "counters");
   r.finish();
   validate(c, "decode run_config");
   return c;

@@ -25,6 +25,7 @@
 #include "benchrun/common/fs.hpp"
 #include "benchrun/host/cpus.hpp"
 #include "benchrun/host/scratch_fs.hpp"
+#include "benchrun/perf/counters.hpp"
 #include "benchrun/sandbox/idmap.hpp"
 #include "benchrun/sandbox/seccomp.hpp"
 #include "benchrun/sandbox/spawn.hpp"
@@ -227,6 +228,9 @@ class SandboxExecution final : public Execution {
       ss_.tool_dir = ctx.host.valgrind_dir;
       ss_.tool_launcher = ctx.host.valgrind_launcher;
       ss_.tool_out_options = instruction_output_options(proc.uid, proc.gid);
+      if (spec_.counters && !perf::resolve(*spec_.counters).empty())
+        r.notices.push_back("--counters under --instructions count Valgrind's work too, not the "
+                            "workload's alone");
     }
     ss_.env = proc.env;
     ss_.cwd = proc.cwd;
@@ -317,6 +321,13 @@ class SandboxExecution final : public Execution {
     // parent's mask); a v1 join resets them to the cpuset's. Best effort: rootless runs have no
     // cpuset, and then this pinning is all they get.
     if (!spec_.cpus.empty()) (void)host::try_set_thread_affinity(child_->pid(), spec_.cpus);
+    // Performance counters on the waiting child: they count from its execve, over every process
+    // and thread it creates (perf/counters.hpp); opening them is set-up, before the clock starts.
+    // Under --instructions the processes are Valgrind's, whose counts are not the workload's:
+    // no default set then (an explicit one comes with a notice, see prepare).
+    const auto counters = perf::resolve(spec_.counters.value_or(
+        spec_.instructions.empty() ? perf::default_names() : Strings{}));
+    if (!counters.empty()) counters_ = perf::CounterGroup::open_on_exec(child_->pid(), counters);
     start_time_ = unix_now();
     child_->release();
     t_exec_ = child_->released_at();
@@ -334,7 +345,7 @@ class SandboxExecution final : public Execution {
     status_ = child_->wait();
   }
 
-  // 4. Collect: status, output, cgroup metrics and output files.
+  // 4. Collect: status, output, cgroup metrics, counters and output files.
   void collect(RunResult& r) override {
     const double wall = std::chrono::duration<double>(outcome_.exited_at - t_exec_).count();
     r.start_time = start_time_;
@@ -364,6 +375,9 @@ class SandboxExecution final : public Execution {
       r.set_metric(metric::kCpuSystem, seconds(ru.ru_stime), "s");
       r.set_metric(metric::kPeakMemory, static_cast<double>(ru.ru_maxrss) * 1024, "bytes");
     }
+    // The workload (init of its pid namespace) was reaped in wait(), after every other process of
+    // its namespace: the inherited counts are all folded in.
+    counters_.read_into(r.metrics, r.notices);
     collect_outputs(child_->root_fd(), spec_, outputs_, r);
     if (!spec_.instructions.empty())
       collect_instruction_metrics(child_->root_fd(), spec_.instructions, r);
@@ -382,6 +396,7 @@ class SandboxExecution final : public Execution {
   UniqueFd out_w_, err_w_;
   sandbox::SpawnSpec ss_;
   std::optional<sandbox::SandboxedChild> child_;
+  perf::CounterGroup counters_;
   UniqueFd mount_ns_;
   Clock::time_point t_exec_;
   double start_time_ = 0;

@@ -6,6 +6,7 @@
 
 #include "benchrun/common/error.hpp"
 #include "benchrun/common/text.hpp"
+#include "benchrun/perf/counters.hpp"
 #include "benchrun/run/backend.hpp"
 
 namespace benchrun::run {
@@ -102,6 +103,7 @@ void validate(const RunSpec& s) {
     bad("vm_memory", "a guest's RAM cannot be unlimited (give a size, e.g. 4g)");
   if (s.vm_memory && *s.vm_memory < (uint64_t{64} << 20))
     bad("vm_memory", std::to_string(*s.vm_memory) + " bytes: a guest needs at least 64m");
+  if (s.counters) (void)perf::resolve(*s.counters);  // ConfigError listing the known names
   b.validate(s);
 }
 

@@ -12,6 +12,7 @@
 
 #include "benchrun/common/error.hpp"
 #include "benchrun/common/fs.hpp"
+#include "benchrun/perf/counters.hpp"
 #include "benchrun/rootfs/ext4_image.hpp"
 #include "benchrun/rootfs/initramfs.hpp"
 #include "benchrun/run/backend.hpp"
@@ -90,7 +91,24 @@ proto::RunConfig guest_config(const ProcessConfig& proc, const RunSpec& spec, co
   std::vector<sock_filter> prog = sandbox::build_seccomp_program();
   c.seccomp_bpf.assign(reinterpret_cast<const char*>(prog.data()),
                        prog.size() * sizeof(sock_filter));
+  for (const perf::Counter* k : perf::resolve(spec.counters.value_or(perf::default_names())))
+    c.counters.emplace_back(k->name);
   return c;
+}
+
+// The counters the guest was asked for but did not report (it could not open them: no virtual
+// PMU under TCG, or a guest kernel without the event), named in one notice; never zero.
+void note_absent_counters(const std::vector<const perf::Counter*>& counters,
+                          const std::string& accel, RunResult& r) {
+  std::string absent;
+  for (const perf::Counter* k : counters)
+    if (!r.metrics.count(k->metric))
+      absent += (absent.empty() ? "" : ", ") + std::string(k->metric);
+  if (absent.empty()) return;
+  r.notices.push_back("counters absent: " + absent + ": the guest could not count them (" +
+                      (accel == "tcg" ? "no hardware PMU in the guest: QEMU TCG has no virtual PMU"
+                                      : "no virtual PMU for them in the guest, or not permitted") +
+                      "; the guest console says why)");
 }
 
 vm::Accel parse_accel(const std::string& name) {
@@ -107,6 +125,7 @@ class VmExecution final : public Execution {
       : dir_(make_run_dir(ctx)), cgroup_(make_cgroup(ctx)) {
     const RunSpec& spec = ctx.spec;
     const HostConfig& host = ctx.host;
+    counters_ = perf::resolve(spec.counters.value_or(perf::default_names()));
     if (host.init_binary.empty()) throw ConfigError("vm: no guest init binary given");
     UniqueFd image_root = open_file(ctx.image.rootfs, O_PATH | O_DIRECTORY);
     ProcessConfig proc = resolve_process(ctx.image.config, spec, image_root.get());
@@ -228,6 +247,9 @@ class VmExecution final : public Execution {
       // The guest's own measurements; never in place of one the host made (a guest could
       // otherwise report its VMM's cost or boot time as it liked).
       for (auto& [name, metric] : lr.metrics) r.metrics.emplace(name, std::move(metric));
+      const auto accel = r.facts.find("accel");
+      note_absent_counters(counters_,
+                           accel == r.facts.end() ? "" : std::get<std::string>(accel->second), r);
     } else {  // the host ended the VM (deadline, interrupt): the workload did not report
       r.timed_out = lr.host_deadline;
       r.signal = 9;
@@ -257,6 +279,7 @@ class VmExecution final : public Execution {
   host::Cgroup cgroup_;
   std::optional<vm::Session> session_;
   bool booted_ = false;
+  std::vector<const perf::Counter*> counters_;  // what the guest was asked to count
 };
 
 class VmBackend final : public Backend {

@@ -7,6 +7,7 @@ an on_running callback. Mapping from upstream's job (docs/agent.md):
   more than this process may use is an error),
   spec.memory -> memory limit, spec.disk -> disk (the writable layer's size; the run's other
   limits are benchrun's defaults, docs/security.md), spec.network true -> refused (benchrun runs have no network),
+  spec.counters (benchrun extension) -> counters (None: the default set),
   spec.sandbox "vm"/"firecracker" -> backend vm, "sandbox" -> sandbox, null -> the agent's default;
   spec.instructions (benchrun's, not upstream's) "count"/"cache"/"sections" -> --instructions;
   config.entrypoint/cmd/env/file_paths as in docker; iterations run one after another, all within
@@ -248,6 +249,7 @@ class JobExecutor:
                 memory=job.spec.memory,
                 disk=job.spec.disk,
                 outputs=c.file_paths,
+                counters=list(job.spec.counters) if job.spec.counters is not None else None,
                 store=self.store,
                 pull=self.pull,
                 timeout=job.timeout,

@@ -150,7 +150,7 @@ def add_parsers(sub: Any) -> None:
     p.add_argument("--project", metavar="ID", help="project (default $BENCHRUN_PROJECT)")
     # The run options a job spec carries, with `benchrun run`'s flags (--timeout default 60 s,
     # --vcpus default 1: the runner's CPUs, not this machine's).
-    add_run_options(p, only=JOB_OPTIONS + ("instructions",))  # spec.instructions: benchrun's
+    add_run_options(p, only=JOB_OPTIONS + ("instructions", "counters"))  # spec.instructions: benchrun's
     p.add_argument(
         "--iterations",
         type=_iterations,
@@ -263,6 +263,7 @@ def cmd_submit(args: argparse.Namespace) -> int:
             instructions=o.BY_NAME["instructions"].parse(given["instructions"], "instructions")
             if "instructions" in given
             else None,
+            counters=given.get("counters"),
         )
         if args.wait:
             job = c.wait(job["id"])

@@ -491,9 +491,11 @@ class JobSpec:
         str
     ] = None  # upstream "firecracker" | null; benchrun: "sandbox" | "vm" | null
     extra: dict[str, Any] = field(default_factory=dict)  # uuid, name, slug, ... passed through
+    # benchrun extension: performance counters (run option `counters`); None: the default set.
+    counters: Optional[tuple[str, ...]] = None
 
     def to_json(self) -> dict[str, Any]:
-        return {
+        out: dict[str, Any] = {
             **self.extra,
             "cpu": self.cpu,
             "memory": self.memory,
@@ -501,6 +503,9 @@ class JobSpec:
             "network": self.network,
             "sandbox": self.sandbox,
         }
+        if self.counters is not None:
+            out["counters"] = list(self.counters)
+        return out
 
 
 def parse_spec(s: Any, where: str = "spec") -> JobSpec:
@@ -512,8 +517,17 @@ def parse_spec(s: Any, where: str = "spec") -> JobSpec:
     sandbox = s.get("sandbox")
     if sandbox is not None and not isinstance(sandbox, str):
         raise ProtocolError(f"{where}.sandbox: expected a string or null")
-    known = {"cpu", "memory", "disk", "network", "sandbox"}
+    known = {"cpu", "memory", "disk", "network", "sandbox", "counters"}
+    counters = s.get("counters")
+    if counters is not None:
+        if not isinstance(counters, list) or not all(
+            isinstance(c, str) and c and len(c) <= 64 for c in counters
+        ):
+            raise ProtocolError(f"{where}.counters: expected a list of counter names")
+        if len(counters) > 64:
+            raise ProtocolError(f"{where}.counters: at most 64 names")
     return JobSpec(
+        counters=tuple(counters) if counters is not None else None,
         cpu=_int(s.get("cpu", 1), f"{where}.cpu", 1, 4096),
         memory=_int(s.get("memory", 1 << 30), f"{where}.memory", 6 << 20, 1 << 50),
         disk=_int(s.get("disk", 10 << 30), f"{where}.disk", 1 << 20, 1 << 60),

@@ -44,6 +44,7 @@ _SPEC_KEYS = {
     "network",
     "sandbox",
     "instructions",
+    "counters",
     "uuid",
     "name",
     "slug",
@@ -766,6 +767,7 @@ SCHEMAS: dict[str, Any] = {
                         "nullable": True,
                         "enum": ["count", "cache", "sections"],
                     },
+                    "counters": _STRS,
                 },
             },
             "config": {

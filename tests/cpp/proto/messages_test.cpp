@@ -65,6 +65,7 @@ std::string raw_run_config(const proto::RunConfig& c) {
   w.u32(c.max_files);
   w.bytes(c.root_device);
   w.bytes(c.seccomp_bpf);
+  strings(c.counters);
   return std::move(w).finish();
 }
 
@@ -108,6 +109,7 @@ proto::RunConfig full_config() {
   c.max_files = UINT32_MAX;
   c.root_device = "/dev/vdb";
   for (size_t i = 0; i < proto::kMaxSeccompBytes; ++i) c.seccomp_bpf += static_cast<char>(i * 7);
+  c.counters = {"task-clock", "instructions:u", ""};
   return c;
 }
 
@@ -134,6 +136,7 @@ void expect_equal(const proto::RunConfig& a, const proto::RunConfig& b) {
   EXPECT_EQ(a.max_files, b.max_files);
   EXPECT_EQ(a.root_device, b.root_device);
   EXPECT_EQ(a.seccomp_bpf, b.seccomp_bpf);
+  EXPECT_EQ(a.counters, b.counters);
 }
 
 std::string error_of(const std::function<void()>& f) {
@@ -483,6 +486,7 @@ TEST(ProtoMessages, RunConfigRulesAreCheckedOnBothSides) {
       {"seccomp too long",
        [](auto& c) { c.seccomp_bpf = std::string(proto::kMaxSeccompBytes + 8, 'x'); },
        "'seccomp_bpf': 4097 instructions"},
+      {"NUL in counters", [](auto& c) { c.counters = {std::string("cycles\0", 7)}; }, "'counters'"},
   };
   for (const auto& tc : cases) {
     proto::RunConfig c;

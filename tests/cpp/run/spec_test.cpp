@@ -128,6 +128,12 @@ std::vector<Case> cases() {
        "at least 64m"},
       {"instructions", [](RunSpec& s) { s.instructions = "cache"; },
        [](RunSpec& s) { s.instructions = "cycles"; }, "expected count, cache or sections"},
+      {"counters",
+       [](RunSpec& s) {
+         s.counters = Strings{"default", "instructions:u", "ref-cycles"};
+       },
+       [](RunSpec& s) { s.counters = Strings{"instructions:x"}; },
+       "unknown counter 'instructions:x' (known: task-clock"},
   };
 }
 

@@ -143,6 +143,15 @@ def test_known_difference_is_reported_exactly(instr_image, image_store):
     assert abs(diff - 2 * ITERATIONS) <= 5, diff
 
 
+def test_no_default_counters_under_instructions(instr_image, image_store):
+    # perf counters would count Valgrind's processes: none by default, a notice when asked for.
+    plain = _run(instr_image, image_store, ["loop1", "10"])
+    assert "task_clock" not in plain.metrics and "page_faults" not in plain.metrics
+    asked = _run(instr_image, image_store, ["loop1", "10"], counters="task-clock")
+    assert "task_clock" in asked.metrics
+    assert any("Valgrind's work too" in n for n in asked.notices), asked.notices
+
+
 def test_cache_mode_emits_simulated_misses(instr_image, image_store):
     r = _run(instr_image, image_store, ["loop1", "1000"], instructions="cache")
     m = {k: v for k, (v, _) in r.metrics.items()}

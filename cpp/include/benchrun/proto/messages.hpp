@@ -52,6 +52,7 @@ struct RunConfig {
   uint32_t max_files = 64;
   std::string root_device = "/dev/vda";  // ext4 root of the image
   std::string seccomp_bpf;  // the sandbox's compiled policy: sock_filter[] bytes (8 per instr)
+  std::vector<std::string> counters;  // perf counters to open on the workload (perf/counters.hpp)
 };
 
 struct FileChunk {

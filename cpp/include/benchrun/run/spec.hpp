@@ -59,7 +59,10 @@ inline constexpr uint64_t kUnlimited = UINT64_MAX;
   X(std::optional<uint64_t>, vm_memory, std::nullopt, "vm",                                        \
     "guest RAM in bytes; None: memory + 256 MiB, or 1 GiB")                                        \
   X(std::string, instructions, "", "",                                                             \
-    "count instructions under Valgrind (callgrind): count, cache or sections; empty: off")
+    "count instructions under Valgrind (callgrind): count, cache or sections; empty: off")         \
+  X(std::optional<Strings>, counters, std::nullopt, "",                                            \
+    "performance counters over the workload (perf/counters.hpp); None: the default set; empty: "   \
+    "none")
 
 struct RunSpec {
 #define BENCHRUN_RUN_OPTION_FIELD(type, name, init, scope, doc) type name = init;
