@@ -220,7 +220,8 @@ def test_counters_flow_through_a_campaign_into_statistics(
     assert "context_switches" not in set(df["measure"])  # only the counters asked for
     summary = stats.summarize_frame(pf, by=("variant", "measure"))
     med = dict(zip(summary["variant"], summary["median"]))
-    assert 2900 <= med["many"] - med["few"] <= 2900 * 1.05 + 100, med
+    # 2,900 more pages, give or take the start-up faults that vary by a few dozen per run.
+    assert 2900 - 100 <= med["many"] - med["few"] <= 2900 * 1.05 + 100, med
     # ... and plots like any metric.
     from benchrun import plots
 
