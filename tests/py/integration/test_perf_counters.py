@@ -250,5 +250,10 @@ def test_job_spec_counters_reach_the_agents_run(tmp_path: Path, registry):
         assert done["status"] == 5 and "unknown counter 'cycels'" in json.dumps(done), done
         done = fleet.user.wait(good["id"], timeout=120)
         assert done["status"] == 3, done
+        # ... and the counts come back in the job's per-iteration metrics.
+        [it] = fleet.user.results(good["id"])
+        assert it["metrics"]["page_faults"]["unit"] == "count", it
+        assert it["metrics"]["page_faults"]["value"] > 0 and "task_clock" in it["metrics"]
+        assert "context_switches" not in it["metrics"]  # only the counters asked for
     finally:
         fleet.close()
