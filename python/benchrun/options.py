@@ -463,6 +463,21 @@ OPTIONS: tuple[Option, ...] = (
         ("--vm-memory",),
         "SIZE",
     ),
+    Option(
+        "runtime",
+        _text,
+        "oci: the OCI runtime (a path, or a name looked up in the system's bin directories)",
+        ("--runtime",),
+        "PATH",
+    ),
+    Option(
+        "runsc_platform",
+        _text,
+        "runsc: gVisor's platform (auto: systrap where this runsc has it, else ptrace)",
+        ("--runsc-platform",),
+        "PLATFORM",
+        choices=("auto", "systrap", "ptrace", "kvm"),
+    ),
 )
 
 BY_NAME: dict[str, Option] = {o.name: o for o in OPTIONS}

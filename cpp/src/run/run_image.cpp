@@ -6,6 +6,7 @@
 #include "benchrun/common/dir.hpp"
 #include "benchrun/common/error.hpp"
 #include "benchrun/common/fs.hpp"
+#include "benchrun/common/mount.hpp"
 #include "benchrun/host/cpu_alloc.hpp"
 #include "benchrun/host/cpu_partition.hpp"
 #include "benchrun/host/scratch_fs.hpp"
@@ -117,6 +118,7 @@ int sweep_stale_runs(const HostConfig& host) {
   for (const auto& name : list_dir_if_exists(run_dir)) {
     if (!run_name_is_stale(name)) continue;
     try {
+      detach_mounts_under((run_dir / name).string());  // the OCI backends' rootfs and /tmp
       remove_tree(run_dir / name);
       ++removed;
     } catch (const Error&) {

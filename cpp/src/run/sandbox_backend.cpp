@@ -30,6 +30,8 @@
 #include "benchrun/sandbox/spawn.hpp"
 #include "run/capture.hpp"
 #include "run/limits.hpp"
+#include "run/outputs.hpp"
+#include "run/run_cgroup.hpp"
 #include "run/process_config.hpp"
 #include "run/run_common.hpp"
 
@@ -41,109 +43,6 @@ std::pair<UniqueFd, UniqueFd> make_pipe() {
   int p[2];
   if (::pipe2(p, O_CLOEXEC) != 0) throw_errno("pipe", "workload output");
   return {UniqueFd(p[0]), UniqueFd(p[1])};
-}
-
-// Reads output files through the run's root, after the workload exited. Symlinks resolve inside
-// the root; only regular files on the run's own filesystems (overlay, tmpfs) are read.
-void collect_outputs(int rootfd, const RunSpec& spec, const std::vector<std::string>& paths,
-                     RunResult& r) {
-  std::vector<char> buf(1 << 20);
-  for (const auto& path : paths) {
-    if (r.outputs.size() >= spec.max_files) {
-      r.missing_outputs[path] = "more than " + std::to_string(spec.max_files) + " output files";
-      continue;
-    }
-    struct open_how how {};
-    how.flags = O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK;
-    how.resolve = RESOLVE_IN_ROOT | RESOLVE_NO_MAGICLINKS;
-    int fd = static_cast<int>(::syscall(SYS_openat2, rootfd, path.c_str() + 1, &how, sizeof how));
-    if (fd < 0) {
-      r.missing_outputs[path] = std::strerror(errno);
-      continue;
-    }
-    UniqueFd f(fd);
-    struct stat st {};
-    struct statfs sfs {};
-    if (::fstat(fd, &st) != 0 || ::fstatfs(fd, &sfs) != 0) {
-      r.missing_outputs[path] = std::strerror(errno);
-      continue;
-    }
-    if (!S_ISREG(st.st_mode)) {
-      r.missing_outputs[path] = "not a regular file";
-      continue;
-    }
-    if (sfs.f_type == PROC_SUPER_MAGIC || sfs.f_type == SYSFS_MAGIC) {
-      r.missing_outputs[path] = "resolves into /proc or /sys";
-      continue;
-    }
-    if (static_cast<uint64_t>(st.st_size) > spec.max_file_bytes) {
-      r.missing_outputs[path] =
-          "larger than the limit of " + std::to_string(spec.max_file_bytes) + " bytes";
-      continue;
-    }
-    std::string data;
-    for (;;) {
-      ssize_t n = ::read(fd, buf.data(), buf.size());
-      if (n < 0 && errno == EINTR) continue;
-      if (n <= 0) break;
-      if (data.size() + static_cast<size_t>(n) > spec.max_file_bytes) break;
-      data.append(buf.data(), static_cast<size_t>(n));
-    }
-    r.outputs[path] = std::move(data);
-  }
-}
-
-// The limits a run asked for, by name ("memory limit", "pids and cpus limits"), for the rootless
-// error message.
-std::string requested_limits(const host::CgroupLimits& l) {
-  std::vector<std::string> names;
-  if (l.memory_bytes) names.push_back("memory");
-  if (l.pids_max) names.push_back("pids");
-  if (!l.cpuset_cpus.empty()) names.push_back("cpus");
-  if (l.cpu_quota_us) names.push_back("cpu quota");
-  std::string out;
-  for (size_t i = 0; i < names.size(); ++i)
-    out += (i == 0 ? "" : i + 1 == names.size() ? " and " : ", ") + names[i];
-  return names.empty() ? out : out + (names.size() == 1 ? " limit needs" : " limits need");
-}
-
-// The run's cgroup. Rootless, creating one works only in a subtree delegated to the user: without
-// it the run goes on with none (and a notice) unless a limit the user asked for (explicit) needs
-// one. A default memory or pids limit whose controller the host does not offer here (a v2 host
-// that delegates only some controllers) is dropped the same way, with a notice. limits records
-// what was applied.
-std::optional<host::Cgroup> create_cgroup(const HostConfig& host, const std::string& name,
-                                          const RunSpec& spec, Limits& limits, bool rootless,
-                                          RunResult& r) {
-  for (;;) {  // each pass applies one default fewer, or returns, or throws
-    host::CgroupLimits cg = cpu_limits(spec), wanted = cg;
-    cg.memory_bytes = limits.memory.value;
-    cg.pids_max = limits.pids.value;
-    if (limits.memory.explicit_) wanted.memory_bytes = limits.memory.value;
-    if (limits.pids.explicit_) wanted.pids_max = limits.pids.value;
-    try {
-      return host::Cgroup::create(host.cgroup, name, cg);
-    } catch (const host::CgroupControllerMissing& e) {
-      Limit* dropped = e.controller() == "memory" ? &limits.memory
-                       : e.controller() == "pids" ? &limits.pids
-                                                  : nullptr;
-      if (dropped == nullptr || dropped->explicit_ || !dropped->value) throw;
-      dropped->value = std::nullopt;
-      r.notices.push_back("no default " + e.controller() + " limit: " + e.what());
-    } catch (const host::CgroupAccessDenied& e) {
-      if (!rootless) throw;
-      const std::string asked = requested_limits(wanted);
-      if (!asked.empty())
-        throw SandboxError("the " + asked + " a cgroup, which this user cannot create: " + e.what(),
-                           "cgroup");
-      r.notices.push_back("no cgroup (this user cannot create one under '" + host.cgroup.root +
-                          "'): limits, OOM detection and cgroup metrics are unavailable; CPU time "
-                          "and peak memory come from wait4 (run as root or delegate a cgroup v2 "
-                          "subtree)");
-      limits.memory.value = limits.pids.value = std::nullopt;
-      return std::nullopt;
-    }
-  }
 }
 
 // Drops the last references to a finished run's mounts (the root fd, the mount namespace, the

@@ -57,7 +57,9 @@ inline constexpr uint64_t kUnlimited = UINT64_MAX;
   X(std::string, kernel, "", "vm", "a bzImage; empty: Debian's cloud kernel")                      \
   X(std::string, kernel_modules, "", "vm", "lib/modules/<release> of kernel; empty: next to it")   \
   X(std::optional<uint64_t>, vm_memory, std::nullopt, "vm",                                        \
-    "guest RAM in bytes; None: memory + 256 MiB, or 1 GiB")
+    "guest RAM in bytes; None: memory + 256 MiB, or 1 GiB")                                        \
+  X(std::string, runtime, "", "oci", "the OCI runtime of backend oci: a path, or a name to look up") \
+  X(std::string, runsc_platform, "auto", "runsc", "gVisor platform: auto, systrap, ptrace or kvm")
 
 struct RunSpec {
 #define BENCHRUN_RUN_OPTION_FIELD(type, name, init, scope, doc) type name = init;
