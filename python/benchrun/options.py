@@ -515,10 +515,19 @@ def backends() -> list[str]:
     return list(_core.backends())
 
 
+def backend_unavailable(name: str) -> str:
+    """Why backend ``name`` cannot run on this host (its OCI runtime is not installed, too old,
+    or refuses this host), or "" when it can. ConfigError for an unknown name."""
+    from benchrun import _core
+
+    return str(_core.backend_unavailable(name))
+
+
 __all__ = [
     "OPTIONS",
     "UNLIMITED",
     "Option",
+    "backend_unavailable",
     "backends",
     "core_spec",
     "parse_env",

@@ -87,6 +87,18 @@ def selected_backends(config: pytest.Config) -> Optional[tuple[str, ...]]:
     return parse_backends(text) if text else None
 
 
+_UNAVAILABLE: dict[str, str] = {}
+
+
+def _unavailable(backend: str) -> str:
+    """Why backend cannot run here ("" when it can), asked once per session."""
+    if backend not in _UNAVAILABLE:
+        from benchrun.options import backend_unavailable
+
+        _UNAVAILABLE[backend] = backend_unavailable(backend)
+    return _UNAVAILABLE[backend]
+
+
 def backend_params(config: pytest.Config, node: Any) -> list[Any]:
     """pytest.param per backend ``node`` (an item or metafunc.definition) runs on: the
     benchrun_backend marker's backends (else the selection, else sandbox); those the selection
@@ -109,6 +121,8 @@ def backend_params(config: pytest.Config, node: Any) -> list[Any]:
         marks: tuple[Any, ...] = ()
         if selected is not None and b not in selected:
             marks = (pytest.mark.skip(reason=f"backend {b} not selected by --benchrun-backend"),)
+        elif why := _unavailable(b):
+            marks = (pytest.mark.skip(reason=f"backend {b} unavailable here: {why}"),)
         params.append(pytest.param(b, id=b, marks=marks))
     return params
 

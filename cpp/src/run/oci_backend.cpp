@@ -310,23 +310,29 @@ class OciExecution final : public Execution {
       r.set_metric(metric::kCpuUser, static_cast<double>(m.cpu_user_ns) / 1e9, "s");
       r.set_metric(metric::kCpuSystem, static_cast<double>(m.cpu_system_ns) / 1e9, "s");
       r.set_metric(metric::kPeakMemory, static_cast<double>(m.memory_peak_bytes), "bytes");
-      r.oom_killed = m.oom_kills > 0;
+      // v1 counts an OOM kill only in the killed process's own cgroup, the container's, which
+      // the runtime removed at exit: a SIGKILL after the run's memory limit was hit is one too.
+      r.oom_killed = m.oom_kills > 0 || (r.signal == SIGKILL && !r.timed_out && !r.interrupted &&
+                                         m.memory_limit_hits > 0);
     }
     UniqueFd root = open_file(rootfs_, O_PATH | O_DIRECTORY);
     collect_outputs(root.get(), spec_, outputs_, r);
   }
 
  private:
-  // Ends the container: the runtime's `kill` while `run` is still waiting for it (a deadline or
-  // an interrupt), and the cgroup in every case (stragglers holding the pipes, a runtime that
-  // did not act). Never throws: it runs from the capture loop and the destructor.
+  // Ends the container while `run` still waits for it (a deadline or an interrupt): the
+  // runtime's `kill`, then the cgroup (a runtime that did not act). Once `run` has exited the
+  // runtime has ended the container itself; gVisor's sandbox may still be writing the last of
+  // its output into the pipes then, so nothing is killed here (the capture's drain grace bounds
+  // the wait; collect() and the destructor empty the cgroup). Never throws.
   void kill_container() noexcept {
     siginfo_t si{};
     const bool running =
         pid_ > 0 && !reaped_ &&
         ::waitid(P_PID, static_cast<id_t>(pid_), &si, WEXITED | WNOHANG | WNOWAIT) == 0 &&
         si.si_pid == 0;
-    if (running) {
+    if (!running) return;
+    {
       try {
         SubprocessOptions o;
         o.timeout = std::chrono::seconds(5);
@@ -392,6 +398,16 @@ class OciBackend final : public Backend {
                         "' (the writable layer has no size limit there; omit --disk or use "
                         "--backend sandbox)");
     if (spec.network) throw ConfigError("network: backend '" + kind_ + "' is loopback only");
+  }
+
+  std::string unavailable(const HostConfig& host) const override {
+    if (kind_ == "oci") return "backend 'oci' drives the runtime given with --runtime";
+    try {
+      find_oci_runtime(kind_, RunSpec{}, host);
+      return {};
+    } catch (const RuntimeUnavailable& e) {
+      return e.what();
+    }
   }
 
   std::unique_ptr<Execution> prepare(const RunContext& ctx, RunResult& r) const override {
