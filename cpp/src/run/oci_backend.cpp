@@ -59,7 +59,8 @@ namespace benchrun::run {
 namespace {
 
 constexpr const char* kStateFile = "oci-runtime";  // in the run dir: kind, path, id (for sweep)
-constexpr const char* kChild = "container";        // the runtime's cgroup, in the run's
+constexpr const char* kChild = "container";
+constexpr uint64_t kRunscMinPids = 128;        // the runtime's cgroup, in the run's
 
 // v1: the runtime also makes the container's cgroup in hierarchies benchrun does not use
 // (devices, blkio, ...), and removes only the leaf: remove the run's directories there too.
@@ -398,6 +399,13 @@ class OciBackend final : public Backend {
                         "' (the writable layer has no size limit there; omit --disk or use "
                         "--backend sandbox)");
     if (spec.network) throw ConfigError("network: backend '" + kind_ + "' is loopback only");
+    // gVisor's sandbox (the Sentry, its gofer threads) runs in the container's cgroup: a pids
+    // limit counts its host threads, not the workload's processes, and a small one stops it.
+    if (kind_ == "runsc" && spec.pids_limit && *spec.pids_limit < kRunscMinPids)
+      throw ConfigError("pids_limit " + std::to_string(*spec.pids_limit) +
+                        ": backend 'runsc' needs at least " + std::to_string(kRunscMinPids) +
+                        " (the limit counts gVisor's own host threads); use runc or the sandbox "
+                        "for a tight process limit");
   }
 
   std::string unavailable(const HostConfig& host) const override {
@@ -415,28 +423,24 @@ class OciBackend final : public Backend {
     return std::make_unique<OciExecution>(ctx, r, std::move(rt));
   }
 
-  // A killed runner's containers: `delete --force` with the runtime its run dir names, then its
-  // mounts; the cgroups and dirs go with the common sweep.
-  int sweep(const HostConfig& host) const override {
-    for (const auto& name : list_dir_if_exists(host.run_dir())) {
-      if (!run_name_is_stale(name)) continue;
-      const std::filesystem::path d = std::filesystem::path(host.run_dir()) / name;
-      std::ifstream f(d / kStateFile);
-      std::string kind, path, id;
-      if (std::getline(f, kind) && std::getline(f, path) && std::getline(f, id) &&
-          dir_has_entries(d / "state"))
-        force_delete(kind, path, (d / "state").string(), id);
-      detach_mounts_under(d.string());
-      if (!id.empty()) remove_runtime_cgroups(host.cgroup.root, host.cgroup.parent + "/" + id);
-    }
-    return sweep_stale_runs(host);
-  }
+  // A killed runner's containers, mounts and cgroups: the common sweep does it all (see
+  // sweep_oci_run_dir below), whichever backend's run triggers it.
+  int sweep(const HostConfig& host) const override { return sweep_stale_runs(host); }
 
  private:
   std::string kind_;
 };
 
 }  // namespace
+
+void sweep_oci_run_dir(const HostConfig& host, const std::filesystem::path& d) {
+  std::ifstream f(d / kStateFile);
+  std::string kind, path, id;
+  if (!std::getline(f, kind) || !std::getline(f, path) || !std::getline(f, id)) return;
+  if (dir_has_entries(d / "state")) force_delete(kind, path, (d / "state").string(), id);
+  detach_mounts_under(d.string());
+  remove_runtime_cgroups(host.cgroup.root, host.cgroup.parent + "/" + id);
+}
 
 std::unique_ptr<Backend> make_runc_backend() { return std::make_unique<OciBackend>("runc"); }
 std::unique_ptr<Backend> make_runsc_backend() { return std::make_unique<OciBackend>("runsc"); }

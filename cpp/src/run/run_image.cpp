@@ -118,7 +118,8 @@ int sweep_stale_runs(const HostConfig& host) {
   for (const auto& name : list_dir_if_exists(run_dir)) {
     if (!run_name_is_stale(name)) continue;
     try {
-      detach_mounts_under((run_dir / name).string());  // the OCI backends' rootfs and /tmp
+      sweep_oci_run_dir(host, run_dir / name);  // container, mounts, the runtime's cgroups
+      detach_mounts_under((run_dir / name).string());
       remove_tree(run_dir / name);
       ++removed;
     } catch (const Error&) {
