@@ -24,6 +24,8 @@ PKGS=(
   # check our initramfs writer; clang + compiler-rt (libFuzzer, ASan, UBSan) for the fuzzers
   # (scripts/fuzz.sh), built through ccache
   qemu-system-x86 qemu-system-data qemu-utils e2fsprogs cpio clang libclang-rt-14-dev ccache
+  # OCI runtime backends (--backend runc|runsc|crun); docker.io is a peer in bench/backends_bench.py
+  runc runsc crun
 )
 
 missing=()
