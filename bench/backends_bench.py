@@ -44,18 +44,30 @@ RUNTIMES = ("runc", "runsc", "crun")
 
 def build_image(work: Path) -> tuple[str, Path]:
     exe = work / "loops"
-    subprocess.run(["cc", "-O2", "-static", "-o", str(exe), str(HERE / "fidelity_loops.c")],
-                   check=True)
-    layer = (Layer("gzip").dir("proc").dir("dev").dir("sys").dir("tmp", mode=0o1777)
-             .file("loops", exe.read_bytes(), mode=0o755))
+    subprocess.run(
+        ["cc", "-O2", "-static", "-o", str(exe), str(HERE / "fidelity_loops.c")], check=True
+    )
+    layer = (
+        Layer("gzip")
+        .dir("proc")
+        .dir("dev")
+        .dir("sys")
+        .dir("tmp", mode=0o1777)
+        .file("loops", exe.read_bytes(), mode=0o755)
+    )
     info = write_layout(work / "layout", [busybox_layer(), layer], config={"Env": ["PATH=/bin"]})
     return info.ref, exe
 
 
 def stats(xs: list[float]) -> dict:
     m = statistics.mean(xs)
-    return {"n": len(xs), "median": statistics.median(xs), "mean": m, "min": min(xs),
-            "cv": statistics.stdev(xs) / m if len(xs) > 1 and m else 0.0}
+    return {
+        "n": len(xs),
+        "median": statistics.median(xs),
+        "mean": m,
+        "min": min(xs),
+        "cv": statistics.stdev(xs) / m if len(xs) > 1 and m else 0.0,
+    }
 
 
 def timed(argv: list[str], **kw) -> tuple[float, subprocess.CompletedProcess]:
@@ -86,8 +98,11 @@ class Docker:
             self.why = "docker.io not installed"
             return
         if subprocess.run(["docker", "info"], capture_output=True).returncode != 0:
-            self.proc = subprocess.Popen(["dockerd", "--data-root", str(work / "docker")],
-                                         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            self.proc = subprocess.Popen(
+                ["dockerd", "--data-root", str(work / "docker")],
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+            )
             t = time.monotonic()
             while subprocess.run(["docker", "info"], capture_output=True).returncode != 0:
                 if time.monotonic() - t > 60 or self.proc.poll() is not None:
@@ -96,8 +111,11 @@ class Docker:
                 time.sleep(0.5)
         archive = work / "image.tar"
         src = layout_ref.removeprefix("oci:")
-        p = subprocess.run(["skopeo", "copy", f"oci:{src}", f"docker-archive:{archive}:bench:1"],
-                           capture_output=True, text=True)
+        p = subprocess.run(
+            ["skopeo", "copy", f"oci:{src}", f"docker-archive:{archive}:bench:1"],
+            capture_output=True,
+            text=True,
+        )
         if p.returncode != 0:
             self.why = f"skopeo copy failed: {p.stderr.strip()[:200]}"
             return
@@ -144,19 +162,55 @@ def main() -> None:
         if docker.why:
             skipped["docker"] = docker.why
             docker = None
-    print("backends:", ", ".join(backends), "| peers:", "docker" if docker else "-",
-          "| skipped:", json.dumps({k: v for k, v in skipped.items() if v}), flush=True)
+    print(
+        "backends:",
+        ", ".join(backends),
+        "| peers:",
+        "docker" if docker else "-",
+        "| skipped:",
+        json.dumps({k: v for k, v in skipped.items() if v}),
+        flush=True,
+    )
 
     bw = shutil.which("bwrap")
-    bwrap = [bw, "--unshare-all", "--die-with-parent", "--ro-bind", rootfs, "/", "--proc",
-             "/proc", "--dev", "/dev", "--tmpfs", "/tmp"]
-    own = {rt: bundle(work, rt, rootfs, ["/bin/true"]) for rt in ("runc", "runsc")
-           if rt in backends}
+    bwrap = [
+        bw,
+        "--unshare-all",
+        "--die-with-parent",
+        "--ro-bind",
+        rootfs,
+        "/",
+        "--proc",
+        "/proc",
+        "--dev",
+        "/dev",
+        "--tmpfs",
+        "/tmp",
+    ]
+    own = {
+        rt: bundle(work, rt, rootfs, ["/bin/true"]) for rt in ("runc", "runsc") if rt in backends
+    }
     own_argv = {
-        "runc": lambda i: ["runc", "--root", str(work / "st-runc"), "run", "--bundle",
-                           str(own["runc"]), f"own-{i}"],
-        "runsc": lambda i: ["runsc", "--root", str(work / "st-runsc"), "--network", "none",
-                            "run", "--bundle", str(own["runsc"]), f"own-{i}"],
+        "runc": lambda i: [
+            "runc",
+            "--root",
+            str(work / "st-runc"),
+            "run",
+            "--bundle",
+            str(own["runc"]),
+            f"own-{i}",
+        ],
+        "runsc": lambda i: [
+            "runsc",
+            "--root",
+            str(work / "st-runsc"),
+            "--network",
+            "none",
+            "run",
+            "--bundle",
+            str(own["runsc"]),
+            f"own-{i}",
+        ],
     }
     cli = [sys.executable, "-m", "benchrun.cli", "run", "--store", str(store), "--pull", "never"]
     t_api: dict[str, list[float]] = {b: [] for b in backends}
@@ -167,9 +221,13 @@ def main() -> None:
     facts = {}
     # Warm-up: caches (VM kernel/initramfs/ext4, runtime probes, page cache).
     for b in backends:
-        facts[b] = {k: v for k, v in benchrun.run(ref, ["/bin/true"], backend=b, store=store,
-                                                  timeout=120).facts.items()
-                    if k in ("oci_runtime", "oci_runtime_version", "runsc_platform", "accel")}
+        facts[b] = {
+            k: v
+            for k, v in benchrun.run(
+                ref, ["/bin/true"], backend=b, store=store, timeout=120
+            ).facts.items()
+            if k in ("oci_runtime", "oci_runtime_version", "runsc_platform", "accel")
+        }
     for i in range(args.rounds):
         t_bwrap.append(timed(bwrap + ["/bin/true"])[0])
         for b in backends:
@@ -188,15 +246,18 @@ def main() -> None:
             dt, p = timed(docker.argv(["/bin/true"]))
             t_docker.append(dt)
     bw_med = statistics.median(t_bwrap)
-    out = {"startup": {"bwrap": stats(t_bwrap)}, "fidelity": {}, "skipped": skipped,
-           "facts": facts}
-    print(f"\nstart-up, warm /bin/true, median of {args.rounds} (ratio to bwrap "
-          f"{bw_med * 1e3:.1f} ms)")
+    out = {"startup": {"bwrap": stats(t_bwrap)}, "fidelity": {}, "skipped": skipped, "facts": facts}
+    print(
+        f"\nstart-up, warm /bin/true, median of {args.rounds} (ratio to bwrap "
+        f"{bw_med * 1e3:.1f} ms)"
+    )
     for b in backends:
         a, c = statistics.median(t_api[b]), statistics.median(t_cli[b])
         out["startup"][b] = {"api": stats(t_api[b]), "cli": stats(t_cli[b])}
-        line = (f"  {b:8s} API {a * 1e3:8.1f} ms ({a / bw_med:5.1f}x)   CLI {c * 1e3:8.1f} ms "
-                f"({c / bw_med:5.1f}x)")
+        line = (
+            f"  {b:8s} API {a * 1e3:8.1f} ms ({a / bw_med:5.1f}x)   CLI {c * 1e3:8.1f} ms "
+            f"({c / bw_med:5.1f}x)"
+        )
         if b in own:
             o = statistics.median(t_own[b])
             out["startup"][b]["runtime_own_run"] = stats(t_own[b])
@@ -208,14 +269,23 @@ def main() -> None:
         print(f"  docker   CLI {d * 1e3:8.1f} ms ({d / bw_med:5.1f}x)")
 
     # Fidelity: bare, each backend and docker, interleaved rep by rep, loop by loop.
-    runners = {"bare": lambda m: float(subprocess.run([str(exe), m], capture_output=True,
-                                                      text=True, check=True).stdout)}
+    runners = {
+        "bare": lambda m: float(
+            subprocess.run([str(exe), m], capture_output=True, text=True, check=True).stdout
+        )
+    }
     for b in backends:
-        runners[b] = (lambda b: lambda m: float(benchrun.run(
-            ref, ["/loops", m], backend=b, store=store, timeout=600).stdout))(b)
+        runners[b] = (
+            lambda b: lambda m: float(
+                benchrun.run(ref, ["/loops", m], backend=b, store=store, timeout=600).stdout
+            )
+        )(b)
     if docker:
-        runners["docker"] = lambda m: float(subprocess.run(
-            docker.argv(["/loops", m]), capture_output=True, text=True, check=True).stdout)
+        runners["docker"] = lambda m: float(
+            subprocess.run(
+                docker.argv(["/loops", m]), capture_output=True, text=True, check=True
+            ).stdout
+        )
     times: dict[str, dict[str, list[float]]] = {n: {m: [] for m in LOOPS} for n in runners}
     for _ in range(args.reps):
         for m in LOOPS:
@@ -231,8 +301,11 @@ def main() -> None:
             ov = s["median"] / bare["median"] - 1
             cvr = s["cv"] / bare["cv"] if bare["cv"] else float("nan")
             out["fidelity"][n][m] = {**s, "overhead": ov, "cv_ratio": cvr}
-            cells.append(f"{ov * 100:+8.1f}% ({cvr:5.1f}x)" if n != "bare"
-                         else f"{s['median'] * 1e3:7.1f} ms cv {s['cv'] * 100:4.1f}%")
+            cells.append(
+                f"{ov * 100:+8.1f}% ({cvr:5.1f}x)"
+                if n != "bare"
+                else f"{s['median'] * 1e3:7.1f} ms cv {s['cv'] * 100:4.1f}%"
+            )
         print(f"  {n:8s}" + "".join(f"{c:>22s}" for c in cells))
     if docker:
         docker.close()

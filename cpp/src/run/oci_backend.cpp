@@ -60,7 +60,7 @@ namespace {
 
 constexpr const char* kStateFile = "oci-runtime";  // in the run dir: kind, path, id (for sweep)
 constexpr const char* kChild = "container";
-constexpr uint64_t kRunscMinPids = 128;        // the runtime's cgroup, in the run's
+constexpr uint64_t kRunscMinPids = 128;  // the runtime's cgroup, in the run's
 
 // v1: the runtime also makes the container's cgroup in hierarchies benchrun does not use
 // (devices, blkio, ...), and removes only the leaf: remove the run's directories there too.
@@ -73,12 +73,6 @@ void remove_runtime_cgroups(const std::string& root, const std::string& rel) noe
     }
   } catch (...) {
   }
-}
-
-std::pair<UniqueFd, UniqueFd> make_pipe() {
-  int p[2];
-  if (::pipe2(p, O_CLOEXEC) != 0) throw_errno("pipe", "workload output");
-  return {UniqueFd(p[0]), UniqueFd(p[1])};
 }
 
 // A network namespace with only lo, up, held by the returned fd: a thread unshares its own (a
@@ -101,9 +95,10 @@ UniqueFd make_loopback_netns() {
       step = "open";
     }
   }).join();
-  if (fd < 0) throw SandboxError(std::string(step) + " 'network namespace': " +
-                                     std::strerror(err) + " (hint: run as root)",
-                                 "network");
+  if (fd < 0)
+    throw SandboxError(
+        std::string(step) + " 'network namespace': " + std::strerror(err) + " (hint: run as root)",
+        "network");
   return UniqueFd(fd);
 }
 
@@ -173,9 +168,10 @@ class OciExecution final : public Execution {
 
     for (const char* sub : {"upper", "work", "rootfs", "state"}) make_dirs(d / sub);
     rootfs_ = (d / "rootfs").string();
-    root_mount_ = Mount::make("overlay", rootfs_, "overlay", 0,
-                              "lowerdir=" + ctx.image.rootfs + ",upperdir=" + (d / "upper").string() +
-                                  ",workdir=" + (d / "work").string());
+    root_mount_ =
+        Mount::make("overlay", rootfs_, "overlay", 0,
+                    "lowerdir=" + ctx.image.rootfs + ",upperdir=" + (d / "upper").string() +
+                        ",workdir=" + (d / "work").string());
     const std::string tmp = rootfs_ + "/tmp";
     if (::mkdir(tmp.c_str(), 01777) != 0 && errno != EEXIST) throw_errno("mkdir", tmp);
     tmp_mount_ = Mount::make("tmpfs", tmp, "tmpfs", MS_NOSUID | MS_NODEV,
@@ -196,15 +192,16 @@ class OciExecution final : public Execution {
     }
     record_limits(plan.limits, spec_, r);
 
-    auto [out_r, out_w] = make_pipe();
-    auto [err_r, err_w] = make_pipe();
+    auto [out_r, out_w] = make_capture_pipe();
+    auto [err_r, err_w] = make_capture_pipe();
     out_ = CapturedStream{std::move(out_r), OutputFile(d, spec_.max_output_bytes)};
     err_ = CapturedStream{std::move(err_r), OutputFile(d, spec_.max_output_bytes)};
     out_w_ = std::move(out_w);
     err_w_ = std::move(err_w);
     state_ = (d / "state").string();
     pid_file_ = (d / "container.pid").string();
-    argv_ = runtime_argv(rt_, state_, {"run", "--bundle", d.string(), "--pid-file", pid_file_, id_});
+    argv_ =
+        runtime_argv(rt_, state_, {"run", "--bundle", d.string(), "--pid-file", pid_file_, id_});
 
     r.facts["oci_runtime"] = rt_.kind == "oci" ? rt_.path : rt_.kind;
     r.facts["oci_runtime_path"] = rt_.path;
@@ -225,9 +222,22 @@ class OciExecution final : public Execution {
     if (dir_has_entries(state_)) force_delete(rt_.kind, rt_.path, state_, id_);
     if (cgroup_) cgroup_->destroy();
     if (!cgroup_root_.empty()) remove_runtime_cgroups(cgroup_root_, cgroup_rel_);
-    tmp_mount_.detach();
-    root_mount_.detach();
-    ::chmod((dir_.path() / "work" / "work").c_str(), 0700);
+    // The mounts and the run dir go on a thread of their own, as the sandbox's mounts do
+    // (release_mounts there): the kernel tears the overlay down in the context of whoever
+    // drops it last, 10-100 ms on a loaded host, after the run has ended. Nothing of it is in
+    // the way of the next run; a process that exits first leaves the dir to the sweep.
+    auto release = [tmp = std::move(tmp_mount_), root = std::move(root_mount_),
+                    ns = std::move(netns_), dir = std::move(dir_)]() mutable {
+      tmp.detach();
+      root.detach();
+      ns.reset();
+      ::chmod((dir.path() / "work" / "work").c_str(), 0700);
+    };
+    try {
+      std::thread(std::move(release)).detach();
+    } catch (...) {
+      // No thread: the lambda (and so the mounts and the dir) is released here, inline.
+    }
   }
 
   // 2. Start: `<runtime> run` as our child, its stdio the capture pipes (no terminal).
@@ -265,12 +275,9 @@ class OciExecution final : public Execution {
 
   // 3. Run: drain output until the runtime exits or the deadline; kill the container either way.
   void wait() override {
-    const Clock::time_point deadline =
-        spec_.timeout > 0 ? t_exec_ + std::chrono::duration_cast<Clock::duration>(
-                                          std::chrono::duration<double>(spec_.timeout))
-                          : Clock::time_point::max();
-    outcome_ = capture_until_exit(out_, err_, pidfd_.get(), deadline,
-                                  [this] { kill_container(); }, interrupt_);
+    outcome_ = capture_until_exit(
+        out_, err_, pidfd_.get(), deadline_after(t_exec_, spec_.timeout),
+        [this] { kill_container(); }, interrupt_);
     while (::waitpid(pid_, &status_, 0) < 0 && errno == EINTR) {
     }
     reaped_ = true;
@@ -278,16 +285,12 @@ class OciExecution final : public Execution {
 
   // 4. Collect: status (the runtime's exit status is the container's), output, metrics, files.
   void collect(RunResult& r) override {
-    const double wall = std::chrono::duration<double>(outcome_.exited_at - t_exec_).count();
-    r.start_time = start_time_;
-    r.end_time = start_time_ + wall;
-    r.timed_out = outcome_.timed_out;
-    r.interrupted = outcome_.interrupted;
     const bool started = ::access(pid_file_.c_str(), F_OK) == 0;
-    if (!started && !r.timed_out && !r.interrupted)
+    if (!started && !outcome_.timed_out && !outcome_.interrupted)
       throw SandboxError(rt_.kind + " '" + rt_.path + "' failed to create the container (" +
                              status_text() + "): " + tail(err_.data.str()),
                          "oci-runtime");
+    record_capture(out_, err_, outcome_, t_exec_, start_time_, r);
     if (WIFEXITED(status_)) {
       const int code = WEXITSTATUS(status_);
       // Runtimes report a container killed by signal N as exit status 128 + N.
@@ -300,21 +303,14 @@ class OciExecution final : public Execution {
     } else if (WIFSIGNALED(status_)) {
       r.signal = WTERMSIG(status_);
     }
-    r.stdout_data = std::move(out_.data);
-    r.stderr_data = std::move(err_.data);
-    r.stdout_truncated = out_.truncated;
-    r.stderr_truncated = err_.truncated;
-    if (cgroup_) cgroup_->kill_all();
-    r.set_metric(metric::kWallTime, wall, "s");
     if (cgroup_) {
-      host::CgroupMetrics m = cgroup_->metrics();
-      r.set_metric(metric::kCpuUser, static_cast<double>(m.cpu_user_ns) / 1e9, "s");
-      r.set_metric(metric::kCpuSystem, static_cast<double>(m.cpu_system_ns) / 1e9, "s");
-      r.set_metric(metric::kPeakMemory, static_cast<double>(m.memory_peak_bytes), "bytes");
+      cgroup_->kill_all();
+      const host::CgroupMetrics m = cgroup_->metrics();
+      record_cgroup_metrics(m, r);
       // v1 counts an OOM kill only in the killed process's own cgroup, the container's, which
       // the runtime removed at exit: a SIGKILL after the run's memory limit was hit is one too.
-      r.oom_killed = m.oom_kills > 0 || (r.signal == SIGKILL && !r.timed_out && !r.interrupted &&
-                                         m.memory_limit_hits > 0);
+      r.oom_killed = r.oom_killed || (r.signal == SIGKILL && !r.timed_out && !r.interrupted &&
+                                      m.memory_limit_hits > 0);
     }
     UniqueFd root = open_file(rootfs_, O_PATH | O_DIRECTORY);
     collect_outputs(root.get(), spec_, outputs_, r);

@@ -27,13 +27,12 @@ json oci_seccomp() {
   }
   json syscalls = json::array();
   for (const auto& key : order) {
-    json entry = {{"names", groups[key]},
-                  {"action", "SCMP_ACT_ERRNO"},
-                  {"errnoRet", std::get<0>(key)}};
+    json entry = {
+        {"names", groups[key]}, {"action", "SCMP_ACT_ERRNO"}, {"errnoRet", std::get<0>(key)}};
     json args = json::array();
     for (const auto& [index, mask, value] : std::get<1>(key))
-      args.push_back({{"index", index}, {"value", mask}, {"valueTwo", value},
-                      {"op", "SCMP_CMP_MASKED_EQ"}});
+      args.push_back(
+          {{"index", index}, {"value", mask}, {"valueTwo", value}, {"op", "SCMP_CMP_MASKED_EQ"}});
     if (!args.empty()) entry["args"] = args;
     syscalls.push_back(entry);
   }
@@ -54,7 +53,10 @@ json string_list(const char* (*at)(int) noexcept) {
 
 json empty_caps() {
   const json none = json::array();
-  return {{"bounding", none}, {"effective", none}, {"inheritable", none}, {"permitted", none},
+  return {{"bounding", none},
+          {"effective", none},
+          {"inheritable", none},
+          {"permitted", none},
           {"ambient", none}};
 }
 
@@ -63,20 +65,34 @@ json empty_caps() {
 json make_oci_config(const BundlePlan& p) {
   const ProcessConfig& proc = p.process;
   json mounts = json::array({
-      {{"destination", "/proc"}, {"type", "proc"}, {"source", "proc"},
+      {{"destination", "/proc"},
+       {"type", "proc"},
+       {"source", "proc"},
        {"options", {"nosuid", "noexec", "nodev"}}},
-      {{"destination", "/dev"}, {"type", "tmpfs"}, {"source", "tmpfs"},
+      {{"destination", "/dev"},
+       {"type", "tmpfs"},
+       {"source", "tmpfs"},
        {"options", {"nosuid", "strictatime", "mode=755", "size=65536k"}}},
-      {{"destination", "/dev/pts"}, {"type", "devpts"}, {"source", "devpts"},
+      {{"destination", "/dev/pts"},
+       {"type", "devpts"},
+       {"source", "devpts"},
        {"options", {"nosuid", "noexec", "newinstance", "ptmxmode=0666", "mode=0620"}}},
-      {{"destination", "/dev/shm"}, {"type", "tmpfs"}, {"source", "shm"},
-       {"options", {"nosuid", "noexec", "nodev", "mode=1777", "size=" +
-                                                          std::to_string(p.limits.tmpfs)}}},
-      {{"destination", "/dev/mqueue"}, {"type", "mqueue"}, {"source", "mqueue"},
+      {{"destination", "/dev/shm"},
+       {"type", "tmpfs"},
+       {"source", "shm"},
+       {"options",
+        {"nosuid", "noexec", "nodev", "mode=1777", "size=" + std::to_string(p.limits.tmpfs)}}},
+      {{"destination", "/dev/mqueue"},
+       {"type", "mqueue"},
+       {"source", "mqueue"},
        {"options", {"nosuid", "noexec", "nodev"}}},
-      {{"destination", "/sys"}, {"type", "sysfs"}, {"source", "sysfs"},
+      {{"destination", "/sys"},
+       {"type", "sysfs"},
+       {"source", "sysfs"},
        {"options", {"nosuid", "noexec", "nodev", "ro"}}},
-      {{"destination", "/tmp"}, {"type", "bind"}, {"source", p.tmp_source},
+      {{"destination", "/tmp"},
+       {"type", "bind"},
+       {"source", p.tmp_source},
        {"options", {"rbind", "nosuid", "nodev", "rw"}}},
   });
 

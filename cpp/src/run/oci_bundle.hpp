@@ -15,10 +15,10 @@ namespace benchrun::run {
 
 struct BundlePlan {
   ProcessConfig process;
-  std::string rootfs;       // absolute: the overlay over the image's tree
-  std::string tmp_source;   // absolute: the host tmpfs bound on /tmp (read back for outputs)
-  std::string netns_path;   // a network namespace with only lo, up; empty: a new, empty one
-  std::string cgroups_path; // "/<parent>/<name>": the run's cgroup, benchrun's metrics source
+  std::string rootfs;        // absolute: the overlay over the image's tree
+  std::string tmp_source;    // absolute: the host tmpfs bound on /tmp (read back for outputs)
+  std::string netns_path;    // a network namespace with only lo, up; empty: a new, empty one
+  std::string cgroups_path;  // "/<parent>/<name>": the run's cgroup, benchrun's metrics source
   host::CgroupLimits cgroup;
   Limits limits;
   std::string hostname = "benchrun";

@@ -97,7 +97,8 @@ std::vector<std::string> runsc_platforms(const std::string& flags_help) {
 }
 
 bool cgroup_hybrid(const std::string& cgroup_root) {
-  struct statfs root {}, unified {};
+  struct statfs root {
+  }, unified{};
   if (::statfs(cgroup_root.c_str(), &root) != 0) return false;
   if (static_cast<unsigned long>(root.f_type) == CGROUP2_SUPER_MAGIC) return false;
   const std::string u = cgroup_root + "/unified";
@@ -118,19 +119,22 @@ std::string locate(const std::string& kind, const std::string& name) {
   if (name.find('/') != std::string::npos) {
     if (::access(name.c_str(), X_OK) == 0) return name;
     unavailable(kind, "not-installed",
-                "runtime '" + name + "': not an executable file (hint: give the runtime's path "
-                "with --runtime)");
+                "runtime '" + name +
+                    "': not an executable file (hint: give the runtime's path "
+                    "with --runtime)");
   }
   for (const auto& dir : kRuntimeDirs) {
     const std::string p = dir + "/" + name;
     if (::access(p.c_str(), X_OK) == 0) return p;
   }
-  std::string hint = kind == "runsc"  ? "apt-get install runsc (gVisor)"
+  std::string hint = kind == "runsc" ? "apt-get install runsc (gVisor)"
                      : kind == "oci" ? "install it, or give its path with --runtime"
                                      : "apt-get install " + kind;
   unavailable(kind, "not-installed",
-              "runtime '" + name + "': not installed (not in /usr/local/sbin, /usr/local/bin, "
-              "/usr/sbin, /usr/bin, /sbin or /bin) (hint: " + hint + ")");
+              "runtime '" + name +
+                  "': not installed (not in /usr/local/sbin, /usr/local/bin, "
+                  "/usr/sbin, /usr/bin, /sbin or /bin) (hint: " +
+                  hint + ")");
 }
 
 struct Probe {
@@ -144,9 +148,9 @@ Probe probe(const std::string& kind, const std::string& path) {
   static std::map<std::tuple<std::string, long, long, long>, Probe> cache;
   struct stat st {};
   if (::stat(path.c_str(), &st) != 0) throw_errno("stat", path);
-  const auto key = std::make_tuple(path, static_cast<long>(st.st_mtim.tv_sec),
-                                   static_cast<long>(st.st_mtim.tv_nsec),
-                                   static_cast<long>(st.st_size));
+  const auto key =
+      std::make_tuple(path, static_cast<long>(st.st_mtim.tv_sec),
+                      static_cast<long>(st.st_mtim.tv_nsec), static_cast<long>(st.st_size));
   {
     std::lock_guard<std::mutex> lock(mu);
     if (auto it = cache.find(key); it != cache.end()) return it->second;
@@ -188,8 +192,9 @@ OciRuntime find_oci_runtime(const std::string& kind, const RunSpec& spec, const 
   OciRuntime rt;
   rt.kind = kind;
   if (kind == "oci" && spec.runtime.empty())
-    throw ConfigError("backend 'oci': needs --runtime PATH (the OCI runtime to drive; for runc, "
-                      "runsc or crun use --backend runc|runsc|crun)");
+    throw ConfigError(
+        "backend 'oci': needs --runtime PATH (the OCI runtime to drive; for runc, "
+        "runsc or crun use --backend runc|runsc|crun)");
   rt.path = locate(kind, kind == "oci" ? spec.runtime : kind);
   const Probe p = probe(kind, rt.path);
   rt.version = p.version;
@@ -212,14 +217,15 @@ OciRuntime find_oci_runtime(const std::string& kind, const RunSpec& spec, const 
     if (want == "auto") want = has("systrap") ? "systrap" : "ptrace";
     if (!has(want))
       unavailable(kind, "unsupported-host",
-                  "runsc " + rt.version + " has no platform '" + want + "' (it has: " +
-                      join(p.platforms) + "; systrap came with 2023 releases)");
+                  "runsc " + rt.version + " has no platform '" + want +
+                      "' (it has: " + join(p.platforms) + "; systrap came with 2023 releases)");
     if (want == "kvm") {
       vm::AccelChoice a = vm::choose_accel(vm::Accel::kAuto, host.cpuinfo, host.kvm_device);
       if (a.accel != vm::Accel::kKvm)
         unavailable(kind, "unsupported-host",
                     "runsc platform kvm: no usable hardware virtualisation here (needs vmx or "
-                    "svm in " + host.cpuinfo + " and a usable " + host.kvm_device +
+                    "svm in " +
+                        host.cpuinfo + " and a usable " + host.kvm_device +
                         ") (hint: --runsc-platform ptrace" + (has("systrap") ? " or systrap" : "") +
                         ")");
     }

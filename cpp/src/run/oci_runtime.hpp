@@ -25,8 +25,8 @@ struct OciRuntime {
 OciRuntime find_oci_runtime(const std::string& kind, const RunSpec& spec, const HostConfig& host);
 
 // Where a runtime given by name is looked up (the core reads no $PATH: STYLE rule 7).
-inline const std::vector<std::string> kRuntimeDirs = {"/usr/local/sbin", "/usr/local/bin",
-                                                      "/usr/sbin", "/usr/bin", "/sbin", "/bin"};
+inline const std::vector<std::string> kRuntimeDirs = {
+    "/usr/local/sbin", "/usr/local/bin", "/usr/sbin", "/usr/bin", "/sbin", "/bin"};
 
 namespace detail {
 // The first version-like token of `<runtime> --version` output ("runc version 1.1.5+ds1" ->

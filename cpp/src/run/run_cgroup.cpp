@@ -59,4 +59,11 @@ std::optional<host::Cgroup> create_cgroup(const HostConfig& host, const std::str
   }
 }
 
+void record_cgroup_metrics(const host::CgroupMetrics& m, RunResult& r) {
+  r.set_metric(metric::kCpuUser, static_cast<double>(m.cpu_user_ns) / 1e9, "s");
+  r.set_metric(metric::kCpuSystem, static_cast<double>(m.cpu_system_ns) / 1e9, "s");
+  r.set_metric(metric::kPeakMemory, static_cast<double>(m.memory_peak_bytes), "bytes");
+  r.oom_killed = m.oom_kills > 0;
+}
+
 }  // namespace benchrun::run

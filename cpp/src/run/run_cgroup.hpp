@@ -20,4 +20,7 @@ std::optional<host::Cgroup> create_cgroup(const HostConfig& host, const std::str
                                           const RunSpec& spec, Limits& limits, bool rootless,
                                           RunResult& r);
 
+// CPU time, peak memory and OOM kills of a run's cgroup into r.
+void record_cgroup_metrics(const host::CgroupMetrics& m, RunResult& r);
+
 }  // namespace benchrun::run

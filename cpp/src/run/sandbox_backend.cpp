@@ -39,12 +39,6 @@ namespace benchrun::run {
 
 namespace {
 
-std::pair<UniqueFd, UniqueFd> make_pipe() {
-  int p[2];
-  if (::pipe2(p, O_CLOEXEC) != 0) throw_errno("pipe", "workload output");
-  return {UniqueFd(p[0]), UniqueFd(p[1])};
-}
-
 // Drops the last references to a finished run's mounts (the root fd, the mount namespace, the
 // upper filesystem) on a thread of their own: the kernel unmounts the overlay and the ext4 below
 // it, lets the loop device go and frees the image's blocks in the context of whoever closes the
@@ -91,8 +85,8 @@ class SandboxExecution final : public Execution {
     cgroup_ = create_cgroup(ctx.host, ctx.name, spec_, limits, rootless_, r);
     prepare_layers(ctx, limits, r);
 
-    auto [out_r, out_w] = make_pipe();
-    auto [err_r, err_w] = make_pipe();
+    auto [out_r, out_w] = make_capture_pipe();
+    auto [err_r, err_w] = make_capture_pipe();
     // The workload's user owns its end of the pipes, so /dev/stdout and /dev/stderr (which reopen
     // them through /proc/self/fd) work for a non-root user too. (Rootless: ours, i.e. root's
     // inside.)
@@ -215,40 +209,23 @@ class SandboxExecution final : public Execution {
 
   // 3. Run: drain output until exit or deadline; the whole run tree is killed either way.
   void wait() override {
-    const Clock::time_point deadline =
-        spec_.timeout > 0 ? t_exec_ + std::chrono::duration_cast<Clock::duration>(
-                                          std::chrono::duration<double>(spec_.timeout))
-                          : Clock::time_point::max();
     outcome_ = capture_until_exit(
-        out_, err_, child_->pidfd(), deadline, [this] { kill_run_tree(cgroup_, *child_); },
-        interrupt_);
+        out_, err_, child_->pidfd(), deadline_after(t_exec_, spec_.timeout),
+        [this] { kill_run_tree(cgroup_, *child_); }, interrupt_);
     status_ = child_->wait();
   }
 
   // 4. Collect: status, output, cgroup metrics and output files.
   void collect(RunResult& r) override {
-    const double wall = std::chrono::duration<double>(outcome_.exited_at - t_exec_).count();
-    r.start_time = start_time_;
-    r.end_time = start_time_ + wall;
-    r.timed_out = outcome_.timed_out;
-    r.interrupted = outcome_.interrupted;
+    record_capture(out_, err_, outcome_, t_exec_, start_time_, r);
     if (WIFEXITED(status_)) {
       r.exit_code = WEXITSTATUS(status_);
     } else if (WIFSIGNALED(status_)) {
       r.signal = WTERMSIG(status_);
     }
-    r.stdout_data = std::move(out_.data);
-    r.stderr_data = std::move(err_.data);
-    r.stdout_truncated = out_.truncated;
-    r.stderr_truncated = err_.truncated;
     kill_run_tree(cgroup_, *child_);
-    r.set_metric(metric::kWallTime, wall, "s");
     if (cgroup_) {
-      host::CgroupMetrics m = cgroup_->metrics();
-      r.set_metric(metric::kCpuUser, static_cast<double>(m.cpu_user_ns) / 1e9, "s");
-      r.set_metric(metric::kCpuSystem, static_cast<double>(m.cpu_system_ns) / 1e9, "s");
-      r.set_metric(metric::kPeakMemory, static_cast<double>(m.memory_peak_bytes), "bytes");
-      r.oom_killed = m.oom_kills > 0;
+      record_cgroup_metrics(cgroup_->metrics(), r);
     } else {  // the workload and what it reaped (the whole pid namespace, whose init it was)
       const struct rusage& ru = child_->rusage();
       r.set_metric(metric::kCpuUser, seconds(ru.ru_utime), "s");

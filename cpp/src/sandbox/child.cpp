@@ -209,7 +209,6 @@ int send_root_fd(const ChildPlan& p) noexcept {
   return err;
 }
 
-
 // Blocks until the parent's release(). EOF means the parent (or its SandboxedChild) is gone:
 // there is nobody to report to and nothing to run.
 void wait_for_go(const ChildPlan& p) noexcept {

@@ -88,6 +88,9 @@ def run_cgroups(pid: int) -> list[Path]:
 
 def assert_nothing_left(store: Path, runner_pid: int) -> None:
     runs = store / "runs"
+    # A finished run's mounts and dir are released on a thread of their own (the overlay's
+    # teardown is the kernel's slow part): gone within moments, not necessarily at return.
+    wait_for(lambda: not mounts_under(runs) and (not runs.exists() or not any(runs.iterdir())))
     assert mounts_under(runs) == []
     assert run_cgroups(runner_pid) == []
     assert not runs.exists() or list(runs.iterdir()) == []
@@ -102,8 +105,16 @@ def test_same_checks_as_the_sandbox(backend, oci_image, oci_store):
         " wget -T 2 -q -O - http://10.255.255.1/ >/dev/null 2>&1 && echo NET || echo nonet;"
         " probe; exit 3"
     )
-    r = run(oci_image, oci_store, backend, ["sh", "-c", script], env=["FOO=bar"],
-            workdir="/app", user="65534:65534", outputs=["/tmp/out.txt", "/app/kept", "/missing"])
+    r = run(
+        oci_image,
+        oci_store,
+        backend,
+        ["sh", "-c", script],
+        env=["FOO=bar"],
+        workdir="/app",
+        user="65534:65534",
+        outputs=["/tmp/out.txt", "/app/kept", "/missing"],
+    )
     assert r.exit_code == 3 and r.signal == 0, r.stderr
     assert r.stderr == b"err\n"
     out = r.stdout.decode().split("\n")
@@ -129,13 +140,27 @@ def test_same_checks_as_the_sandbox(backend, oci_image, oci_store):
         with pytest.raises(benchrun.ConfigError, match="gVisor's own host threads"):
             run(oci_image, oci_store, backend, ["true"], pids_limit=8)
     else:
-        r = run(oci_image, oci_store, backend,
-                ["sh", "-c", "n=0; for i in 1 2 3 4 5 6 7 8 9 10 11 12; do"
-                 " (sleep 2 &) 2>/dev/null && n=$((n+1)); done; echo $n"], pids_limit=8)
+        r = run(
+            oci_image,
+            oci_store,
+            backend,
+            [
+                "sh",
+                "-c",
+                "n=0; for i in 1 2 3 4 5 6 7 8 9 10 11 12; do"
+                " (sleep 2 &) 2>/dev/null && n=$((n+1)); done; echo $n",
+            ],
+            pids_limit=8,
+        )
         assert r.exit_code == 0 and 0 < int(r.stdout) < 12, (r.stdout, r.stderr)
         assert r.limits["pids"] == 8
-    r = run(oci_image, oci_store, backend, ["busybox", "awk", 'BEGIN { s = "x"; while (1) s = s s }'],
-            memory=32 << 20)
+    r = run(
+        oci_image,
+        oci_store,
+        backend,
+        ["busybox", "awk", 'BEGIN { s = "x"; while (1) s = s s }'],
+        memory=32 << 20,
+    )
     assert r.oom_killed and r.signal == signal.SIGKILL, (r.exit_code, r.signal, r.stderr)
 
     # Timeout: killed at the deadline, and nothing of the run is left.
@@ -164,8 +189,11 @@ def sleepers() -> list[int]:
 
 @pytest.mark.parametrize("backend", OCI)
 def test_sigkilled_runner_leaves_nothing_after_the_sweep(backend, oci_image, oci_store):
-    proc = subprocess.Popen([sys.executable, "-c", CHILD, oci_image.ref, str(oci_store), backend],
-                            stdout=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [sys.executable, "-c", CHILD, oci_image.ref, str(oci_store), backend],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
     try:
         assert proc.stdout.readline().strip() == "started"
         started = wait_for(
@@ -179,9 +207,12 @@ def test_sigkilled_runner_leaves_nothing_after_the_sweep(backend, oci_image, oci
         proc.wait()
     run_dir = next((oci_store / "runs").iterdir())
     assert mounts_under(run_dir), "the rootfs overlay should outlive the killed runner"
-    assert _core.cleanup_leftovers(
-        store=str(oci_store), cgroup_root="/sys/fs/cgroup", cgroup_parent="benchrun"
-    ) >= 1
+    assert (
+        _core.cleanup_leftovers(
+            store=str(oci_store), cgroup_root="/sys/fs/cgroup", cgroup_parent="benchrun"
+        )
+        >= 1
+    )
     assert sleepers() == []
     assert_nothing_left(oci_store, proc.pid)
     # No container process of the runtime is left either (runsc's sandbox and gofer).
