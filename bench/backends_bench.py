@@ -20,6 +20,7 @@ Run as root from the project venv:
 from __future__ import annotations
 
 import argparse
+import atexit
 import json
 import os
 import shutil
@@ -76,14 +77,30 @@ def timed(argv: list[str], **kw) -> tuple[float, subprocess.CompletedProcess]:
     return time.perf_counter() - t, p
 
 
-def bundle(work: Path, runtime: str, rootfs: str, argv: list[str]) -> Path:
-    """A bundle over the image's tree (read-only root) from `runc spec`'s default config."""
+def bundle(work: Path, runtime: str, ref: str, store: Path, rootfs: str) -> Path:
+    """benchrun's own bundle for this image and /bin/true (its config.json, captured by running
+    the oci backend through a wrapper that copies it), over the image's tree read-only, with its
+    own /tmp and cgroup: the runtime's `run` of the same bundle, without benchrun around it."""
     b = work / f"bundle-{runtime}"
     b.mkdir(exist_ok=True)
-    subprocess.run(["runc", "spec", "-b", str(b)], check=True)
+    wrapper = work / f"capture-{runtime}"
+    wrapper.write_text(
+        "#!/bin/sh\n"
+        'prev=""; for a in "$@"; do [ "$prev" = --bundle ] && cp "$a/config.json" '
+        f'{b}/config.json; prev="$a"; done\n'
+        f'exec {shutil.which(runtime)} "$@"\n'
+    )
+    wrapper.chmod(0o755)
+    benchrun.run(ref, ["/bin/true"], backend="oci", runtime=str(wrapper), store=store)
     cfg = json.loads((b / "config.json").read_text())
-    cfg["process"].update(terminal=False, args=argv)
     cfg["root"] = {"path": rootfs, "readonly": True}
+    (b / "tmp").mkdir(exist_ok=True)
+    for m in cfg["mounts"]:
+        if m["destination"] == "/tmp":
+            m["source"] = str(b / "tmp")
+    for ns in cfg["linux"]["namespaces"]:
+        ns.pop("path", None)  # a new network namespace (lo down) instead of benchrun's
+    cfg["linux"]["cgroupsPath"] = f"/benchrun-bench-own/{runtime}"
     (b / "config.json").write_text(json.dumps(cfg))
     return b
 
@@ -127,7 +144,7 @@ class Docker:
         return ["docker", "run", "--rm", "--network", "none", "bench:1", *cmd]
 
     def close(self) -> None:
-        if self.proc:
+        if self.proc and self.proc.poll() is None:
             self.proc.terminate()
             self.proc.wait(timeout=30)
 
@@ -159,6 +176,7 @@ def main() -> None:
     docker = None
     if not args.no_docker:
         docker = Docker(ref, work)
+        atexit.register(docker.close)
         if docker.why:
             skipped["docker"] = docker.why
             docker = None
@@ -187,9 +205,7 @@ def main() -> None:
         "--tmpfs",
         "/tmp",
     ]
-    own = {
-        rt: bundle(work, rt, rootfs, ["/bin/true"]) for rt in ("runc", "runsc") if rt in backends
-    }
+    own = {rt: bundle(work, rt, ref, store, rootfs) for rt in ("runc", "runsc") if rt in backends}
     own_argv = {
         "runc": lambda i: [
             "runc",
@@ -204,6 +220,7 @@ def main() -> None:
             "runsc",
             "--root",
             str(work / "st-runsc"),
+            "--oci-seccomp",
             "--network",
             "none",
             "run",
@@ -307,11 +324,14 @@ def main() -> None:
                 else f"{s['median'] * 1e3:7.1f} ms cv {s['cv'] * 100:4.1f}%"
             )
         print(f"  {n:8s}" + "".join(f"{c:>22s}" for c in cells))
-    if docker:
-        docker.close()
     if args.json:
         Path(args.json).write_text(json.dumps(out, indent=1))
     shutil.rmtree(work, ignore_errors=True)
+    for d in Path("/sys/fs/cgroup").glob("*/benchrun-bench-own"):  # the own runs' parents
+        for sub in d.iterdir():
+            if sub.is_dir():
+                sub.rmdir()
+        d.rmdir()
 
 
 if __name__ == "__main__":
