@@ -12,7 +12,9 @@ Fixtures
 Backend selection: ``--benchrun-backend=sandbox,vm`` selects the backends of the session; the
 marker ``@pytest.mark.benchrun_backend("sandbox", "vm")`` (on a test, class or module) names the
 backends a test runs on. With both, a test runs on the marker's backends, those not selected being
-skipped with a reason; with neither, on "sandbox". Assertion helpers are in benchrun.testing.
+skipped with a reason; with neither, on "sandbox". A backend this host cannot run (an OCI runtime
+not installed, crun on a cgroup v1 hybrid host: benchrun.backend_unavailable) is skipped with
+the reason. Assertion helpers are in benchrun.testing.
 """
 
 from __future__ import annotations
@@ -32,7 +34,7 @@ DEFAULT_BACKENDS = ("sandbox",)
 DEFAULT_TIMEOUT = 60.0
 
 _MARKERS = (
-    "benchrun_backend(*backends): the backends (sandbox, vm) this test runs on; "
+    "benchrun_backend(*backends): the backends (benchrun.backends()) this test runs on; "
     "--benchrun-backend selects among them",
     "benchrun_image(ref): the image benchrun_image / benchrun_run use for this test",
 )
