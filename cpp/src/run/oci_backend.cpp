@@ -222,22 +222,13 @@ class OciExecution final : public Execution {
     if (dir_has_entries(state_)) force_delete(rt_.kind, rt_.path, state_, id_);
     if (cgroup_) cgroup_->destroy();
     if (!cgroup_root_.empty()) remove_runtime_cgroups(cgroup_root_, cgroup_rel_);
-    // The mounts and the run dir go on a thread of their own, as the sandbox's mounts do
-    // (release_mounts there): the kernel tears the overlay down in the context of whoever
-    // drops it last, 10-100 ms on a loaded host, after the run has ended. Nothing of it is in
-    // the way of the next run; a process that exits first leaves the dir to the sweep.
-    auto release = [tmp = std::move(tmp_mount_), root = std::move(root_mount_),
-                    ns = std::move(netns_), dir = std::move(dir_)]() mutable {
-      tmp.detach();
-      root.detach();
-      ns.reset();
-      ::chmod((dir.path() / "work" / "work").c_str(), 0700);
-    };
-    try {
-      std::thread(std::move(release)).detach();
-    } catch (...) {
-      // No thread: the lambda (and so the mounts and the dir) is released here, inline.
-    }
+    // Synchronous, unlike the sandbox's mounts (which live in a mount namespace of the run's
+    // own and go on a thread): these are on the host's mount table, and a run that returned has
+    // left nothing behind. The overlay's teardown is the slow part (docs/performance.md).
+    tmp_mount_.detach();
+    root_mount_.detach();
+    netns_.reset();
+    ::chmod((dir_.path() / "work" / "work").c_str(), 0700);
   }
 
   // 2. Start: `<runtime> run` as our child, its stdio the capture pipes (no terminal).
