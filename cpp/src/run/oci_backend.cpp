@@ -222,12 +222,25 @@ class OciExecution final : public Execution {
     if (dir_has_entries(state_)) force_delete(rt_.kind, rt_.path, state_, id_);
     if (cgroup_) cgroup_->destroy();
     if (!cgroup_root_.empty()) remove_runtime_cgroups(cgroup_root_, cgroup_rel_);
-    // Synchronous, unlike the sandbox's mounts (which live in a mount namespace of the run's
-    // own and go on a thread): these are on the host's mount table, and a run that returned has
-    // left nothing behind. The overlay's teardown is the slow part (docs/performance.md).
-    tmp_mount_.detach();
-    root_mount_.detach();
-    netns_.reset();
+    // The mounts leave the host's mount table here (a run that returned has left nothing
+    // behind), but the kernel tears the overlay down at the last reference, 10-50 ms on a loaded
+    // host: an O_PATH fd of each, taken first, keeps them until a thread of their own closes it
+    // (the sandbox's release_mounts does the same with its namespace).
+    std::vector<UniqueFd> last_refs;
+    for (Mount* m : {&tmp_mount_, &root_mount_})
+      if (!m->target().empty()) {
+        int fd = ::open(m->target().c_str(), O_PATH | O_DIRECTORY | O_CLOEXEC | O_NOFOLLOW);
+        if (fd >= 0) last_refs.emplace_back(fd);
+        m->detach();
+      }
+    try {
+      std::thread([refs = std::move(last_refs), ns = std::move(netns_)]() mutable {
+        refs.clear();
+        ns.reset();
+      }).detach();
+    } catch (...) {
+      // No thread: the references are dropped here, inline.
+    }
     ::chmod((dir_.path() / "work" / "work").c_str(), 0700);
   }
 
