@@ -26,6 +26,8 @@ PKGS=(
   qemu-system-x86 qemu-system-data qemu-utils e2fsprogs cpio clang libclang-rt-14-dev ccache
   # --instructions: callgrind, bound into runs from the host (docs/instructions.md)
   valgrind
+  # OCI runtime backends (--backend runc|runsc|crun); docker.io is a peer in bench/backends_bench.py
+  runc runsc crun
 )
 
 missing=()

@@ -67,6 +67,16 @@ class VmError(BenchrunError):
     """The microVM failed."""
 
 
+class RuntimeUnavailable(BenchrunError):
+    """An OCI runtime backend cannot be used here: ``reason`` is ``not-installed``,
+    ``wrong-version`` or ``unsupported-host``; ``runtime`` names it."""
+
+    def __init__(self, message: str, runtime: str = "", reason: str = "") -> None:
+        super().__init__(message)
+        self.runtime = runtime
+        self.reason = reason
+
+
 class ProtocolError(BenchrunError):
     """The host/guest protocol was violated."""
 
@@ -110,6 +120,7 @@ __all__ = [
     "ImageNotFound",
     "ProtocolError",
     "RegistryError",
+    "RuntimeUnavailable",
     "SandboxError",
     "SysError",
     "UnsafeLayerError",

@@ -519,6 +519,21 @@ OPTIONS: tuple[Option, ...] = (
         ("--counters",),
         "LIST",
     ),
+    Option(
+        "runtime",
+        _text,
+        "oci: the OCI runtime (a path, or a name looked up in the system's bin directories)",
+        ("--runtime",),
+        "PATH",
+    ),
+    Option(
+        "runsc_platform",
+        _text,
+        "runsc: gVisor's platform (auto: systrap where this runsc has it, else ptrace)",
+        ("--runsc-platform",),
+        "PLATFORM",
+        choices=("auto", "systrap", "ptrace", "kvm"),
+    ),
 )
 
 BY_NAME: dict[str, Option] = {o.name: o for o in OPTIONS}
@@ -556,10 +571,19 @@ def backends() -> list[str]:
     return list(_core.backends())
 
 
+def backend_unavailable(name: str) -> str:
+    """Why backend ``name`` cannot run on this host (its OCI runtime is not installed, too old,
+    or refuses this host), or "" when it can. ConfigError for an unknown name."""
+    from benchrun import _core
+
+    return str(_core.backend_unavailable(name))
+
+
 __all__ = [
     "OPTIONS",
     "UNLIMITED",
     "Option",
+    "backend_unavailable",
     "backends",
     "core_spec",
     "parse_env",

@@ -12,7 +12,9 @@ Fixtures
 Backend selection: ``--benchrun-backend=sandbox,vm`` selects the backends of the session; the
 marker ``@pytest.mark.benchrun_backend("sandbox", "vm")`` (on a test, class or module) names the
 backends a test runs on. With both, a test runs on the marker's backends, those not selected being
-skipped with a reason; with neither, on "sandbox". Assertion helpers are in benchrun.testing.
+skipped with a reason; with neither, on "sandbox". A backend this host cannot run (an OCI runtime
+not installed, crun on a cgroup v1 hybrid host: benchrun.backend_unavailable) is skipped with
+the reason. Assertion helpers are in benchrun.testing.
 """
 
 from __future__ import annotations
@@ -32,7 +34,7 @@ DEFAULT_BACKENDS = ("sandbox",)
 DEFAULT_TIMEOUT = 60.0
 
 _MARKERS = (
-    "benchrun_backend(*backends): the backends (sandbox, vm) this test runs on; "
+    "benchrun_backend(*backends): the backends (benchrun.backends()) this test runs on; "
     "--benchrun-backend selects among them",
     "benchrun_image(ref): the image benchrun_image / benchrun_run use for this test",
 )
@@ -87,6 +89,18 @@ def selected_backends(config: pytest.Config) -> Optional[tuple[str, ...]]:
     return parse_backends(text) if text else None
 
 
+_UNAVAILABLE: dict[str, str] = {}
+
+
+def _unavailable(backend: str) -> str:
+    """Why backend cannot run here ("" when it can), asked once per session."""
+    if backend not in _UNAVAILABLE:
+        from benchrun.options import backend_unavailable
+
+        _UNAVAILABLE[backend] = backend_unavailable(backend)
+    return _UNAVAILABLE[backend]
+
+
 def backend_params(config: pytest.Config, node: Any) -> list[Any]:
     """pytest.param per backend ``node`` (an item or metafunc.definition) runs on: the
     benchrun_backend marker's backends (else the selection, else sandbox); those the selection
@@ -109,6 +123,8 @@ def backend_params(config: pytest.Config, node: Any) -> list[Any]:
         marks: tuple[Any, ...] = ()
         if selected is not None and b not in selected:
             marks = (pytest.mark.skip(reason=f"backend {b} not selected by --benchrun-backend"),)
+        elif why := _unavailable(b):
+            marks = (pytest.mark.skip(reason=f"backend {b} unavailable here: {why}"),)
         params.append(pytest.param(b, id=b, marks=marks))
     return params
 

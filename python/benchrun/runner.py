@@ -87,9 +87,9 @@ STANDARD_METRICS = (
 )
 
 
-# The backends whose results carry facts["host_state"] (benchrun.host.attest): the host's
-# measurement state (tuned or not, the settings that differ, benchmark CPUs, noise figure).
-ATTESTED_BACKENDS = ("sandbox", "vm")
+# Every backend runs on this host (the sandbox, QEMU, an OCI runtime), so every result carries
+# facts["host_state"] (benchrun.host.attest): the host's measurement state (tuned or not, the
+# settings that differ, benchmark CPUs, noise figure).
 
 
 class Metric(NamedTuple):
@@ -421,10 +421,9 @@ def execute(
         valgrind_launcher=valgrind_launcher() if spec.core.instructions else "",
     )
     result = Result._from_core(d, pull_s)
-    if result.backend in ATTESTED_BACKENDS:
-        from benchrun.host import host_state  # cached per process: about a microsecond a run
+    from benchrun.host import host_state  # cached per process: about a microsecond a run
 
-        result.facts["host_state"] = host_state()
+    result.facts["host_state"] = host_state()
     return result
 
 

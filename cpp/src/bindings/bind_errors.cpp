@@ -45,6 +45,9 @@ void bind_errors(py::module_& m) {
       PyErr_SetObject(cls("SandboxError").ptr(), cls("SandboxError")(e.what(), e.stage()).ptr());
     } catch (const VmError& e) {
       PyErr_SetString(cls("VmError").ptr(), e.what());
+    } catch (const RuntimeUnavailable& e) {
+      PyErr_SetObject(cls("RuntimeUnavailable").ptr(),
+                      cls("RuntimeUnavailable")(e.what(), e.runtime(), e.reason()).ptr());
     } catch (const ProtocolError& e) {
       PyErr_SetString(cls("ProtocolError").ptr(), e.what());
     } catch (const DeadlineExceeded& e) {
@@ -73,6 +76,8 @@ void bind_errors(py::module_& m) {
         if (kind == "ImageNotFound") throw ImageNotFound("notfound");
         if (kind == "SandboxError") throw SandboxError("sandbox", "pivot_root");
         if (kind == "VmError") throw VmError("vm");
+        if (kind == "RuntimeUnavailable")
+          throw RuntimeUnavailable("runtime", "crun", "unsupported-host");
         if (kind == "ProtocolError") throw ProtocolError("protocol");
         if (kind == "DeadlineExceeded") throw DeadlineExceeded("deadline");
         if (kind == "InstructionCountError") throw InstructionCountError("instructions");

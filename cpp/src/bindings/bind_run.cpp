@@ -106,6 +106,15 @@ void bind_run(py::module_& m) {
 
   m.def(
       "backends", [] { return run::backend_names(); }, "The registered backends' names.");
+  m.def(
+      "backend_unavailable",
+      [](const std::string& name) {
+        py::gil_scoped_release nogil;
+        return run::backend(name).unavailable(run::HostConfig{});
+      },
+      py::arg("name"),
+      "Why backend `name` cannot run on this host (e.g. its OCI runtime is not installed), or '' "
+      "when it can. ConfigError for an unknown name. Releases the GIL.");
 
   m.def(
       "cleanup_leftovers",

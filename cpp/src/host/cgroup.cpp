@@ -655,8 +655,10 @@ CgroupMetrics Cgroup::metrics() const {
     }
     if (auto s = read_optional(dir + "/memory.peak"))
       m.memory_peak_bytes = parse_u64(trim(*s), dir + "/memory.peak");
-    if (auto s = read_optional(dir + "/memory.events"))
+    if (auto s = read_optional(dir + "/memory.events")) {
       m.oom_kills = keyed(*s, "oom_kill", dir + "/memory.events");
+      m.memory_limit_hits = keyed(*s, "max", dir + "/memory.events");
+    }
     return m;
   }
   for (const std::string& dir : paths_) {
@@ -681,6 +683,17 @@ CgroupMetrics Cgroup::metrics() const {
       m.memory_peak_bytes = parse_u64(trim(*s), dir + "/memory.max_usage_in_bytes");
     if (auto s = read_optional(dir + "/memory.oom_control"))
       m.oom_kills = keyed(*s, "oom_kill", dir + "/memory.oom_control");
+    // memory+swap is charged first: with swap limited too, its counter is the one that fails,
+    // and recent kernels keep no failcnt for it: a peak at the limit counts as one hit.
+    for (const char* f : {"/memory.failcnt", "/memory.memsw.failcnt"})
+      if (auto s = read_optional(dir + f)) m.memory_limit_hits += parse_u64(trim(*s), dir + f);
+    for (const char* c : {"/memory", "/memory.memsw"}) {
+      auto peak = read_optional(dir + c + ".max_usage_in_bytes");
+      auto limit = read_optional(dir + c + ".limit_in_bytes");
+      if (m.memory_limit_hits == 0 && peak && limit &&
+          parse_u64(trim(*peak), dir + c) >= parse_u64(trim(*limit), dir + c))
+        m.memory_limit_hits = 1;
+    }
   }
   return m;
 }

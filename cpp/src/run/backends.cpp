@@ -9,6 +9,10 @@ namespace benchrun::run {
 
 std::unique_ptr<Backend> make_sandbox_backend();  // run/sandbox_backend.cpp
 std::unique_ptr<Backend> make_vm_backend();       // run/vm_backend.cpp
+std::unique_ptr<Backend> make_runc_backend();     // run/oci_backend.cpp (OCI runtimes)
+std::unique_ptr<Backend> make_runsc_backend();
+std::unique_ptr<Backend> make_crun_backend();
+std::unique_ptr<Backend> make_oci_backend();  // --runtime PATH
 
 namespace {
 
@@ -18,6 +22,8 @@ struct Registry {
   Registry() {
     backends.push_back(make_sandbox_backend());
     backends.push_back(make_vm_backend());
+    for (auto make : {make_runc_backend, make_runsc_backend, make_crun_backend, make_oci_backend})
+      backends.push_back(make());
     for (const auto& b : backends) names.push_back(b->name());
   }
 };

@@ -1,6 +1,7 @@
 // capture.cpp: poll(2) loop over stdout, stderr and the pidfd; never lets a pipe fill up.
 #include "run/capture.hpp"
 
+#include <fcntl.h>
 #include <poll.h>
 #include <unistd.h>
 
@@ -81,6 +82,33 @@ CaptureOutcome capture_until_exit(CapturedStream& out, CapturedStream& err, int 
     }
   }
   return outcome;
+}
+
+std::pair<UniqueFd, UniqueFd> make_capture_pipe() {
+  int p[2];
+  if (::pipe2(p, O_CLOEXEC) != 0) throw_errno("pipe", "workload output");
+  return {UniqueFd(p[0]), UniqueFd(p[1])};
+}
+
+Clock::time_point deadline_after(Clock::time_point start, double timeout_s) {
+  return timeout_s > 0 ? start + std::chrono::duration_cast<Clock::duration>(
+                                     std::chrono::duration<double>(timeout_s))
+                       : Clock::time_point::max();
+}
+
+double record_capture(CapturedStream& out, CapturedStream& err, const CaptureOutcome& outcome,
+                      Clock::time_point started, double start_time, RunResult& r) {
+  const double wall = std::chrono::duration<double>(outcome.exited_at - started).count();
+  r.start_time = start_time;
+  r.end_time = start_time + wall;
+  r.timed_out = outcome.timed_out;
+  r.interrupted = outcome.interrupted;
+  r.stdout_data = std::move(out.data);
+  r.stderr_data = std::move(err.data);
+  r.stdout_truncated = out.truncated;
+  r.stderr_truncated = err.truncated;
+  r.set_metric(metric::kWallTime, wall, "s");
+  return wall;
 }
 
 }  // namespace benchrun::run

@@ -7,6 +7,7 @@
 
 #include "benchrun/common/output_file.hpp"
 #include "benchrun/common/unique_fd.hpp"
+#include "benchrun/run/result.hpp"
 
 namespace benchrun::run {
 
@@ -31,5 +32,18 @@ CaptureOutcome capture_until_exit(CapturedStream& out, CapturedStream& err, int 
                                   std::chrono::steady_clock::time_point deadline,
                                   const std::function<void()>& kill_all,
                                   const std::function<bool()>& interrupted = {});
+
+// A CLOEXEC pipe for one captured stream: {read end, write end}.
+std::pair<UniqueFd, UniqueFd> make_capture_pipe();
+
+// The deadline of a workload started at start with a timeout in seconds (0: none, max()).
+std::chrono::steady_clock::time_point deadline_after(std::chrono::steady_clock::time_point start,
+                                                     double timeout_s);
+
+// Moves the captured output and the outcome into r (start/end time from start_time, the Unix
+// time at started, timed_out, interrupted, the wall_time metric); returns the wall time.
+double record_capture(CapturedStream& out, CapturedStream& err, const CaptureOutcome& outcome,
+                      std::chrono::steady_clock::time_point started, double start_time,
+                      RunResult& r);
 
 }  // namespace benchrun::run

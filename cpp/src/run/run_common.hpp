@@ -30,4 +30,9 @@ TempDir make_run_dir(const RunContext& ctx);
 // "run-<pid>-") is dead: what a SIGKILLed runner left. Returns how many. (run/run_image.cpp)
 int sweep_stale_runs(const HostConfig& host);
 
+// What a killed runner of an OCI runtime backend left in and for run dir d (it names its runtime
+// and container): the container (`delete --force`), its mounts, the runtime's own cgroups in the
+// hierarchies benchrun does not use. Nothing for other run dirs. (run/oci_backend.cpp)
+void sweep_oci_run_dir(const HostConfig& host, const std::filesystem::path& d);
+
 }  // namespace benchrun::run

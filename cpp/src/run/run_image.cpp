@@ -6,6 +6,7 @@
 #include "benchrun/common/dir.hpp"
 #include "benchrun/common/error.hpp"
 #include "benchrun/common/fs.hpp"
+#include "benchrun/common/mount.hpp"
 #include "benchrun/host/cpu_alloc.hpp"
 #include "benchrun/host/cpu_partition.hpp"
 #include "benchrun/host/scratch_fs.hpp"
@@ -117,6 +118,8 @@ int sweep_stale_runs(const HostConfig& host) {
   for (const auto& name : list_dir_if_exists(run_dir)) {
     if (!run_name_is_stale(name)) continue;
     try {
+      sweep_oci_run_dir(host, run_dir / name);  // container, mounts, the runtime's cgroups
+      detach_mounts_under((run_dir / name).string());
       remove_tree(run_dir / name);
       ++removed;
     } catch (const Error&) {

@@ -32,121 +32,14 @@
 #include "run/capture.hpp"
 #include "run/instructions.hpp"
 #include "run/limits.hpp"
+#include "run/outputs.hpp"
+#include "run/run_cgroup.hpp"
 #include "run/process_config.hpp"
 #include "run/run_common.hpp"
 
 namespace benchrun::run {
 
 namespace {
-
-std::pair<UniqueFd, UniqueFd> make_pipe() {
-  int p[2];
-  if (::pipe2(p, O_CLOEXEC) != 0) throw_errno("pipe", "workload output");
-  return {UniqueFd(p[0]), UniqueFd(p[1])};
-}
-
-// Reads output files through the run's root, after the workload exited. Symlinks resolve inside
-// the root; only regular files on the run's own filesystems (overlay, tmpfs) are read.
-void collect_outputs(int rootfd, const RunSpec& spec, const std::vector<std::string>& paths,
-                     RunResult& r) {
-  std::vector<char> buf(1 << 20);
-  for (const auto& path : paths) {
-    if (r.outputs.size() >= spec.max_files) {
-      r.missing_outputs[path] = "more than " + std::to_string(spec.max_files) + " output files";
-      continue;
-    }
-    struct open_how how {};
-    how.flags = O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK;
-    how.resolve = RESOLVE_IN_ROOT | RESOLVE_NO_MAGICLINKS;
-    int fd = static_cast<int>(::syscall(SYS_openat2, rootfd, path.c_str() + 1, &how, sizeof how));
-    if (fd < 0) {
-      r.missing_outputs[path] = std::strerror(errno);
-      continue;
-    }
-    UniqueFd f(fd);
-    struct stat st {};
-    struct statfs sfs {};
-    if (::fstat(fd, &st) != 0 || ::fstatfs(fd, &sfs) != 0) {
-      r.missing_outputs[path] = std::strerror(errno);
-      continue;
-    }
-    if (!S_ISREG(st.st_mode)) {
-      r.missing_outputs[path] = "not a regular file";
-      continue;
-    }
-    if (sfs.f_type == PROC_SUPER_MAGIC || sfs.f_type == SYSFS_MAGIC) {
-      r.missing_outputs[path] = "resolves into /proc or /sys";
-      continue;
-    }
-    if (static_cast<uint64_t>(st.st_size) > spec.max_file_bytes) {
-      r.missing_outputs[path] =
-          "larger than the limit of " + std::to_string(spec.max_file_bytes) + " bytes";
-      continue;
-    }
-    std::string data;
-    for (;;) {
-      ssize_t n = ::read(fd, buf.data(), buf.size());
-      if (n < 0 && errno == EINTR) continue;
-      if (n <= 0) break;
-      if (data.size() + static_cast<size_t>(n) > spec.max_file_bytes) break;
-      data.append(buf.data(), static_cast<size_t>(n));
-    }
-    r.outputs[path] = std::move(data);
-  }
-}
-
-// The limits a run asked for, by name ("memory limit", "pids and cpus limits"), for the rootless
-// error message.
-std::string requested_limits(const host::CgroupLimits& l) {
-  std::vector<std::string> names;
-  if (l.memory_bytes) names.push_back("memory");
-  if (l.pids_max) names.push_back("pids");
-  if (!l.cpuset_cpus.empty()) names.push_back("cpus");
-  if (l.cpu_quota_us) names.push_back("cpu quota");
-  std::string out;
-  for (size_t i = 0; i < names.size(); ++i)
-    out += (i == 0 ? "" : i + 1 == names.size() ? " and " : ", ") + names[i];
-  return names.empty() ? out : out + (names.size() == 1 ? " limit needs" : " limits need");
-}
-
-// The run's cgroup. Rootless, creating one works only in a subtree delegated to the user: without
-// it the run goes on with none (and a notice) unless a limit the user asked for (explicit) needs
-// one. A default memory or pids limit whose controller the host does not offer here (a v2 host
-// that delegates only some controllers) is dropped the same way, with a notice. limits records
-// what was applied.
-std::optional<host::Cgroup> create_cgroup(const HostConfig& host, const std::string& name,
-                                          const RunSpec& spec, Limits& limits, bool rootless,
-                                          RunResult& r) {
-  for (;;) {  // each pass applies one default fewer, or returns, or throws
-    host::CgroupLimits cg = cpu_limits(spec), wanted = cg;
-    cg.memory_bytes = limits.memory.value;
-    cg.pids_max = limits.pids.value;
-    if (limits.memory.explicit_) wanted.memory_bytes = limits.memory.value;
-    if (limits.pids.explicit_) wanted.pids_max = limits.pids.value;
-    try {
-      return host::Cgroup::create(host.cgroup, name, cg);
-    } catch (const host::CgroupControllerMissing& e) {
-      Limit* dropped = e.controller() == "memory" ? &limits.memory
-                       : e.controller() == "pids" ? &limits.pids
-                                                  : nullptr;
-      if (dropped == nullptr || dropped->explicit_ || !dropped->value) throw;
-      dropped->value = std::nullopt;
-      r.notices.push_back("no default " + e.controller() + " limit: " + e.what());
-    } catch (const host::CgroupAccessDenied& e) {
-      if (!rootless) throw;
-      const std::string asked = requested_limits(wanted);
-      if (!asked.empty())
-        throw SandboxError("the " + asked + " a cgroup, which this user cannot create: " + e.what(),
-                           "cgroup");
-      r.notices.push_back("no cgroup (this user cannot create one under '" + host.cgroup.root +
-                          "'): limits, OOM detection and cgroup metrics are unavailable; CPU time "
-                          "and peak memory come from wait4 (run as root or delegate a cgroup v2 "
-                          "subtree)");
-      limits.memory.value = limits.pids.value = std::nullopt;
-      return std::nullopt;
-    }
-  }
-}
 
 // Drops the last references to a finished run's mounts (the root fd, the mount namespace, the
 // upper filesystem) on a thread of their own: the kernel unmounts the overlay and the ext4 below
@@ -194,8 +87,8 @@ class SandboxExecution final : public Execution {
     cgroup_ = create_cgroup(ctx.host, ctx.name, spec_, limits, rootless_, r);
     prepare_layers(ctx, limits, r);
 
-    auto [out_r, out_w] = make_pipe();
-    auto [err_r, err_w] = make_pipe();
+    auto [out_r, out_w] = make_capture_pipe();
+    auto [err_r, err_w] = make_capture_pipe();
     // The workload's user owns its end of the pipes, so /dev/stdout and /dev/stderr (which reopen
     // them through /proc/self/fd) work for a non-root user too. (Rootless: ours, i.e. root's
     // inside.)
@@ -335,40 +228,23 @@ class SandboxExecution final : public Execution {
 
   // 3. Run: drain output until exit or deadline; the whole run tree is killed either way.
   void wait() override {
-    const Clock::time_point deadline =
-        spec_.timeout > 0 ? t_exec_ + std::chrono::duration_cast<Clock::duration>(
-                                          std::chrono::duration<double>(spec_.timeout))
-                          : Clock::time_point::max();
     outcome_ = capture_until_exit(
-        out_, err_, child_->pidfd(), deadline, [this] { kill_run_tree(cgroup_, *child_); },
-        interrupt_);
+        out_, err_, child_->pidfd(), deadline_after(t_exec_, spec_.timeout),
+        [this] { kill_run_tree(cgroup_, *child_); }, interrupt_);
     status_ = child_->wait();
   }
 
   // 4. Collect: status, output, cgroup metrics, counters and output files.
   void collect(RunResult& r) override {
-    const double wall = std::chrono::duration<double>(outcome_.exited_at - t_exec_).count();
-    r.start_time = start_time_;
-    r.end_time = start_time_ + wall;
-    r.timed_out = outcome_.timed_out;
-    r.interrupted = outcome_.interrupted;
+    record_capture(out_, err_, outcome_, t_exec_, start_time_, r);
     if (WIFEXITED(status_)) {
       r.exit_code = WEXITSTATUS(status_);
     } else if (WIFSIGNALED(status_)) {
       r.signal = WTERMSIG(status_);
     }
-    r.stdout_data = std::move(out_.data);
-    r.stderr_data = std::move(err_.data);
-    r.stdout_truncated = out_.truncated;
-    r.stderr_truncated = err_.truncated;
     kill_run_tree(cgroup_, *child_);
-    r.set_metric(metric::kWallTime, wall, "s");
     if (cgroup_) {
-      host::CgroupMetrics m = cgroup_->metrics();
-      r.set_metric(metric::kCpuUser, static_cast<double>(m.cpu_user_ns) / 1e9, "s");
-      r.set_metric(metric::kCpuSystem, static_cast<double>(m.cpu_system_ns) / 1e9, "s");
-      r.set_metric(metric::kPeakMemory, static_cast<double>(m.memory_peak_bytes), "bytes");
-      r.oom_killed = m.oom_kills > 0;
+      record_cgroup_metrics(cgroup_->metrics(), r);
     } else {  // the workload and what it reaped (the whole pid namespace, whose init it was)
       const struct rusage& ru = child_->rusage();
       r.set_metric(metric::kCpuUser, seconds(ru.ru_utime), "s");

@@ -104,6 +104,11 @@ void validate(const RunSpec& s) {
   if (s.vm_memory && *s.vm_memory < (uint64_t{64} << 20))
     bad("vm_memory", std::to_string(*s.vm_memory) + " bytes: a guest needs at least 64m");
   if (s.counters) (void)perf::resolve(*s.counters);  // ConfigError listing the known names
+  check_text("runtime", s.runtime);
+  if (s.runsc_platform != "auto" && s.runsc_platform != "systrap" && s.runsc_platform != "ptrace" &&
+      s.runsc_platform != "kvm")
+    bad("runsc_platform",
+        "'" + printable(s.runsc_platform) + "': choose auto, systrap, ptrace or kvm");
   b.validate(s);
 }
 

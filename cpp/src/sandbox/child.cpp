@@ -210,21 +210,6 @@ int send_root_fd(const ChildPlan& p) noexcept {
   return err;
 }
 
-int bring_loopback_up() noexcept {
-  int s = ::socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
-  if (s < 0) return errno;
-  ifreq ifr;
-  std::memset(&ifr, 0, sizeof ifr);
-  std::memcpy(ifr.ifr_name, "lo", 3);
-  int err = err_of(::ioctl(s, SIOCGIFFLAGS, &ifr));
-  if (err == 0) {
-    ifr.ifr_flags = static_cast<short>(ifr.ifr_flags | IFF_UP);
-    err = err_of(::ioctl(s, SIOCSIFFLAGS, &ifr));
-  }
-  ::close(s);
-  return err;
-}
-
 // Blocks until the parent's release(). EOF means the parent (or its SandboxedChild) is gone:
 // there is nobody to report to and nothing to run.
 void wait_for_go(const ChildPlan& p) noexcept {
@@ -301,6 +286,21 @@ int install_seccomp(const sock_fprog* prog) noexcept {
 }
 
 }  // namespace
+
+int bring_loopback_up() noexcept {
+  int s = ::socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+  if (s < 0) return errno;
+  ifreq ifr;
+  std::memset(&ifr, 0, sizeof ifr);
+  std::memcpy(ifr.ifr_name, "lo", 3);
+  int err = err_of(::ioctl(s, SIOCGIFFLAGS, &ifr));
+  if (err == 0) {
+    ifr.ifr_flags = static_cast<short>(ifr.ifr_flags | IFF_UP);
+    err = err_of(::ioctl(s, SIOCSIFFLAGS, &ifr));
+  }
+  ::close(s);
+  return err;
+}
 
 const char* stage_name(int32_t stage) noexcept {
   if (stage < 0 || stage >= static_cast<int32_t>(Stage::kCount)) return "unknown";

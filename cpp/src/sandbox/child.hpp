@@ -132,4 +132,8 @@ struct ChildPlan {
 // Runs the child's steps and execs; on failure writes a StatusRecord and _exits. Never returns.
 [[noreturn]] void child_main(const ChildPlan& plan) noexcept;
 
+// Sets IFF_UP on "lo" in the calling thread's network namespace; 0 or an errno (child dialect).
+// Also used by the OCI backends for the network namespace they hand to the runtime.
+int bring_loopback_up() noexcept;
+
 }  // namespace benchrun::sandbox

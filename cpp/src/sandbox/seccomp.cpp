@@ -123,12 +123,9 @@ void add_rule(const Ctx& ctx, uint32_t action, int nr, const char* name, unsigne
 // MASKED_EQ(mask, value) rule: for p != query, "the highest bit of p outside the free bits is b",
 // and because the query itself has bit 31 set, the block for b = 31 is split again by the highest
 // clear bit c of p.
-void add_personality_rules(const Ctx& ctx) {
-  int nr = seccomp_syscall_resolve_name("personality");
-  if (nr < 0) return;
+void add_personality_rules(std::vector<SeccompRule>& rules) {
   auto deny = [&](uint32_t mask, uint32_t value) {
-    scmp_arg_cmp cmp = SCMP_A0(SCMP_CMP_MASKED_EQ, mask, value);
-    add_rule(ctx, SCMP_ACT_ERRNO(EPERM), nr, "personality", 1, &cmp);
+    rules.push_back({"personality", EPERM, {{0, mask, value}}});
   };
   for (int b = 30; b >= 0; --b) {
     uint32_t bit = 1u << b;
@@ -176,22 +173,15 @@ std::vector<std::pair<uint32_t, uint32_t>> cover_complement(const std::vector<ui
 
 // socket(family, type, protocol) and socketpair(family, type, protocol, sv): EAFNOSUPPORT unless
 // the family is allowed, and for AF_NETLINK unless the protocol is NETLINK_ROUTE.
-void add_socket_rules(const Ctx& ctx) {
+void add_socket_rules(std::vector<SeccompRule>& rules) {
   const auto families =
       cover_complement({std::begin(kAllowedFamilies), std::end(kAllowedFamilies)});
   const auto protocols = cover_complement({kAllowedNetlinkProtocol});
   for (const char* name : {"socket", "socketpair"}) {
-    int nr = seccomp_syscall_resolve_name(name);
-    if (nr < 0) continue;
-    for (auto [mask, value] : families) {
-      scmp_arg_cmp cmp = SCMP_A0(SCMP_CMP_MASKED_EQ, mask, value);
-      add_rule(ctx, SCMP_ACT_ERRNO(EAFNOSUPPORT), nr, name, 1, &cmp);
-    }
-    for (auto [mask, value] : protocols) {
-      scmp_arg_cmp cmp[2] = {SCMP_A0(SCMP_CMP_MASKED_EQ, 0xffffffffu, uint32_t{AF_NETLINK}),
-                             SCMP_A2(SCMP_CMP_MASKED_EQ, mask, value)};
-      add_rule(ctx, SCMP_ACT_ERRNO(EAFNOSUPPORT), nr, name, 2, cmp);
-    }
+    for (auto [mask, value] : families) rules.push_back({name, EAFNOSUPPORT, {{0, mask, value}}});
+    for (auto [mask, value] : protocols)
+      rules.push_back(
+          {name, EAFNOSUPPORT, {{0, 0xffffffffu, uint32_t{AF_NETLINK}}, {2, mask, value}}});
   }
 }
 
@@ -219,6 +209,18 @@ std::vector<sock_filter> export_bpf(const Ctx& ctx) {
 
 }  // namespace
 
+std::vector<SeccompRule> seccomp_rules() {
+  std::vector<SeccompRule> rules;
+  for (const char* name : kDenied) rules.push_back({name, EPERM, {}});
+  // x86_64 clone(flags, stack, ...): flags is argument 0 (s390 would differ; not supported).
+  for (uint64_t flag : kNamespaceFlags) rules.push_back({"clone", EPERM, {{0, flag, flag}}});
+  rules.push_back({"clone3", ENOSYS, {}});
+  for (const char* name : kIoUring) rules.push_back({name, ENOSYS, {}});
+  add_personality_rules(rules);
+  add_socket_rules(rules);
+  return rules;
+}
+
 std::vector<sock_filter> build_seccomp_program() {
   Ctx ctx(seccomp_init(SCMP_ACT_ALLOW));
   if (!ctx) throw Error("seccomp: seccomp_init failed");
@@ -228,30 +230,16 @@ std::vector<sock_filter> build_seccomp_program() {
   int rc = seccomp_attr_set(ctx.get(), SCMP_FLTATR_ACT_BADARCH, SCMP_ACT_KILL_PROCESS);
   if (rc < 0) fail(rc, "set the bad-architecture action");
 
-  for (const char* name : kDenied) {
-    int nr = seccomp_syscall_resolve_name(name);
+  std::vector<scmp_arg_cmp> cmp;
+  for (const SeccompRule& rule : seccomp_rules()) {
+    int nr = seccomp_syscall_resolve_name(rule.name.c_str());
     if (nr < 0) continue;  // __NR_SCMP_ERROR (unknown) or a pseudo-number (not on this arch)
-    add_rule(ctx, SCMP_ACT_ERRNO(EPERM), nr, name, 0);
+    cmp.clear();
+    for (const SeccompArg& a : rule.args)
+      cmp.push_back(SCMP_CMP(a.index, SCMP_CMP_MASKED_EQ, a.mask, a.value));
+    add_rule(ctx, SCMP_ACT_ERRNO(static_cast<uint32_t>(rule.errno_ret)), nr, rule.name.c_str(),
+             static_cast<unsigned>(cmp.size()), cmp.empty() ? nullptr : cmp.data());
   }
-
-  if (int nr = seccomp_syscall_resolve_name("clone"); nr >= 0) {
-    for (uint64_t flag : kNamespaceFlags) {
-      // x86_64 clone(flags, stack, ...): flags is argument 0 (s390 would differ; not supported).
-      scmp_arg_cmp cmp = SCMP_A0(SCMP_CMP_MASKED_EQ, flag, flag);
-      add_rule(ctx, SCMP_ACT_ERRNO(EPERM), nr, "clone", 1, &cmp);
-    }
-  }
-  if (int nr = seccomp_syscall_resolve_name("clone3"); nr >= 0)
-    add_rule(ctx, SCMP_ACT_ERRNO(ENOSYS), nr, "clone3", 0);
-
-  for (const char* name : kIoUring) {
-    int nr = seccomp_syscall_resolve_name(name);
-    if (nr < 0) continue;
-    add_rule(ctx, SCMP_ACT_ERRNO(ENOSYS), nr, name, 0);
-  }
-
-  add_personality_rules(ctx);
-  add_socket_rules(ctx);
   return export_bpf(ctx);
 }
 

@@ -30,7 +30,7 @@ const double kInf = std::numeric_limits<double>::infinity();
 std::vector<Case> cases() {
   return {
       {"backend", [](RunSpec& s) { s.backend = "vm"; }, [](RunSpec& s) { s.backend = "docker"; },
-       "unknown (choose sandbox, vm)"},
+       "unknown (choose sandbox, vm, runc, runsc, crun, oci)"},
       {"entrypoint", [](RunSpec& s) { s.entrypoint = Argv{}; },
        [](RunSpec& s) { s.entrypoint = Argv{std::string("a\0b", 3)}; }, "NUL"},
       {"command",
@@ -134,6 +134,22 @@ std::vector<Case> cases() {
        },
        [](RunSpec& s) { s.counters = Strings{"instructions:x"}; },
        "unknown counter 'instructions:x' (known: task-clock"},
+      {"runtime",
+       [](RunSpec& s) {
+         s.backend = "oci";
+         s.runtime = "/usr/bin/youki";
+       },
+       [](RunSpec& s) { s.runtime = "/usr/bin/youki"; }, "applies to backend 'oci' only"},
+      {"runsc_platform",
+       [](RunSpec& s) {
+         s.backend = "runsc";
+         s.runsc_platform = "ptrace";
+       },
+       [](RunSpec& s) {
+         s.backend = "runsc";
+         s.runsc_platform = "gpu";
+       },
+       "choose auto, systrap, ptrace or kvm"},
   };
 }
 

@@ -19,6 +19,7 @@ CASES = [
     ("ImageNotFound", errors.ImageNotFound),
     ("SandboxError", errors.SandboxError),
     ("VmError", errors.VmError),
+    ("RuntimeUnavailable", errors.RuntimeUnavailable),
     ("ProtocolError", errors.ProtocolError),
     ("DeadlineExceeded", errors.DeadlineExceeded),
     ("InstructionCountError", errors.InstructionCountError),
@@ -50,6 +51,9 @@ def test_structured_attributes():
     with pytest.raises(errors.SandboxError) as s:
         _core._raise_for_test("SandboxError")
     assert s.value.stage == "pivot_root"
+    with pytest.raises(errors.RuntimeUnavailable) as u:
+        _core._raise_for_test("RuntimeUnavailable")
+    assert u.value.runtime == "crun" and u.value.reason == "unsupported-host"
     assert issubclass(errors.ConfigError, ValueError)
     assert issubclass(errors.DeadlineExceeded, TimeoutError)
     assert issubclass(errors.DigestMismatch, errors.ImageError)

@@ -100,6 +100,20 @@ class VmError : public Error {
   using Error::Error;
 };
 
+// An OCI runtime (runc, runsc, crun, or --runtime) cannot be used on this host: reason() is
+// "not-installed", "wrong-version" or "unsupported-host"; runtime() names it.
+class RuntimeUnavailable : public Error {
+ public:
+  RuntimeUnavailable(const std::string& what, std::string runtime, std::string reason)
+      : Error(what), runtime_(std::move(runtime)), reason_(std::move(reason)) {}
+  const std::string& runtime() const noexcept { return runtime_; }
+  const std::string& reason() const noexcept { return reason_; }
+
+ private:
+  std::string runtime_;
+  std::string reason_;
+};
+
 class ProtocolError : public Error {
  public:
   using Error::Error;

@@ -40,6 +40,9 @@ struct CgroupMetrics {
   uint64_t memory_peak_bytes =
       0;                   // memory.peak (v2, 0 if the kernel lacks it) / max_usage_in_bytes
   uint64_t oom_kills = 0;  // memory.events oom_kill (v2) / memory.oom_control oom_kill (v1)
+  // Times the memory limit was hit: memory.events max (v2) / memory.failcnt + memory.memsw.failcnt
+  // (v1). Both count the subtree, where v1's oom_kill counts only the cgroup of the killed process.
+  uint64_t memory_limit_hits = 0;
 };
 
 // A SandboxError{stage="cgroup"} for cgroupfs refusing this process (EACCES, EPERM, EROFS): not

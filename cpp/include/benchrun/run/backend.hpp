@@ -66,6 +66,9 @@ class Backend {
   virtual void validate(const RunSpec& spec) const = 0;
   // Everything is allocated and checked; nothing runs yet. Notices may go into result.
   virtual std::unique_ptr<Execution> prepare(const RunContext& ctx, RunResult& result) const = 0;
+  // Why this backend cannot run on this host (a missing runtime, an unsupported host: the message
+  // of the error a run would raise), or "" when it can. Cheap enough to call per test session.
+  virtual std::string unavailable(const HostConfig&) const { return {}; }
   // Removes what SIGKILLed runners of this backend left behind; returns how many runs' worth.
   virtual int sweep(const HostConfig& host) const = 0;
 };

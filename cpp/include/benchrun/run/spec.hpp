@@ -62,7 +62,9 @@ inline constexpr uint64_t kUnlimited = UINT64_MAX;
     "count instructions under Valgrind (callgrind): count, cache or sections; empty: off")         \
   X(std::optional<Strings>, counters, std::nullopt, "",                                            \
     "performance counters over the workload (perf/counters.hpp); None: the default set; empty: "   \
-    "none")
+    "none")                                                                                        \
+  X(std::string, runtime, "", "oci", "the OCI runtime of backend oci: a path, or a name to look up") \
+  X(std::string, runsc_platform, "auto", "runsc", "gVisor platform: auto, systrap, ptrace or kvm")
 
 struct RunSpec {
 #define BENCHRUN_RUN_OPTION_FIELD(type, name, init, scope, doc) type name = init;

@@ -4,9 +4,27 @@
 
 #include <linux/filter.h>
 
+#include <cstdint>
+#include <string>
 #include <vector>
 
 namespace benchrun::sandbox {
+
+// One rule of the policy: syscall `name` fails with errno_ret when every argument comparison holds
+// ((arg[index] & mask) == value); no comparisons: always. Rules for one syscall are OR-ed. The
+// same list is compiled to BPF here and written as runtime-spec seccomp for OCI runtimes
+// (run/oci_bundle.cpp), so the policy exists once.
+struct SeccompArg {
+  unsigned index;
+  uint64_t mask;
+  uint64_t value;
+};
+struct SeccompRule {
+  std::string name;
+  int errno_ret;
+  std::vector<SeccompArg> args;
+};
+std::vector<SeccompRule> seccomp_rules();
 
 // Default-allow with EPERM for: reboot, kexec_load, kexec_file_load, mount, umount2, mount_setattr,
 // pivot_root, swapon, swapoff, init_module, finit_module, delete_module, bpf, keyctl, add_key,
