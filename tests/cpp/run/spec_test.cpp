@@ -134,6 +134,9 @@ std::vector<Case> cases() {
        },
        [](RunSpec& s) { s.counters = Strings{"instructions:x"}; },
        "unknown counter 'instructions:x' (known: task-clock"},
+      {"init", [](RunSpec& s) { s.init = true; }, {}},
+      {"stop_timeout", [](RunSpec& s) { s.stop_timeout = 0; },
+       [](RunSpec& s) { s.stop_timeout = -1; }, "positive"},
   };
 }
 
