@@ -9,7 +9,9 @@ from __future__ import annotations
 import pytest
 
 import benchrun
+import benchrun.errors
 from benchrun.errors import ConfigError
+from support.ocilayout import Layer, busybox_layer, write_layout
 
 pytestmark = [pytest.mark.root]
 
@@ -99,3 +101,22 @@ def test_vm_backend_refuses_init(busybox_image, store):
 def test_stop_timeout_is_checked(busybox_image, store):
     with pytest.raises(ConfigError, match="stop_timeout"):
         _run(busybox_image, store, "true", init=True, stop_timeout=-1)
+
+
+def test_a_planted_symlink_at_the_init_path_is_refused(tmp_path, store):
+    # The bind never follows the image's /.benchrun-pid1: a symlink there (to a host-looking path)
+    # fails the run's set-up with the step named, and an image's own regular file is covered.
+    bad = write_layout(
+        tmp_path / "planted",
+        [busybox_layer(), Layer("gzip").symlink(".benchrun-pid1", "/etc/passwd")],
+        config={"Entrypoint": ["/bin/sh", "-c"], "Env": ["PATH=/bin"]},
+    )
+    with pytest.raises(benchrun.errors.BenchrunError, match="benchrun-pid1"):
+        _run(bad, store, "true", init=True)
+    own = write_layout(
+        tmp_path / "own",
+        [busybox_layer(), Layer("gzip").file(".benchrun-pid1", "#!/bin/sh\nexit 99\n", mode=0o755)],
+        config={"Entrypoint": ["/bin/sh", "-c"], "Env": ["PATH=/bin"]},
+    )
+    r = _run(own, store, "exit 4", init=True)
+    assert r.exit_code == 4, r.stderr
