@@ -62,9 +62,9 @@ inline constexpr uint64_t kUnlimited = UINT64_MAX;
     "count instructions under Valgrind (callgrind): count, cache or sections; empty: off")         \
   X(std::optional<Strings>, counters, std::nullopt, "",                                            \
     "performance counters over the workload (perf/counters.hpp); None: the default set; empty: "   \
-    "none")                                                                                         \
+    "none")                                                                                        \
   X(bool, init, false, "",                                                                         \
-    "a minimal init as PID 1: forwards signals to the workload's group, reaps orphans")           \
+    "a minimal init as PID 1: forwards signals to the workload's group, reaps orphans")            \
   X(double, stop_timeout, 10.0, "",                                                                \
     "seconds between SIGTERM and the kill at the timeout (with init)")
 
