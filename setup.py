@@ -44,6 +44,7 @@ class CMakeBuild(build_ext):
         targets = ["_core"] + (["benchrun-init"] if any((ROOT / "guest" / "init").glob("*.cpp")) else [])
         targets.append("benchrun-calibrate")
         targets.append("benchrun-vglaunch")
+        targets.append("benchrun-pid1")
         subprocess.check_call(["cmake", "--build", str(build_dir), "--target", *targets, "-j", jobs])
 
 

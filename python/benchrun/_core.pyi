@@ -99,6 +99,7 @@ def run(
     cpu_lock_dir: str = "/run/benchrun/cpus",
     valgrind_dir: str = "/usr/libexec/valgrind",
     valgrind_launcher: str = "",
+    pid1_binary: str = "",
 ) -> dict[str, Any]: ...
 def cleanup_leftovers(
     *, store: str, cgroup_root: str = "/sys/fs/cgroup", cgroup_parent: str = "benchrun"

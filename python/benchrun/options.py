@@ -310,6 +310,17 @@ def _network(value: Any, what: str) -> bool:
     return False
 
 
+def _switch(value: Any, what: str) -> bool:
+    """A yes/no option: True/False, or on/off (a bare CLI flag is on)."""
+    if isinstance(value, bool):
+        return value
+    if value in ("on", "yes", "true", "1"):
+        return True
+    if value in ("off", "no", "false", "0"):
+        return False
+    raise ConfigError(f"{what} {value!r}: expected on or off")
+
+
 def parse_counters(value: Any, what: str = "counters") -> list[str]:
     """Performance counters (docs/counters.md): perf's names, comma-separated text or a list
     ("task-clock,instructions:u", ["default", "cache-misses"]); "none" or [] = none. Which names
@@ -533,6 +544,23 @@ OPTIONS: tuple[Option, ...] = (
         ("--runsc-platform",),
         "PLATFORM",
         choices=("auto", "systrap", "ptrace", "kvm"),
+    ),
+    Option(
+        "init",
+        _switch,
+        "a minimal init as PID 1 that forwards signals to the workload's process group, reaps "
+        "orphans and turns --timeout into SIGTERM, --stop-timeout, then a kill; docs/cli.md",
+        ("--init",),
+        "on|off",
+        choices=("on", "off"),
+        const="on",
+    ),
+    Option(
+        "stop_timeout",
+        seconds,
+        "with --init: seconds from --timeout's SIGTERM to the kill (default 10, as docker's)",
+        ("--stop-timeout",),
+        "SECONDS",
     ),
 )
 

@@ -419,6 +419,7 @@ def execute(
         cgroup_parent=cgroup_parent(),
         cpu_lock_dir=cpu_lock_dir(),
         valgrind_launcher=valgrind_launcher() if spec.core.instructions else "",
+        pid1_binary=pid1_binary() if spec.core.init else "",
     )
     result = Result._from_core(d, pull_s)
     from benchrun.host import host_state  # cached per process: about a microsecond a run
@@ -460,6 +461,14 @@ def valgrind_launcher() -> str:
     overrides it); the core checks it exists (ValgrindNotFound)."""
     return os.environ.get("BENCHRUN_VGLAUNCH") or os.path.join(
         os.path.dirname(os.path.abspath(__file__)), "benchrun-vglaunch"
+    )
+
+
+def pid1_binary() -> str:
+    """The static init of --init installed with this package ($BENCHRUN_PID1 overrides it); the
+    core checks it exists (ConfigError)."""
+    return os.environ.get("BENCHRUN_PID1") or os.path.join(
+        os.path.dirname(os.path.abspath(__file__)), "benchrun-pid1"
     )
 
 

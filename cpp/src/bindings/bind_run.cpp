@@ -139,8 +139,10 @@ void bind_run(py::module_& m) {
          const std::string& init_binary, const std::string& qemu, double boot_timeout,
          std::optional<py::function> should_stop, const std::string& meminfo,
          const std::string& cgroup_parent, const std::string& cpu_lock_dir,
-         const std::string& valgrind_dir, const std::string& valgrind_launcher) {
+         const std::string& valgrind_dir, const std::string& valgrind_launcher,
+         const std::string& pid1_binary) {
         run::HostConfig host;
+        host.pid1_binary = pid1_binary;
         host.valgrind_dir = valgrind_dir;
         host.valgrind_launcher = valgrind_launcher;
         host.meminfo = meminfo;
@@ -185,6 +187,7 @@ void bind_run(py::module_& m) {
       py::arg("meminfo") = "/proc/meminfo", py::arg("cgroup_parent") = "benchrun",
       py::arg("cpu_lock_dir") = "/run/benchrun/cpus",
       py::arg("valgrind_dir") = "/usr/libexec/valgrind", py::arg("valgrind_launcher") = "",
+      py::arg("pid1_binary") = "",
       "Run a loaded image with a RunSpec in its backend; returns the result as a dict (metrics: "
       "name -> (value, unit)). Releases the GIL.");
 }

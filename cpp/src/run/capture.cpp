@@ -37,7 +37,15 @@ void read_some(CapturedStream& s, std::vector<char>& buf) {
 CaptureOutcome capture_until_exit(CapturedStream& out, CapturedStream& err, int pidfd,
                                   Clock::time_point deadline, const std::function<void()>& kill_all,
                                   const std::function<bool()>& interrupted) {
+  return capture_until_exit(out, err, pidfd, deadline, kill_all, interrupted, GracefulStop{});
+}
+
+CaptureOutcome capture_until_exit(CapturedStream& out, CapturedStream& err, int pidfd,
+                                  Clock::time_point deadline, const std::function<void()>& kill_all,
+                                  const std::function<bool()>& interrupted,
+                                  const GracefulStop& graceful) {
   CaptureOutcome outcome;
+  bool stopping = false;  // graceful.stop was called at the deadline; kill_all at the new one
   std::vector<char> buf(256 << 10);
   bool exited = false, killed = false;
   Clock::time_point drain_deadline = Clock::time_point::max();
@@ -45,8 +53,14 @@ CaptureOutcome capture_until_exit(CapturedStream& out, CapturedStream& err, int 
     Clock::time_point now = Clock::now();
     if (!killed && now >= deadline) {
       outcome.timed_out = true;
-      kill_all();
-      killed = true;
+      if (graceful.stop && !stopping) {
+        graceful.stop();
+        stopping = true;
+        deadline = now + graceful.grace;
+      } else {
+        kill_all();
+        killed = true;
+      }
     }
     if (!killed && interrupted && interrupted()) {
       outcome.interrupted = true;

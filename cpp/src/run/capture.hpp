@@ -46,4 +46,17 @@ double record_capture(CapturedStream& out, CapturedStream& err, const CaptureOut
                       std::chrono::steady_clock::time_point started, double start_time,
                       RunResult& r);
 
+// The deadline's polite form (--init): at the deadline stop() is called (SIGTERM to the run's
+// init, which forwards it to the workload's group) and kill_all only `grace` later if the child
+// has not exited by then. An empty stop: capture_until_exit above.
+struct GracefulStop {
+  std::function<void()> stop;
+  std::chrono::steady_clock::duration grace{};
+};
+CaptureOutcome capture_until_exit(CapturedStream& out, CapturedStream& err, int pidfd,
+                                  std::chrono::steady_clock::time_point deadline,
+                                  const std::function<void()>& kill_all,
+                                  const std::function<bool()>& interrupted,
+                                  const GracefulStop& graceful);
+
 }  // namespace benchrun::run

@@ -60,6 +60,15 @@ void release_mounts(UniqueFd root, UniqueFd mount_ns, std::optional<host::Scratc
   }
 }
 
+// --init's binary must exist before anything is created (a clear error, not a failed bind).
+void check_pid1(const HostConfig& host) {
+  struct stat st;
+  if (host.pid1_binary.empty() || host.pid1_binary.front() != '/' ||
+      ::stat(host.pid1_binary.c_str(), &st) != 0 || !S_ISREG(st.st_mode))
+    throw ConfigError("--init: benchrun's init is missing ('" + host.pid1_binary +
+                      "'); reinstall benchrun, or set BENCHRUN_PID1 to a benchrun-pid1 binary");
+}
+
 // Kills every process of the run: through its cgroup, or without one by SIGKILLing the workload,
 // init of its pid namespace, whose death kills everything else in it.
 void kill_run_tree(std::optional<host::Cgroup>& cgroup, const sandbox::SandboxedChild& child) {
@@ -124,6 +133,13 @@ class SandboxExecution final : public Execution {
       if (spec_.counters && !perf::resolve(*spec_.counters).empty())
         r.notices.push_back("--counters under --instructions count Valgrind's work too, not the "
                             "workload's alone");
+    }
+    if (spec_.init) {  // our init first, the workload as its child (cpp/tools/pid1.c)
+      check_pid1(ctx.host);
+      ss_.pid1 = ctx.host.pid1_binary;
+      Argv argv = {"/.benchrun-pid1", "--"};
+      argv.insert(argv.end(), ss_.argv.begin(), ss_.argv.end());
+      ss_.argv = std::move(argv);
     }
     ss_.env = proc.env;
     ss_.cwd = proc.cwd;
@@ -228,9 +244,15 @@ class SandboxExecution final : public Execution {
 
   // 3. Run: drain output until exit or deadline; the whole run tree is killed either way.
   void wait() override {
+    GracefulStop graceful;
+    if (spec_.init)  // SIGTERM to our init, which forwards it to the workload's group
+      graceful = {
+          [this] { ::syscall(SYS_pidfd_send_signal, child_->pidfd(), SIGTERM, nullptr, 0); },
+          std::chrono::duration_cast<Clock::duration>(
+              std::chrono::duration<double>(spec_.stop_timeout))};
     outcome_ = capture_until_exit(
         out_, err_, child_->pidfd(), deadline_after(t_exec_, spec_.timeout),
-        [this] { kill_run_tree(cgroup_, *child_); }, interrupt_);
+        [this] { kill_run_tree(cgroup_, *child_); }, interrupt_, graceful);
     status_ = child_->wait();
   }
 

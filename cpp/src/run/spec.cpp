@@ -87,6 +87,7 @@ void validate(const RunSpec& s) {
   if (s.cpu_quota && (!std::isfinite(*s.cpu_quota) || *s.cpu_quota <= 0))
     bad("cpu_quota", std::to_string(*s.cpu_quota) + " must be a positive number of CPUs");
   check_seconds("timeout", s.timeout, true);
+  check_seconds("stop_timeout", s.stop_timeout, true);
   std::set<std::string> outputs;
   for (const auto& o : s.outputs) {
     check_abs_path("outputs", o);

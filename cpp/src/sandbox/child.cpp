@@ -84,6 +84,7 @@ constexpr const char* kStageNames[] = {
     "exec",
     "idmapped lower",
     "mount instruction-count tools",
+    "bind the init (--init) at /.benchrun-pid1",
 };
 static_assert(std::size(kStageNames) == static_cast<size_t>(Stage::kCount));
 
@@ -351,6 +352,7 @@ void child_main(const ChildPlan& p) noexcept {
   if (p.tool_dir != nullptr)
     check(p, Stage::kToolMounts,
           mount_tools(p.tool_dir, p.tool_launcher, p.tool_out_options, &index), index);
+  if (p.pid1 != nullptr) check(p, Stage::kPid1Mount, mount_pid1(p.pid1));
   if (overlay)
     check(p, Stage::kPivotRoot, pivot_to_cwd());
   else

@@ -53,6 +53,7 @@ enum class Stage : int32_t {
   kExec,
   kIdmapLower,  // appended: the numbers travel from the guest
   kToolMounts,
+  kPid1Mount,
   kCount,
 };
 
@@ -121,6 +122,8 @@ struct ChildPlan {
   const char* tool_dir = nullptr;
   const char* tool_launcher = nullptr;
   const char* tool_out_options = nullptr;
+  // SpawnSpec::pid1; nullptr: none.
+  const char* pid1 = nullptr;
 
   const char* cwd = nullptr;
   char* const* argv = nullptr;

@@ -179,6 +179,11 @@ PreparedChild::PreparedChild(const SpawnSpec& spec, int cap_last, RootKind root_
     plan_.tool_launcher = tool_launcher_.c_str();
     plan_.tool_out_options = tool_out_options_.c_str();
   }
+  if (!spec.pid1.empty()) {
+    require_absolute("pid1", spec.pid1);
+    pid1_ = spec.pid1;
+    plan_.pid1 = pid1_.c_str();
+  }
   plan_.cwd = cwd_.c_str();
   plan_.argv = argv_ptrs_.data();
   plan_.envp = env_ptrs_.data();

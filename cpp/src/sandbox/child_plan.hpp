@@ -30,7 +30,7 @@ class PreparedChild {
 
  private:
   std::string root_, overlay_options_, layer_dir_, upper_mount_, tmpfs_options_, hostname_, cwd_,
-      search_path_, tool_dir_, tool_launcher_, tool_out_options_;
+      search_path_, tool_dir_, tool_launcher_, tool_out_options_, pid1_;
   std::vector<std::string> argv_, env_, exec_paths_;
   std::vector<char*> argv_ptrs_, env_ptrs_;
   std::vector<const char*> exec_path_ptrs_;

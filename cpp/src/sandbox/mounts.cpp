@@ -251,6 +251,17 @@ int mount_tools(const char* tool_dir, const char* tool_launcher, const char* out
                                 MS_REMOUNT | MS_RDONLY | MS_NOSUID | MS_NODEV, kTmpfs)));
 }
 
+int mount_pid1(const char* host_path) noexcept {
+  constexpr const char* kRel = ".benchrun-pid1";
+  int fd = ::open(kRel, O_RDONLY | O_CREAT | O_NOFOLLOW | O_CLOEXEC | O_NONBLOCK, 0755);
+  if (fd < 0) return errno == ELOOP ? EEXIST : errno;
+  struct stat st;
+  int err = ::fstat(fd, &st) != 0 ? errno : (S_ISREG(st.st_mode) ? 0 : EEXIST);
+  ::close(fd);
+  if (err != 0) return err;
+  return bind_readonly(host_path, kRel);
+}
+
 int pivot_to_cwd() noexcept {
   // pivot_root(2), "NOTES": with new_root == put_old == ".", the old root ends up stacked on top of
   // the new one and can be detached in place, without a put_old directory in the image.

@@ -35,6 +35,9 @@ int move_cwd_to_root() noexcept;
 // "launch", a tmpfs with out_options at its "out"; then the tmpfs itself goes read-only.
 int mount_tools(const char* tool_dir, const char* tool_launcher, const char* out_options,
                 int* failed_step) noexcept;
+// --init: host_path (absolute) bound read-only, nosuid, nodev at /.benchrun-pid1 of the new root
+// (the cwd), an empty file created for it (an existing non-regular file or symlink: EEXIST).
+int mount_pid1(const char* host_path) noexcept;
 // mkdir -p for an absolute path (mode 0755); existing directories are fine.
 int make_dirs(const char* path) noexcept;
 

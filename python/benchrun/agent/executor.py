@@ -10,6 +10,7 @@ an on_running callback. Mapping from upstream's job (docs/agent.md):
   spec.counters (benchrun extension) -> counters (None: the default set),
   spec.sandbox "vm"/"firecracker" -> backend vm, "sandbox" -> sandbox, null -> the agent's default;
   spec.instructions (benchrun's, not upstream's) "count"/"cache"/"sections" -> --instructions;
+  spec.init (benchrun's) true -> --init, spec.stop_timeout (seconds) -> --stop-timeout;
   config.entrypoint/cmd/env/file_paths as in docker; iterations run one after another, all within
   the job's timeout; a non-zero exit stops them unless allow_failure.
 """
@@ -105,6 +106,8 @@ class Plan:
     backend: str
     pull_kwargs: dict[str, Any]
     instructions: str = ""  # spec.instructions (benchrun's): "", "count", "cache", "sections"
+    init: bool = False  # spec.init (benchrun's): --init
+    stop_timeout: Optional[float] = None  # spec.stop_timeout (benchrun's): --stop-timeout
 
 
 def image_reference(job: ClaimedJob) -> str:
@@ -173,6 +176,14 @@ def plan(
         raise ConfigError(
             f"spec instructions {instructions!r}: expected one of {', '.join(INSTRUCTION_MODES)}"
         )
+    init = spec.extra.get("init", False)
+    if not isinstance(init, bool):
+        raise ConfigError(f"spec init {init!r}: expected true or false")
+    stop_timeout = spec.extra.get("stop_timeout")
+    if stop_timeout is not None and (
+        isinstance(stop_timeout, bool) or not isinstance(stop_timeout, (int, float))
+    ):
+        raise ConfigError(f"spec stop_timeout {stop_timeout!r}: expected a number of seconds")
     registry = urlsplit(job.config.registry)
     insecure = list(insecure_registries)
     if registry.scheme == "http":
@@ -185,6 +196,8 @@ def plan(
         backend=backend,
         pull_kwargs=kwargs,
         instructions=instructions,
+        init=init,
+        stop_timeout=float(stop_timeout) if stop_timeout is not None else None,
     )
 
 
@@ -254,6 +267,8 @@ class JobExecutor:
                 pull=self.pull,
                 timeout=job.timeout,
                 instructions=p.instructions or None,
+                init=p.init or None,
+                stop_timeout=p.stop_timeout,
                 progress=progress,
                 **p.pull_kwargs,
             )

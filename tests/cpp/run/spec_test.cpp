@@ -150,6 +150,9 @@ std::vector<Case> cases() {
          s.runsc_platform = "gpu";
        },
        "choose auto, systrap, ptrace or kvm"},
+      {"init", [](RunSpec& s) { s.init = true; }, {}},
+      {"stop_timeout", [](RunSpec& s) { s.stop_timeout = 0; },
+       [](RunSpec& s) { s.stop_timeout = -1; }, "positive"},
   };
 }
 

@@ -163,3 +163,18 @@ def test_plan_maps_instructions():
     with pytest.raises(ConfigError, match="spec instructions 'cycles'"):
         executor.plan(claimed(spec__instructions="cycles"), default_backend="sandbox",
                       insecure_registries=(), available_cpus=4)
+
+
+def test_plan_maps_init_and_stop_timeout():
+    p = executor.plan(claimed(spec__init=True, spec__stop_timeout=3), default_backend="sandbox",
+                      insecure_registries=(), available_cpus=4)
+    assert (p.init, p.stop_timeout) == (True, 3.0)
+    p = executor.plan(claimed(), default_backend="sandbox", insecure_registries=(),
+                      available_cpus=4)
+    assert (p.init, p.stop_timeout) == (False, None)
+    with pytest.raises(ConfigError, match="spec init 'yes'"):
+        executor.plan(claimed(spec__init="yes"), default_backend="sandbox",
+                      insecure_registries=(), available_cpus=4)
+    with pytest.raises(ConfigError, match="spec stop_timeout"):
+        executor.plan(claimed(spec__stop_timeout="10s"), default_backend="sandbox",
+                      insecure_registries=(), available_cpus=4)

@@ -1030,3 +1030,23 @@ def test_cli_run_vm_options_checked_before_work(monkeypatch):
     assert e.value.code == 2
     assert b"vm_memory: applies to backend 'vm' only" in s.err.getvalue()
     assert not fake.anything_done
+
+
+def test_init_and_stop_timeout_options():
+    from benchrun.cli.run_options import add_run_options, run_options
+    import argparse
+
+    p = argparse.ArgumentParser()
+    add_run_options(p)
+    p.add_argument("args", nargs=argparse.REMAINDER)
+    got = run_options(p.parse_args(["--init", "busybox", "true"]))
+    assert got["init"] == "on"
+    spec = make_spec("busybox", None, init=got["init"], stop_timeout="2.5")
+    assert spec.core.init is True and spec.core.stop_timeout == 2.5
+    assert make_spec("busybox", None).core.init is False
+    assert make_spec("busybox", None).core.stop_timeout == 10.0
+    assert make_spec("busybox", None, init="off").core.init is False
+    with pytest.raises(ConfigError, match="expected on or off"):
+        make_spec("busybox", None, init="maybe")
+    with pytest.raises(ConfigError, match="stop_timeout"):
+        make_spec("busybox", None, stop_timeout=-1)

@@ -64,7 +64,11 @@ inline constexpr uint64_t kUnlimited = UINT64_MAX;
     "performance counters over the workload (perf/counters.hpp); None: the default set; empty: "   \
     "none")                                                                                        \
   X(std::string, runtime, "", "oci", "the OCI runtime of backend oci: a path, or a name to look up") \
-  X(std::string, runsc_platform, "auto", "runsc", "gVisor platform: auto, systrap, ptrace or kvm")
+  X(std::string, runsc_platform, "auto", "runsc", "gVisor platform: auto, systrap, ptrace or kvm") \
+  X(bool, init, false, "",                                                                         \
+    "a minimal init as PID 1: forwards signals to the workload's group, reaps orphans")            \
+  X(double, stop_timeout, 10.0, "",                                                                \
+    "seconds between SIGTERM and the kill at the timeout (with init)")
 
 struct RunSpec {
 #define BENCHRUN_RUN_OPTION_FIELD(type, name, init, scope, doc) type name = init;
@@ -103,6 +107,8 @@ struct HostConfig {
   // (Debian's valgrind package) and benchrun's static launcher (cpp/tools/vglaunch.c).
   std::string valgrind_dir = "/usr/libexec/valgrind";
   std::string valgrind_launcher;
+  // --init: benchrun's static init (cpp/tools/pid1.c), bound at /.benchrun-pid1 of the run.
+  std::string pid1_binary;
 
   std::string run_dir() const { return store + "/runs"; }
   std::string vm_cache_dir() const { return vm_cache.empty() ? store + "/vm" : vm_cache; }

@@ -74,6 +74,9 @@ struct SpawnSpec {
   // the tool's output. Host paths, bound by the child before pivot_root: they must be searchable by
   // the run's root (the id range's uid). Empty tool_dir: none of it.
   std::string tool_dir, tool_launcher, tool_out_options;
+  // --init (run/pid1.hpp): a host file (benchrun-pid1) bound read-only at kPid1Path
+  // ("/.benchrun-pid1") before pivot_root; argv then starts with that path. Empty: none.
+  std::string pid1;
 };
 
 // Where the child mounts the tools of SpawnSpec::tool_dir, inside the run's root.
