@@ -98,6 +98,7 @@ def run(
     cpu_lock_dir: str = "/run/benchrun/cpus",
     valgrind_dir: str = "/usr/libexec/valgrind",
     valgrind_launcher: str = "",
+    secrets: list[tuple[str, bytes]] = [],
 ) -> dict[str, Any]: ...
 def cleanup_leftovers(
     *, store: str, cgroup_root: str = "/sys/fs/cgroup", cgroup_parent: str = "benchrun"

@@ -84,6 +84,7 @@ constexpr const char* kStageNames[] = {
     "exec",
     "idmapped lower",
     "mount instruction-count tools",
+    "mount secrets",
 };
 static_assert(std::size(kStageNames) == static_cast<size_t>(Stage::kCount));
 
@@ -351,6 +352,9 @@ void child_main(const ChildPlan& p) noexcept {
   if (p.tool_dir != nullptr)
     check(p, Stage::kToolMounts,
           mount_tools(p.tool_dir, p.tool_launcher, p.tool_out_options, &index), index);
+  if (p.secret_count > 0)
+    check(p, Stage::kSecrets,
+          mount_secrets(p.secrets, p.secret_count, p.secret_options, p.uid, p.gid, &index), index);
   if (overlay)
     check(p, Stage::kPivotRoot, pivot_to_cwd());
   else
