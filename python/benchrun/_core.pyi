@@ -100,6 +100,7 @@ def run(
     valgrind_dir: str = "/usr/libexec/valgrind",
     valgrind_launcher: str = "",
     pid1_binary: str = "",
+    secrets: list[tuple[str, bytes]] = [],
 ) -> dict[str, Any]: ...
 def cleanup_leftovers(
     *, store: str, cgroup_root: str = "/sys/fs/cgroup", cgroup_parent: str = "benchrun"

@@ -70,6 +70,7 @@ from benchrun import _core
 from benchrun import blobjson as _blobjson
 from benchrun import image as _image
 from benchrun import options as _options
+from benchrun import run_secrets as _secrets
 from benchrun.errors import ConfigError, ImageError
 from benchrun.options import ArgvArg
 from benchrun.store import resolve_store
@@ -326,6 +327,8 @@ class RunSpec:
     options: Mapping[str, Any]
     core: Any  # benchrun._core.RunSpec
     pull_kwargs: dict[str, Any] = field(default_factory=dict)
+    # (name, content) of run(secrets=...): not an option (never in ``options``), never shown.
+    secrets: _secrets.Secrets = field(default=(), repr=False, compare=False)
 
     @property
     def backend(self) -> str:
@@ -352,6 +355,7 @@ def make_spec(
     *,
     store: Optional[str | os.PathLike[str]] = None,
     pull: str = "missing",
+    secrets: _secrets.SecretsArg = None,
     **kwargs: Any,
 ) -> RunSpec:
     """Checks every option of run() and returns the RunSpec; does no work (no pull, no run).
@@ -365,13 +369,21 @@ def make_spec(
     given = {k: v for k, v in kwargs.items() if v is not None}
     if command is not None:
         given["command"] = command
+    core = _options.core_spec(given)
+    secret_pairs = _secrets.parse_secrets(secrets)
+    if secret_pairs and core.backend == "vm":  # the core refuses it too (vm_backend.cpp)
+        raise ConfigError(
+            "secrets: the vm backend does not deliver secrets yet (use --backend sandbox; see "
+            'docs/security.md "Secrets")'
+        )
     return RunSpec(
         image=image,
         store=resolve_store(store),
         pull=_options.parse_pull(pull),
         options=given,
-        core=_options.core_spec(given),
+        core=core,
         pull_kwargs=pull_kwargs,
+        secrets=secret_pairs,
     )
 
 
@@ -420,8 +432,9 @@ def execute(
         cpu_lock_dir=cpu_lock_dir(),
         valgrind_launcher=valgrind_launcher() if spec.core.instructions else "",
         pid1_binary=pid1_binary() if spec.core.init else "",
+        secrets=list(spec.secrets),
     )
-    result = Result._from_core(d, pull_s)
+    result = _secrets.redact(Result._from_core(d, pull_s), spec.secrets)
     from benchrun.host import host_state  # cached per process: about a microsecond a run
 
     result.facts["host_state"] = host_state()
@@ -478,6 +491,7 @@ def run(
     *,
     store: Optional[str | os.PathLike[str]] = None,
     pull: str = "missing",
+    secrets: _secrets.SecretsArg = None,
     **options: Any,
 ) -> Result:
     """Run ``image`` (a reference, ``oci:PATH[:TAG]``, ``docker-archive:PATH`` or digest) and return
@@ -498,10 +512,13 @@ def run(
         ``"always"`` checks with the registry before every run (a manifest HEAD when cached),
         ``"never"`` uses the store only (benchrun.pull's keywords, e.g. ``platform`` or
         credentials, pass through); the time spent is ``phases["pull"]`` (0 when loaded from the
-        store). Raises ConfigError, ImageNotFound (pull="never"), SandboxError, VmError,
+        store). ``secrets``: ``{NAME: bytes | host path}``, each the file ``/run/secrets/NAME``
+        (mode 0400, the run's user) on a tmpfs inside the run, kept out of the Result (values in
+        stdout, stderr and outputs are redacted as ``***``, with a notice); docs/security.md.
+        Raises ConfigError, ImageNotFound (pull="never"), SandboxError, VmError,
         ProtocolError, and pull's errors.
     """
-    return execute(make_spec(image, command, store=store, pull=pull, **options))
+    return execute(make_spec(image, command, store=store, pull=pull, secrets=secrets, **options))
 
 
 def _signature_and_doc() -> None:
@@ -511,6 +528,7 @@ def _signature_and_doc() -> None:
         inspect.Parameter("command", inspect.Parameter.POSITIONAL_OR_KEYWORD, default=None),
         inspect.Parameter("store", inspect.Parameter.KEYWORD_ONLY, default=None),
         inspect.Parameter("pull", inspect.Parameter.KEYWORD_ONLY, default="missing"),
+        inspect.Parameter("secrets", inspect.Parameter.KEYWORD_ONLY, default=None),
     ]
     params += [
         inspect.Parameter(o.name, inspect.Parameter.KEYWORD_ONLY, default=None)

@@ -3,6 +3,8 @@
 #include <pybind11/pybind11.h>
 #include <pybind11/stl.h>
 
+#include <string.h>
+
 #include <optional>
 #include <variant>
 
@@ -140,7 +142,8 @@ void bind_run(py::module_& m) {
          std::optional<py::function> should_stop, const std::string& meminfo,
          const std::string& cgroup_parent, const std::string& cpu_lock_dir,
          const std::string& valgrind_dir, const std::string& valgrind_launcher,
-         const std::string& pid1_binary) {
+         const std::string& pid1_binary,
+         const std::vector<std::pair<std::string, py::bytes>>& secrets) {
         run::HostConfig host;
         host.pid1_binary = pid1_binary;
         host.valgrind_dir = valgrind_dir;
@@ -175,7 +178,17 @@ void bind_run(py::module_& m) {
         };
         run::RunResult r = [&] {
           py::gil_scoped_release nogil;
-          return run::run_image(image, spec, host, interrupt);
+          if (secrets.empty()) return run::run_image(image, spec, host, interrupt);
+          run::RunSpec with_secrets = spec;
+          {
+            py::gil_scoped_acquire gil;
+            for (const auto& [name, value] : secrets)
+              with_secrets.secrets.emplace_back(name, std::string(value));
+          }
+          run::RunResult result = run::run_image(image, with_secrets, host, interrupt);
+          for (auto& [name, value] : with_secrets.secrets)
+            explicit_bzero(value.data(), value.size());
+          return result;
         }();
         if (pending) throw *pending;
         return result_dict(r);
@@ -188,6 +201,7 @@ void bind_run(py::module_& m) {
       py::arg("cpu_lock_dir") = "/run/benchrun/cpus",
       py::arg("valgrind_dir") = "/usr/libexec/valgrind", py::arg("valgrind_launcher") = "",
       py::arg("pid1_binary") = "",
+      py::arg("secrets") = std::vector<std::pair<std::string, py::bytes>>{},
       "Run a loaded image with a RunSpec in its backend; returns the result as a dict (metrics: "
       "name -> (value, unit)). Releases the GIL.");
 }

@@ -401,6 +401,9 @@ class OciBackend final : public Backend {
     if (spec.network) throw ConfigError("network: backend '" + kind_ + "' is loopback only");
     // The runtime starts the workload, so benchrun cannot open counters on it before its exec
     // nor bind the Valgrind tools into its root: both are sandbox (and vm) features so far.
+    if (!spec.secrets.empty())
+      throw ConfigError("secrets: backend '" + kind_ +
+                        "' does not deliver secrets yet (use --backend sandbox)");
     if (spec.init)
       throw ConfigError("init: backend '" + kind_ +
                         "' runs the workload as the runtime's PID 1 (use --backend sandbox)");

@@ -5,6 +5,7 @@
 #include "benchrun/run/backend.hpp"
 
 #include <fcntl.h>
+#include <string.h>
 #include <linux/magic.h>
 #include <linux/openat2.h>
 #include <signal.h>
@@ -142,6 +143,7 @@ class SandboxExecution final : public Execution {
       ss_.argv = std::move(argv);
     }
     ss_.env = proc.env;
+    ss_.secrets = spec_.secrets;  // wiped once the child is spawned
     ss_.cwd = proc.cwd;
     ss_.uid = proc.uid;
     ss_.gid = proc.gid;
@@ -218,6 +220,8 @@ class SandboxExecution final : public Execution {
   // 2. Start: clone into namespaces (and the v2 cgroup), v1 cgroup join, release to exec.
   void start() override {
     child_.emplace(sandbox::spawn_sandboxed(ss_));
+    for (auto& [name, value] : ss_.secrets) explicit_bzero(value.data(), value.size());
+    ss_.secrets.clear();
     out_w_.reset();
     err_w_.reset();
     // Holding the mount namespace keeps the run's mounts (overlay, /tmp tmpfs) readable for

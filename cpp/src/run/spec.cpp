@@ -40,6 +40,33 @@ void check_seconds(const std::string& option, double v, bool zero_ok) {
     bad(option, std::to_string(v) + " must be a positive number of seconds");
 }
 
+void check_secrets(const RunSpec& s) {
+  if (s.secrets.size() > kMaxSecrets)
+    bad("secrets",
+        std::to_string(s.secrets.size()) + " given; at most " + std::to_string(kMaxSecrets));
+  size_t total = 0;
+  for (size_t i = 0; i < s.secrets.size(); ++i) {
+    const std::string& name = s.secrets[i].first;
+    // Never the content in a message: names only.
+    if (name.empty() || name.size() > kMaxSecretName || name == "." || name == ".." ||
+        name.find_first_not_of(
+            "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_.-") !=
+            std::string::npos)
+      bad("secrets", "name '" + printable(name) + "': expected 1-" +
+                         std::to_string(kMaxSecretName) +
+                         " of A-Z a-z 0-9 _ . - (a file name in /run/secrets; not . or ..)");
+    for (size_t j = 0; j < i; ++j)
+      if (s.secrets[j].first == name) bad("secrets", "name '" + name + "' given twice");
+    if (s.secrets[i].second.size() > kMaxSecretBytes)
+      bad("secrets", "'" + name + "' is " + std::to_string(s.secrets[i].second.size()) +
+                         " bytes; at most " + std::to_string(kMaxSecretBytes));
+    total += s.secrets[i].second.size();
+  }
+  if (total > kMaxSecretTotal)
+    bad("secrets",
+        "together " + std::to_string(total) + " bytes; at most " + std::to_string(kMaxSecretTotal));
+}
+
 }  // namespace
 
 void validate(const RunSpec& s) {
@@ -51,6 +78,7 @@ void validate(const RunSpec& s) {
         std::string("applies to backend '") + scope + "' only (backend is '" + s.backend + "')");
   BENCHRUN_RUN_OPTIONS(BENCHRUN_CHECK_SCOPE)
 #undef BENCHRUN_CHECK_SCOPE
+  check_secrets(s);
   check_argv("entrypoint", s.entrypoint);
   check_argv("command", s.command);
   for (const auto& e : s.env) {

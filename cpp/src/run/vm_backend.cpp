@@ -287,6 +287,10 @@ class VmBackend final : public Backend {
   std::string name() const override { return "vm"; }
   void validate(const RunSpec& spec) const override {
     if (spec.network) throw ConfigError("vm: networking is not supported by the vm backend yet");
+    if (!spec.secrets.empty())
+      throw ConfigError(
+          "secrets: the vm backend does not deliver secrets yet (use --backend sandbox; see "
+          "docs/security.md \"Secrets\")");
     // Valgrind in a TCG guest would multiply two emulators' slowdowns, and its 50 MB tool
     // directory would have to reach every initramfs: refused (docs/instructions.md).
     if (!spec.instructions.empty())

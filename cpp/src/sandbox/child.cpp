@@ -85,6 +85,7 @@ constexpr const char* kStageNames[] = {
     "idmapped lower",
     "mount instruction-count tools",
     "bind the init (--init) at /.benchrun-pid1",
+    "mount secrets",
 };
 static_assert(std::size(kStageNames) == static_cast<size_t>(Stage::kCount));
 
@@ -353,6 +354,9 @@ void child_main(const ChildPlan& p) noexcept {
     check(p, Stage::kToolMounts,
           mount_tools(p.tool_dir, p.tool_launcher, p.tool_out_options, &index), index);
   if (p.pid1 != nullptr) check(p, Stage::kPid1Mount, mount_pid1(p.pid1));
+  if (p.secret_count > 0)
+    check(p, Stage::kSecrets,
+          mount_secrets(p.secrets, p.secret_count, p.secret_options, p.uid, p.gid, &index), index);
   if (overlay)
     check(p, Stage::kPivotRoot, pivot_to_cwd());
   else

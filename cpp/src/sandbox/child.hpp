@@ -54,6 +54,7 @@ enum class Stage : int32_t {
   kIdmapLower,  // appended: the numbers travel from the guest
   kToolMounts,
   kPid1Mount,
+  kSecrets,
   kCount,
 };
 
@@ -75,6 +76,13 @@ struct StatusRecord {
   int32_t stage;
   int32_t err;
   int32_t detail;
+};
+
+// One secret file: name (a plain file name) and its content.
+struct ChildSecret {
+  const char* name;
+  const char* data;
+  size_t size;
 };
 
 // Everything the child reads. The pointers refer to storage the parent keeps alive across the
@@ -124,6 +132,11 @@ struct ChildPlan {
   const char* tool_out_options = nullptr;
   // SpawnSpec::pid1; nullptr: none.
   const char* pid1 = nullptr;
+
+  // SpawnSpec::secrets (count 0: no /run/secrets tmpfs); secret_options: the tmpfs's options.
+  const ChildSecret* secrets = nullptr;
+  size_t secret_count = 0;
+  const char* secret_options = nullptr;
 
   const char* cwd = nullptr;
   char* const* argv = nullptr;

@@ -4,6 +4,7 @@
 
 #include <fcntl.h>
 #include <limits.h>
+#include <string.h>
 
 #include <algorithm>
 #include <filesystem>
@@ -184,6 +185,19 @@ PreparedChild::PreparedChild(const SpawnSpec& spec, int cap_last, RootKind root_
     pid1_ = spec.pid1;
     plan_.pid1 = pid1_.c_str();
   }
+  if (!spec.secrets.empty()) {
+    secrets_ = spec.secrets;
+    size_t bytes = 0;
+    for (const auto& [name, data] : secrets_) {
+      secret_files_.push_back(ChildSecret{name.c_str(), data.data(), data.size()});
+      bytes += (data.size() + 4095) / 4096 * 4096 + 4096;
+    }
+    secret_options_ = "mode=0755,size=" + std::to_string(bytes + 4096) +
+                      ",nr_inodes=" + std::to_string(secrets_.size() + 16);
+    plan_.secrets = secret_files_.data();
+    plan_.secret_count = secret_files_.size();
+    plan_.secret_options = secret_options_.c_str();
+  }
   plan_.cwd = cwd_.c_str();
   plan_.argv = argv_ptrs_.data();
   plan_.envp = env_ptrs_.data();
@@ -191,6 +205,10 @@ PreparedChild::PreparedChild(const SpawnSpec& spec, int cap_last, RootKind root_
   plan_.exec_path_count = exec_path_ptrs_.size();
   plan_.stdout_fd = spec.stdout_fd;
   plan_.stderr_fd = spec.stderr_fd;
+}
+
+PreparedChild::~PreparedChild() {
+  for (auto& [name, data] : secrets_) explicit_bzero(data.data(), data.size());
 }
 
 }  // namespace benchrun::sandbox

@@ -20,6 +20,7 @@ class PreparedChild {
   // Validates spec (ConfigError) and prepares everything but the file descriptors. kPrepared: the
   // root is spec.merged as it is (lowerdir, upperdir and workdir are not used).
   PreparedChild(const SpawnSpec& spec, int cap_last, RootKind root_kind = RootKind::kOverlay);
+  ~PreparedChild();  // wipes the secrets' bytes
   PreparedChild(const PreparedChild&) = delete;
   PreparedChild& operator=(const PreparedChild&) = delete;
 
@@ -38,6 +39,9 @@ class PreparedChild {
   std::vector<gid_t> groups_;
   std::vector<sock_filter> filter_;
   sock_fprog fprog_{};
+  std::vector<std::pair<std::string, std::string>> secrets_;  // (name, content)
+  std::vector<ChildSecret> secret_files_;
+  std::string secret_options_;
   std::string lowerdir_;  // id-mapped runs: where the idmapped image is attached in layer_dir
   ChildPlan plan_;
 };

@@ -33,6 +33,9 @@ std::string detail_object(const StatusRecord& rec) {
     case Stage::kToolMounts:
       name = tool_mount_step(rec.detail);
       break;
+    case Stage::kSecrets:
+      name = secret_mount_step(rec.detail);
+      break;
     default:
       break;
   }

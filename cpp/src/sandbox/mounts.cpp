@@ -262,6 +262,68 @@ int mount_pid1(const char* host_path) noexcept {
   return bind_readonly(host_path, kRel);
 }
 
+namespace {
+
+// The steps of mount_secrets, for error messages (failed_step indexes them).
+constexpr const char* kSecretSteps[] = {
+    "/run/secrets (create; a symlink there is refused)",
+    "/run/secrets (tmpfs)",
+    "/run/secrets/<name> (write a secret file)",
+    "/run/secrets (read-only)",
+};
+
+int write_all(int fd, const char* data, size_t size) noexcept {
+  while (size > 0) {
+    ssize_t n = ::write(fd, data, size);
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) return errno;
+    if (n == 0) return EIO;
+    data += n;
+    size -= static_cast<size_t>(n);
+  }
+  return 0;
+}
+
+}  // namespace
+
+int mount_secrets(const ChildSecret* secrets, size_t count, const char* options, uid_t uid,
+                  gid_t gid, int* failed_step) noexcept {
+  constexpr const char* kRoot = "run/secrets";  // relative: before pivot_root, cwd is the root
+  auto step = [&](int index, int err) {
+    if (err != 0) *failed_step = index;
+    return err;
+  };
+  int err = ensure_dir("run", 0755);
+  if (err == 0) err = ensure_dir(kRoot, 0755);
+  if (step(0, err)) return err;
+  if (int e = step(
+          1, err_of(::mount("tmpfs", kRoot, "tmpfs", MS_NOSUID | MS_NODEV | MS_NOEXEC, options))))
+    return e;
+  int dir = ::open(kRoot, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (dir < 0) return step(2, errno);
+  for (size_t i = 0; i < count; ++i) {
+    int fd =
+        ::openat(dir, secrets[i].name, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0400);
+    int e = fd < 0 ? errno : write_all(fd, secrets[i].data, secrets[i].size);
+    if (e == 0) e = err_of(::fchown(fd, uid, gid));
+    if (e == 0) e = err_of(::fchmod(fd, 0400));  // whatever the umask
+    if (fd >= 0) ::close(fd);
+    if (e != 0) {
+      ::close(dir);
+      return step(2, e);
+    }
+  }
+  ::close(dir);
+  return step(3,
+              err_of(::mount(nullptr, kRoot, nullptr,
+                             MS_REMOUNT | MS_RDONLY | MS_NOSUID | MS_NODEV | MS_NOEXEC, options)));
+}
+
+const char* secret_mount_step(int index) noexcept {
+  if (index < 0 || static_cast<size_t>(index) >= std::size(kSecretSteps)) return nullptr;
+  return kSecretSteps[index];
+}
+
 int pivot_to_cwd() noexcept {
   // pivot_root(2), "NOTES": with new_root == put_old == ".", the old root ends up stacked on top of
   // the new one and can be detached in place, without a put_old directory in the image.

@@ -6,6 +6,12 @@
 // to it, so nothing needs to be joined at run time.
 #pragma once
 
+#include <sys/types.h>
+
+#include <cstddef>
+
+#include "sandbox/child.hpp"
+
 namespace benchrun::sandbox {
 
 // mount(NULL, "/", MS_REC|MS_PRIVATE): nothing we mount propagates back to the host.
@@ -38,6 +44,11 @@ int mount_tools(const char* tool_dir, const char* tool_launcher, const char* out
 // --init: host_path (absolute) bound read-only, nosuid, nodev at /.benchrun-pid1 of the new root
 // (the cwd), an empty file created for it (an existing non-regular file or symlink: EEXIST).
 int mount_pid1(const char* host_path) noexcept;
+// Secrets (SpawnSpec::secrets), in the new root (the cwd) before pivot_root: a tmpfs with options
+// on /run/secrets (created if missing; a symlink at /run or /run/secrets is refused), one file per
+// secret of mode 0400 owned by uid:gid, then the tmpfs goes read-only.
+int mount_secrets(const ChildSecret* secrets, size_t count, const char* options, uid_t uid,
+                  gid_t gid, int* failed_step) noexcept;
 // mkdir -p for an absolute path (mode 0755); existing directories are fine.
 int make_dirs(const char* path) noexcept;
 
@@ -47,5 +58,6 @@ const char* dev_link_path(int index) noexcept;
 const char* masked_path(int index) noexcept;
 const char* readonly_path(int index) noexcept;
 const char* tool_mount_step(int index) noexcept;
+const char* secret_mount_step(int index) noexcept;
 
 }  // namespace benchrun::sandbox

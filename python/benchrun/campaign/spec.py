@@ -34,6 +34,11 @@ ArgvLike = Union[str, Sequence[str], None]
 
 def _check_keys(doc: Mapping[str, Any], allowed: Iterable[str], where: str) -> None:
     unknown = sorted(set(doc) - set(allowed))
+    if "secrets" in unknown:  # a campaign is stored whole: the values would be kept in clear
+        raise ConfigError(
+            f"{where}: 'secrets': campaigns cannot carry secrets yet (their spec is stored in the "
+            'results store); see docs/security.md "Secrets"'
+        )
     if unknown:
         raise ConfigError(
             f"{where}: unknown key(s) {', '.join(unknown)} "
@@ -120,6 +125,8 @@ class Variant:
         if not isinstance(self.options, Mapping):
             raise ConfigError(f"{where}: options: expected a table of run options")
         for key, value in self.options.items():
+            if key == "secrets":
+                _check_keys({key: value}, (), where)  # refused as campaigns refuse them
             if key not in BY_NAME or key in VARIANT_FIELDS:
                 raise ConfigError(
                     f"{where}: option '{key}': not a run option (or one with its own field)"

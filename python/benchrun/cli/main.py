@@ -219,6 +219,15 @@ def _add_run_parser(sub: Any) -> None:
     )
     add_run_options(p)
     p.add_argument(
+        "--secret",
+        action="append",
+        default=None,
+        metavar="NAME[=HOSTFILE]",
+        help="give the run the file /run/secrets/NAME (mode 0400, its user's; a tmpfs) with "
+        "HOSTFILE's content, or with $BENCHRUN_SECRET_NAME's for NAME alone (repeatable); the "
+        "value is redacted (***) from the output and never stored (docs/security.md)",
+    )
+    p.add_argument(
         "--env-file",
         action="append",
         default=[],
@@ -485,7 +494,13 @@ def cmd_run(args: argparse.Namespace) -> int:
         if env_files:
             options["env"] = env_files + list(options.get("env", []))
         spec = make_spec(
-            image, command, store=args.store, pull=args.pull, **options, **_registry_kwargs(args)
+            image,
+            command,
+            store=args.store,
+            pull=args.pull,
+            secrets=args.secret,
+            **options,
+            **_registry_kwargs(args),
         )
     except ConfigError as e:  # a bad option value is a usage error: nothing was pulled or run
         args.run_parser.error(with_flag(str(e)))

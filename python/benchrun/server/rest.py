@@ -139,6 +139,17 @@ async def _job(state: ServerState, principal: Principal, job_id: str) -> Job:
     return job
 
 
+def _refuse_secrets(doc: dict[str, Any], where: str) -> None:
+    """Secrets in a job are not supported yet (docs/security.md "Secrets"): refused by name, the
+    values neither stored nor echoed."""
+    if isinstance(doc, dict) and "secrets" in doc:
+        raise ConfigError(
+            f"{where}.secrets: jobs cannot carry secrets yet (coming: per-project secrets "
+            "stored encrypted on the server, referenced by name); nothing was stored. Run "
+            "locally with `benchrun run --secret` meanwhile"
+        )
+
+
 def _check_keys(doc: dict[str, Any], allowed: set[str], where: str) -> None:
     unknown = set(doc) - allowed
     if unknown:
@@ -369,11 +380,13 @@ async def prepare_job(
     state: ServerState, project: Project, body: dict[str, Any], where: str = "job"
 ) -> tuple[dict[str, Any], p.JobConfig, int]:
     """A job submission body checked and its image pinned: (spec, config, priority)."""
+    _refuse_secrets(body, where)
     _check_keys(body, {"image", "spec", "config", "priority"}, where)
     ref = _str_field(body, "image", where, max_len=1024)
     spec_in = body.get("spec") or {}
     if not isinstance(spec_in, dict):
         raise ConfigError(f"{where}.spec: expected an object")
+    _refuse_secrets(spec_in, f"{where}.spec")
     _check_keys(spec_in, _SPEC_KEYS, f"{where}.spec")
     if spec_in.get("instructions") not in (None, "count", "cache", "sections"):
         raise ConfigError(f"{where}.spec.instructions: expected count, cache, sections or null")

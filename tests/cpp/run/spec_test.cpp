@@ -171,6 +171,36 @@ TEST(RunSpec, InstructionsRefusedOnTheVmBackend) {
   }
 }
 
+// Secrets (not a table option): names are plain file names, bounded; never the content in errors.
+TEST(RunSpec, SecretNamesAndSizes) {
+  auto refused = [](std::vector<std::pair<std::string, std::string>> secrets, std::string backend,
+                    const std::string& why) {
+    RunSpec s;
+    s.backend = std::move(backend);
+    s.secrets = std::move(secrets);
+    try {
+      validate(s);
+      ADD_FAILURE() << "accepted: " << why;
+    } catch (const ConfigError& e) {
+      const std::string what = e.what();
+      EXPECT_NE(what.find(why), std::string::npos) << what;
+      EXPECT_EQ(what.find("VALUE"), std::string::npos) << what;
+    }
+  };
+  RunSpec ok;
+  ok.secrets = {{"tok", "VALUE"}, {"a.b-c_D9", ""}};
+  EXPECT_NO_THROW(validate(ok));
+  for (const char* bad : {"", ".", "..", "a/b", "../x", "a b"})
+    refused({{bad, "VALUE"}}, "sandbox", "secrets: name");
+  refused({{std::string(kMaxSecretName + 1, 'n'), "VALUE"}}, "sandbox", "secrets: name");
+  refused({{"a", "VALUE"}, {"a", "VALUE"}}, "sandbox", "given twice");
+  refused({{"a", std::string(kMaxSecretBytes + 1, 'x')}}, "sandbox", "at most");
+  std::vector<std::pair<std::string, std::string>> many;
+  for (size_t i = 0; i <= kMaxSecrets; ++i) many.emplace_back("n" + std::to_string(i), "VALUE");
+  refused(many, "sandbox", "at most 64");
+  refused({{"a", "VALUE"}}, "vm", "vm backend does not deliver secrets");
+}
+
 TEST(RunSpec, EveryOptionHasACase) {
   std::set<std::string> covered;
   for (const auto& c : cases()) covered.insert(c.option);

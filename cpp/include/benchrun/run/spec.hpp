@@ -8,6 +8,7 @@
 #include <cstdint>
 #include <optional>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "benchrun/host/cgroup.hpp"
@@ -77,7 +78,16 @@ struct RunSpec {
   // Unprivileged mode: a user namespace maps the caller to root; unset: exactly when not root.
   // (Not an option: how benchrun itself runs, set by tests.)
   std::optional<bool> rootless;
+  // Secrets (docs/security.md "Secrets"): (name, content), files of /run/secrets in the run. Not an
+  // option of the table: never a property, never echoed; set by run() from its own argument.
+  std::vector<std::pair<std::string, std::string>> secrets;
 };
+
+// Bounds of RunSpec::secrets: a name is [A-Za-z0-9_.-]{1,kMaxSecretName}, not "." or "..".
+inline constexpr size_t kMaxSecrets = 64;
+inline constexpr size_t kMaxSecretName = 128;
+inline constexpr size_t kMaxSecretBytes = size_t{1} << 20;  // each
+inline constexpr size_t kMaxSecretTotal = size_t{4} << 20;
 
 // Every rule of every option (ConfigError naming the option and the fix). Backend-specific
 // refusals (e.g. the vm backend has no network yet) are the backend's own validate().

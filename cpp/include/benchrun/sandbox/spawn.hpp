@@ -11,6 +11,7 @@
 
 #include <chrono>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "benchrun/common/unique_fd.hpp"
@@ -77,7 +78,15 @@ struct SpawnSpec {
   // --init (run/pid1.hpp): a host file (benchrun-pid1) bound read-only at kPid1Path
   // ("/.benchrun-pid1") before pivot_root; argv then starts with that path. Empty: none.
   std::string pid1;
+  // Secrets (docs/security.md "Secrets"): (name, content) pairs the child writes, after
+  // pivot_root, into a fresh tmpfs at kSecretRoot as files of mode 0400 owned by uid:gid; the
+  // tmpfs then goes read-only. The bytes reach the child in its copy of the parent's memory only:
+  // never a file on the host. Names are checked by run::validate (no '/', not '.' or '..').
+  std::vector<std::pair<std::string, std::string>> secrets;
 };
+
+// Where the child mounts the secrets of SpawnSpec::secrets, inside the run's root.
+inline constexpr const char* kSecretRoot = "/run/secrets";
 
 // Where the child mounts the tools of SpawnSpec::tool_dir, inside the run's root.
 inline constexpr const char* kToolRoot = "/.benchrun-tools";
