@@ -280,9 +280,11 @@ TEST(RunSpec, TimeoutInMillisecondsNeverRoundsToNone) {
   EXPECT_EQ(timeout_ms(s), 1500u);
 }
 
-TEST(Backends, RegistryHasBothAndRefusesOthers) {
-  EXPECT_EQ(backend_names(), (std::vector<std::string>{"sandbox", "vm"}));
+TEST(Backends, RegistryHasEveryBackendAndRefusesOthers) {
+  EXPECT_EQ(backend_names(),
+            (std::vector<std::string>{"sandbox", "vm", "runc", "runsc", "crun", "oci"}));
   EXPECT_EQ(backend("vm").name(), "vm");
+  EXPECT_EQ(backend("runsc").name(), "runsc");
   EXPECT_THROW(backend("firecracker"), ConfigError);
 }
 
