@@ -150,7 +150,9 @@ def add_parsers(sub: Any) -> None:
     p.add_argument("--project", metavar="ID", help="project (default $BENCHRUN_PROJECT)")
     # The run options a job spec carries, with `benchrun run`'s flags (--timeout default 60 s,
     # --vcpus default 1: the runner's CPUs, not this machine's).
-    add_run_options(p, only=JOB_OPTIONS + ("instructions", "counters"))  # spec.instructions: benchrun's
+    add_run_options(
+        p, only=JOB_OPTIONS + ("instructions", "counters")
+    )  # spec.instructions: benchrun's
     p.add_argument(
         "--iterations",
         type=_iterations,

@@ -15,7 +15,7 @@ from __future__ import annotations
 import re
 import uuid as _uuid
 from dataclasses import dataclass, field
-from typing import Any, Mapping, Optional, Union
+from typing import Any, Mapping, Optional, Sequence, Union
 
 from benchrun.errors import ProtocolError
 from benchrun.jobs import safejson
@@ -121,7 +121,7 @@ def _with_host_state(msg: dict, host_state: Optional[Mapping[str, Any]]) -> dict
 
 def _with_measurements(
     msg: dict,
-    iterations: Optional[list[Mapping[str, Any]]],
+    iterations: Optional[Sequence[Mapping[str, Any]]],
     testbed: Optional[Mapping[str, Any]],
 ) -> dict:
     """benchrun's optional extensions: {"iterations": [{"metrics": {name: {"value", "unit"}},
@@ -140,7 +140,7 @@ def completed(
     results: list[dict],
     timings: Optional[Mapping[str, float]] = None,
     host_state: Optional[Mapping[str, Any]] = None,
-    iterations: Optional[list[Mapping[str, Any]]] = None,
+    iterations: Optional[Sequence[Mapping[str, Any]]] = None,
     testbed: Optional[Mapping[str, Any]] = None,
 ) -> dict:
     return _with_measurements(
@@ -159,7 +159,7 @@ def failed(
     error: str,
     timings: Optional[Mapping[str, float]] = None,
     host_state: Optional[Mapping[str, Any]] = None,
-    iterations: Optional[list[Mapping[str, Any]]] = None,
+    iterations: Optional[Sequence[Mapping[str, Any]]] = None,
     testbed: Optional[Mapping[str, Any]] = None,
 ) -> dict:
     return _with_measurements(

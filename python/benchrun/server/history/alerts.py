@@ -72,7 +72,7 @@ class HistoryService:
     def __init__(self, db: Database) -> None:
         self.db = db
         self.store = HistoryStore(db)
-        self._tasks: set[asyncio.Task[None]] = set()
+        self._tasks: set[asyncio.Task[Any]] = set()
 
     # --- event intake ---
     def on_event(self, ev: Event) -> None:

@@ -95,12 +95,14 @@ def job_samples(
     for it, meas in zip(results, iterations or []):
         if it.get("exit_code") != 0:
             continue
-        for measure, m in (meas.get("metrics") or {}).items():
+        for measure, entry in (meas.get("metrics") or {}).items():
             if (wanted and measure not in wanted) or (not wanted and measure not in RUN_MEASURES):
                 continue
-            value = m.get("value")
+            if not isinstance(entry, dict):
+                continue
+            value = entry.get("value")
             if isinstance(value, (int, float)) and math.isfinite(value):
-                out.setdefault((bench, measure), (m.get("unit") or None, []))[1].append(
+                out.setdefault((bench, measure), (entry.get("unit") or None, []))[1].append(
                     float(value)
                 )
     return out

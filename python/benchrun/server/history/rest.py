@@ -91,8 +91,9 @@ async def _upload_testbed(svc: HistoryService, project: str, value: Any) -> Any:
     if isinstance(value, dict):
         facts = p.parse_testbed(value, "upload.testbed")  # flat scalars, bounded
         fp = _testbed.fingerprint(facts)
-        name = facts.get("name") if isinstance(facts.get("name"), str) else f"upload-{fp[:8]}"
-        return await svc.store.testbed(project, fp, dict(facts), ingest.name(name, "name"), None)
+        given = facts.get("name")
+        label = given if isinstance(given, str) else f"upload-{fp[:8]}"
+        return await svc.store.testbed(project, fp, dict(facts), ingest.name(label, "name"), None)
     raise ConfigError("upload.testbed: expected a testbed name or an object of host facts")
 
 

@@ -555,7 +555,8 @@ class HistoryStore:
         confirmation: Optional[dict[str, Any]] = None,
     ) -> Optional[Alert]:
         """Conditional: only from a state in from_; returns the alert if it changed."""
-        sets, args = ["updated = ?"], [time.time()]
+        sets: list[str] = ["updated = ?"]
+        args: list[Any] = [time.time()]
         if to is not None:
             sets.append("state = ?")
             args.append(to)
@@ -592,7 +593,8 @@ class HistoryStore:
         series: Optional[str] = None,
         limit: int = 100,
     ) -> list[Alert]:
-        where, args = ["project = ?"], [project]
+        where: list[str] = ["project = ?"]
+        args: list[Any] = [project]
         if state is not None:
             where.append("state = ?")
             args.append(state)
