@@ -6,8 +6,7 @@
 # dictionaries: tests/fuzz/<name>.dict. What a run learns grows in build/fuzz/corpus/<target>/
 # (not committed); crashes land in build/fuzz/artifacts/<target>/ (reproduce: the target binary
 # with the file as argument). FUZZ_BUILD_JOBS (default 2) bounds the build's parallelism; the build
-# goes through ccache when it is installed (CCACHE_BASEDIR defaults to the checkout's parent and
-# CCACHE_DIR to <parent>/.ccache when that exists, so worktrees share hits).
+# goes through ccache when it is installed (scripts/ccache.sh).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -20,16 +19,10 @@ for src in tests/fuzz/*_fuzz.cpp; do all+=("$(basename "$src" .cpp)"); done
 targets=("$@")
 [ ${#targets[@]} -gt 0 ] || targets=("${all[@]}")
 
-launcher=()
-if command -v ccache >/dev/null 2>&1; then
-  parent="$(cd .. && pwd)"
-  export CCACHE_BASEDIR="${CCACHE_BASEDIR:-$parent}"
-  # A cache shared by the checkouts beside this one, when there is one (else ccache's default).
-  [ -n "${CCACHE_DIR:-}" ] || [ ! -d "$parent/.ccache" ] || export CCACHE_DIR="$parent/.ccache"
-  launcher=(-DCMAKE_C_COMPILER_LAUNCHER=ccache -DCMAKE_CXX_COMPILER_LAUNCHER=ccache)
-fi
+# shellcheck disable=SC1091
+source scripts/ccache.sh
 CC=clang CXX=clang++ cmake -S . -B build/fuzz -G Ninja -DBENCHRUN_FUZZ=ON \
-  -DBENCHRUN_BUILD_PYTHON=OFF -DBENCHRUN_BUILD_TESTS=OFF "${launcher[@]}" >/dev/null
+  -DBENCHRUN_BUILD_PYTHON=OFF -DBENCHRUN_BUILD_TESTS=OFF "${BENCHRUN_LAUNCHER[@]}" >/dev/null
 cmake --build build/fuzz --target "${targets[@]}" -j "$jobs"
 
 # Per-target input size bound: tar-based targets need room for a few 512-byte headers.

@@ -14,7 +14,8 @@ cmake --build build/cmake --target benchrun_tests -j "$(nproc)"
 (cd build/cmake && ctest --output-on-failure -j "$(nproc)" --timeout 300)
 
 echo "== C++ unit tests under ASan + UBSan"
-cmake -S . -B build/asan -G Ninja -DBENCHRUN_SANITIZE=ON -DBENCHRUN_BUILD_PYTHON=OFF >/dev/null
+cmake -S . -B build/asan -G Ninja -DBENCHRUN_SANITIZE=ON -DBENCHRUN_BUILD_PYTHON=OFF \
+  "${BENCHRUN_LAUNCHER[@]}" >/dev/null
 cmake --build build/asan --target benchrun_tests -j "$(nproc)"
 UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 ./build/asan/benchrun_tests --gtest_brief=1
 

@@ -5,7 +5,9 @@ if [ ! -x "$VENV/bin/python" ]; then
 fi
 # shellcheck disable=SC1091
 source "$VENV/bin/activate"
-export CMAKE_ARGS="${CMAKE_ARGS:-} -DBENCHRUN_BUILD_TESTS=ON"
+# shellcheck disable=SC1091
+source "$(dirname "${BASH_SOURCE[0]}")/ccache.sh"
+export CMAKE_ARGS="${CMAKE_ARGS:-} ${BENCHRUN_LAUNCHER[*]} -DBENCHRUN_BUILD_TESTS=ON"
 python -m pip install -q --no-build-isolation --no-deps --no-index . 
 # The notebooks name the "benchrun" kernel. It is registered inside the venv
 # (.venv/share/jupyter/kernels/benchrun, running the venv's python), which Jupyter searches when the
